@@ -1,0 +1,455 @@
+//! Door definitions: what a knock looks like and what it opens.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// knockd's limit on sequence length, which we keep.
+pub const MAX_SEQUENCE_LEN: usize = 32;
+
+/// Transport protocol of a knock or of a protected service.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    /// Lower-case name, as used in configs and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Proto {
+    type Err = DoorError;
+    fn from_str(s: &str) -> Result<Self, DoorError> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(DoorError::BadProto(s.to_string())),
+        }
+    }
+}
+
+/// One element of a knock sequence: a packet to `port` over `proto`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Knock {
+    /// Destination port of the knock packet.
+    pub port: u16,
+    /// Protocol of the knock packet.
+    pub proto: Proto,
+}
+
+impl fmt::Display for Knock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.port, self.proto)
+    }
+}
+
+/// Parses knockd's `port[:tcp|udp]` syntax. TCP is the default. Unlike knockd,
+/// junk is an error rather than port 0, and an unknown protocol is an error
+/// rather than TCP.
+impl FromStr for Knock {
+    type Err = DoorError;
+    fn from_str(s: &str) -> Result<Self, DoorError> {
+        let s = s.trim();
+        let (port, proto) = match s.split_once(':') {
+            Some((port, proto)) => (port, proto.parse()?),
+            None => (s, Proto::Tcp),
+        };
+        Ok(Knock {
+            port: parse_port(port)?,
+            proto,
+        })
+    }
+}
+
+/// A protected service: new connections to it are dropped unless granted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Service {
+    /// Protocol of the service.
+    pub proto: Proto,
+    /// Port of the service.
+    pub port: u16,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.proto, self.port)
+    }
+}
+
+/// Parses `tcp/22`, `udp/51820`, `22/tcp` or a bare `22` (TCP).
+impl FromStr for Service {
+    type Err = DoorError;
+    fn from_str(s: &str) -> Result<Self, DoorError> {
+        let s = s.trim();
+        let bad = || DoorError::BadService(s.to_string());
+        match s.split_once('/') {
+            Some((a, b)) => {
+                if let Ok(proto) = a.parse::<Proto>() {
+                    Ok(Service {
+                        proto,
+                        port: parse_port(b).map_err(|_| bad())?,
+                    })
+                } else {
+                    let proto = b.parse::<Proto>().map_err(|_| bad())?;
+                    Ok(Service {
+                        proto,
+                        port: parse_port(a).map_err(|_| bad())?,
+                    })
+                }
+            }
+            None => Ok(Service {
+                proto: Proto::Tcp,
+                port: parse_port(s).map_err(|_| bad())?,
+            }),
+        }
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, DoorError> {
+    let s = s.trim();
+    match s.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => Err(DoorError::BadPort(s.to_string())),
+    }
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flag {
+    /// FIN
+    pub const FIN: u8 = 0x01;
+    /// SYN
+    pub const SYN: u8 = 0x02;
+    /// RST
+    pub const RST: u8 = 0x04;
+    /// PSH
+    pub const PSH: u8 = 0x08;
+    /// ACK
+    pub const ACK: u8 = 0x10;
+    /// URG
+    pub const URG: u8 = 0x20;
+}
+
+/// A predicate on TCP flags, in knockd's `syn,!ack` syntax: listed flags must
+/// be set, `!`-prefixed flags must be clear, the others are ignored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TcpFlags {
+    /// Bits that must be set.
+    pub set: u8,
+    /// Bits that must be clear.
+    pub clear: u8,
+}
+
+impl TcpFlags {
+    /// The default for TCP knocks: a connection attempt, i.e. SYN without ACK.
+    pub const SYN_NOT_ACK: TcpFlags = TcpFlags {
+        set: tcp_flag::SYN,
+        clear: tcp_flag::ACK,
+    };
+
+    /// True when `flags` (TCP header byte 13) satisfies the predicate.
+    pub const fn matches(self, flags: u8) -> bool {
+        flags & self.set == self.set && flags & self.clear == 0
+    }
+}
+
+impl Default for TcpFlags {
+    fn default() -> Self {
+        TcpFlags::SYN_NOT_ACK
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(u8, &str); 6] = [
+            (tcp_flag::FIN, "fin"),
+            (tcp_flag::SYN, "syn"),
+            (tcp_flag::RST, "rst"),
+            (tcp_flag::PSH, "psh"),
+            (tcp_flag::ACK, "ack"),
+            (tcp_flag::URG, "urg"),
+        ];
+        let mut first = true;
+        for (bit, name) in NAMES {
+            let prefix = if self.set & bit != 0 {
+                ""
+            } else if self.clear & bit != 0 {
+                "!"
+            } else {
+                continue;
+            };
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{prefix}{name}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for TcpFlags {
+    type Err = DoorError;
+    fn from_str(s: &str) -> Result<Self, DoorError> {
+        let mut flags = TcpFlags { set: 0, clear: 0 };
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (negated, name) = match item.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, item),
+            };
+            let bit = match name.to_ascii_lowercase().as_str() {
+                "fin" => tcp_flag::FIN,
+                "syn" => tcp_flag::SYN,
+                "rst" => tcp_flag::RST,
+                "psh" => tcp_flag::PSH,
+                "ack" => tcp_flag::ACK,
+                "urg" => tcp_flag::URG,
+                _ => return Err(DoorError::BadTcpFlag(item.to_string())),
+            };
+            if (flags.set | flags.clear) & bit != 0 {
+                return Err(DoorError::BadTcpFlag(format!("{item} (flag given twice)")));
+            }
+            if negated {
+                flags.clear |= bit;
+            } else {
+                flags.set |= bit;
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// A command to run on a door event: an argv, never passed to a shell.
+/// `%IP%`, `%PORT%`, `%PROTO%` and `%DOOR%` are substituted per argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandTemplate {
+    /// Program followed by its arguments, before substitution.
+    pub argv: Vec<String>,
+}
+
+impl CommandTemplate {
+    /// True when any argument mentions `%PORT%` or `%PROTO%`.
+    pub fn uses_service(&self) -> bool {
+        self.argv
+            .iter()
+            .any(|a| a.contains("%PORT%") || a.contains("%PROTO%"))
+    }
+
+    /// The argv with every placeholder replaced. `service` is `None` for doors
+    /// that protect no service, in which case validation guarantees that
+    /// `%PORT%` and `%PROTO%` do not appear.
+    pub fn render(
+        &self,
+        ip: std::net::IpAddr,
+        door: &str,
+        service: Option<Service>,
+    ) -> Vec<String> {
+        let ip = ip.to_string();
+        let (port, proto) = match service {
+            Some(s) => (s.port.to_string(), s.proto.to_string()),
+            None => (String::new(), String::new()),
+        };
+        self.argv
+            .iter()
+            .map(|a| {
+                a.replace("%IP%", &ip)
+                    .replace("%PORT%", &port)
+                    .replace("%PROTO%", &proto)
+                    .replace("%DOOR%", door)
+            })
+            .collect()
+    }
+}
+
+/// A door: a knock sequence and what it opens, for whom and for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Door {
+    /// Name used in logs and on the command line.
+    pub name: String,
+    /// Ordered knock sequence, 1 to [`MAX_SEQUENCE_LEN`] elements.
+    pub sequence: Vec<Knock>,
+    /// The whole sequence must arrive within this window, counted from the
+    /// first knock.
+    pub seq_timeout: Duration,
+    /// Lifetime of the grant once the door opens.
+    pub open_for: Duration,
+    /// Predicate that TCP knock packets must satisfy; others are ignored.
+    pub tcp_flags: TcpFlags,
+    /// Services the grant opens for the knocking address.
+    pub services: Vec<Service>,
+    /// Optional command run when the door opens for an address.
+    pub on_open: Option<CommandTemplate>,
+    /// Optional command run when the grant ends.
+    pub on_close: Option<CommandTemplate>,
+}
+
+impl Door {
+    /// Checks the invariants the rest of the core relies on.
+    pub fn validate(&self) -> Result<(), DoorError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(DoorError::BadName(self.name.clone()));
+        }
+        if self.sequence.is_empty() {
+            return Err(DoorError::EmptySequence);
+        }
+        if self.sequence.len() > MAX_SEQUENCE_LEN {
+            return Err(DoorError::SequenceTooLong(self.sequence.len()));
+        }
+        if self.seq_timeout.is_zero() {
+            return Err(DoorError::ZeroDuration("seq_timeout"));
+        }
+        if self.open_for.is_zero() {
+            return Err(DoorError::ZeroDuration("open_for"));
+        }
+        if self.tcp_flags.set & self.tcp_flags.clear != 0 {
+            return Err(DoorError::BadTcpFlag(self.tcp_flags.to_string()));
+        }
+        if self.services.is_empty() && self.on_open.is_none() {
+            return Err(DoorError::NothingToOpen);
+        }
+        for (key, cmd) in [("on_open", &self.on_open), ("on_close", &self.on_close)] {
+            if let Some(cmd) = cmd {
+                if cmd.argv.first().is_none_or(|p| p.is_empty()) {
+                    return Err(DoorError::EmptyCommand(key));
+                }
+                if self.services.is_empty() && cmd.uses_service() {
+                    return Err(DoorError::ServicePlaceholderWithoutService(key));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a door definition is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DoorError {
+    /// Port is not an integer in 1..=65535.
+    #[error("invalid port {0:?}: expected an integer from 1 to 65535")]
+    BadPort(String),
+    /// Protocol is neither tcp nor udp.
+    #[error("invalid protocol {0:?}: expected \"tcp\" or \"udp\"")]
+    BadProto(String),
+    /// Service is not `proto/port`.
+    #[error("invalid service {0:?}: expected \"tcp/PORT\" or \"udp/PORT\"")]
+    BadService(String),
+    /// Unknown or repeated TCP flag.
+    #[error("invalid TCP flag {0:?}: expected a comma list of fin, syn, rst, psh, ack, urg, each optionally prefixed with '!'")]
+    BadTcpFlag(String),
+    /// Door name unusable in logs and commands.
+    #[error("invalid door name {0:?}: use letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// No knocks.
+    #[error("the knock sequence is empty")]
+    EmptySequence,
+    /// More than [`MAX_SEQUENCE_LEN`] knocks.
+    #[error("the knock sequence has {0} ports; at most 32 are allowed")]
+    SequenceTooLong(usize),
+    /// A duration that must be positive is zero.
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
+    /// Door opens nothing.
+    #[error("the door protects no service and runs no on_open command, so opening it would do nothing")]
+    NothingToOpen,
+    /// Empty argv.
+    #[error("{0} is empty: give the program and its arguments as a list")]
+    EmptyCommand(&'static str),
+    /// `%PORT%`/`%PROTO%` used by a door without services.
+    #[error("{0} uses %PORT% or %PROTO% but the door protects no service")]
+    ServicePlaceholderWithoutService(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knock_syntax_matches_knockd_and_rejects_junk() {
+        assert_eq!(
+            "7000".parse::<Knock>().unwrap(),
+            Knock {
+                port: 7000,
+                proto: Proto::Tcp
+            }
+        );
+        assert_eq!(
+            "8000:UDP".parse::<Knock>().unwrap(),
+            Knock {
+                port: 8000,
+                proto: Proto::Udp
+            }
+        );
+        assert!(matches!("70x0".parse::<Knock>(), Err(DoorError::BadPort(_))));
+        assert!(matches!("0".parse::<Knock>(), Err(DoorError::BadPort(_))));
+        assert!(matches!("65536".parse::<Knock>(), Err(DoorError::BadPort(_))));
+        assert!(matches!("1:icmp".parse::<Knock>(), Err(DoorError::BadProto(_))));
+    }
+
+    #[test]
+    fn service_syntax() {
+        let ssh = Service {
+            proto: Proto::Tcp,
+            port: 22,
+        };
+        assert_eq!("tcp/22".parse::<Service>().unwrap(), ssh);
+        assert_eq!("22/tcp".parse::<Service>().unwrap(), ssh);
+        assert_eq!("22".parse::<Service>().unwrap(), ssh);
+        assert!("udp/".parse::<Service>().is_err());
+        assert!("sctp/5".parse::<Service>().is_err());
+    }
+
+    #[test]
+    fn tcp_flags_round_trip_and_match() {
+        let f: TcpFlags = "syn,!ack".parse().unwrap();
+        assert_eq!(f, TcpFlags::SYN_NOT_ACK);
+        assert_eq!(f.to_string(), "syn,!ack");
+        assert!(f.matches(tcp_flag::SYN));
+        assert!(!f.matches(tcp_flag::SYN | tcp_flag::ACK));
+        assert!(!f.matches(tcp_flag::FIN));
+        assert!("syn,bogus".parse::<TcpFlags>().is_err());
+        assert!("syn,!syn".parse::<TcpFlags>().is_err());
+    }
+
+    #[test]
+    fn command_rendering_substitutes_every_placeholder() {
+        let cmd = CommandTemplate {
+            argv: vec!["echo".into(), "%DOOR% %IP% %PROTO%/%PORT%".into()],
+        };
+        let argv = cmd.render(
+            "2001:db8::1".parse().unwrap(),
+            "ssh",
+            Some(Service {
+                proto: Proto::Tcp,
+                port: 22,
+            }),
+        );
+        assert_eq!(argv, vec!["echo", "ssh 2001:db8::1 tcp/22"]);
+    }
+}

@@ -1,0 +1,20 @@
+//! Sans-IO core of Sesame.
+//!
+//! Everything here is pure computation: door definitions, the per-(source, door)
+//! knock state machine, the bounded tables it keeps, the grant bookkeeping and
+//! the defensive IPv4/IPv6 packet parser. There are no sockets, no clock and no
+//! random number generator: the caller passes the current [`Instant`] and any
+//! hash seed in. Adapters (packet observation, firewall, control) live in other
+//! crates and drive this one.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod door;
+pub mod grants;
+pub mod packet;
+pub mod table;
+pub mod time;
+pub mod tracker;
+
+pub use door::{CommandTemplate, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN};
+pub use time::Instant;

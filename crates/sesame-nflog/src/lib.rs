@@ -1,0 +1,1 @@
+//! NFLOG adapter (in progress).
