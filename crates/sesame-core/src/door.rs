@@ -376,7 +376,9 @@ pub enum DoorError {
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
     /// Door opens nothing.
-    #[error("the door protects no service and runs no on_open command, so opening it would do nothing")]
+    #[error(
+        "the door protects no service and runs no on_open command, so opening it would do nothing"
+    )]
     NothingToOpen,
     /// Empty argv.
     #[error("{0} is empty: give the program and its arguments as a list")]
@@ -406,10 +408,19 @@ mod tests {
                 proto: Proto::Udp
             }
         );
-        assert!(matches!("70x0".parse::<Knock>(), Err(DoorError::BadPort(_))));
+        assert!(matches!(
+            "70x0".parse::<Knock>(),
+            Err(DoorError::BadPort(_))
+        ));
         assert!(matches!("0".parse::<Knock>(), Err(DoorError::BadPort(_))));
-        assert!(matches!("65536".parse::<Knock>(), Err(DoorError::BadPort(_))));
-        assert!(matches!("1:icmp".parse::<Knock>(), Err(DoorError::BadProto(_))));
+        assert!(matches!(
+            "65536".parse::<Knock>(),
+            Err(DoorError::BadPort(_))
+        ));
+        assert!(matches!(
+            "1:icmp".parse::<Knock>(),
+            Err(DoorError::BadProto(_))
+        ));
     }
 
     #[test]

@@ -16,5 +16,11 @@ pub mod table;
 pub mod time;
 pub mod tracker;
 
-pub use door::{CommandTemplate, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN};
+pub use door::{
+    CommandTemplate, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN,
+};
+pub use grants::{GrantOutcome, Grants};
+pub use packet::{Packet, ParseError};
+pub use table::{EvictionPolicy, Table};
 pub use time::Instant;
+pub use tracker::{DoorId, Event, Observation, Tracker};

@@ -1,1 +1,882 @@
-//! TODO: filled in by the core work.
+//! The knock state machine: progress per (source address, door).
+//!
+//! Each observed packet is routed through an index from (protocol, port) to
+//! the doors whose sequence uses it, so the work per packet depends on the
+//! number of doors sharing that port, never on the number of sources being
+//! tracked. Progress lives in a bounded [`Table`]; when it is full the oldest
+//! attempt is evicted (and reported) rather than the new one refused.
+//!
+//! Differences from knockd, on purpose:
+//! - a repeat of the knock just matched (a SYN retransmit, a client knocking
+//!   twice) is ignored instead of resetting the attempt;
+//! - timeouts are reported by [`Tracker::expire`] when they happen, not on the
+//!   source's next packet.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::door::{Door, Knock, Proto};
+use crate::packet::Packet;
+use crate::table::{EvictionPolicy, Inserted, SeededState, Table};
+use crate::time::Instant;
+
+/// Index of a door in the list given to [`Tracker::new`].
+pub type DoorId = usize;
+
+/// The parts of a packet the state machine looks at.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Observation {
+    /// Source address of the packet.
+    pub src: IpAddr,
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Destination port.
+    pub dst_port: u16,
+    /// TCP flags byte (ignored for UDP).
+    pub tcp_flags: u8,
+}
+
+impl Observation {
+    /// The knock this packet would be.
+    pub const fn knock(&self) -> Knock {
+        Knock {
+            port: self.dst_port,
+            proto: self.proto,
+        }
+    }
+}
+
+impl From<&Packet<'_>> for Observation {
+    fn from(p: &Packet<'_>) -> Self {
+        Observation {
+            src: p.src,
+            proto: p.proto,
+            dst_port: p.dst_port,
+            tcp_flags: p.tcp_flags,
+        }
+    }
+}
+
+/// Something that happened to a (source, door) knock attempt.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A knock was accepted; `matched` knocks of `of` so far (1-based).
+    Stage {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door being knocked.
+        door: DoorId,
+        /// Knocks matched so far, including this one.
+        matched: usize,
+        /// Length of the door's sequence.
+        of: usize,
+    },
+    /// A repeat of the knock just matched: ignored, progress kept.
+    Duplicate {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door being knocked.
+        door: DoorId,
+        /// Knocks matched so far.
+        matched: usize,
+    },
+    /// A knock of this door's sequence arrived out of order: progress lost.
+    Reset {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door being knocked.
+        door: DoorId,
+        /// Knocks matched before the wrong one.
+        matched_before: usize,
+        /// The out-of-order knock.
+        got: Knock,
+    },
+    /// The door's `seq_timeout` passed before the sequence completed.
+    Timeout {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door being knocked.
+        door: DoorId,
+        /// Knocks matched when time ran out.
+        matched: usize,
+    },
+    /// The attempt was pushed out because the table was full.
+    Evicted {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door being knocked.
+        door: DoorId,
+        /// Knocks matched when evicted.
+        matched: usize,
+    },
+    /// The full sequence arrived in order and in time: open the door.
+    Open {
+        /// Knocking address.
+        src: IpAddr,
+        /// Door to open.
+        door: DoorId,
+    },
+}
+
+impl Event {
+    /// The knocking address.
+    pub const fn src(&self) -> IpAddr {
+        match *self {
+            Event::Stage { src, .. }
+            | Event::Duplicate { src, .. }
+            | Event::Reset { src, .. }
+            | Event::Timeout { src, .. }
+            | Event::Evicted { src, .. }
+            | Event::Open { src, .. } => src,
+        }
+    }
+
+    /// The door concerned.
+    pub const fn door(&self) -> DoorId {
+        match *self {
+            Event::Stage { door, .. }
+            | Event::Duplicate { door, .. }
+            | Event::Reset { door, .. }
+            | Event::Timeout { door, .. }
+            | Event::Evicted { door, .. }
+            | Event::Open { door, .. } => door,
+        }
+    }
+}
+
+type Key = (IpAddr, DoorId);
+
+/// Tracks knock progress for every (source, door) pair. See the module docs.
+#[derive(Debug)]
+pub struct Tracker {
+    doors: Vec<Door>,
+    /// Doors whose sequence contains a knock, ascending, without repeats.
+    index: HashMap<Knock, Vec<DoorId>, SeededState>,
+    /// Knocks matched so far (1 ..= len - 1) per attempt in progress.
+    table: Table<Key, usize>,
+}
+
+impl Tracker {
+    /// A tracker for `doors` (already validated) holding at most `capacity`
+    /// attempts in progress. `hash_seed` keys the table's hasher and should
+    /// be random.
+    pub fn new(doors: Vec<Door>, capacity: usize, hash_seed: [u64; 2]) -> Self {
+        let mut index: HashMap<Knock, Vec<DoorId>, SeededState> =
+            HashMap::with_hasher(SeededState::new(hash_seed));
+        for (id, door) in doors.iter().enumerate() {
+            for knock in &door.sequence {
+                let ids = index.entry(*knock).or_default();
+                // Ids are visited in ascending order, so a repeat is last.
+                if ids.last() != Some(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        Tracker {
+            doors,
+            index,
+            table: Table::new(capacity, hash_seed, EvictionPolicy::Oldest),
+        }
+    }
+
+    /// The doors, indexed by [`DoorId`].
+    pub fn doors(&self) -> &[Door] {
+        &self.doors
+    }
+
+    /// Most attempts tracked at once.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Number of attempts in progress (including expired ones not yet
+    /// collected by [`Tracker::expire`]).
+    pub fn in_progress(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Knocks matched so far by `src` on `door`, if an attempt is tracked.
+    pub fn progress(&self, src: IpAddr, door: DoorId) -> Option<usize> {
+        self.table.get(&(src, door)).copied()
+    }
+
+    /// When the next attempt times out; call [`Tracker::expire`] then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table.next_deadline()
+    }
+
+    /// Feeds one packet seen at `now`, appending what happened to `events`.
+    /// Events for different doors come in ascending door order.
+    pub fn observe(&mut self, now: Instant, obs: &Observation, events: &mut Vec<Event>) {
+        let Some(doors) = self.index.get(&obs.knock()) else {
+            return;
+        };
+        for &id in doors {
+            step(&mut self.table, &self.doors[id], id, now, obs, events);
+        }
+    }
+
+    /// Drops every attempt whose `seq_timeout` has passed, emitting
+    /// [`Event::Timeout`] for each, soonest first.
+    pub fn expire(&mut self, now: Instant, events: &mut Vec<Event>) {
+        while let Some(((src, door), matched)) = self.table.pop_expired(now) {
+            events.push(Event::Timeout { src, door, matched });
+        }
+    }
+}
+
+/// Advances the attempt of `obs.src` on one door.
+fn step(
+    table: &mut Table<Key, usize>,
+    door: &Door,
+    id: DoorId,
+    now: Instant,
+    obs: &Observation,
+    events: &mut Vec<Event>,
+) {
+    // knockd semantics: a TCP packet with the wrong flags (e.g. the SYN|ACK
+    // or ACK of an unrelated connection) is not a knock at all.
+    if obs.proto == Proto::Tcp && !door.tcp_flags.matches(obs.tcp_flags) {
+        return;
+    }
+    let src = obs.src;
+    let knock = obs.knock();
+    let key = (src, id);
+    let seq = &door.sequence;
+
+    let mut matched = table.get(&key).copied();
+    if let Some(m) = matched {
+        if table.deadline(&key).is_some_and(|d| now >= d) {
+            // Not yet collected by `expire`: report it now, then start over.
+            table.remove(&key);
+            events.push(Event::Timeout {
+                src,
+                door: id,
+                matched: m,
+            });
+            matched = None;
+        }
+    }
+    let Some(m) = matched else {
+        start(table, door, id, now, src, knock, events);
+        return;
+    };
+    if seq.get(m) == Some(&knock) {
+        // Advancing wins over Duplicate when a sequence repeats a knock.
+        if m + 1 == seq.len() {
+            table.remove(&key);
+            events.push(Event::Open { src, door: id });
+        } else {
+            if let Some(progress) = table.get_mut(&key) {
+                *progress = m + 1;
+            }
+            events.push(Event::Stage {
+                src,
+                door: id,
+                matched: m + 1,
+                of: seq.len(),
+            });
+        }
+    } else if m > 0 && seq.get(m - 1) == Some(&knock) {
+        events.push(Event::Duplicate {
+            src,
+            door: id,
+            matched: m,
+        });
+    } else {
+        // The index only routes knocks of this door's sequence here, so this
+        // is an out-of-order knock of this door.
+        table.remove(&key);
+        events.push(Event::Reset {
+            src,
+            door: id,
+            matched_before: m,
+            got: knock,
+        });
+        start(table, door, id, now, src, knock, events);
+    }
+}
+
+/// Begins an attempt if `knock` is the door's first knock.
+fn start(
+    table: &mut Table<Key, usize>,
+    door: &Door,
+    id: DoorId,
+    now: Instant,
+    src: IpAddr,
+    knock: Knock,
+    events: &mut Vec<Event>,
+) {
+    if door.sequence.first() != Some(&knock) {
+        return;
+    }
+    if door.sequence.len() == 1 {
+        events.push(Event::Open { src, door: id });
+        return;
+    }
+    if let Inserted::Evicted {
+        key: (old_src, old_door),
+        value: matched,
+        expired,
+    } = table.insert(now, (src, id), door.seq_timeout, 1)
+    {
+        events.push(if expired {
+            Event::Timeout {
+                src: old_src,
+                door: old_door,
+                matched,
+            }
+        } else {
+            Event::Evicted {
+                src: old_src,
+                door: old_door,
+                matched,
+            }
+        });
+    }
+    events.push(Event::Stage {
+        src,
+        door: id,
+        matched: 1,
+        of: door.sequence.len(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::door::tcp_flag::{ACK, FIN, PSH, SYN, URG};
+    use crate::door::{Service, TcpFlags};
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    const SEED: [u64; 2] = [0x5e5a, 0x3e];
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0xc000_0200 + n))
+    }
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn door(name: &str, seq: &[&str]) -> Door {
+        Door {
+            name: name.into(),
+            sequence: seq.iter().map(|k| k.parse().unwrap()).collect(),
+            seq_timeout: Duration::from_secs(5),
+            open_for: Duration::from_secs(30),
+            tcp_flags: TcpFlags::SYN_NOT_ACK,
+            services: vec![Service {
+                proto: Proto::Tcp,
+                port: 22,
+            }],
+            on_open: None,
+            on_close: None,
+        }
+    }
+
+    fn tcp(src: IpAddr, port: u16, flags: u8) -> Observation {
+        Observation {
+            src,
+            proto: Proto::Tcp,
+            dst_port: port,
+            tcp_flags: flags,
+        }
+    }
+
+    fn syn(src: IpAddr, port: u16) -> Observation {
+        tcp(src, port, SYN)
+    }
+
+    fn udp(src: IpAddr, port: u16) -> Observation {
+        Observation {
+            src,
+            proto: Proto::Udp,
+            dst_port: port,
+            tcp_flags: 0,
+        }
+    }
+
+    fn knock(s: &str) -> Knock {
+        s.parse().unwrap()
+    }
+
+    /// Feeds one observation and returns its events.
+    fn feed(tr: &mut Tracker, ms: u64, obs: Observation) -> Vec<Event> {
+        let mut ev = Vec::new();
+        tr.observe(t(ms), &obs, &mut ev);
+        tr.table.check_invariants();
+        ev
+    }
+
+    fn opens(events: &[Event]) -> Vec<(IpAddr, DoorId)> {
+        events
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Open { src, door } => Some((src, door)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn one_door() -> Tracker {
+        Tracker::new(vec![door("ssh", &["7000", "8000", "9000"])], 100, SEED)
+    }
+
+    #[test]
+    fn in_order_knock_opens() {
+        let mut tr = one_door();
+        let a = ip(1);
+        assert_eq!(
+            feed(&mut tr, 0, syn(a, 7000)),
+            [Event::Stage {
+                src: a,
+                door: 0,
+                matched: 1,
+                of: 3
+            }]
+        );
+        assert_eq!(tr.progress(a, 0), Some(1));
+        assert_eq!(
+            feed(&mut tr, 100, syn(a, 8000)),
+            [Event::Stage {
+                src: a,
+                door: 0,
+                matched: 2,
+                of: 3
+            }]
+        );
+        assert_eq!(
+            feed(&mut tr, 200, syn(a, 9000)),
+            [Event::Open { src: a, door: 0 }]
+        );
+        assert_eq!(tr.in_progress(), 0);
+        assert_eq!(tr.next_deadline(), None);
+    }
+
+    #[test]
+    fn unrelated_ports_are_ignored() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        assert!(feed(&mut tr, 1, syn(a, 22)).is_empty());
+        assert!(feed(&mut tr, 2, udp(a, 8000)).is_empty()); // wrong protocol
+        assert_eq!(feed(&mut tr, 3, syn(a, 8000)).len(), 1);
+        assert_eq!(opens(&feed(&mut tr, 4, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn knock_not_starting_the_sequence_is_ignored() {
+        let mut tr = one_door();
+        assert!(feed(&mut tr, 0, syn(ip(1), 8000)).is_empty());
+        assert!(feed(&mut tr, 0, syn(ip(1), 9000)).is_empty());
+        assert_eq!(tr.in_progress(), 0);
+    }
+
+    #[test]
+    fn wrong_port_resets() {
+        let a = ip(1);
+        // Going back to a knock other than the previous one resets.
+        let mut tr = Tracker::new(vec![door("d", &["1000", "2000", "3000", "4000"])], 10, SEED);
+        feed(&mut tr, 0, syn(a, 1000));
+        feed(&mut tr, 1, syn(a, 2000));
+        feed(&mut tr, 2, syn(a, 3000));
+        assert_eq!(
+            feed(&mut tr, 3, syn(a, 2000)),
+            [Event::Reset {
+                src: a,
+                door: 0,
+                matched_before: 3,
+                got: knock("2000")
+            }]
+        );
+        assert_eq!(tr.progress(a, 0), None);
+        // The rest of the old sequence no longer opens.
+        assert!(opens(&feed(&mut tr, 4, syn(a, 4000))).is_empty());
+    }
+
+    #[test]
+    fn out_of_order_knock_resets_and_first_port_restarts() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        assert_eq!(
+            feed(&mut tr, 1, syn(a, 9000)),
+            [Event::Reset {
+                src: a,
+                door: 0,
+                matched_before: 1,
+                got: knock("9000")
+            }]
+        );
+        feed(&mut tr, 2, syn(a, 7000));
+        feed(&mut tr, 3, syn(a, 8000));
+        // Going back to the first port: reset, then a fresh attempt.
+        assert_eq!(
+            feed(&mut tr, 4, syn(a, 7000)),
+            [
+                Event::Reset {
+                    src: a,
+                    door: 0,
+                    matched_before: 2,
+                    got: knock("7000")
+                },
+                Event::Stage {
+                    src: a,
+                    door: 0,
+                    matched: 1,
+                    of: 3
+                }
+            ]
+        );
+        feed(&mut tr, 5, syn(a, 8000));
+        assert_eq!(opens(&feed(&mut tr, 6, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn fresh_attempt_after_reset_gets_its_own_timeout() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        feed(&mut tr, 4000, syn(a, 8000));
+        feed(&mut tr, 4500, syn(a, 7000)); // reset + restart at 4.5 s
+        feed(&mut tr, 8000, syn(a, 8000));
+        assert_eq!(opens(&feed(&mut tr, 9000, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn duplicate_does_not_reset() {
+        let mut tr = one_door();
+        let a = ip(1);
+        // A retransmitted first knock.
+        feed(&mut tr, 0, syn(a, 7000));
+        assert_eq!(
+            feed(&mut tr, 1000, syn(a, 7000)),
+            [Event::Duplicate {
+                src: a,
+                door: 0,
+                matched: 1
+            }]
+        );
+        feed(&mut tr, 1100, syn(a, 8000));
+        // And a retransmitted middle knock.
+        assert_eq!(
+            feed(&mut tr, 1200, syn(a, 8000)),
+            [Event::Duplicate {
+                src: a,
+                door: 0,
+                matched: 2
+            }]
+        );
+        assert_eq!(opens(&feed(&mut tr, 1300, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn duplicate_does_not_extend_the_timeout() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        feed(&mut tr, 4900, syn(a, 7000));
+        feed(&mut tr, 4950, syn(a, 8000));
+        let ev = feed(&mut tr, 5000, syn(a, 9000));
+        assert_eq!(
+            ev,
+            [Event::Timeout {
+                src: a,
+                door: 0,
+                matched: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn repeated_knock_in_sequence_advances() {
+        let mut tr = Tracker::new(vec![door("d", &["1000", "1000", "2000"])], 10, SEED);
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 1000));
+        assert!(matches!(
+            feed(&mut tr, 1, syn(a, 1000))[..],
+            [Event::Stage { matched: 2, .. }]
+        ));
+        assert!(matches!(
+            feed(&mut tr, 2, syn(a, 1000))[..],
+            [Event::Duplicate { matched: 2, .. }]
+        ));
+        assert_eq!(opens(&feed(&mut tr, 3, syn(a, 2000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn late_completion_does_not_open() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        feed(&mut tr, 2000, syn(a, 8000));
+        // seq_timeout (5 s) counts from the first knock; 5000 ms is too late.
+        let ev = feed(&mut tr, 5000, syn(a, 9000));
+        assert_eq!(
+            ev,
+            [Event::Timeout {
+                src: a,
+                door: 0,
+                matched: 2
+            }]
+        );
+        assert_eq!(tr.in_progress(), 0);
+        // One millisecond earlier would have opened.
+        feed(&mut tr, 10_000, syn(a, 7000));
+        feed(&mut tr, 12_000, syn(a, 8000));
+        assert_eq!(opens(&feed(&mut tr, 14_999, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn timed_out_first_knock_restarts() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        assert_eq!(
+            feed(&mut tr, 6000, syn(a, 7000)),
+            [
+                Event::Timeout {
+                    src: a,
+                    door: 0,
+                    matched: 1
+                },
+                Event::Stage {
+                    src: a,
+                    door: 0,
+                    matched: 1,
+                    of: 3
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn expire_emits_timeout_on_time() {
+        let mut tr = one_door();
+        let (a, b) = (ip(1), ip(2));
+        feed(&mut tr, 0, syn(a, 7000));
+        feed(&mut tr, 1000, syn(b, 7000));
+        feed(&mut tr, 1500, syn(b, 8000));
+        assert_eq!(tr.next_deadline(), Some(t(5000)));
+        let mut ev = Vec::new();
+        tr.expire(t(4999), &mut ev);
+        assert!(ev.is_empty());
+        tr.expire(t(5000), &mut ev);
+        assert_eq!(
+            ev,
+            [Event::Timeout {
+                src: a,
+                door: 0,
+                matched: 1
+            }]
+        );
+        assert_eq!(tr.next_deadline(), Some(t(6000)));
+        ev.clear();
+        tr.expire(t(60_000), &mut ev);
+        assert_eq!(
+            ev,
+            [Event::Timeout {
+                src: b,
+                door: 0,
+                matched: 2
+            }]
+        );
+        assert_eq!((tr.in_progress(), tr.next_deadline()), (0, None));
+        // Nothing left to time out later.
+        assert!(feed(&mut tr, 60_001, syn(a, 8000)).is_empty());
+    }
+
+    #[test]
+    fn tcp_flags_default_door_ignores_syn_ack_and_ack() {
+        let mut tr = one_door();
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        // Not knocks: no reset, no progress.
+        assert!(feed(&mut tr, 1, tcp(a, 9000, SYN | ACK)).is_empty());
+        assert!(feed(&mut tr, 2, tcp(a, 9000, ACK)).is_empty());
+        assert!(feed(&mut tr, 3, tcp(a, 8000, ACK | PSH)).is_empty());
+        assert!(feed(&mut tr, 4, tcp(a, 7000, 0)).is_empty());
+        assert_eq!(tr.progress(a, 0), Some(1));
+        feed(&mut tr, 5, syn(a, 8000));
+        // SYN with ECE|CWR (ECN setup) still satisfies syn,!ack.
+        assert_eq!(opens(&feed(&mut tr, 6, tcp(a, 9000, SYN | 0xc0))), [(a, 0)]);
+    }
+
+    #[test]
+    fn custom_tcp_flags_door() {
+        let mut d = door("fin", &["1000", "2000"]);
+        d.tcp_flags = "fin,urg,!syn".parse().unwrap();
+        let mut tr = Tracker::new(vec![d], 10, SEED);
+        let a = ip(1);
+        assert!(feed(&mut tr, 0, syn(a, 1000)).is_empty());
+        assert!(feed(&mut tr, 1, tcp(a, 1000, FIN)).is_empty());
+        assert!(feed(&mut tr, 2, tcp(a, 1000, FIN | URG | SYN)).is_empty());
+        assert_eq!(feed(&mut tr, 3, tcp(a, 1000, FIN | URG)).len(), 1);
+        // Extra unconstrained flags are fine.
+        assert_eq!(
+            opens(&feed(&mut tr, 4, tcp(a, 2000, FIN | URG | PSH | ACK))),
+            [(a, 0)]
+        );
+    }
+
+    #[test]
+    fn interleaved_sources_both_open() {
+        let mut tr = one_door();
+        let (a, b) = (ip(1), ip(2));
+        let mut all = Vec::new();
+        for (ms, port) in [(0, 7000), (10, 8000), (20, 9000)] {
+            all.extend(feed(&mut tr, ms, syn(a, port)));
+            all.extend(feed(&mut tr, ms + 5, syn(b, port)));
+            // B also sends junk on the door's ports in between: only B's
+            // attempt can be affected.
+            all.extend(feed(&mut tr, ms + 6, tcp(b, 9000, ACK)));
+        }
+        assert_eq!(opens(&all), [(a, 0), (b, 0)]);
+        // Another source's wrong port never resets A.
+        feed(&mut tr, 100, syn(a, 7000));
+        let ev = feed(&mut tr, 101, syn(b, 9000));
+        assert!(ev.iter().all(|e| e.src() == b));
+        feed(&mut tr, 102, syn(a, 8000));
+        assert_eq!(opens(&feed(&mut tr, 103, syn(a, 9000))), [(a, 0)]);
+    }
+
+    #[test]
+    fn doors_sharing_a_prefix_are_independent() {
+        let mut tr = Tracker::new(
+            vec![
+                door("short", &["1000", "2000"]),
+                door("long", &["1000", "2000", "3000"]),
+                door("other", &["1000", "4000"]),
+            ],
+            100,
+            SEED,
+        );
+        let a = ip(1);
+        let ev = feed(&mut tr, 0, syn(a, 1000));
+        assert_eq!(ev.len(), 3);
+        assert_eq!(ev.iter().map(Event::door).collect::<Vec<_>>(), [0, 1, 2]);
+        let ev = feed(&mut tr, 1, syn(a, 2000));
+        // 'short' opens, 'long' advances, 'other' is untouched (2000 is not
+        // in its sequence).
+        assert_eq!(
+            ev,
+            [
+                Event::Open { src: a, door: 0 },
+                Event::Stage {
+                    src: a,
+                    door: 1,
+                    matched: 2,
+                    of: 3
+                }
+            ]
+        );
+        assert_eq!(tr.progress(a, 2), Some(1));
+        let ev = feed(&mut tr, 2, syn(a, 3000));
+        assert_eq!(opens(&ev), [(a, 1)]);
+        assert_eq!(opens(&feed(&mut tr, 3, syn(a, 4000))), [(a, 2)]);
+        assert_eq!(tr.in_progress(), 0);
+    }
+
+    #[test]
+    fn single_knock_door_opens_immediately() {
+        let mut tr = Tracker::new(vec![door("one", &["5000:udp"])], 10, SEED);
+        let a = ip(1);
+        assert_eq!(
+            feed(&mut tr, 0, udp(a, 5000)),
+            [Event::Open { src: a, door: 0 }]
+        );
+        assert_eq!(tr.in_progress(), 0);
+    }
+
+    #[test]
+    fn mixed_tcp_udp_sequence() {
+        let mut tr = Tracker::new(
+            vec![door("mix", &["1000:udp", "1000:tcp", "2000:udp"])],
+            10,
+            SEED,
+        );
+        let a = ip(1);
+        // TCP 1000 first is out of order for this door: nothing tracked yet.
+        assert!(feed(&mut tr, 0, syn(a, 1000)).is_empty());
+        feed(&mut tr, 1, udp(a, 1000));
+        // A TCP knock on 2000 is not in the sequence: ignored.
+        assert!(feed(&mut tr, 2, syn(a, 2000)).is_empty());
+        feed(&mut tr, 3, syn(a, 1000));
+        // UDP knocks carry no flags, so the TCP flag rule does not apply.
+        assert_eq!(opens(&feed(&mut tr, 4, udp(a, 2000))), [(a, 0)]);
+        // Wrong protocol order resets.
+        feed(&mut tr, 10, udp(a, 1000));
+        assert!(matches!(
+            feed(&mut tr, 11, udp(a, 2000))[..],
+            [Event::Reset { .. }]
+        ));
+    }
+
+    #[test]
+    fn table_bound_evicts_oldest() {
+        const N: usize = 4;
+        let mut tr = Tracker::new(vec![door("ssh", &["7000", "8000", "9000"])], N, SEED);
+        for i in 0..N as u32 {
+            feed(&mut tr, u64::from(i), syn(ip(i), 7000));
+        }
+        assert_eq!(tr.in_progress(), N);
+        let ev = feed(&mut tr, 10, syn(ip(100), 7000));
+        assert_eq!(
+            ev,
+            [
+                Event::Evicted {
+                    src: ip(0),
+                    door: 0,
+                    matched: 1
+                },
+                Event::Stage {
+                    src: ip(100),
+                    door: 0,
+                    matched: 1,
+                    of: 3
+                }
+            ]
+        );
+        assert_eq!(tr.in_progress(), N);
+        // The evicted source's later knocks no longer open.
+        assert!(feed(&mut tr, 11, syn(ip(0), 8000)).is_empty());
+        assert!(feed(&mut tr, 12, syn(ip(0), 9000)).is_empty());
+        // The others still can.
+        feed(&mut tr, 13, syn(ip(1), 8000));
+        assert_eq!(opens(&feed(&mut tr, 14, syn(ip(1), 9000))), [(ip(1), 0)]);
+        // A flood never grows the table.
+        for i in 1000..3000 {
+            feed(&mut tr, 20, syn(ip(i), 7000));
+            assert!(tr.in_progress() <= N);
+        }
+    }
+
+    #[test]
+    fn full_table_reports_expired_entry_as_timeout() {
+        let mut tr = Tracker::new(vec![door("ssh", &["7000", "8000"])], 1, SEED);
+        feed(&mut tr, 0, syn(ip(1), 7000));
+        assert_eq!(
+            feed(&mut tr, 6000, syn(ip(2), 7000))[0],
+            Event::Timeout {
+                src: ip(1),
+                door: 0,
+                matched: 1
+            }
+        );
+    }
+
+    #[test]
+    fn observation_from_packet() {
+        use crate::packet::{parse, testing};
+        let bytes = testing::ipv4(
+            Ipv4Addr::new(192, 0, 2, 9),
+            Ipv4Addr::new(192, 0, 2, 1),
+            testing::TCP,
+            &testing::tcp(40000, 7000, SYN, &[]),
+        );
+        let obs = Observation::from(&parse(&bytes).unwrap());
+        assert_eq!(obs, syn(ip(9), 7000));
+    }
+}
