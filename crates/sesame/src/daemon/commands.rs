@@ -1,0 +1,91 @@
+//! Door commands: spawned without a shell, tracked until they exit.
+//!
+//! The daemon never leaves a sleeping child behind to close a door later (as
+//! knockd does): close times live in the core's grant table and the daemon's
+//! own timer runs `on_close`. Children are reaped on SIGCHLD.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+struct Running {
+    child: Child,
+    what: String,
+    started: Instant,
+}
+
+/// The set of door commands currently running.
+#[derive(Default)]
+pub struct CommandRunner {
+    running: Vec<Running>,
+}
+
+impl CommandRunner {
+    /// Starts `argv`; `what` describes it in logs (e.g. `on_open door=ssh source=…`).
+    pub fn spawn(&mut self, argv: &[String], what: String) {
+        let Some((program, args)) = argv.split_first() else {
+            return;
+        };
+        match Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => {
+                info!(event = "command", pid = child.id(), command = %what, "started {program}");
+                self.running.push(Running {
+                    child,
+                    what,
+                    started: Instant::now(),
+                });
+            }
+            Err(e) => {
+                warn!(event = "command_failed", command = %what, "cannot start {program:?}: {e}")
+            }
+        }
+    }
+
+    /// Reaps finished children and logs how they ended.
+    pub fn reap(&mut self) {
+        self.running.retain_mut(|r| match r.child.try_wait() {
+            Ok(Some(status)) => {
+                let ms = r.started.elapsed().as_millis();
+                if status.success() {
+                    info!(event = "command_done", command = %r.what, "exited successfully after {ms} ms");
+                } else {
+                    warn!(event = "command_failed", command = %r.what, "{status} after {ms} ms");
+                }
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                warn!(event = "command_failed", command = %r.what, "cannot wait for it: {e}");
+                false
+            }
+        });
+    }
+
+    /// Number of commands still running.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// True when nothing is running.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Waits (bounded) for running commands at shutdown, so that close
+    /// commands finish before the daemon exits.
+    pub fn wait_all(&mut self, limit: std::time::Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.running.is_empty() && Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for r in &self.running {
+            warn!(event = "command_abandoned", command = %r.what, pid = r.child.id(), "still running at shutdown");
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! `sesamed`: wires the sans-IO core to its adapters.
+//!
+//! One thread, one `poll()` loop over the NFLOG socket and three signal pipes.
+//! Timers (knock timeouts, grant closes) are deadlines computed by the core;
+//! nothing runs inside a signal handler.
+
+pub mod commands;
+pub mod rules;
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use sesame_core::grants::{GrantOutcome, Grants};
+use sesame_core::tracker::{DoorId, Event, Observation, Tracker};
+use sesame_core::{packet, Door, Instant};
+use sesame_nflog::{NflogSocket, Received};
+use sesame_nftables::{Firewall, InstallOutcome};
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use commands::CommandRunner;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Installing or talking to the nftables table failed.
+    #[error("firewall: {0}")]
+    Firewall(#[from] sesame_nftables::FirewallError),
+    /// Binding or reading the NFLOG group failed.
+    #[error("packet observation: {0}")]
+    Nflog(#[from] sesame_nflog::NflogError),
+    /// Signal setup, poll or randomness failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Os { what, source }
+}
+
+/// Self-pipes the signal handlers write to; the loop polls the read ends.
+struct SignalPipes {
+    terminate: UnixStream,
+    hangup: UnixStream,
+    child: UnixStream,
+}
+
+impl SignalPipes {
+    fn install() -> Result<Self, DaemonError> {
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::low_level::pipe;
+        let pair = || UnixStream::pair().map_err(os("signal pipe"));
+        let (terminate, term_w) = pair()?;
+        let (hangup, hup_w) = pair()?;
+        let (child, chld_w) = pair()?;
+        for s in [&terminate, &hangup, &child] {
+            s.set_nonblocking(true).map_err(os("signal pipe"))?;
+        }
+        let reg = |sig, w: &UnixStream| -> Result<(), DaemonError> {
+            let w = w.try_clone().map_err(os("signal pipe"))?;
+            pipe::register(sig, w)
+                .map(drop)
+                .map_err(os("signal handler"))
+        };
+        reg(SIGTERM, &term_w)?;
+        reg(SIGINT, &term_w)?;
+        reg(SIGHUP, &hup_w)?;
+        reg(SIGCHLD, &chld_w)?;
+        Ok(SignalPipes {
+            terminate,
+            hangup,
+            child,
+        })
+    }
+}
+
+/// Empties a non-blocking signal pipe; true if anything was pending.
+fn drain(mut s: &UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let mut got = false;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got = true;
+    }
+    got
+}
+
+/// Per-run counters (exported by the control socket in a later release).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    /// Packets delivered by NFLOG.
+    pub packets: u64,
+    /// Packets the parser refused.
+    pub malformed: u64,
+    /// Times the kernel reported lost log messages (ENOBUFS).
+    pub overruns: u64,
+    /// Doors opened (new grants).
+    pub opened: u64,
+    /// Grants refreshed by a repeated knock.
+    pub refreshed: u64,
+}
+
+/// The running daemon.
+pub struct Daemon {
+    config: Config,
+    tracker: Tracker,
+    grants: Grants,
+    firewall: Firewall,
+    nflog: NflogSocket,
+    commands: CommandRunner,
+    origin: std::time::Instant,
+    events: Vec<Event>,
+    closed: Vec<(IpAddr, DoorId)>,
+    counters: Counters,
+    /// When the packets being handled were read, for the `open_us` figure
+    /// (knock packet read → grant committed in the kernel).
+    received_at: std::time::Instant,
+}
+
+fn random_seed() -> Result<[u64; 2], DaemonError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| DaemonError::Os {
+        what: "random seed",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let (a, b) = bytes.split_at(8);
+    Ok([
+        u64::from_ne_bytes(a.try_into().expect("8 bytes")),
+        u64::from_ne_bytes(b.try_into().expect("8 bytes")),
+    ])
+}
+
+impl Daemon {
+    /// Installs the table, binds the NFLOG group and builds the core state.
+    pub fn start(config: Config) -> Result<Self, DaemonError> {
+        let mut firewall = Firewall::open(&config.daemon.table)?;
+        let ruleset = rules::ruleset(&config.doors, config.daemon.nflog_group);
+        // Bind first so no knock logged right after the rules appear is lost.
+        let nflog = NflogSocket::bind(&sesame_nflog::Config {
+            group: config.daemon.nflog_group,
+            ..Default::default()
+        })?;
+        let outcome = firewall.install(&ruleset)?;
+        match outcome {
+            InstallOutcome::Created => {
+                info!(event = "table", table = %config.daemon.table, "created nftables table inet {}", config.daemon.table)
+            }
+            InstallOutcome::Updated => {
+                info!(event = "table", table = %config.daemon.table, "updated nftables table inet {} in place; active grants kept", config.daemon.table)
+            }
+            InstallOutcome::Recreated => {
+                warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were dropped", config.daemon.table)
+            }
+        }
+        let tracker = Tracker::new(
+            config.doors.clone(),
+            config.daemon.max_tracked,
+            random_seed()?,
+        );
+        let grants = Grants::new(config.daemon.max_grants, random_seed()?);
+        Ok(Daemon {
+            config,
+            tracker,
+            grants,
+            firewall,
+            nflog,
+            commands: CommandRunner::default(),
+            origin: std::time::Instant::now(),
+            events: Vec::new(),
+            closed: Vec::new(),
+            counters: Counters::default(),
+            received_at: std::time::Instant::now(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_elapsed(self.origin.elapsed())
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down cleanly.
+    pub fn run(mut self) -> Result<(), DaemonError> {
+        let signals = SignalPipes::install()?;
+        for door in &self.config.doors {
+            info!(
+                event = "door",
+                door = %door.name,
+                "door {}: sequence {} within {:?}, opens {} for {:?}",
+                door.name,
+                door.sequence.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
+                door.seq_timeout,
+                if door.services.is_empty() { "commands only".to_string() } else {
+                    door.services.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+                },
+                door.open_for,
+            );
+        }
+        info!(
+            event = "ready",
+            nflog_group = self.config.daemon.nflog_group,
+            doors = self.config.doors.len(),
+            "sesamed ready: {} door(s), NFLOG group {}",
+            self.config.doors.len(),
+            self.config.daemon.nflog_group
+        );
+        // Packets logged while the NFLOG bind was being acknowledged are held
+        // in user space, where poll() cannot see them.
+        self.read_packets();
+        loop {
+            let timeout = self.poll_timeout();
+            let mut fds = [
+                PollFd::new(self.nflog.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.terminate.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.hangup.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.child.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(os("poll")(e.into())),
+            }
+            let readable = |fd: &PollFd| {
+                fd.revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
+            };
+            let (packets, term, hup, chld) = (
+                readable(&fds[0]),
+                readable(&fds[1]),
+                readable(&fds[2]),
+                readable(&fds[3]),
+            );
+            if packets {
+                self.read_packets();
+            }
+            self.tick();
+            if chld && drain(&signals.child) {
+                self.commands.reap();
+            }
+            if hup && drain(&signals.hangup) {
+                warn!(
+                    event = "reload",
+                    "SIGHUP: live reload is not implemented yet; restart sesamed to apply a new config (active grants survive a restart)"
+                );
+            }
+            if term && drain(&signals.terminate) {
+                break;
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Time until the next core deadline, capped so a missed wake-up costs at
+    /// most a second.
+    fn poll_timeout(&self) -> PollTimeout {
+        let now = self.now();
+        let next = [self.tracker.next_deadline(), self.grants.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let wait = next.map_or(Duration::from_secs(1), |d| {
+            d.saturating_since(now).min(Duration::from_secs(1))
+        });
+        // Round up so we wake after, not just before, the deadline.
+        let ms = wait.as_micros().div_ceil(1000) as u16;
+        PollTimeout::from(ms)
+    }
+
+    /// Drains the NFLOG socket (bounded per wake-up so timers stay on time).
+    fn read_packets(&mut self) {
+        for _ in 0..256 {
+            let mut observations: Vec<Observation> = Vec::new();
+            let mut malformed = 0u64;
+            self.received_at = std::time::Instant::now();
+            let result = self.nflog.recv(|pkt| match packet::parse(pkt.payload) {
+                Ok(p) => observations.push(Observation::from(&p)),
+                Err(e) => {
+                    malformed += 1;
+                    debug!(event = "malformed", "ignored a logged packet: {e}");
+                }
+            });
+            self.counters.malformed += malformed;
+            let now = self.now();
+            for obs in &observations {
+                self.counters.packets += 1;
+                self.tracker.observe(now, obs, &mut self.events);
+            }
+            self.handle_events(now);
+            match result {
+                Ok(Received::Packets(_)) => {}
+                Ok(Received::WouldBlock) => return,
+                Ok(Received::Overrun) => {
+                    self.counters.overruns += 1;
+                    warn!(
+                        event = "overrun",
+                        "the kernel dropped knock log messages (receive buffer full)"
+                    );
+                }
+                Err(e) => {
+                    error!(event = "nflog_error", "reading NFLOG failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fires due timers: knock timeouts and grant closes.
+    fn tick(&mut self) {
+        let now = self.now();
+        self.tracker.expire(now, &mut self.events);
+        self.handle_events(now);
+        self.grants.expire(now, &mut self.closed);
+        let closed = std::mem::take(&mut self.closed);
+        for (src, door) in &closed {
+            self.on_close(*src, *door, "expired");
+        }
+        self.closed = closed;
+        self.closed.clear();
+    }
+
+    fn door(&self, id: DoorId) -> &Door {
+        &self.tracker.doors()[id]
+    }
+
+    fn handle_events(&mut self, now: Instant) {
+        let events = std::mem::take(&mut self.events);
+        for event in &events {
+            match *event {
+                Event::Stage {
+                    src,
+                    door,
+                    matched,
+                    of,
+                } => {
+                    info!(event = "stage", source = %src, door = %self.door(door).name, "knock {matched}/{of}")
+                }
+                Event::Duplicate { src, door, matched } => {
+                    debug!(event = "duplicate", source = %src, door = %self.door(door).name, "repeat of knock {matched} ignored")
+                }
+                Event::Reset {
+                    src,
+                    door,
+                    matched_before,
+                    got,
+                } => {
+                    info!(event = "reset", source = %src, door = %self.door(door).name, "wrong knock {got} after {matched_before} correct: sequence reset")
+                }
+                Event::Timeout { src, door, matched } => {
+                    info!(event = "timeout", source = %src, door = %self.door(door).name, "sequence timed out after {matched} knock(s)")
+                }
+                Event::Evicted { src, door, matched } => {
+                    warn!(event = "evicted", source = %src, door = %self.door(door).name, "knock state table full: dropped the oldest attempt ({matched} knock(s))")
+                }
+                Event::Open { src, door } => self.open(now, src, door),
+            }
+        }
+        self.events = events;
+        self.events.clear();
+    }
+
+    fn open(&mut self, now: Instant, src: IpAddr, door_id: DoorId) {
+        let door = self.door(door_id).clone();
+        if !door.services.is_empty() {
+            if let Err(e) = self.firewall.grant(src, &door.services, door.open_for) {
+                error!(event = "open_failed", source = %src, door = %door.name, "could not add the grant: {e}");
+                return;
+            }
+        }
+        let services = door
+            .services
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        match self.grants.open(now, src, door_id, door.open_for) {
+            GrantOutcome::New => {
+                self.counters.opened += 1;
+                let open_us = self.received_at.elapsed().as_micros() as u64;
+                info!(event = "open", source = %src, door = %door.name, open_us, "door opened: {services} for {:?}", door.open_for);
+                if let Some(cmd) = &door.on_open {
+                    self.run_command(cmd, "on_open", src, &door);
+                }
+            }
+            GrantOutcome::Refreshed => {
+                self.counters.refreshed += 1;
+                info!(event = "refresh", source = %src, door = %door.name, "door already open: grant extended to {:?}", door.open_for);
+            }
+        }
+    }
+
+    fn on_close(&mut self, src: IpAddr, door_id: DoorId, why: &str) {
+        let door = self.door(door_id).clone();
+        info!(event = "close", source = %src, door = %door.name, "door closed ({why})");
+        if let Some(cmd) = &door.on_close {
+            self.run_command(cmd, "on_close", src, &door);
+        }
+    }
+
+    fn run_command(
+        &mut self,
+        cmd: &sesame_core::CommandTemplate,
+        which: &str,
+        src: IpAddr,
+        door: &Door,
+    ) {
+        if door.services.is_empty() {
+            let argv = cmd.render(src, &door.name, None);
+            self.commands
+                .spawn(&argv, format!("{which} door={} source={src}", door.name));
+        } else {
+            for service in &door.services {
+                let argv = cmd.render(src, &door.name, Some(*service));
+                self.commands.spawn(
+                    &argv,
+                    format!("{which} door={} source={src} service={service}", door.name),
+                );
+            }
+        }
+    }
+
+    /// Clean shutdown: the table and its drop rules stay (fail closed);
+    /// kernel grants keep their own timeouts; pending close commands run now
+    /// because no one would run them later.
+    fn shutdown(&mut self) {
+        info!(
+            event = "shutdown",
+            "shutting down; protected ports stay closed"
+        );
+        let pending = self.grants.drain();
+        for (src, door) in pending {
+            let has_close = self.door(door).on_close.is_some();
+            if has_close {
+                self.on_close(src, door, "daemon shutdown");
+            }
+        }
+        self.commands.wait_all(Duration::from_secs(5));
+        let c = self.counters;
+        info!(
+            event = "stopped",
+            "stopped: {} packets, {} malformed, {} overruns, {} opened, {} refreshed",
+            c.packets,
+            c.malformed,
+            c.overruns,
+            c.opened,
+            c.refreshed
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Translates doors into the kernel ruleset the firewall adapter installs.
+
+use std::collections::BTreeSet;
+
+use sesame_core::{Door, Proto, TcpFlags};
+use sesame_nftables::Ruleset;
+
+/// Builds the ruleset for `doors`. TCP knock ports whose doors all use the
+/// default `syn,!ack` predicate are filtered in the kernel, so only connection
+/// attempts reach the daemon; ports used with custom flags log every TCP
+/// packet and leave the flag test to the core.
+pub fn ruleset(doors: &[Door], nflog_group: u16) -> Ruleset {
+    let mut tcp_any = BTreeSet::new();
+    let mut tcp_syn = BTreeSet::new();
+    let mut udp = BTreeSet::new();
+    let mut protected = BTreeSet::new();
+    for door in doors {
+        for knock in &door.sequence {
+            match knock.proto {
+                Proto::Udp => {
+                    udp.insert(knock.port);
+                }
+                Proto::Tcp if door.tcp_flags == TcpFlags::SYN_NOT_ACK => {
+                    tcp_syn.insert(knock.port);
+                }
+                Proto::Tcp => {
+                    tcp_any.insert(knock.port);
+                }
+            }
+        }
+        protected.extend(door.services.iter().copied());
+    }
+    tcp_syn.retain(|p| !tcp_any.contains(p));
+    Ruleset {
+        nflog_group,
+        knock_tcp_syn: tcp_syn.into_iter().collect(),
+        knock_tcp_any: tcp_any.into_iter().collect(),
+        knock_udp: udp.into_iter().collect(),
+        protected: protected.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    #[test]
+    fn ports_are_split_by_flag_predicate() {
+        let cfg = config::parse(
+            r#"
+            [door.a]
+            sequence = ["100", "200:udp", "300"]
+            protect = ["tcp/22"]
+            [door.b]
+            sequence = ["300", "400"]
+            tcp_flags = "fin,!ack"
+            protect = ["tcp/22", "udp/51820"]
+            "#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let r = ruleset(&cfg.doors, 9);
+        assert_eq!(r.nflog_group, 9);
+        assert_eq!(r.knock_tcp_syn, vec![100]);
+        assert_eq!(r.knock_tcp_any, vec![300, 400]);
+        assert_eq!(r.knock_udp, vec![200]);
+        assert_eq!(r.protected.len(), 2);
+    }
+}

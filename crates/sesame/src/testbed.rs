@@ -1,0 +1,259 @@
+//! Two network namespaces joined by a veth pair, for the demo, the
+//! integration tests and the latency benchmark.
+//!
+//! Namespaces get unique names and are deleted (with every process started in
+//! them) when the [`Testbed`] is dropped, also on panic. Traffic only ever goes
+//! between the two namespaces. Needs root and iproute2's `ip`.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::sched::{setns, CloneFlags};
+
+/// Server-side IPv4 address (inside the server namespace).
+pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Client-side IPv4 address.
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// Second client-side IPv4 address, for "another host" tests.
+pub const CLIENT2_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+/// Server-side IPv6 address.
+pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 0, 0, 0, 0, 0, 1);
+/// Client-side IPv6 address.
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 0, 0, 0, 0, 0, 2);
+
+/// Why the testbed could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    /// Not running as root.
+    #[error("network namespaces need root (CAP_SYS_ADMIN and CAP_NET_ADMIN); run this as root, e.g. with sudo")]
+    NotRoot,
+    /// An `ip` command failed.
+    #[error("`ip {args}` failed: {message}")]
+    Ip {
+        /// Arguments given to `ip`.
+        args: String,
+        /// stderr or spawn error.
+        message: String,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}: {message}")]
+    Enter {
+        /// Namespace.
+        name: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// Which end of the pair.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Runs sesamed and the protected service.
+    Server,
+    /// Knocks and connects.
+    Client,
+}
+
+/// A pair of namespaces; deleted on drop.
+pub struct Testbed {
+    /// Server namespace name.
+    pub server: String,
+    /// Client namespace name.
+    pub client: String,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> Result<(), TestbedError> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| TestbedError::Ip {
+            args: args.join(" "),
+            message: format!("cannot run ip (install iproute2): {e}"),
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(TestbedError::Ip {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Testbed {
+    /// Creates `sesame-<tag>-<pid>-<n>-{srv,cli}` joined by a veth pair with
+    /// the addresses above (IPv6 without duplicate address detection, so it
+    /// is usable at once).
+    pub fn create(tag: &str) -> Result<Self, TestbedError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(TestbedError::NotRoot);
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let base = format!("sesame-{tag}-{}-{n}", std::process::id());
+        let bed = Testbed {
+            server: format!("{base}-srv"),
+            client: format!("{base}-cli"),
+            children: Vec::new(),
+        };
+        ip(&["netns", "add", &bed.server])?;
+        ip(&["netns", "add", &bed.client])?;
+        ip(&[
+            "link",
+            "add",
+            "sesame0",
+            "netns",
+            &bed.server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "sesame1",
+            "netns",
+            &bed.client,
+        ])?;
+        let v4 = |a: Ipv4Addr| format!("{a}/24");
+        let v6 = |a: Ipv6Addr| format!("{a}/64");
+        for (ns, dev, addrs4, addr6) in [
+            (&bed.server, "sesame0", vec![v4(SERVER_V4)], v6(SERVER_V6)),
+            (
+                &bed.client,
+                "sesame1",
+                vec![v4(CLIENT_V4), v4(CLIENT2_V4)],
+                v6(CLIENT_V6),
+            ),
+        ] {
+            for a in &addrs4 {
+                ip(&["-n", ns, "addr", "add", a, "dev", dev])?;
+            }
+            ip(&["-n", ns, "addr", "add", &addr6, "dev", dev, "nodad"])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(bed)
+    }
+
+    /// Namespace name of `side`.
+    pub fn name(&self, side: Side) -> &str {
+        match side {
+            Side::Server => &self.server,
+            Side::Client => &self.client,
+        }
+    }
+
+    /// Address of `side` in the family of `v6`.
+    pub fn addr(side: Side, v6: bool) -> IpAddr {
+        match (side, v6) {
+            (Side::Server, false) => SERVER_V4.into(),
+            (Side::Server, true) => SERVER_V6.into(),
+            (Side::Client, false) => CLIENT_V4.into(),
+            (Side::Client, true) => CLIENT_V6.into(),
+        }
+    }
+
+    /// A command that runs `program` inside `side`'s namespace.
+    pub fn command(&self, side: Side, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.name(side), program]);
+        cmd
+    }
+
+    /// Spawns `cmd` (from [`Testbed::command`]) and kills it when the testbed
+    /// is dropped. Returns its index for [`Testbed::child`].
+    pub fn spawn(&mut self, mut cmd: Command) -> std::io::Result<usize> {
+        let child = cmd.spawn()?;
+        self.children.push(child);
+        Ok(self.children.len() - 1)
+    }
+
+    /// A child started with [`Testbed::spawn`].
+    pub fn child(&mut self, index: usize) -> &mut Child {
+        &mut self.children[index]
+    }
+
+    /// Runs `f` on a fresh thread inside `side`'s namespace; sockets it
+    /// creates stay in that namespace.
+    pub fn run_in<T, F>(&self, side: Side, f: F) -> Result<T, TestbedError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let handle = self.spawn_in(side, f)?;
+        handle.join().map_err(|_| TestbedError::Enter {
+            name: self.name(side).into(),
+            message: "the closure panicked".into(),
+        })
+    }
+
+    /// Like [`Testbed::run_in`] but returns the thread handle (for servers).
+    pub fn spawn_in<T, F>(
+        &self,
+        side: Side,
+        f: F,
+    ) -> Result<std::thread::JoinHandle<T>, TestbedError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let name = self.name(side).to_string();
+        let path = format!("/run/netns/{name}");
+        let file = File::open(&path).map_err(|e| TestbedError::Enter {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            // setns only affects this thread.
+            if let Err(e) = setns(&file, CloneFlags::CLONE_NEWNET) {
+                let _ = tx.send(Err(e.to_string()));
+                // Unwind quietly: the caller gets the error from the channel.
+                std::panic::resume_unwind(Box::new(()));
+            }
+            let _ = tx.send(Ok(()));
+            f()
+        });
+        match rx.recv() {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(message)) => Err(TestbedError::Enter { name, message }),
+            Err(_) => Err(TestbedError::Enter {
+                name,
+                message: "the namespace thread exited early".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Ok(None) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        // Deleting the namespaces also deletes the veth pair.
+        let _ = ip(&["netns", "del", &self.server]);
+        let _ = ip(&["netns", "del", &self.client]);
+    }
+}

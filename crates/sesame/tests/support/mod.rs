@@ -1,0 +1,251 @@
+//! Shared helpers for the namespace integration tests.
+//!
+//! Every test builds its own uniquely named namespace pair ([`Testbed`]),
+//! which is removed with everything running in it when the test ends, even
+//! on panic. Every wait loop is bounded in time.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sesame::testbed::{Side, Testbed, TestbedError};
+use sesame_core::Knock;
+
+/// Path of a binary of this package.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "sesamed" => PathBuf::from(env!("CARGO_BIN_EXE_sesamed")),
+        "sesame" => PathBuf::from(env!("CARGO_BIN_EXE_sesame")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Creates a testbed, or decides the test cannot run here. Under `CI=true`
+/// a missing privilege is a failure, never a skip.
+pub fn testbed(tag: &str) -> Option<Testbed> {
+    match Testbed::create(tag) {
+        Ok(bed) => Some(bed),
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but the namespace testbed is unavailable: {e}");
+            }
+            if matches!(e, TestbedError::NotRoot) {
+                eprintln!("skipped: {e}");
+                None
+            } else {
+                panic!("testbed setup failed: {e}");
+            }
+        }
+    }
+}
+
+/// Whether daemon log lines are echoed to stderr as they arrive (they are
+/// always captured). Benchmarks turn this off to keep output readable.
+pub static ECHO_DAEMON_LOGS: AtomicBool = AtomicBool::new(true);
+
+/// Captured daemon log lines.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// Waits up to `limit` for a line containing every needle.
+    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return Some(line.clone());
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Everything logged so far.
+    pub fn dump(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// A running `sesamed` in the server namespace.
+pub struct Daemon {
+    /// Index of the child in the testbed.
+    pub index: usize,
+    /// PID of the `ip netns exec` process, which execs sesamed.
+    pub pid: u32,
+    /// Its log.
+    pub log: Log,
+}
+
+/// Writes `config` to a temp file and starts sesamed on it; waits for ready.
+pub fn start_daemon(bed: &mut Testbed, config: &str, extra: &[&str]) -> Daemon {
+    let dir = std::env::temp_dir().join(format!("{}-cfg", bed.server));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sesame.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = bed.command(Side::Server, bin("sesamed").to_str().unwrap());
+    cmd.arg("--config")
+        .arg(&path)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    let index = bed.spawn(cmd).expect("spawn sesamed");
+    let child = bed.child(index);
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let log = Log::default();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if ECHO_DAEMON_LOGS.load(Ordering::Relaxed) {
+                eprintln!("sesamed[{pid}] {line}");
+            }
+            sink.0.lock().unwrap().push(line);
+        }
+    });
+    assert!(
+        log.wait_for(&["sesamed ready"], Duration::from_secs(10))
+            .is_some(),
+        "sesamed did not become ready:\n{}",
+        log.dump()
+    );
+    Daemon { index, pid, log }
+}
+
+/// Sends `signal` to the daemon and waits (bounded) for it to exit.
+pub fn stop_daemon(bed: &mut Testbed, daemon: &Daemon, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid as i32), signal).unwrap();
+    let child = bed.child(daemon.index);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        assert!(Instant::now() < end, "sesamed did not exit after {signal}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A dual-stack TCP echo service in the server namespace, stopped on drop.
+pub struct Service {
+    stop: Arc<AtomicBool>,
+}
+
+impl Service {
+    /// Listens on `[::]:port` (v4 and v6) in the server namespace.
+    pub fn start(bed: &Testbed, port: u16) -> Service {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (tx, rx) = std::sync::mpsc::channel();
+        bed.spawn_in(Side::Server, move || {
+            let listener = TcpListener::bind(("::", port)).expect("bind service");
+            listener.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            let end = Instant::now() + Duration::from_secs(300);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        std::thread::spawn(move || {
+                            s.set_nonblocking(false).ok();
+                            s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+                            let mut buf = [0u8; 256];
+                            while let Ok(n) = s.read(&mut buf) {
+                                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+        .unwrap();
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("service did not start");
+        Service { stop }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One connect attempt from the client namespace: true if it connects and
+/// the echo service answers.
+pub fn can_connect(bed: &Testbed, server: IpAddr, port: u16) -> bool {
+    bed.run_in(Side::Client, move || {
+        let addr = SocketAddr::new(server, port);
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut buf = [0u8; 4];
+        s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+    })
+    .unwrap()
+}
+
+/// Polls [`can_connect`] until it returns `want` or `limit` passes.
+pub fn wait_connect(bed: &Testbed, server: IpAddr, port: u16, want: bool, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if can_connect(bed, server, port) == want {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Knocks from the client namespace with the library client.
+pub fn knock(bed: &Testbed, server: IpAddr, sequence: &[&str]) {
+    let knocks: Vec<Knock> = sequence.iter().map(|s| s.parse().unwrap()).collect();
+    bed.run_in(Side::Client, move || {
+        sesame::client::knock_sequence(server, &knocks, Duration::from_millis(5), |_| {})
+    })
+    .unwrap()
+    .expect("knock");
+}
+
+/// Runs `nft ARGS` in the server namespace and returns stdout.
+pub fn nft(bed: &Testbed, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &bed.server, "nft"])
+        .args(args)
+        .output()
+        .expect("run nft (install nftables)");
+    assert!(
+        out.status.success(),
+        "nft {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
