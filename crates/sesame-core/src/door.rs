@@ -1,6 +1,7 @@
 //! Door definitions: what a knock looks like and what it opens.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -241,15 +242,42 @@ impl FromStr for TcpFlags {
     }
 }
 
-/// A command to run on a door event: an argv, never passed to a shell.
-/// `%IP%`, `%PORT%`, `%PROTO%` and `%DOOR%` are substituted per argument.
+/// A command to run on a door event: an argv, executed directly.
+/// `%IP%`, `%PORT%`, `%PROTO%` and `%DOOR%` are substituted per argument, from
+/// validated values only (an address is always printed by `IpAddr`'s
+/// `Display`, so it holds nothing but hex digits, dots and colons).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandTemplate {
     /// Program followed by its arguments, before substitution.
     pub argv: Vec<String>,
 }
 
+/// Shell used for knockd-style command strings.
+pub const SHELL: &str = "/bin/sh";
+
 impl CommandTemplate {
+    /// A command given as an argv (Sesame's own form: no shell).
+    pub fn argv<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        CommandTemplate {
+            argv: argv.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// A knockd-style command line, run as `/bin/sh -c SCRIPT`.
+    pub fn shell(script: &str) -> Self {
+        CommandTemplate {
+            argv: vec![SHELL.to_string(), "-c".to_string(), script.to_string()],
+        }
+    }
+
+    /// The script when this is a shell command line.
+    pub fn shell_script(&self) -> Option<&str> {
+        match self.argv.as_slice() {
+            [sh, c, script] if sh == SHELL && c == "-c" => Some(script),
+            _ => None,
+        }
+    }
+
     /// True when any argument mentions `%PORT%` or `%PROTO%`.
     pub fn uses_service(&self) -> bool {
         self.argv
@@ -283,6 +311,48 @@ impl CommandTemplate {
     }
 }
 
+/// The command for each address family of the knocker (knockd's
+/// `Start_Command` / `Start_Command_6`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commands {
+    /// Run for IPv4 knockers.
+    pub v4: Option<CommandTemplate>,
+    /// Run for IPv6 knockers.
+    pub v6: Option<CommandTemplate>,
+}
+
+impl Commands {
+    /// The same command (or none) for both families.
+    pub fn both(cmd: Option<CommandTemplate>) -> Self {
+        Commands {
+            v4: cmd.clone(),
+            v6: cmd,
+        }
+    }
+
+    /// The command for a knocker at `addr` (IPv4-mapped IPv6 counts as IPv4).
+    pub fn for_addr(&self, addr: IpAddr) -> Option<&CommandTemplate> {
+        let v4 = match addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
+        };
+        if v4 {
+            self.v4.as_ref()
+        } else {
+            self.v6.as_ref()
+        }
+    }
+
+    /// True when neither family has a command.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_none() && self.v6.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &CommandTemplate> {
+        self.v4.iter().chain(self.v6.iter())
+    }
+}
+
 /// A door: a knock sequence and what it opens, for whom and for how long.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Door {
@@ -299,10 +369,13 @@ pub struct Door {
     pub tcp_flags: TcpFlags,
     /// Services the grant opens for the knocking address.
     pub services: Vec<Service>,
-    /// Optional command run when the door opens for an address.
-    pub on_open: Option<CommandTemplate>,
-    /// Optional command run when the grant ends.
-    pub on_close: Option<CommandTemplate>,
+    /// Knocks must be addressed to this IP (knockd's `Target`, for routers
+    /// and virtual IPs); `None` means any local address.
+    pub target: Option<IpAddr>,
+    /// Commands run when the door opens for an address.
+    pub on_open: Commands,
+    /// Commands run when the grant ends.
+    pub on_close: Commands,
 }
 
 impl Door {
@@ -331,11 +404,11 @@ impl Door {
         if self.tcp_flags.set & self.tcp_flags.clear != 0 {
             return Err(DoorError::BadTcpFlag(self.tcp_flags.to_string()));
         }
-        if self.services.is_empty() && self.on_open.is_none() {
+        if self.services.is_empty() && self.on_open.is_empty() {
             return Err(DoorError::NothingToOpen);
         }
-        for (key, cmd) in [("on_open", &self.on_open), ("on_close", &self.on_close)] {
-            if let Some(cmd) = cmd {
+        for (key, cmds) in [("on_open", &self.on_open), ("on_close", &self.on_close)] {
+            for cmd in cmds.iter() {
                 if cmd.argv.first().is_none_or(|p| p.is_empty()) {
                     return Err(DoorError::EmptyCommand(key));
                 }

@@ -17,7 +17,7 @@ pub mod time;
 pub mod tracker;
 
 pub use door::{
-    CommandTemplate, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN,
+    CommandTemplate, Commands, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN,
 };
 pub use grants::{GrantOutcome, Grants};
 pub use packet::{Packet, ParseError};

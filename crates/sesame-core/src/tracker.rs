@@ -28,6 +28,8 @@ pub type DoorId = usize;
 pub struct Observation {
     /// Source address of the packet.
     pub src: IpAddr,
+    /// Destination address (matched against a door's `target`).
+    pub dst: IpAddr,
     /// Transport protocol.
     pub proto: Proto,
     /// Destination port.
@@ -50,6 +52,7 @@ impl From<&Packet<'_>> for Observation {
     fn from(p: &Packet<'_>) -> Self {
         Observation {
             src: p.src,
+            dst: p.dst,
             proto: p.proto,
             dst_port: p.dst_port,
             tcp_flags: p.tcp_flags,
@@ -154,6 +157,10 @@ pub struct Tracker {
     index: HashMap<Knock, Vec<DoorId>, SeededState>,
     /// Knocks matched so far (1 ..= len - 1) per attempt in progress.
     table: Table<Key, usize>,
+    /// Every door's `target`: knocks addressed there belong to those doors
+    /// only, not to doors listening on the host's own addresses.
+    targets: Vec<IpAddr>,
+    hash_seed: [u64; 2],
 }
 
 impl Tracker {
@@ -161,9 +168,21 @@ impl Tracker {
     /// attempts in progress. `hash_seed` keys the table's hasher and should
     /// be random.
     pub fn new(doors: Vec<Door>, capacity: usize, hash_seed: [u64; 2]) -> Self {
+        let mut tracker = Tracker {
+            doors,
+            index: HashMap::with_hasher(SeededState::new(hash_seed)),
+            table: Table::new(capacity, hash_seed, EvictionPolicy::Oldest),
+            targets: Vec::new(),
+            hash_seed,
+        };
+        tracker.reindex();
+        tracker
+    }
+
+    fn reindex(&mut self) {
         let mut index: HashMap<Knock, Vec<DoorId>, SeededState> =
-            HashMap::with_hasher(SeededState::new(hash_seed));
-        for (id, door) in doors.iter().enumerate() {
+            HashMap::with_hasher(SeededState::new(self.hash_seed));
+        for (id, door) in self.doors.iter().enumerate() {
             for knock in &door.sequence {
                 let ids = index.entry(*knock).or_default();
                 // Ids are visited in ascending order, so a repeat is last.
@@ -172,11 +191,28 @@ impl Tracker {
                 }
             }
         }
-        Tracker {
-            doors,
-            index,
-            table: Table::new(capacity, hash_seed, EvictionPolicy::Oldest),
+        self.index = index;
+        self.targets = self.doors.iter().filter_map(|d| d.target).collect();
+    }
+
+    /// Replaces the sequence of `door` (a one-time sequence was used up) and
+    /// forgets every attempt in progress on it. An empty `sequence` disables
+    /// the door: nothing matches it any more. Costs O(doors + attempts).
+    pub fn set_sequence(&mut self, door: DoorId, sequence: Vec<Knock>) {
+        let Some(d) = self.doors.get_mut(door) else {
+            return;
+        };
+        d.sequence = sequence;
+        let stale: Vec<Key> = self
+            .table
+            .iter()
+            .filter(|((_, id), _, _)| *id == door)
+            .map(|(k, _, _)| *k)
+            .collect();
+        for key in stale {
+            self.table.remove(&key);
         }
+        self.reindex();
     }
 
     /// The doors, indexed by [`DoorId`].
@@ -212,7 +248,14 @@ impl Tracker {
             return;
         };
         for &id in doors {
-            step(&mut self.table, &self.doors[id], id, now, obs, events);
+            let door = &self.doors[id];
+            let addressed = match door.target {
+                Some(target) => obs.dst == target,
+                None => !self.targets.contains(&obs.dst),
+            };
+            if addressed {
+                step(&mut self.table, door, id, now, obs, events);
+            }
         }
     }
 
@@ -351,6 +394,7 @@ mod tests {
     use std::time::Duration;
 
     const SEED: [u64; 2] = [0x5e5a, 0x3e];
+    const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0xc000_0200 + n))
@@ -371,14 +415,16 @@ mod tests {
                 proto: Proto::Tcp,
                 port: 22,
             }],
-            on_open: None,
-            on_close: None,
+            target: None,
+            on_open: Default::default(),
+            on_close: Default::default(),
         }
     }
 
     fn tcp(src: IpAddr, port: u16, flags: u8) -> Observation {
         Observation {
             src,
+            dst: SERVER,
             proto: Proto::Tcp,
             dst_port: port,
             tcp_flags: flags,
@@ -392,6 +438,7 @@ mod tests {
     fn udp(src: IpAddr, port: u16) -> Observation {
         Observation {
             src,
+            dst: SERVER,
             proto: Proto::Udp,
             dst_port: port,
             tcp_flags: 0,
@@ -780,6 +827,52 @@ mod tests {
     }
 
     #[test]
+    fn target_door_only_matches_knocks_to_its_target() {
+        let vip: IpAddr = "203.0.113.9".parse().unwrap();
+        let mut routed = door("routed", &["4000:udp"]);
+        routed.target = Some(vip);
+        let local = door("local", &["4000:udp"]);
+        let mut tr = Tracker::new(vec![routed, local], 10, SEED);
+        let a = ip(1);
+        // To the host's own address: only the door without a target.
+        assert_eq!(
+            feed(&mut tr, 0, udp(a, 4000)),
+            [Event::Open { src: a, door: 1 }]
+        );
+        // To the target: only the target door.
+        let mut to_vip = udp(a, 4000);
+        to_vip.dst = vip;
+        assert_eq!(feed(&mut tr, 1, to_vip), [Event::Open { src: a, door: 0 }]);
+    }
+
+    #[test]
+    fn replaced_sequence_drops_progress_and_matches_whole_new_sequence() {
+        let mut tr = Tracker::new(vec![door("otp", &["1000", "2000", "3000"])], 10, SEED);
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 1000));
+        assert_eq!(tr.progress(a, 0), Some(1));
+        tr.set_sequence(0, vec![knock("1000"), knock("2000"), knock("4000")]);
+        assert_eq!(
+            tr.progress(a, 0),
+            None,
+            "progress on the old sequence is gone"
+        );
+        // The old sequence no longer opens: its last knock differs.
+        feed(&mut tr, 1, syn(a, 1000));
+        feed(&mut tr, 2, syn(a, 2000));
+        assert!(!feed(&mut tr, 3, syn(a, 3000)).contains(&Event::Open { src: a, door: 0 }));
+        feed(&mut tr, 4, syn(a, 1000));
+        feed(&mut tr, 5, syn(a, 2000));
+        assert_eq!(
+            feed(&mut tr, 6, syn(a, 4000)),
+            [Event::Open { src: a, door: 0 }]
+        );
+        // An empty sequence disables the door.
+        tr.set_sequence(0, Vec::new());
+        assert!(feed(&mut tr, 7, syn(a, 1000)).is_empty());
+    }
+
+    #[test]
     fn single_knock_door_opens_immediately() {
         let mut tr = Tracker::new(vec![door("one", &["5000:udp"])], 10, SEED);
         let a = ip(1);
@@ -877,6 +970,8 @@ mod tests {
             &testing::tcp(40000, 7000, SYN, &[]),
         );
         let obs = Observation::from(&parse(&bytes).unwrap());
-        assert_eq!(obs, syn(ip(9), 7000));
+        let mut want = syn(ip(9), 7000);
+        want.dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(obs, want);
     }
 }

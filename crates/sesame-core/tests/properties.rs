@@ -13,6 +13,7 @@ use sesame_core::{
 };
 
 const SEED: [u64; 2] = [0xdead, 0xbeef];
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
 
 fn knocker() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77))
@@ -38,8 +39,9 @@ fn make_door(sequence: Vec<Knock>, seq_timeout_ms: u64, tcp_flags: TcpFlags) -> 
             proto: Proto::Tcp,
             port: 22,
         }],
-        on_open: None,
-        on_close: None,
+        target: None,
+        on_open: Default::default(),
+        on_close: Default::default(),
     }
 }
 
@@ -101,17 +103,17 @@ proptest! {
         // (time, order, observation, is a knock of the knocker)
         let mut timeline: Vec<(u64, usize, Observation, bool)> = Vec::new();
         for (i, k) in sequence.iter().enumerate() {
-            let obs = Observation { src: knocker(), proto: k.proto, dst_port: k.port, tcp_flags: SYN };
+            let obs = Observation { src: knocker(), dst: SERVER, proto: k.proto, dst_port: k.port, tcp_flags: SYN };
             timeline.push((start + i as u64 * step, timeline.len(), obs, true));
         }
         for &(src, k, flags, at) in &noise {
-            let obs = Observation { src: source(src), proto: k.proto, dst_port: k.port, tcp_flags: flags };
+            let obs = Observation { src: source(src), dst: SERVER, proto: k.proto, dst_port: k.port, tcp_flags: flags };
             timeline.push((start + at, timeline.len(), obs, false));
         }
         // The knocker's own TCP packets with ACK set are not knocks for a
         // syn,!ack door (e.g. an existing SSH session), whatever the port.
         for &(k, at) in &knocker_junk {
-            let obs = Observation { src: knocker(), proto: Proto::Tcp, dst_port: k.port, tcp_flags: ACK };
+            let obs = Observation { src: knocker(), dst: SERVER, proto: Proto::Tcp, dst_port: k.port, tcp_flags: ACK };
             timeline.push((start + at, timeline.len(), obs, false));
         }
         timeline.sort_by_key(|&(at, order, _, _)| (at, order));
@@ -324,6 +326,7 @@ proptest! {
                     now += delay;
                     let obs = Observation {
                         src: source(src),
+                        dst: SERVER,
                         proto: knock.proto,
                         dst_port: knock.port,
                         tcp_flags: if knock.proto == Proto::Udp { 0 } else { flags },

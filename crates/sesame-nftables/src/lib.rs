@@ -69,6 +69,12 @@ pub struct Ruleset {
     pub knock_udp: Vec<u16>,
     /// Services closed to everyone without a grant.
     pub protected: Vec<Service>,
+    /// Knocks count only when they arrive on one of these interfaces (by
+    /// name, so interfaces may come and go); empty means every interface.
+    pub interfaces: Vec<String>,
+    /// Non-local destination addresses knocks may be sent to (knockd's
+    /// `Target`), besides the host's own addresses.
+    pub targets: Vec<IpAddr>,
 }
 
 /// What [`Firewall::install`] had to do.
@@ -366,7 +372,7 @@ impl<'a> Batch<'a> {
                 self.flush_chain(c.name);
             }
         }
-        for (n, r) in observe_rules(rules.nflog_group).iter().enumerate() {
+        for (n, r) in observe_rules(rules).iter().enumerate() {
             self.new_rule(CHAIN_OBSERVE, n + 1, r);
         }
         for (n, r) in gate_rules().iter().enumerate() {
@@ -812,9 +818,9 @@ mod tests {
             assert_eq!(p.seq, m.seq);
             assert_ne!(p.flags & NLM_F_ACK, 0);
         }
-        // Empty config sets get no element message; the table, 6 sets,
-        // 4 flushes, 2 chains, 2 chain flushes and 8 rules remain.
-        assert_eq!(n, 1 + 6 + 4 + 2 + 2 + 8);
+        // Empty config sets get no element message; the table, 9 sets,
+        // 7 flushes, 2 chains, 2 chain flushes and 8 rules remain.
+        assert_eq!(n, 1 + 9 + 7 + 2 + 2 + 8);
         assert_eq!(last, 10 + n as u32 + 2);
     }
 

@@ -21,6 +21,12 @@ pub(crate) const SET_KNOCK_TCP_SYN: &str = "knock_tcp_syn";
 pub(crate) const SET_KNOCK_TCP_ANY: &str = "knock_tcp_any";
 /// UDP knock ports.
 pub(crate) const SET_KNOCK_UDP: &str = "knock_udp";
+/// Interfaces knocks must arrive on (used only when non-empty).
+pub(crate) const SET_KNOCK_IFACES: &str = "knock_ifaces";
+/// Non-local IPv4 destinations that doors listen on (knockd's `Target`).
+pub(crate) const SET_TARGETS4: &str = "targets4";
+/// Non-local IPv6 destinations that doors listen on.
+pub(crate) const SET_TARGETS6: &str = "targets6";
 
 /// Chain hooked at prerouting, before conntrack: logs and drops knocks.
 pub(crate) const CHAIN_OBSERVE: &str = "observe";
@@ -52,8 +58,8 @@ pub(crate) struct SetSpec {
     pub flags: u32,
 }
 
-/// The six sets, in creation order.
-pub(crate) const SETS: [SetSpec; 6] = [
+/// The sets, in creation order.
+pub(crate) const SETS: [SetSpec; 9] = [
     SetSpec {
         name: SET_GRANTS4,
         key_type: concat_type(&[
@@ -96,6 +102,24 @@ pub(crate) const SETS: [SetSpec; 6] = [
         name: SET_KNOCK_UDP,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_KNOCK_IFACES,
+        key_type: NFT_TYPE_IFNAME,
+        key_len: IFNAMSIZ as u32,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_TARGETS4,
+        key_type: NFT_TYPE_IPADDR,
+        key_len: 4,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_TARGETS6,
+        key_type: NFT_TYPE_IP6ADDR,
+        key_len: 16,
         flags: 0,
     },
 ];
@@ -402,35 +426,88 @@ fn grant_lookup(family: u8) -> Vec<Expr> {
     ]
 }
 
-/// The rules of the `observe` chain, in order.
-pub(crate) fn observe_rules(group: u16) -> Vec<Vec<Expr>> {
+/// `meta iifname @knock_ifaces`
+fn iifname_in_set() -> [Expr; 2] {
+    [
+        Expr::Meta {
+            key: NFT_META_IIFNAME,
+            dreg: NFT_REG_1,
+        },
+        Expr::Lookup {
+            set: SET_KNOCK_IFACES,
+            sreg: NFT_REG_1,
+        },
+    ]
+}
+
+/// `meta nfproto <family> <ip|ip6> daddr @<set>`
+fn daddr_in(family: u8, set: &'static str) -> Vec<Expr> {
+    let (offset, len) = if family == NFPROTO_IPV4 {
+        (16, 4)
+    } else {
+        (24, 16)
+    };
+    let mut v = nfproto_is(family).to_vec();
+    v.push(Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+        dreg: NFT_REG_1,
+    });
+    v.push(Expr::Lookup {
+        set,
+        sreg: NFT_REG_1,
+    });
+    v
+}
+
+/// The rules of the `observe` chain, in order. Knocks addressed to a local
+/// address count; so do knocks to a door's `target` (a routed or virtual
+/// address) when any door has one. With interfaces configured, only knocks
+/// arriving on them count.
+pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
     const TCP: u8 = Proto::Tcp.number();
     const UDP: u8 = Proto::Udp.number();
-    let log = Expr::Log { group };
-    let drop = Expr::Verdict(NF_DROP);
-    let prefix = |proto: u8, set: &'static str| -> Vec<Expr> {
-        let mut v = Vec::new();
-        v.extend(fib_daddr_local());
-        v.extend(l4proto_is(proto));
-        v.extend(dport_in(set));
-        v
+    let log = Expr::Log {
+        group: rules.nflog_group,
     };
-    let mut syn_log = prefix(TCP, SET_KNOCK_TCP_SYN);
-    syn_log.extend(tcp_syn_without_ack());
-    syn_log.push(log.clone());
+    let drop = Expr::Verdict(NF_DROP);
+    let mut destinations: Vec<Vec<Expr>> = vec![fib_daddr_local().to_vec()];
+    if rules.targets.iter().any(IpAddr::is_ipv4) {
+        destinations.push(daddr_in(NFPROTO_IPV4, SET_TARGETS4));
+    }
+    if rules.targets.iter().any(IpAddr::is_ipv6) {
+        destinations.push(daddr_in(NFPROTO_IPV6, SET_TARGETS6));
+    }
+    let mut out = Vec::new();
+    for dest in destinations {
+        let prefix = |proto: u8, set: &'static str| -> Vec<Expr> {
+            let mut v = Vec::new();
+            if !rules.interfaces.is_empty() {
+                v.extend(iifname_in_set());
+            }
+            v.extend(dest.iter().cloned());
+            v.extend(l4proto_is(proto));
+            v.extend(dport_in(set));
+            v
+        };
+        let mut syn_log = prefix(TCP, SET_KNOCK_TCP_SYN);
+        syn_log.extend(tcp_syn_without_ack());
+        syn_log.push(log.clone());
 
-    let mut syn_drop = prefix(TCP, SET_KNOCK_TCP_SYN);
-    syn_drop.push(drop.clone());
+        let mut syn_drop = prefix(TCP, SET_KNOCK_TCP_SYN);
+        syn_drop.push(drop.clone());
 
-    let mut any = prefix(TCP, SET_KNOCK_TCP_ANY);
-    any.push(log.clone());
-    any.push(drop.clone());
+        let mut any = prefix(TCP, SET_KNOCK_TCP_ANY);
+        any.push(log.clone());
+        any.push(drop.clone());
 
-    let mut udp = prefix(UDP, SET_KNOCK_UDP);
-    udp.push(log);
-    udp.push(drop);
-
-    vec![syn_log, syn_drop, any, udp]
+        let mut udp = prefix(UDP, SET_KNOCK_UDP);
+        udp.push(log.clone());
+        udp.push(drop.clone());
+        out.extend([syn_log, syn_drop, any, udp]);
+    }
+    out
 }
 
 /// The rules of the `gate` chain, in order.
@@ -581,8 +658,17 @@ fn unique_ports(ports: &[u16]) -> Vec<u16> {
     v
 }
 
-/// The element keys of the four configuration-derived sets.
-pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 4] {
+/// Element key of `knock_ifaces`: the name, NUL-padded to `IFNAMSIZ`.
+/// Callers validate names to at most 15 bytes; longer ones are cut.
+pub(crate) fn ifname_key(name: &str) -> Vec<u8> {
+    let mut k = vec![0u8; IFNAMSIZ];
+    let n = name.len().min(IFNAMSIZ - 1);
+    k[..n].copy_from_slice(&name.as_bytes()[..n]);
+    k
+}
+
+/// The element keys of the configuration-derived sets.
+pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 7] {
     let ports = |p: &[u16]| unique_ports(p).into_iter().map(port_key).collect();
     let mut services = rules.protected.clone();
     services.sort_unstable();
@@ -595,7 +681,37 @@ pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>);
         (SET_KNOCK_TCP_SYN, ports(&rules.knock_tcp_syn)),
         (SET_KNOCK_TCP_ANY, ports(&rules.knock_tcp_any)),
         (SET_KNOCK_UDP, ports(&rules.knock_udp)),
+        (
+            SET_KNOCK_IFACES,
+            rules.interfaces.iter().map(|i| ifname_key(i)).collect(),
+        ),
+        (
+            SET_TARGETS4,
+            targets(rules, |a| match a {
+                IpAddr::V4(a) => Some(a.octets().to_vec()),
+                IpAddr::V6(_) => None,
+            }),
+        ),
+        (
+            SET_TARGETS6,
+            targets(rules, |a| match a {
+                IpAddr::V6(a) => Some(a.octets().to_vec()),
+                IpAddr::V4(_) => None,
+            }),
+        ),
     ]
+}
+
+fn targets(rules: &Ruleset, key: impl Fn(IpAddr) -> Option<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = rules
+        .targets
+        .iter()
+        .map(|a| canonical(*a))
+        .filter_map(key)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 #[cfg(test)]
@@ -741,6 +857,7 @@ mod tests {
                     port: 22,
                 },
             ],
+            ..Ruleset::default()
         };
         let e = config_elements(&rules);
         assert_eq!(e[0].1.len(), 1);

@@ -177,6 +177,7 @@ pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
 pub const NFTA_PAYLOAD_LEN: u16 = 4;
 
 // enum nft_meta_keys / nft_meta_attributes
+pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
 pub const NFTA_META_DREG: u16 = 1;
@@ -217,3 +218,6 @@ pub const NFT_TYPE_IPADDR: u32 = 7;
 pub const NFT_TYPE_IP6ADDR: u32 = 8;
 pub const NFT_TYPE_INET_PROTOCOL: u32 = 12;
 pub const NFT_TYPE_INET_SERVICE: u32 = 13;
+pub const NFT_TYPE_IFNAME: u32 = 41;
+/// `IFNAMSIZ`: interface names are NUL-padded to this length.
+pub const IFNAMSIZ: usize = 16;

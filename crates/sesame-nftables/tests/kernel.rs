@@ -56,6 +56,7 @@ fn ruleset(protected: &[Service]) -> Ruleset {
         knock_tcp_any: vec![],
         knock_udp: vec![7002],
         protected: protected.to_vec(),
+        ..Ruleset::default()
     }
 }
 
@@ -241,4 +242,28 @@ fn errors_name_the_problem() {
     let e = Firewall::open("bad name").unwrap_err();
     assert!(matches!(e, FirewallError::BadTableName { .. }));
     assert!(e.to_string().contains("\"bad name\""), "{e}");
+}
+
+#[test]
+fn interface_filter_limits_which_knocks_are_observed() {
+    if !enter_netns() {
+        return;
+    }
+    let knock = echo_server("127.0.0.1:0".parse().unwrap());
+    let mut rules = ruleset(&[]);
+    rules.knock_tcp_syn = vec![knock.port()];
+    rules.interfaces = vec!["sesame-none0".into()];
+    let mut fw = Firewall::open(TABLE).unwrap();
+    fw.install(&rules).unwrap();
+    assert!(
+        reachable(knock),
+        "packets on an interface outside the list are not knocks"
+    );
+    rules.interfaces = vec!["sesame-none0".into(), "lo".into()];
+    fw.install(&rules).unwrap();
+    assert!(
+        !reachable(knock),
+        "packets on a listed interface are knocks"
+    );
+    fw.remove().unwrap();
 }
