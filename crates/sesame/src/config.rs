@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use sesame_core::door::CommandTemplate;
+use std::net::IpAddr;
+
+use sesame_core::door::{CommandTemplate, Commands};
 use sesame_core::{Door, DoorError, Knock, Proto, Service, TcpFlags};
 use toml::Spanned;
 
@@ -36,6 +38,9 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// Doors, sorted by name.
     pub doors: Vec<Door>,
+    /// Doors whose sequence comes from a knockd-style one-time sequences
+    /// file: door name → file. The door's `sequence` is the first unused one.
+    pub one_time: BTreeMap<String, PathBuf>,
 }
 
 /// Daemon-wide settings from the `[daemon]` table.
@@ -49,6 +54,15 @@ pub struct DaemonSettings {
     pub max_tracked: usize,
     /// Bound on simultaneously open grants.
     pub max_grants: usize,
+    /// Only knocks arriving on these interfaces count (empty: every
+    /// interface). Matched by name, so interfaces may come and go.
+    pub interfaces: Vec<String>,
+    /// Also append log lines to this file.
+    pub log_file: Option<PathBuf>,
+    /// Also send log lines to syslog (`/dev/log`).
+    pub syslog: bool,
+    /// Write the daemon's pid here while it runs.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for DaemonSettings {
@@ -58,8 +72,25 @@ impl Default for DaemonSettings {
             nflog_group: DEFAULT_NFLOG_GROUP,
             max_tracked: DEFAULT_MAX_TRACKED,
             max_grants: DEFAULT_MAX_GRANTS,
+            interfaces: Vec::new(),
+            log_file: None,
+            syslog: false,
+            pid_file: None,
         }
     }
+}
+
+/// Longest interface name Linux allows (`IFNAMSIZ` - 1).
+pub const MAX_IFNAME: usize = 15;
+
+/// Checks an interface name: 1 to 15 printable bytes without '/' or ':'.
+/// Names are matched exactly, as in knockd.
+pub fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_IFNAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
 }
 
 /// Why a configuration was refused.
@@ -125,13 +156,22 @@ struct RawDaemon {
     nflog_group: Option<Spanned<i64>>,
     max_tracked: Option<Spanned<i64>>,
     max_grants: Option<Spanned<i64>>,
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
+    log_file: Option<String>,
+    #[serde(default)]
+    syslog: bool,
+    pid_file: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoor {
     /// `"7000,8000:udp"` or `["7000", "8000:udp"]` (or bare integers).
-    sequence: Spanned<toml::Value>,
+    sequence: Option<Spanned<toml::Value>>,
+    /// knockd-style one-time sequences file (instead of `sequence`).
+    one_time_sequences: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
     seq_timeout: Option<Spanned<RawDuration>>,
     open_for: Option<Spanned<RawDuration>>,
     tcp_flags: Option<Spanned<String>>,
@@ -139,6 +179,12 @@ struct RawDoor {
     protect: Vec<Spanned<String>>,
     on_open: Option<Spanned<Vec<String>>>,
     on_close: Option<Spanned<Vec<String>>>,
+    on_open_v6: Option<Spanned<Vec<String>>>,
+    on_close_v6: Option<Spanned<Vec<String>>>,
+    on_open_shell: Option<Spanned<String>>,
+    on_close_shell: Option<Spanned<String>>,
+    on_open_shell_v6: Option<Spanned<String>>,
+    on_close_shell_v6: Option<Spanned<String>>,
 }
 
 /// Integer seconds or a human duration such as `"30s"`, `"5m"`, `"500ms"`.
@@ -178,14 +224,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError::NoDoors { path: ctx.path });
     }
     let mut doors = Vec::with_capacity(raw.door.len());
+    let mut one_time = BTreeMap::new();
     for (name, door) in raw.door {
-        doors.push(ctx.door(name, door)?);
+        let (door, file) = ctx.door(name, door)?;
+        if let Some(file) = file {
+            one_time.insert(door.name.clone(), file);
+        }
+        doors.push(door);
     }
     ctx.check_cross_door(&doors)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
         doors,
+        one_time,
     })
 }
 
@@ -252,6 +304,21 @@ impl Ctx<'_> {
                 )
             })?;
         }
+        for name in raw.interfaces {
+            if !valid_interface_name(name.get_ref()) {
+                return Err(self.invalid(
+                    name.span(),
+                    format!("daemon.interfaces {:?}", name.get_ref()),
+                    "expected an interface name of 1 to 15 characters",
+                ));
+            }
+            if !out.interfaces.contains(name.get_ref()) {
+                out.interfaces.push(name.into_inner());
+            }
+        }
+        out.log_file = raw.log_file.map(PathBuf::from);
+        out.pid_file = raw.pid_file.map(PathBuf::from);
+        out.syslog = raw.syslog;
         for (key, field, target) in [
             ("max_tracked", raw.max_tracked, &mut out.max_tracked),
             ("max_grants", raw.max_grants, &mut out.max_grants),
@@ -272,31 +339,71 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn door(&self, name: String, raw: Spanned<RawDoor>) -> Result<Door, ConfigError> {
+    fn door(
+        &self,
+        name: String,
+        raw: Spanned<RawDoor>,
+    ) -> Result<(Door, Option<PathBuf>), ConfigError> {
         let door_span = raw.span();
         let raw = raw.into_inner();
         let label = format!("door {name:?}");
 
-        let seq_span = raw.sequence.span();
-        let items: Vec<String> = match raw.sequence.into_inner() {
-            toml::Value::String(text) => text.split(',').map(|s| s.trim().to_string()).collect(),
-            toml::Value::Array(values) => values
-                .into_iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    other => other.to_string(),
-                })
-                .collect(),
-            other => {
+        let (seq_span, items, one_time) = match (raw.sequence, raw.one_time_sequences) {
+            (Some(_), Some(file)) => {
                 return Err(self.invalid(
-                    seq_span,
-                    format!("{label} sequence"),
-                    format!(
-                        "expected a list such as [\"7000\", \"8000:udp\"] or a string \"7000,8000:udp\", found {}",
-                        other.type_str()
-                    ),
+                    file.span(),
+                    format!("{label} one_time_sequences"),
+                    "give either sequence or one_time_sequences, not both",
                 ))
+            }
+            (None, None) => {
+                return Err(self.invalid(
+                    door_span,
+                    label,
+                    "missing sequence (or one_time_sequences)",
+                ))
+            }
+            (None, Some(file)) => {
+                let path = PathBuf::from(file.get_ref());
+                let otf = crate::one_time::OneTimeFile::open(&path).map_err(|e| {
+                    self.invalid(file.span(), format!("{label} one_time_sequences"), e)
+                })?;
+                let Some(current) = otf.current() else {
+                    return Err(self.invalid(
+                        file.span(),
+                        format!("{label} one_time_sequences {:?}", file.get_ref()),
+                        "no unused sequence left in the file",
+                    ));
+                };
+                let items = current.iter().map(|k| k.to_string()).collect();
+                (file.span(), items, Some(path))
+            }
+            (Some(sequence), None) => {
+                let seq_span = sequence.span();
+                let items: Vec<String> = match sequence.into_inner() {
+                    toml::Value::String(text) => {
+                        text.split(',').map(|s| s.trim().to_string()).collect()
+                    }
+                    toml::Value::Array(values) => values
+                        .into_iter()
+                        .map(|v| match v {
+                            toml::Value::String(s) => s,
+                            toml::Value::Integer(i) => i.to_string(),
+                            other => other.to_string(),
+                        })
+                        .collect(),
+                    other => {
+                        return Err(self.invalid(
+                            seq_span,
+                            format!("{label} sequence"),
+                            format!(
+                                "expected a list such as [\"7000\", \"8000:udp\"] or a string \"7000,8000:udp\", found {}",
+                                other.type_str()
+                            ),
+                        ))
+                    }
+                };
+                (seq_span, items, None)
             }
         };
         let mut sequence = Vec::with_capacity(items.len());
@@ -363,24 +470,31 @@ impl Ctx<'_> {
             }
         }
 
-        let command = |key: &str, raw: Option<Spanned<Vec<String>>>| {
-            raw.map(|c| {
-                (
-                    c.span(),
-                    key.to_string(),
-                    CommandTemplate {
-                        argv: c.into_inner(),
-                    },
+        let mut cmd_spans: Vec<(Range<usize>, String)> = Vec::new();
+        let on_open = self.commands(
+            &label,
+            "on_open",
+            [raw.on_open, raw.on_open_v6],
+            [raw.on_open_shell, raw.on_open_shell_v6],
+            &mut cmd_spans,
+        )?;
+        let on_close = self.commands(
+            &label,
+            "on_close",
+            [raw.on_close, raw.on_close_v6],
+            [raw.on_close_shell, raw.on_close_shell_v6],
+            &mut cmd_spans,
+        )?;
+        let target = match raw.target {
+            None => None,
+            Some(t) => Some(t.get_ref().parse::<IpAddr>().map_err(|_| {
+                self.invalid(
+                    t.span(),
+                    format!("{label} target {:?}", t.get_ref()),
+                    "expected an IPv4 or IPv6 address",
                 )
-            })
+            })?),
         };
-        let on_open = command("on_open", raw.on_open);
-        let on_close = command("on_close", raw.on_close);
-        let cmd_spans: Vec<(Range<usize>, String)> = [&on_open, &on_close]
-            .into_iter()
-            .flatten()
-            .map(|(span, key, _)| (span.clone(), key.clone()))
-            .collect();
 
         let door = Door {
             name: name.clone(),
@@ -389,8 +503,9 @@ impl Ctx<'_> {
             open_for,
             tcp_flags,
             services,
-            on_open: on_open.map(|(_, _, c)| c),
-            on_close: on_close.map(|(_, _, c)| c),
+            target,
+            on_open,
+            on_close,
         };
         door.validate().map_err(|e| {
             // Point at the most specific place we know for the failing check.
@@ -406,7 +521,51 @@ impl Ctx<'_> {
             };
             self.invalid(span, label.clone(), e)
         })?;
-        Ok(door)
+        Ok((door, one_time))
+    }
+
+    /// Builds one event's commands from its argv keys (`on_open`,
+    /// `on_open_v6`) or shell keys (`on_open_shell`, `on_open_shell_v6`). The
+    /// plain key sets both families; the `_v6` key overrides IPv6, and an
+    /// empty `_v6` value disables it (knockd's `Start_Command_6`).
+    fn commands(
+        &self,
+        label: &str,
+        key: &str,
+        argv: [Option<Spanned<Vec<String>>>; 2],
+        shell: [Option<Spanned<String>>; 2],
+        spans: &mut Vec<(Range<usize>, String)>,
+    ) -> Result<Commands, ConfigError> {
+        let [argv_both, argv_v6] = argv;
+        let [shell_both, shell_v6] = shell;
+        if argv_both.is_some() || argv_v6.is_some() {
+            if let Some(s) = shell_both.as_ref().or(shell_v6.as_ref()) {
+                return Err(self.invalid(
+                    s.span(),
+                    format!("{label} {key}_shell"),
+                    format!("give either {key} (argv) or {key}_shell (a /bin/sh command line), not both"),
+                ));
+            }
+        }
+        let from_argv = |c: Spanned<Vec<String>>| (c.span(), CommandTemplate::argv(c.into_inner()));
+        let from_shell = |c: Spanned<String>| (c.span(), CommandTemplate::shell(c.get_ref()));
+        let both = argv_both.map(from_argv).or(shell_both.map(from_shell));
+        let v6 = argv_v6.map(from_argv).or(shell_v6.map(from_shell));
+        if let Some((span, _)) = &both {
+            spans.push((span.clone(), key.to_string()));
+        }
+        let mut out = Commands::both(both.map(|(_, c)| c));
+        if let Some((span, cmd)) = v6 {
+            let empty =
+                cmd.argv.is_empty() || cmd.shell_script().is_some_and(|s| s.trim().is_empty());
+            if empty {
+                out.v6 = None;
+            } else {
+                spans.push((span, key.to_string()));
+                out.v6 = Some(cmd);
+            }
+        }
+        Ok(out)
     }
 
     /// Checks that need every door at once.

@@ -9,5 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod knockd;
 pub mod logging;
+pub mod one_time;
 pub mod testbed;

@@ -1,11 +1,13 @@
 //! `sesame`: the Sesame client and admin CLI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sesame::client::{self, profile, Family};
+use sesame::knockd;
+use sesame::one_time::OneTimeFile;
 use sesame_core::{Knock, Proto};
 
 /// Sesame client: knock on a Sesame (or knockd) server, or run the demo.
@@ -24,6 +26,22 @@ enum Command {
     /// Show closed → knock → open → closed in two network namespaces, over
     /// IPv4 and IPv6 (needs root and iproute2).
     Demo,
+    /// Convert another port knocker's config to Sesame TOML (printed to
+    /// stdout).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// Print the Sesame equivalent of a knockd.conf, with comments on each
+    /// mapping: `sesame import knockd /etc/knockd.conf > sesame.toml`.
+    Knockd {
+        /// The knockd config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -31,8 +49,17 @@ struct KnockArgs {
     /// Host name or address, or a server name from the client config.
     host: String,
     /// Ports as `port[:tcp|udp]`, or one door name from the client config.
-    #[arg(required = true, value_name = "PORT[:PROTO]|DOOR")]
+    #[arg(required_unless_present = "one_time", value_name = "PORT[:PROTO]|DOOR")]
     ports: Vec<String>,
+    /// Knock the first unused sequence of a knockd one-time sequences file,
+    /// then mark it used ('#' over the line's first character) once every
+    /// packet has been sent.
+    #[arg(
+        long = "one-time",
+        value_name = "FILE",
+        conflicts_with_all = ["ports", "udp", "config"]
+    )]
+    one_time: Option<PathBuf>,
     /// Send every knock over UDP (ports without an explicit protocol).
     #[arg(short, long)]
     udp: bool,
@@ -64,6 +91,9 @@ fn knock(args: KnockArgs) -> Result<(), String> {
     };
     let mut host = args.host.clone();
     let mut delay = args.delay;
+    if let Some(path) = &args.one_time {
+        return knock_one_time(&args, path, family);
+    }
     let looks_like_ports = args.ports.iter().all(|p| {
         p.split(':')
             .next()
@@ -135,11 +165,53 @@ fn knock(args: KnockArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// `sesame knock --one-time FILE HOST`: knocks the file's first unused
+/// sequence and marks it used only after every packet went out.
+fn knock_one_time(args: &KnockArgs, path: &Path, family: Family) -> Result<(), String> {
+    let mut file = OneTimeFile::open(path).map_err(|e| e.to_string())?;
+    let knocks = file
+        .current()
+        .ok_or_else(|| {
+            format!(
+                "{}: no unused sequence left (every line starts with '#')",
+                path.display()
+            )
+        })?
+        .to_vec();
+    let line = file.current_line().unwrap_or(0);
+    let addr = client::resolve(&args.host, family).map_err(|e| e.to_string())?;
+    let delay = Duration::from_millis(args.delay.unwrap_or(0));
+    client::knock_sequence(addr, &knocks, delay, |k| {
+        if args.verbose {
+            println!("hitting {} {addr}:{}", k.proto, k.port);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    file.consume().map_err(|e| e.to_string())?;
+    if args.verbose {
+        println!(
+            "marked {}:{line} used; {} unused sequence(s) left",
+            path.display(),
+            file.remaining()
+        );
+    }
+    Ok(())
+}
+
+fn import_knockd(file: &Path) -> Result<(), String> {
+    let cfg = knockd::load(file).map_err(|e| e.to_string())?;
+    print!("{}", cfg.to_sesame_toml());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Knock(args) => knock(args),
         Command::Demo => sesame::demo::run().map_err(|e| e.to_string()),
+        Command::Import {
+            from: ImportFrom::Knockd { file },
+        } => import_knockd(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

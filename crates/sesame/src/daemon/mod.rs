@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod rules;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -21,6 +22,7 @@ use sesame_nftables::{Firewall, InstallOutcome};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::one_time::{OneTimeError, OneTimeFile};
 use commands::CommandRunner;
 
 /// Why the daemon could not start or had to stop.
@@ -32,6 +34,22 @@ pub enum DaemonError {
     /// Binding or reading the NFLOG group failed.
     #[error("packet observation: {0}")]
     Nflog(#[from] sesame_nflog::NflogError),
+    /// A one-time sequences file could not be used.
+    #[error("door {door:?}: {source}")]
+    OneTime {
+        /// The door.
+        door: String,
+        /// Cause.
+        source: OneTimeError,
+    },
+    /// The pid file could not be written.
+    #[error("pid file {path}: {source}")]
+    PidFile {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// Signal setup, poll or randomness failed.
     #[error("{what}: {source}")]
     Os {
@@ -126,6 +144,8 @@ pub struct Daemon {
     /// When the packets being handled were read, for the `open_us` figure
     /// (knock packet read → grant committed in the kernel).
     received_at: std::time::Instant,
+    /// Doors fed by a one-time sequences file.
+    one_time: HashMap<DoorId, OneTimeFile>,
 }
 
 fn random_seed() -> Result<[u64; 2], DaemonError> {
@@ -145,7 +165,17 @@ impl Daemon {
     /// Installs the table, binds the NFLOG group and builds the core state.
     pub fn start(config: Config) -> Result<Self, DaemonError> {
         let mut firewall = Firewall::open(&config.daemon.table)?;
-        let ruleset = rules::ruleset(&config.doors, config.daemon.nflog_group);
+        let ruleset = rules::ruleset(&config.doors, &config.daemon);
+        let mut one_time = HashMap::new();
+        for (id, door) in config.doors.iter().enumerate() {
+            if let Some(path) = config.one_time.get(&door.name) {
+                let file = OneTimeFile::open(path).map_err(|e| DaemonError::OneTime {
+                    door: door.name.clone(),
+                    source: e,
+                })?;
+                one_time.insert(id, file);
+            }
+        }
         // Bind first so no knock logged right after the rules appear is lost.
         let nflog = NflogSocket::bind(&sesame_nflog::Config {
             group: config.daemon.nflog_group,
@@ -160,7 +190,7 @@ impl Daemon {
                 info!(event = "table", table = %config.daemon.table, "updated nftables table inet {} in place; active grants kept", config.daemon.table)
             }
             InstallOutcome::Recreated => {
-                warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were dropped", config.daemon.table)
+                warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were carried over", config.daemon.table)
             }
         }
         let tracker = Tracker::new(
@@ -181,6 +211,7 @@ impl Daemon {
             closed: Vec::new(),
             counters: Counters::default(),
             received_at: std::time::Instant::now(),
+            one_time,
         })
     }
 
@@ -361,7 +392,12 @@ impl Daemon {
                 Event::Evicted { src, door, matched } => {
                     warn!(event = "evicted", source = %src, door = %self.door(door).name, "knock state table full: dropped the oldest attempt ({matched} knock(s))")
                 }
-                Event::Open { src, door } => self.open(now, src, door),
+                Event::Open { src, door } => {
+                    self.open(now, src, door);
+                    if self.one_time.contains_key(&door) {
+                        self.next_one_time_sequence(door);
+                    }
+                }
             }
         }
         self.events = events;
@@ -386,8 +422,12 @@ impl Daemon {
             GrantOutcome::New => {
                 self.counters.opened += 1;
                 let open_us = self.received_at.elapsed().as_micros() as u64;
-                info!(event = "open", source = %src, door = %door.name, open_us, "door opened: {services} for {:?}", door.open_for);
-                if let Some(cmd) = &door.on_open {
+                if services.is_empty() {
+                    info!(event = "open", source = %src, door = %door.name, open_us, "door opened (commands only; closes in {:?})", door.open_for);
+                } else {
+                    info!(event = "open", source = %src, door = %door.name, open_us, "door opened: {services} for {:?}", door.open_for);
+                }
+                if let Some(cmd) = door.on_open.for_addr(src) {
                     self.run_command(cmd, "on_open", src, &door);
                 }
             }
@@ -398,10 +438,50 @@ impl Daemon {
         }
     }
 
+    /// A one-time sequence was used: mark it in its file and switch the door
+    /// to the next one, or retire the door when the file runs out. The kernel
+    /// ruleset is updated in place so the new ports are observed.
+    fn next_one_time_sequence(&mut self, door_id: DoorId) {
+        let Some(file) = self.one_time.get_mut(&door_id) else {
+            return;
+        };
+        let name = self.tracker.doors()[door_id].name.clone();
+        let next = match file.consume() {
+            Ok(next) => next,
+            Err(e) => {
+                // Fail closed: a sequence that cannot be marked used must not
+                // stay usable.
+                error!(event = "one_time_failed", door = %name, "cannot mark the used one-time sequence: {e}; door disabled");
+                None
+            }
+        };
+        match &next {
+            Some(seq) => info!(
+                event = "one_time",
+                door = %name,
+                remaining = file.remaining(),
+                "one-time sequence used; next sequence has {} knock(s), {} left",
+                seq.len(),
+                file.remaining()
+            ),
+            None => {
+                warn!(event = "one_time_exhausted", door = %name, "no one-time sequence left: door removed")
+            }
+        }
+        if next.is_none() {
+            self.one_time.remove(&door_id);
+        }
+        self.tracker.set_sequence(door_id, next.unwrap_or_default());
+        let ruleset = rules::ruleset(self.tracker.doors(), &self.config.daemon);
+        if let Err(e) = self.firewall.install(&ruleset) {
+            error!(event = "ruleset_failed", door = %name, "could not update the knock ports: {e}");
+        }
+    }
+
     fn on_close(&mut self, src: IpAddr, door_id: DoorId, why: &str) {
         let door = self.door(door_id).clone();
         info!(event = "close", source = %src, door = %door.name, "door closed ({why})");
-        if let Some(cmd) = &door.on_close {
+        if let Some(cmd) = door.on_close.for_addr(src) {
             self.run_command(cmd, "on_close", src, &door);
         }
     }
@@ -438,7 +518,7 @@ impl Daemon {
         );
         let pending = self.grants.drain();
         for (src, door) in pending {
-            let has_close = self.door(door).on_close.is_some();
+            let has_close = self.door(door).on_close.for_addr(src).is_some();
             if has_close {
                 self.on_close(src, door, "daemon shutdown");
             }

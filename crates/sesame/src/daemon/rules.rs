@@ -1,15 +1,18 @@
 //! Translates doors into the kernel ruleset the firewall adapter installs.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use sesame_core::{Door, Proto, TcpFlags};
 use sesame_nftables::Ruleset;
+
+use crate::config::DaemonSettings;
 
 /// Builds the ruleset for `doors`. TCP knock ports whose doors all use the
 /// default `syn,!ack` predicate are filtered in the kernel, so only connection
 /// attempts reach the daemon; ports used with custom flags log every TCP
 /// packet and leave the flag test to the core.
-pub fn ruleset(doors: &[Door], nflog_group: u16) -> Ruleset {
+pub fn ruleset(doors: &[Door], settings: &DaemonSettings) -> Ruleset {
     let mut tcp_any = BTreeSet::new();
     let mut tcp_syn = BTreeSet::new();
     let mut udp = BTreeSet::new();
@@ -31,8 +34,11 @@ pub fn ruleset(doors: &[Door], nflog_group: u16) -> Ruleset {
         protected.extend(door.services.iter().copied());
     }
     tcp_syn.retain(|p| !tcp_any.contains(p));
+    let targets: BTreeSet<IpAddr> = doors.iter().filter_map(|d| d.target).collect();
     Ruleset {
-        nflog_group,
+        nflog_group: settings.nflog_group,
+        interfaces: settings.interfaces.clone(),
+        targets: targets.into_iter().collect(),
         knock_tcp_syn: tcp_syn.into_iter().collect(),
         knock_tcp_any: tcp_any.into_iter().collect(),
         knock_udp: udp.into_iter().collect(),
@@ -61,8 +67,13 @@ mod tests {
             Path::new("t.toml"),
         )
         .unwrap();
-        let r = ruleset(&cfg.doors, 9);
+        let settings = DaemonSettings {
+            nflog_group: 9,
+            ..DaemonSettings::default()
+        };
+        let r = ruleset(&cfg.doors, &settings);
         assert_eq!(r.nflog_group, 9);
+        assert!(r.targets.is_empty() && r.interfaces.is_empty());
         assert_eq!(r.knock_tcp_syn, vec![100]);
         assert_eq!(r.knock_tcp_any, vec![300, 400]);
         assert_eq!(r.knock_udp, vec![200]);

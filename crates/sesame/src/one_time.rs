@@ -1,0 +1,356 @@
+//! knockd's one-time sequence files (`One_Time_Sequences = /path/file`).
+//!
+//! The format, as knockd defines it:
+//! - one knock sequence per line, in the `Sequence` syntax
+//!   (`7000,8000:udp,9000`, whitespace allowed around items);
+//! - a line whose first non-blank character is `#` is a comment or a sequence
+//!   already used; blank lines are skipped;
+//! - a sequence is used up by overwriting the **first byte** of its line with
+//!   `#`, in place. That is why knockd's manual recommends starting every line
+//!   with a space: the overwrite then does not eat the first digit.
+//!
+//! Unlike knockd, every unused line is validated when the file is opened (junk
+//! is an error naming `file:line`, never port 0), and before a line is marked
+//! used the whole line is compared with what was read (knockd compared only
+//! half of the sequence), so a file edited behind our back is detected instead
+//! of the wrong line being consumed.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sesame_core::Knock;
+
+use crate::knockd::parse_sequence;
+
+/// Why a one-time sequence file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OneTimeError {
+    /// The file could not be opened or read.
+    #[error("{path}: cannot read one-time sequence file: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// An unused line is not a valid sequence.
+    #[error("{path}:{line}: {item}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The offending text.
+        item: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The line about to be marked used no longer holds what was read.
+    #[error(
+        "{path}:{line}: the file changed since it was read (expected {expected:?}); \
+         not marking any line used"
+    )]
+    Changed {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The line as it was read.
+        expected: String,
+    },
+    /// Marking a line used failed.
+    #[error("{path}:{line}: cannot mark the sequence used: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// One unused line of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    /// Byte offset of the line's first byte.
+    offset: u64,
+    /// 1-based line number.
+    line: usize,
+    /// The line's bytes, without the newline.
+    raw: Vec<u8>,
+    /// The parsed sequence.
+    knocks: Vec<Knock>,
+}
+
+/// A one-time sequence file: the unused sequences, in file order, and which
+/// one is current.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneTimeFile {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    next: usize,
+}
+
+impl OneTimeFile {
+    /// Reads `path` and validates every unused line. Errors name `file:line`
+    /// and the offending item.
+    pub fn open(path: &Path) -> Result<Self, OneTimeError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| OneTimeError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut entries = Vec::new();
+        let mut offset = 0u64;
+        for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+            let line = index + 1;
+            let start = offset;
+            offset += raw.len() as u64 + 1;
+            let text = std::str::from_utf8(raw).map_err(|_| OneTimeError::Invalid {
+                path: shown.clone(),
+                line,
+                item: String::from_utf8_lossy(raw).trim().to_string(),
+                message: "the line is not valid UTF-8".to_string(),
+            })?;
+            let trimmed = text.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let knocks = parse_sequence(trimmed).map_err(|e| OneTimeError::Invalid {
+                path: shown.clone(),
+                line,
+                item: format!("sequence {trimmed:?}"),
+                message: e.to_string(),
+            })?;
+            entries.push(Entry {
+                offset: start,
+                line,
+                raw: raw.to_vec(),
+                knocks,
+            });
+        }
+        Ok(OneTimeFile {
+            path: path.to_path_buf(),
+            entries,
+            next: 0,
+        })
+    }
+
+    /// The file this was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The first unused sequence, or `None` when the file is used up.
+    pub fn current(&self) -> Option<&[Knock]> {
+        self.entries.get(self.next).map(|e| e.knocks.as_slice())
+    }
+
+    /// 1-based line number of the current sequence.
+    pub fn current_line(&self) -> Option<usize> {
+        self.entries.get(self.next).map(|e| e.line)
+    }
+
+    /// Number of unused sequences, the current one included.
+    pub fn remaining(&self) -> usize {
+        self.entries.len() - self.next
+    }
+
+    /// Position (0 = current) of the first unused sequence equal to `knocks`,
+    /// comparing every element of both sequences.
+    pub fn position_of(&self, knocks: &[Knock]) -> Option<usize> {
+        self.entries[self.next..]
+            .iter()
+            .position(|e| e.knocks.as_slice() == knocks)
+    }
+
+    /// Marks the current sequence used: writes `#` over the first byte of its
+    /// line, in place, and syncs the file to disk. Returns the next unused
+    /// sequence, or `None` when the file is now used up (or already was, in
+    /// which case nothing is written).
+    ///
+    /// The line is re-read first and must be unchanged; otherwise nothing is
+    /// written and [`OneTimeError::Changed`] is returned.
+    pub fn consume(&mut self) -> Result<Option<Vec<Knock>>, OneTimeError> {
+        let Some(entry) = self.entries.get(self.next) else {
+            return Ok(None);
+        };
+        let shown = self.path.display().to_string();
+        let write_err = |source| OneTimeError::Write {
+            path: shown.clone(),
+            line: entry.line,
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(write_err)?;
+        let mut on_disk = vec![0u8; entry.raw.len()];
+        let unchanged = match file.read_exact_at(&mut on_disk, entry.offset) {
+            Ok(()) => on_disk == entry.raw,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => return Err(write_err(e)),
+        };
+        if !unchanged {
+            return Err(OneTimeError::Changed {
+                path: shown.clone(),
+                line: entry.line,
+                expected: String::from_utf8_lossy(&entry.raw).into_owned(),
+            });
+        }
+        file.write_all_at(b"#", entry.offset).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        self.next += 1;
+        Ok(self.current().map(<[Knock]>::to_vec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sesame_core::Proto;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A file in the temp dir with a name unique to this process and test.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(contents: &str) -> Self {
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "sesame-one-time-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+        fn read(&self) -> String {
+            std::fs::read_to_string(&self.0).unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            std::fs::remove_file(&self.0).ok();
+        }
+    }
+
+    fn tcp(port: u16) -> Knock {
+        Knock {
+            port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    fn udp(port: u16) -> Knock {
+        Knock {
+            port,
+            proto: Proto::Udp,
+        }
+    }
+
+    #[test]
+    fn reads_unused_lines_and_skips_comments_used_and_blank() {
+        let f = TempFile::new(
+            "# my pad\n#000,2000\n\n 1000:udp, 2000 ,3000:TCP\n   \n\t4000\n  # indented comment\n",
+        );
+        let otf = OneTimeFile::open(&f.0).unwrap();
+        assert_eq!(otf.remaining(), 2);
+        assert_eq!(otf.current(), Some(&[udp(1000), tcp(2000), tcp(3000)][..]));
+        assert_eq!(otf.current_line(), Some(4));
+        assert_eq!(otf.path(), f.0.as_path());
+    }
+
+    #[test]
+    fn consume_marks_the_first_byte_in_place_and_advances() {
+        let original = " 1000,2000\n 3000:udp\r\n4000,5000\n";
+        let f = TempFile::new(original);
+        let mut otf = OneTimeFile::open(&f.0).unwrap();
+        assert_eq!(otf.consume().unwrap(), Some(vec![udp(3000)]));
+        assert_eq!(f.read(), "#1000,2000\n 3000:udp\r\n4000,5000\n");
+        assert_eq!(otf.remaining(), 2);
+        assert_eq!(otf.consume().unwrap(), Some(vec![tcp(4000), tcp(5000)]));
+        // Without a leading space the first digit is lost, as in knockd.
+        assert_eq!(otf.consume().unwrap(), None);
+        assert_eq!(f.read(), "#1000,2000\n#3000:udp\r\n#000,5000\n");
+        assert_eq!(f.read().len(), original.len());
+        assert_eq!(otf.remaining(), 0);
+        assert_eq!(otf.current(), None);
+        // Exhausted: nothing more is written.
+        assert_eq!(otf.consume().unwrap(), None);
+        assert_eq!(f.read(), "#1000,2000\n#3000:udp\r\n#000,5000\n");
+        // A fresh open agrees.
+        assert_eq!(OneTimeFile::open(&f.0).unwrap().remaining(), 0);
+    }
+
+    #[test]
+    fn a_reopened_file_starts_at_the_next_unused_line() {
+        let f = TempFile::new(" 1,2\n 3,4\n");
+        OneTimeFile::open(&f.0).unwrap().consume().unwrap();
+        let otf = OneTimeFile::open(&f.0).unwrap();
+        assert_eq!(otf.current(), Some(&[tcp(3), tcp(4)][..]));
+        assert_eq!(otf.current_line(), Some(2));
+    }
+
+    #[test]
+    fn whole_sequences_are_compared() {
+        // knockd compared only the first half; these share it.
+        let f = TempFile::new(" 1,2,3,4\n 1,2,3,5\n");
+        let otf = OneTimeFile::open(&f.0).unwrap();
+        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(5)]), Some(1));
+        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(4)]), Some(0));
+        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(6)]), None);
+        assert_eq!(otf.position_of(&[tcp(1), tcp(2)]), None);
+    }
+
+    #[test]
+    fn junk_is_rejected_with_file_line_and_item() {
+        for (text, line, needle) in [
+            (" 1000\n 70x0,2000\n", 2, "\"70x0\""),
+            ("\n\n 1000:icmp\n", 3, "\"1000:icmp\""),
+            (" 1000,,2000\n", 1, "empty"),
+            (" 0\n", 1, "\"0\""),
+            (" 65536\n", 1, "\"65536\""),
+        ] {
+            let f = TempFile::new(text);
+            let msg = OneTimeFile::open(&f.0).unwrap_err().to_string();
+            let prefix = format!("{}:{line}: ", f.0.display());
+            assert!(msg.starts_with(&prefix), "{text:?} gave {msg}");
+            assert!(msg.contains(needle), "{text:?} gave {msg}");
+        }
+        let long: Vec<String> = (1..=33).map(|p| p.to_string()).collect();
+        let f = TempFile::new(&format!(" {}\n", long.join(",")));
+        let msg = OneTimeFile::open(&f.0).unwrap_err().to_string();
+        assert!(msg.contains("at most 32"), "{msg}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let path = std::env::temp_dir().join("sesame-one-time-does-not-exist");
+        let msg = OneTimeFile::open(&path).unwrap_err().to_string();
+        assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn a_file_edited_behind_our_back_is_not_marked() {
+        let f = TempFile::new(" 1000,2000\n 3000\n");
+        let mut otf = OneTimeFile::open(&f.0).unwrap();
+        std::fs::write(&f.0, " 1000,2001\n 3000\n").unwrap();
+        let err = otf.consume().unwrap_err();
+        assert!(
+            matches!(err, OneTimeError::Changed { line: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(f.read(), " 1000,2001\n 3000\n");
+        assert_eq!(otf.remaining(), 2);
+        std::fs::write(&f.0, "").unwrap();
+        assert!(matches!(
+            otf.consume().unwrap_err(),
+            OneTimeError::Changed { .. }
+        ));
+    }
+}
