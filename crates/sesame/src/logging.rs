@@ -47,7 +47,7 @@ pub enum LogError {
         /// Cause.
         source: io::Error,
     },
-    /// `/dev/log` could not be reached.
+    /// No socket for syslog could be created.
     #[error("syslog ({SYSLOG_SOCKET}): {0}")]
     Syslog(io::Error),
 }
@@ -56,21 +56,30 @@ pub enum LogError {
 pub const SYSLOG_SOCKET: &str = "/dev/log";
 
 /// Sends each formatted line as one RFC 3164 datagram, facility user,
-/// severity notice (what knockd uses).
+/// severity notice (what knockd uses). The socket is addressed per datagram,
+/// so a syslog daemon that starts (or restarts) later still gets the lines.
 #[derive(Debug)]
 struct Syslog {
     sock: UnixDatagram,
+    path: PathBuf,
     tag: String,
 }
 
 impl Syslog {
-    fn connect(path: &Path) -> io::Result<Self> {
-        let sock = UnixDatagram::unbound()?;
-        sock.connect(path)?;
+    /// Prepares the sender; `Err` only if no datagram socket can be made.
+    /// Whether `path` is listening is reported by [`Syslog::reachable`].
+    fn new(path: &Path) -> io::Result<Self> {
         Ok(Syslog {
-            sock,
+            sock: UnixDatagram::unbound()?,
+            path: path.to_path_buf(),
             tag: format!("sesamed[{}]", std::process::id()),
         })
+    }
+
+    /// Sends a probe-free check: whether the syslog socket exists now.
+    fn reachable(&self) -> io::Result<()> {
+        let probe = UnixDatagram::unbound()?;
+        probe.connect(&self.path)
     }
 }
 
@@ -83,7 +92,7 @@ impl Write for SyslogLine<'_> {
         let line = String::from_utf8_lossy(buf);
         let msg = format!("<{USER_NOTICE}>{}: {}", self.0.tag, line.trim_end());
         // A full or absent syslog daemon must never stall knock handling.
-        let _ = self.0.sock.send(msg.as_bytes());
+        let _ = self.0.sock.send_to(msg.as_bytes(), &self.0.path);
         Ok(buf.len())
     }
 
@@ -118,7 +127,9 @@ pub fn init(format: LogFormat, verbose: bool) {
 }
 
 /// Like [`init`], also writing to `targets`. Files are opened before the
-/// subscriber is installed, so an error leaves logging untouched.
+/// subscriber is installed, so an error leaves logging untouched. A syslog
+/// daemon that is not running yet is not an error (knockd starts without one
+/// too): a warning says so, and lines reach it once it listens.
 pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Result<(), LogError> {
     let level = if verbose {
         LevelFilter::DEBUG
@@ -127,10 +138,11 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
     };
     let file = targets.file.as_deref().map(open_log_file).transpose()?;
     let syslog = if targets.syslog {
-        Some(Syslog::connect(Path::new(SYSLOG_SOCKET)).map_err(LogError::Syslog)?)
+        Some(Syslog::new(Path::new(SYSLOG_SOCKET)).map_err(LogError::Syslog)?)
     } else {
         None
     };
+    let syslog_down = syslog.as_ref().and_then(|s| s.reachable().err());
     let layer = |writer: tracing_subscriber::fmt::writer::BoxMakeWriter, json: bool, time: bool| {
         let base = tracing_subscriber::fmt::layer()
             .with_target(false)
@@ -160,6 +172,12 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
     let _ = tracing_subscriber::registry()
         .with(layers.with_filter(level))
         .try_init();
+    if let Some(e) = syslog_down {
+        tracing::warn!(
+            event = "syslog_unavailable",
+            "syslog ({SYSLOG_SOCKET}) is not accepting messages yet ({e}); lines will reach it once it does"
+        );
+    }
     Ok(())
 }
 
@@ -174,7 +192,8 @@ mod tests {
         let path = dir.join("log.sock");
         let _ = std::fs::remove_file(&path);
         let server = UnixDatagram::bind(&path).unwrap();
-        let s = Syslog::connect(&path).unwrap();
+        let s = Syslog::new(&path).unwrap();
+        s.reachable().unwrap();
         s.make_writer().write_all(b"door opened\n").unwrap();
         let mut buf = [0u8; 256];
         let n = server.recv(&mut buf).unwrap();
@@ -182,6 +201,14 @@ mod tests {
         assert!(got.starts_with("<13>sesamed["), "{got}");
         assert!(got.ends_with("]: door opened"), "{got}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_syslog_socket_is_not_fatal() {
+        let s = Syslog::new(Path::new("/nonexistent-dir/log")).unwrap();
+        assert!(s.reachable().is_err());
+        // Writing still succeeds: lines are dropped until syslog listens.
+        s.make_writer().write_all(b"door opened\n").unwrap();
     }
 
     #[test]

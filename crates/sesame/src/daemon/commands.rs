@@ -33,7 +33,9 @@ impl CommandRunner {
             .spawn()
         {
             Ok(child) => {
-                info!(event = "command", pid = child.id(), command = %what, "started {program}");
+                // The rendered command line, as knockd logs it; %IP% is the
+                // only substitution, so no secret comes from the daemon here.
+                info!(event = "command", pid = child.id(), command = %what, "running: {}", shell_words(argv));
                 self.running.push(Running {
                     child,
                     what,
@@ -88,4 +90,24 @@ impl CommandRunner {
             warn!(event = "command_abandoned", command = %r.what, pid = r.child.id(), "still running at shutdown");
         }
     }
+}
+
+/// `argv` as one line: a `/bin/sh -c SCRIPT` shows just the script, other
+/// arguments containing spaces are quoted.
+fn shell_words(argv: &[String]) -> String {
+    if let [sh, c, script] = argv {
+        if sh == sesame_core::door::SHELL && c == "-c" {
+            return script.clone();
+        }
+    }
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
