@@ -12,8 +12,11 @@
 pub mod door;
 pub mod grants;
 pub mod packet;
+pub mod replay;
+pub mod spa;
 pub mod table;
 pub mod time;
+pub mod totp;
 pub mod tracker;
 
 pub use door::{
@@ -21,6 +24,8 @@ pub use door::{
 };
 pub use grants::{GrantOutcome, Grants};
 pub use packet::{Packet, ParseError};
+pub use replay::{ReplayCache, ReplayError, ReplayKey};
+pub use spa::{SpaError, Verified, Verifier};
 pub use table::{EvictionPolicy, Table};
 pub use time::Instant;
 pub use tracker::{DoorId, Event, Observation, Tracker};

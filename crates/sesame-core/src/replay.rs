@@ -1,0 +1,639 @@
+//! A bounded replay cache for single-use credentials.
+//!
+//! Remembers which SPA packets (by their 16-byte payload nonce) and which TOTP
+//! sequences (by door, time step and sequence) have already opened a door, for
+//! as long as they would otherwise still be accepted. Every entry carries an
+//! *expiry*: the last unix second at which the credential it stands for would
+//! pass the time check. After that second, the time check alone refuses it,
+//! so the entry can go.
+//!
+//! # Safety over availability: the floor
+//!
+//! The cache never forgets an entry without also refusing everything that
+//! entry could match. It keeps a **floor**: every credential whose expiry is
+//! at or below the floor is refused ([`ReplayError::Forgotten`]), whether or
+//! not it was ever seen. Whenever an entry leaves the cache, the floor rises
+//! to that entry's expiry:
+//!
+//! - *purged because expired* (`expiry < now`): in normal operation the floor
+//!   stays below `now`, and every credential that passes the time check has an
+//!   expiry of at least `now`, so this costs nothing. It matters when the wall
+//!   clock steps back: a credential whose entry was purged stays refused.
+//! - *evicted because the cache is full*: only authenticated credentials are
+//!   ever inserted, so this takes more legitimate openings within one time
+//!   window than the capacity. The entry with the smallest expiry is evicted
+//!   and the floor rises to its expiry, which amounts to shrinking the time
+//!   window for older credentials: they are refused, fresh ones still pass.
+//!   When the new credential's expiry is not above that smallest expiry,
+//!   nothing is evicted and the new credential is refused
+//!   ([`ReplayError::Full`]).
+//!
+//! Either way a replay is never accepted because the cache ran out of room.
+//!
+//! # Persistence
+//!
+//! [`ReplayCache::to_bytes`] produces a small versioned binary image with a
+//! SHA-256 checksum (layout in `docs/spa-protocol.md`); the daemon writes it
+//! atomically (temporary file, fsync, rename) and reads it back with
+//! [`ReplayCache::from_bytes`] on start, so a packet captured before a restart
+//! is still refused after it. When the image is missing or unreadable, the
+//! daemon should call [`ReplayCache::raise_floor`] with `now + window` (the
+//! largest expiry any credential accepted before the restart can have): every
+//! credential made before the restart is then refused, fresh ones pass. The
+//! same applies when the time window grows between runs: entries were stored
+//! with expiries computed from the old window.
+//!
+//! Ordering uses [`BTreeMap`]/[`BTreeSet`]: deterministic (no hash seed, and
+//! [`ReplayCache::to_bytes`] is byte-for-byte reproducible) and O(log n).
+//! [`crate::table::Table`] does not fit here: it orders entries by insertion
+//! time on a monotonic clock, while replay entries are ordered by an expiry
+//! taken from the credential itself, which arrives out of order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::door::Knock;
+
+/// Kind byte of an SPA replay key.
+const KIND_SPA: u8 = 1;
+/// Kind byte of a TOTP replay key.
+const KIND_TOTP: u8 = 2;
+
+/// Identifies one single-use credential: an SPA packet or a TOTP sequence.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplayKey {
+    kind: u8,
+    id: [u8; 16],
+}
+
+impl ReplayKey {
+    /// Length of [`ReplayKey::to_bytes`].
+    pub const LEN: usize = 17;
+
+    /// The key of an SPA packet: its 16-byte payload nonce.
+    pub const fn spa(nonce: [u8; 16]) -> Self {
+        ReplayKey {
+            kind: KIND_SPA,
+            id: nonce,
+        }
+    }
+
+    /// The key of a TOTP sequence that opened `door` in time step `step`:
+    /// the first 16 bytes of SHA-256 over a domain-separated encoding of the
+    /// three. The hash is one-way, so the cache (and its file) never holds a
+    /// sequence in the clear.
+    pub fn totp(door: &str, step: u64, sequence: &[Knock]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"sesame-totp-replay-v1");
+        h.update((door.len() as u64).to_be_bytes());
+        h.update(door.as_bytes());
+        h.update(step.to_be_bytes());
+        h.update((sequence.len() as u64).to_be_bytes());
+        for knock in sequence {
+            h.update([knock.proto.number()]);
+            h.update(knock.port.to_be_bytes());
+        }
+        let digest = h.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        ReplayKey {
+            kind: KIND_TOTP,
+            id,
+        }
+    }
+
+    /// Binary form: the kind byte (1 = SPA, 2 = TOTP), then the 16-byte id.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[0] = self.kind;
+        out[1..].copy_from_slice(&self.id);
+        out
+    }
+
+    /// Parses [`ReplayKey::to_bytes`]; `None` for an unknown kind.
+    pub fn from_bytes(bytes: &[u8; Self::LEN]) -> Option<Self> {
+        if bytes[0] != KIND_SPA && bytes[0] != KIND_TOTP {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[1..]);
+        Some(ReplayKey { kind: bytes[0], id })
+    }
+}
+
+impl fmt::Debug for ReplayKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            KIND_SPA => "spa",
+            KIND_TOTP => "totp",
+            _ => "?",
+        };
+        write!(f, "ReplayKey({kind}:")?;
+        for b in self.id {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Why [`ReplayCache::check_and_insert`] refused a credential.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The credential is in the cache: it was used before.
+    #[error("replayed: this credential was already used")]
+    Replayed,
+    /// The credential's expiry is at or below the floor (or already past):
+    /// the cache can no longer vouch that it was not used, so it is refused.
+    #[error("refused: the replay cache no longer remembers credentials expiring at or before {floor} (restart without state, clock step or full cache)")]
+    Forgotten {
+        /// The floor at the time of the refusal.
+        floor: u64,
+    },
+    /// The cache is full of entries that expire no sooner than this one.
+    #[error("refused: the replay cache is full ({capacity} entries within the time window)")]
+    Full {
+        /// The cache's capacity.
+        capacity: usize,
+    },
+}
+
+/// Why [`ReplayCache::from_bytes`] rejected an image.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayStateError {
+    /// Shorter than the fixed header and checksum.
+    #[error("replay cache image truncated ({0} bytes)")]
+    Truncated(usize),
+    /// Does not start with `SSMR`.
+    #[error("not a replay cache image (bad magic)")]
+    BadMagic,
+    /// A format version this code does not read.
+    #[error("unsupported replay cache image version {0}")]
+    UnsupportedVersion(u8),
+    /// The length does not match the entry count.
+    #[error("replay cache image length {len} does not match its {count} entries")]
+    LengthMismatch {
+        /// Bytes in the image.
+        len: usize,
+        /// Entry count in the header.
+        count: u32,
+    },
+    /// The SHA-256 checksum does not match: corrupt or partly written.
+    #[error("replay cache image checksum mismatch")]
+    BadChecksum,
+    /// An entry with an unknown key kind.
+    #[error("replay cache image entry {0} is invalid")]
+    BadEntry(usize),
+    /// The same key appears twice.
+    #[error("replay cache image entry {0} is a duplicate")]
+    DuplicateEntry(usize),
+}
+
+/// Magic of the persisted image.
+const STATE_MAGIC: [u8; 4] = *b"SSMR";
+/// Version of the persisted image.
+const STATE_VERSION: u8 = 1;
+/// Magic, version, floor, count.
+const STATE_HEADER_LEN: usize = 4 + 1 + 8 + 4;
+/// Key and expiry.
+const STATE_ENTRY_LEN: usize = ReplayKey::LEN + 8;
+/// SHA-256.
+const STATE_CHECKSUM_LEN: usize = 32;
+
+/// The bounded replay cache. See the module docs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReplayCache {
+    capacity: usize,
+    /// Key → expiry.
+    entries: BTreeMap<ReplayKey, u64>,
+    /// (expiry, key), soonest first.
+    by_expiry: BTreeSet<(u64, ReplayKey)>,
+    /// Every credential with an expiry at or below this is refused.
+    floor: u64,
+}
+
+impl fmt::Debug for ReplayCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayCache")
+            .field("len", &self.entries.len())
+            .field("capacity", &self.capacity)
+            .field("floor", &self.floor)
+            .finish()
+    }
+}
+
+impl ReplayCache {
+    /// Default capacity: credentials accepted within one time window.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// An empty cache holding at most `capacity` entries (0 is taken as 1),
+    /// with a floor of 0.
+    pub fn new(capacity: usize) -> Self {
+        ReplayCache {
+            capacity: capacity.max(1),
+            entries: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            floor: 0,
+        }
+    }
+
+    /// Number of remembered credentials.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Most entries kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Every credential with an expiry at or below this is refused.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// True when `key` is remembered.
+    pub fn contains(&self, key: &ReplayKey) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// Refuses every credential with an expiry at or below `floor` from now
+    /// on (the floor never goes down). For a restart whose saved image was
+    /// lost: `raise_floor(now + window)`.
+    pub fn raise_floor(&mut self, floor: u64) {
+        self.floor = self.floor.max(floor);
+        while let Some(&(expiry, key)) = self.by_expiry.first() {
+            if expiry > self.floor {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Forgets entries whose expiry is before `now`, raising the floor to the
+    /// latest of them. Returns how many went.
+    pub fn purge(&mut self, now: u64) -> usize {
+        let mut purged = 0;
+        while let Some(&(expiry, key)) = self.by_expiry.first() {
+            if expiry >= now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.entries.remove(&key);
+            self.floor = self.floor.max(expiry);
+            purged += 1;
+        }
+        purged
+    }
+
+    /// Records the use of the credential `key`, valid until `expires` (unix
+    /// seconds, inclusive), at time `now`, unless it was used before or the
+    /// cache cannot vouch for it. Purges expired entries first.
+    ///
+    /// Call this only for credentials that passed every other check, so that
+    /// nobody without a key can fill the cache.
+    pub fn check_and_insert(
+        &mut self,
+        key: ReplayKey,
+        expires: u64,
+        now: u64,
+    ) -> Result<(), ReplayError> {
+        self.purge(now);
+        if self.entries.contains_key(&key) {
+            return Err(ReplayError::Replayed);
+        }
+        if expires <= self.floor || expires < now {
+            return Err(ReplayError::Forgotten { floor: self.floor });
+        }
+        if self.entries.len() >= self.capacity {
+            let Some(&(soonest, old)) = self.by_expiry.first() else {
+                return Err(ReplayError::Full {
+                    capacity: self.capacity,
+                });
+            };
+            if expires <= soonest {
+                return Err(ReplayError::Full {
+                    capacity: self.capacity,
+                });
+            }
+            self.by_expiry.pop_first();
+            self.entries.remove(&old);
+            self.floor = self.floor.max(soonest);
+        }
+        self.entries.insert(key, expires);
+        self.by_expiry.insert((expires, key));
+        Ok(())
+    }
+
+    /// The persisted image: see `docs/spa-protocol.md`. Entries are written
+    /// soonest expiry first, so equal caches give equal bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            STATE_HEADER_LEN + self.entries.len() * STATE_ENTRY_LEN + STATE_CHECKSUM_LEN,
+        );
+        out.extend_from_slice(&STATE_MAGIC);
+        out.push(STATE_VERSION);
+        out.extend_from_slice(&self.floor.to_be_bytes());
+        let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
+        for (expiry, key) in self.by_expiry.iter().take(count as usize) {
+            out.extend_from_slice(&key.to_bytes());
+            out.extend_from_slice(&expiry.to_be_bytes());
+        }
+        let checksum = Sha256::digest(&out);
+        out.extend_from_slice(&checksum);
+        out
+    }
+
+    /// Reads an image made by [`ReplayCache::to_bytes`] into a cache of
+    /// `capacity` entries. When the image holds more, the entries with the
+    /// latest expiries are kept and the floor rises past the others, as for
+    /// an eviction.
+    pub fn from_bytes(bytes: &[u8], capacity: usize) -> Result<Self, ReplayStateError> {
+        let len = bytes.len();
+        if len < STATE_HEADER_LEN + STATE_CHECKSUM_LEN {
+            return Err(ReplayStateError::Truncated(len));
+        }
+        if bytes[..4] != STATE_MAGIC {
+            return Err(ReplayStateError::BadMagic);
+        }
+        if bytes[4] != STATE_VERSION {
+            return Err(ReplayStateError::UnsupportedVersion(bytes[4]));
+        }
+        let floor = u64::from_be_bytes(bytes[5..13].try_into().expect("8 bytes"));
+        let count = u32::from_be_bytes(bytes[13..17].try_into().expect("4 bytes"));
+        let expected = (count as usize)
+            .checked_mul(STATE_ENTRY_LEN)
+            .and_then(|n| n.checked_add(STATE_HEADER_LEN + STATE_CHECKSUM_LEN));
+        if expected != Some(len) {
+            return Err(ReplayStateError::LengthMismatch { len, count });
+        }
+        let (body, checksum) = bytes.split_at(len - STATE_CHECKSUM_LEN);
+        if Sha256::digest(body).as_slice() != checksum {
+            return Err(ReplayStateError::BadChecksum);
+        }
+        let mut cache = ReplayCache::new(capacity);
+        cache.floor = floor;
+        for (i, entry) in body[STATE_HEADER_LEN..]
+            .chunks_exact(STATE_ENTRY_LEN)
+            .enumerate()
+        {
+            let key_bytes: &[u8; ReplayKey::LEN] =
+                entry[..ReplayKey::LEN].try_into().expect("17 bytes");
+            let key = ReplayKey::from_bytes(key_bytes).ok_or(ReplayStateError::BadEntry(i))?;
+            let expiry = u64::from_be_bytes(entry[ReplayKey::LEN..].try_into().expect("8 bytes"));
+            if cache.entries.insert(key, expiry).is_some() {
+                return Err(ReplayStateError::DuplicateEntry(i));
+            }
+            cache.by_expiry.insert((expiry, key));
+        }
+        // Entries at or below the floor are refused anyway.
+        cache.raise_floor(floor);
+        while cache.entries.len() > cache.capacity {
+            if let Some((expiry, key)) = cache.by_expiry.pop_first() {
+                cache.entries.remove(&key);
+                cache.floor = cache.floor.max(expiry);
+            }
+        }
+        Ok(cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::door::Proto;
+
+    fn key(n: u8) -> ReplayKey {
+        ReplayKey::spa([n; 16])
+    }
+
+    #[test]
+    fn second_use_is_refused() {
+        let mut cache = ReplayCache::new(10);
+        assert_eq!(cache.check_and_insert(key(1), 160, 100), Ok(()));
+        assert_eq!(
+            cache.check_and_insert(key(1), 160, 101),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(cache.check_and_insert(key(2), 160, 101), Ok(()));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn expired_entries_go_and_stay_refused() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(1), 160, 100).unwrap();
+        // Still remembered on its last valid second.
+        assert_eq!(cache.purge(160), 0);
+        assert!(cache.contains(&key(1)));
+        assert_eq!(cache.purge(161), 1);
+        assert!(cache.is_empty());
+        assert_eq!(cache.floor(), 160);
+        // A clock stepped back cannot bring it back.
+        assert_eq!(
+            cache.check_and_insert(key(1), 160, 120),
+            Err(ReplayError::Forgotten { floor: 160 })
+        );
+        // Fresh credentials still pass.
+        assert_eq!(cache.check_and_insert(key(2), 161, 120), Ok(()));
+    }
+
+    #[test]
+    fn already_expired_credential_is_refused() {
+        let mut cache = ReplayCache::new(10);
+        assert_eq!(
+            cache.check_and_insert(key(1), 99, 100),
+            Err(ReplayError::Forgotten { floor: 0 })
+        );
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn full_cache_evicts_soonest_and_raises_floor() {
+        let mut cache = ReplayCache::new(3);
+        cache.check_and_insert(key(1), 150, 100).unwrap();
+        cache.check_and_insert(key(2), 140, 100).unwrap();
+        cache.check_and_insert(key(3), 160, 100).unwrap();
+        // Full: key 2 (expiry 140) goes and the floor rises to 140.
+        assert_eq!(cache.check_and_insert(key(4), 170, 100), Ok(()));
+        assert_eq!(cache.len(), 3);
+        assert!(!cache.contains(&key(2)));
+        assert_eq!(cache.floor(), 140);
+        // Key 2 is still refused, though no longer remembered.
+        assert_eq!(
+            cache.check_and_insert(key(2), 140, 100),
+            Err(ReplayError::Forgotten { floor: 140 })
+        );
+        // Not newer than anything held: refused, nothing evicted.
+        assert_eq!(
+            cache.check_and_insert(key(5), 150, 100),
+            Err(ReplayError::Full { capacity: 3 })
+        );
+        assert!(cache.contains(&key(1)));
+        // Replays of held entries are still replays.
+        assert_eq!(
+            cache.check_and_insert(key(4), 170, 100),
+            Err(ReplayError::Replayed)
+        );
+    }
+
+    #[test]
+    fn bytes_round_trip_still_refuses() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(1), 160, 100).unwrap();
+        cache.check_and_insert(key(2), 150, 100).unwrap();
+        let totp = ReplayKey::totp(
+            "ssh",
+            7,
+            &[Knock {
+                port: 4000,
+                proto: Proto::Tcp,
+            }],
+        );
+        cache.check_and_insert(totp, 155, 100).unwrap();
+        cache.raise_floor(20);
+        let bytes = cache.to_bytes();
+        assert_eq!(bytes.len(), 17 + 3 * 25 + 32);
+        let mut back = ReplayCache::from_bytes(&bytes, 10).unwrap();
+        assert_eq!(back, cache);
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(back.floor(), 20);
+        assert_eq!(
+            back.check_and_insert(key(1), 160, 101),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(
+            back.check_and_insert(totp, 155, 101),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(back.check_and_insert(key(3), 160, 101), Ok(()));
+    }
+
+    #[test]
+    fn image_layout_is_fixed() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(0xab), 0x0102, 1).unwrap();
+        let bytes = cache.to_bytes();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"SSMR\x01");
+        expected.extend_from_slice(&[0; 8]); // floor
+        expected.extend_from_slice(&[0, 0, 0, 1]); // count
+        expected.push(1); // SPA key
+        expected.extend_from_slice(&[0xab; 16]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&bytes[..bytes.len() - 32], &expected[..]);
+        assert_eq!(&bytes[bytes.len() - 32..], &Sha256::digest(&expected)[..]);
+    }
+
+    #[test]
+    fn loading_into_a_smaller_cache_keeps_the_latest() {
+        let mut cache = ReplayCache::new(10);
+        for i in 0..5u8 {
+            cache
+                .check_and_insert(key(i), 200 + u64::from(i), 100)
+                .unwrap();
+        }
+        let small = ReplayCache::from_bytes(&cache.to_bytes(), 2).unwrap();
+        assert_eq!(small.len(), 2);
+        assert!(small.contains(&key(3)) && small.contains(&key(4)));
+        assert_eq!(small.floor(), 202);
+        let mut small = small;
+        assert_eq!(
+            small.check_and_insert(key(0), 200, 100),
+            Err(ReplayError::Forgotten { floor: 202 })
+        );
+    }
+
+    #[test]
+    fn corrupt_images_are_rejected() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(1), 160, 100).unwrap();
+        let good = cache.to_bytes();
+        assert_eq!(
+            ReplayCache::from_bytes(&good[..10], 10),
+            Err(ReplayStateError::Truncated(10))
+        );
+        assert_eq!(
+            ReplayCache::from_bytes(&good[..good.len() - 1], 10),
+            Err(ReplayStateError::LengthMismatch {
+                len: good.len() - 1,
+                count: 1
+            })
+        );
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(
+            ReplayCache::from_bytes(&bad, 10),
+            Err(ReplayStateError::BadMagic)
+        );
+        let mut bad = good.clone();
+        bad[4] = 2;
+        assert_eq!(
+            ReplayCache::from_bytes(&bad, 10),
+            Err(ReplayStateError::UnsupportedVersion(2))
+        );
+        for i in 5..good.len() {
+            if (13..17).contains(&i) {
+                continue; // count: caught as a length mismatch
+            }
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(
+                ReplayCache::from_bytes(&bad, 10),
+                Err(ReplayStateError::BadChecksum),
+                "byte {i}"
+            );
+        }
+        // A well-formed image with an unknown key kind or a duplicate.
+        let forge = |entries: &[[u8; 25]]| {
+            let mut body = b"SSMR\x01".to_vec();
+            body.extend_from_slice(&[0; 8]);
+            body.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for e in entries {
+                body.extend_from_slice(e);
+            }
+            let sum = Sha256::digest(&body);
+            body.extend_from_slice(&sum);
+            body
+        };
+        let mut entry = [0u8; 25];
+        entry[0] = 9;
+        assert_eq!(
+            ReplayCache::from_bytes(&forge(&[entry]), 10),
+            Err(ReplayStateError::BadEntry(0))
+        );
+        entry[0] = 1;
+        entry[24] = 5;
+        assert_eq!(
+            ReplayCache::from_bytes(&forge(&[entry, entry]), 10),
+            Err(ReplayStateError::DuplicateEntry(1))
+        );
+    }
+
+    #[test]
+    fn totp_keys_separate_doors_steps_and_sequences() {
+        let seq = [Knock {
+            port: 1000,
+            proto: Proto::Udp,
+        }];
+        let other = [Knock {
+            port: 1001,
+            proto: Proto::Udp,
+        }];
+        let k = ReplayKey::totp("a", 1, &seq);
+        assert_eq!(k, ReplayKey::totp("a", 1, &seq));
+        assert_ne!(k, ReplayKey::totp("b", 1, &seq));
+        assert_ne!(k, ReplayKey::totp("a", 2, &seq));
+        assert_ne!(k, ReplayKey::totp("a", 1, &other));
+        assert_ne!(k, ReplayKey::spa(k.id));
+        assert!(format!("{k:?}").starts_with("ReplayKey(totp:"));
+    }
+}
