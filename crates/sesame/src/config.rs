@@ -41,7 +41,98 @@ pub struct Config {
     /// Doors whose sequence comes from a knockd-style one-time sequences
     /// file: door name → file. The door's `sequence` is the first unused one.
     pub one_time: BTreeMap<String, PathBuf>,
+    /// Doors that are not plain knock sequences: door name → kind. Their
+    /// core `Door::sequence` is a placeholder (the SPA port, or the first
+    /// port of the TOTP range) the daemon never matches on.
+    pub kinds: BTreeMap<String, DoorKind>,
 }
+
+/// A door opened by something other than a fixed sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DoorKind {
+    /// Single-packet authorization on a UDP port.
+    Spa(SpaDoor),
+    /// Rotating, single-use sequences derived from per-user secrets.
+    Totp(TotpDoor),
+}
+
+/// An SPA door (`spa_port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaDoor {
+    /// UDP port the packet is sent to (observed, never bound).
+    pub port: u16,
+    /// Accepted clock difference between client and server.
+    pub window: Duration,
+    /// Who may open it.
+    pub users: Vec<SpaUser>,
+}
+
+/// One SPA user of a door.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpaUser {
+    /// Name used in logs.
+    pub name: String,
+    /// Where the user's key comes from.
+    pub credential: CredentialSource,
+    /// Services this user may open (a subset of the door's).
+    pub services: Vec<Service>,
+    /// Whether the packet may name another address to open for (NAT).
+    pub allow_address: bool,
+}
+
+/// How an SPA user proves who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A shared symmetric key file (`key = "FILE"`).
+    SymmetricKeyFile(PathBuf),
+    /// An Ed25519 public key, inline or a file (`identity = "..."`).
+    Identity(String),
+}
+
+/// A TOTP door (`totp_ports`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotpDoor {
+    /// Ports the knocks are drawn from.
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// Knocks per sequence.
+    pub length: usize,
+    /// Length of a time step.
+    pub period: Duration,
+    /// Protocol of every knock.
+    pub proto: Proto,
+    /// Users and their secret files.
+    pub users: Vec<(String, PathBuf)>,
+}
+
+/// Every knock the kernel must observe (log and drop) for `door`: its
+/// sequence, the SPA port, or a TOTP door's whole port range (so no port of
+/// the range ever answers, whichever step is current).
+pub fn observed_knocks(door: &Door, kind: Option<&DoorKind>) -> Vec<Knock> {
+    match kind {
+        None => door.sequence.clone(),
+        Some(DoorKind::Spa(spa)) => vec![Knock {
+            port: spa.port,
+            proto: Proto::Udp,
+        }],
+        Some(DoorKind::Totp(t)) => t
+            .ports
+            .clone()
+            .map(|port| Knock {
+                port,
+                proto: t.proto,
+            })
+            .collect(),
+    }
+}
+
+/// Default SPA time window (± this much clock difference).
+pub const DEFAULT_SPA_WINDOW: Duration = Duration::from_secs(60);
+/// Default TOTP step.
+pub const DEFAULT_TOTP_PERIOD: Duration = Duration::from_secs(30);
+/// Default TOTP sequence length.
+pub const DEFAULT_TOTP_LENGTH: usize = 4;
+/// Default state directory (replay cache).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sesame";
 
 /// Daemon-wide settings from the `[daemon]` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +154,10 @@ pub struct DaemonSettings {
     pub syslog: bool,
     /// Write the daemon's pid here while it runs.
     pub pid_file: Option<PathBuf>,
+    /// Where the replay cache is persisted.
+    pub state_dir: PathBuf,
+    /// The server's X25519 secret key file (public-key SPA).
+    pub server_key: Option<PathBuf>,
 }
 
 impl Default for DaemonSettings {
@@ -76,6 +171,8 @@ impl Default for DaemonSettings {
             log_file: None,
             syslog: false,
             pid_file: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            server_key: None,
         }
     }
 }
@@ -162,6 +259,8 @@ struct RawDaemon {
     #[serde(default)]
     syslog: bool,
     pid_file: Option<String>,
+    state_dir: Option<String>,
+    server_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +284,31 @@ struct RawDoor {
     on_close_shell: Option<Spanned<String>>,
     on_open_shell_v6: Option<Spanned<String>>,
     on_close_shell_v6: Option<Spanned<String>>,
+    /// SPA door: UDP port.
+    spa_port: Option<Spanned<i64>>,
+    spa_window: Option<Spanned<RawDuration>>,
+    /// TOTP door: `"20000-29999"`.
+    totp_ports: Option<Spanned<String>>,
+    totp_length: Option<Spanned<i64>>,
+    totp_period: Option<Spanned<RawDuration>>,
+    totp_proto: Option<Spanned<String>>,
+    #[serde(default)]
+    users: BTreeMap<String, Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    /// SPA symmetric key file.
+    key: Option<String>,
+    /// SPA Ed25519 public key (inline or file).
+    identity: Option<String>,
+    /// TOTP secret file.
+    totp_secret: Option<String>,
+    #[serde(default)]
+    services: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_address: bool,
 }
 
 /// Integer seconds or a human duration such as `"30s"`, `"5m"`, `"500ms"`.
@@ -225,19 +349,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let mut doors = Vec::with_capacity(raw.door.len());
     let mut one_time = BTreeMap::new();
+    let mut kinds = BTreeMap::new();
     for (name, door) in raw.door {
-        let (door, file) = ctx.door(name, door)?;
+        let (door, file, kind) = ctx.door(name, door)?;
         if let Some(file) = file {
             one_time.insert(door.name.clone(), file);
         }
+        if let Some(kind) = kind {
+            kinds.insert(door.name.clone(), kind);
+        }
         doors.push(door);
     }
-    ctx.check_cross_door(&doors)?;
+    ctx.check_cross_door(&doors, &kinds)?;
     Ok(Config {
         path: path.to_path_buf(),
         daemon,
         doors,
         one_time,
+        kinds,
     })
 }
 
@@ -317,6 +446,10 @@ impl Ctx<'_> {
             }
         }
         out.log_file = raw.log_file.map(PathBuf::from);
+        if let Some(dir) = raw.state_dir {
+            out.state_dir = PathBuf::from(dir);
+        }
+        out.server_key = raw.server_key.map(PathBuf::from);
         out.pid_file = raw.pid_file.map(PathBuf::from);
         out.syslog = raw.syslog;
         for (key, field, target) in [
@@ -343,12 +476,25 @@ impl Ctx<'_> {
         &self,
         name: String,
         raw: Spanned<RawDoor>,
-    ) -> Result<(Door, Option<PathBuf>), ConfigError> {
+    ) -> Result<(Door, Option<PathBuf>, Option<DoorKind>), ConfigError> {
         let door_span = raw.span();
-        let raw = raw.into_inner();
+        let mut raw = raw.into_inner();
         let label = format!("door {name:?}");
 
+        let users_given = !raw.users.is_empty();
+        let special = self.special_kind(&label, &door_span, &mut raw)?;
         let (seq_span, items, one_time) = match (raw.sequence, raw.one_time_sequences) {
+            _ if special.is_some() => {
+                let (span, items, _) = special.as_ref().expect("checked");
+                (span.clone(), items.clone(), None)
+            }
+            _ if users_given => {
+                return Err(self.invalid(
+                    door_span,
+                    format!("{label} users"),
+                    "users are only for SPA (spa_port) and TOTP (totp_ports) doors",
+                ))
+            }
             (Some(_), Some(file)) => {
                 return Err(self.invalid(
                     file.span(),
@@ -418,36 +564,9 @@ impl Ctx<'_> {
             sequence.push(knock);
         }
 
-        let duration = |key: &str,
-                        raw: Option<Spanned<RawDuration>>,
-                        default: Duration|
-         -> Result<Duration, ConfigError> {
-            let Some(raw) = raw else { return Ok(default) };
-            let span = raw.span();
-            match raw.into_inner() {
-                RawDuration::Seconds(s) if s > 0 => Ok(Duration::from_secs(s as u64)),
-                RawDuration::Seconds(s) => Err(self.invalid(
-                    span,
-                    format!("{label} {key} {s}"),
-                    "must be a positive number of seconds",
-                )),
-                RawDuration::Text(t) => match humantime::parse_duration(&t) {
-                    Ok(d) if !d.is_zero() => Ok(d),
-                    Ok(_) => Err(self.invalid(
-                        span,
-                        format!("{label} {key} {t:?}"),
-                        "must be longer than zero",
-                    )),
-                    Err(e) => Err(self.invalid(
-                        span,
-                        format!("{label} {key} {t:?}"),
-                        format!("{e} (examples: 30, \"30s\", \"5m\", \"1h 30m\")"),
-                    )),
-                },
-            }
-        };
-        let seq_timeout = duration("seq_timeout", raw.seq_timeout, DEFAULT_SEQ_TIMEOUT)?;
-        let open_for = duration("open_for", raw.open_for, DEFAULT_OPEN_FOR)?;
+        let seq_timeout =
+            self.duration(&label, "seq_timeout", raw.seq_timeout, DEFAULT_SEQ_TIMEOUT)?;
+        let open_for = self.duration(&label, "open_for", raw.open_for, DEFAULT_OPEN_FOR)?;
 
         let tcp_flags = match raw.tcp_flags {
             None => TcpFlags::default(),
@@ -521,7 +640,285 @@ impl Ctx<'_> {
             };
             self.invalid(span, label.clone(), e)
         })?;
-        Ok((door, one_time))
+        let kind = match special {
+            None => None,
+            Some((span, _, mut kind)) => {
+                if let DoorKind::Spa(spa) = &mut kind {
+                    if door.services.is_empty() {
+                        return Err(self.invalid(
+                            span,
+                            format!("{label} spa_port"),
+                            "an SPA door needs protect = [...]: the services its users may open",
+                        ));
+                    }
+                    for user in &mut spa.users {
+                        if user.services.is_empty() {
+                            user.services = door.services.clone();
+                        } else if let Some(extra) =
+                            user.services.iter().find(|s| !door.services.contains(s))
+                        {
+                            return Err(self.invalid(
+                                span.clone(),
+                                format!("{label} users.{} services {extra}", user.name),
+                                "not among the door's protect list",
+                            ));
+                        }
+                    }
+                }
+                Some(kind)
+            }
+        };
+        Ok((door, one_time, kind))
+    }
+
+    /// A positive duration: integer seconds or a humantime string.
+    fn duration(
+        &self,
+        label: &str,
+        key: &str,
+        raw: Option<Spanned<RawDuration>>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(raw) = raw else { return Ok(default) };
+        let span = raw.span();
+        match raw.into_inner() {
+            RawDuration::Seconds(s) if s > 0 => Ok(Duration::from_secs(s as u64)),
+            RawDuration::Seconds(s) => Err(self.invalid(
+                span,
+                format!("{label} {key} {s}"),
+                "must be a positive number of seconds",
+            )),
+            RawDuration::Text(t) => match humantime::parse_duration(&t) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(self.invalid(
+                    span,
+                    format!("{label} {key} {t:?}"),
+                    "must be longer than zero",
+                )),
+                Err(e) => Err(self.invalid(
+                    span,
+                    format!("{label} {key} {t:?}"),
+                    format!("{e} (examples: 30, \"30s\", \"5m\", \"1h 30m\")"),
+                )),
+            },
+        }
+    }
+
+    /// Reads the SPA/TOTP keys of a door. Returns the span and placeholder
+    /// sequence items used for the core door, and the kind.
+    #[allow(clippy::type_complexity)]
+    fn special_kind(
+        &self,
+        label: &str,
+        door_span: &Range<usize>,
+        raw: &mut RawDoor,
+    ) -> Result<Option<(Range<usize>, Vec<String>, DoorKind)>, ConfigError> {
+        let spa = raw.spa_port.take();
+        let totp = raw.totp_ports.take();
+        let exclusive = |span: Range<usize>, key: &str| {
+            self.invalid(
+                span,
+                format!("{label} {key}"),
+                "a door is exactly one of: sequence, one_time_sequences, spa_port, totp_ports",
+            )
+        };
+        if spa.is_none() {
+            for (key, given) in [("spa_window", raw.spa_window.is_some())] {
+                if given {
+                    return Err(self.invalid(
+                        door_span.clone(),
+                        format!("{label} {key}"),
+                        "only valid with spa_port",
+                    ));
+                }
+            }
+        }
+        if totp.is_none() {
+            for (key, given) in [
+                ("totp_length", raw.totp_length.is_some()),
+                ("totp_period", raw.totp_period.is_some()),
+                ("totp_proto", raw.totp_proto.is_some()),
+            ] {
+                if given {
+                    return Err(self.invalid(
+                        door_span.clone(),
+                        format!("{label} {key}"),
+                        "only valid with totp_ports",
+                    ));
+                }
+            }
+        }
+        let users = std::mem::take(&mut raw.users);
+        if let Some(port) = spa {
+            if let Some(t) = &totp {
+                return Err(exclusive(t.span(), "totp_ports"));
+            }
+            if let Some(s) = &raw.sequence {
+                return Err(exclusive(s.span(), "sequence"));
+            }
+            if let Some(s) = &raw.one_time_sequences {
+                return Err(exclusive(s.span(), "one_time_sequences"));
+            }
+            let span = port.span();
+            let port_num = u16::try_from(*port.get_ref())
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    self.invalid(
+                        span.clone(),
+                        format!("{label} spa_port {}", port.get_ref()),
+                        "expected a UDP port from 1 to 65535",
+                    )
+                })?;
+            let window = self.duration(
+                label,
+                "spa_window",
+                raw.spa_window.take(),
+                DEFAULT_SPA_WINDOW,
+            )?;
+            if users.is_empty() {
+                return Err(self.invalid(
+                    span,
+                    format!("{label} users"),
+                    "an SPA door needs at least one [door.NAME.users.USER] with key or identity",
+                ));
+            }
+            let mut out = Vec::new();
+            for (user, raw_user) in users {
+                let uspan = raw_user.span();
+                let u = raw_user.into_inner();
+                let ulabel = format!("{label} users.{user}");
+                let credential = match (u.key, u.identity, u.totp_secret) {
+                    (Some(k), None, None) => CredentialSource::SymmetricKeyFile(PathBuf::from(k)),
+                    (None, Some(i), None) => CredentialSource::Identity(i),
+                    _ => {
+                        return Err(self.invalid(uspan, ulabel, "give exactly one of key (symmetric key file) or identity (Ed25519 public key)"))
+                    }
+                };
+                let mut services = Vec::new();
+                for (i, sv) in u.services.iter().enumerate() {
+                    let service: Service = sv.get_ref().parse().map_err(|e: DoorError| {
+                        self.invalid(
+                            sv.span(),
+                            format!("{ulabel} services[{i}] {:?}", sv.get_ref()),
+                            e,
+                        )
+                    })?;
+                    services.push(service);
+                }
+                out.push(SpaUser {
+                    name: user,
+                    credential,
+                    services,
+                    allow_address: u.allow_address,
+                });
+            }
+            return Ok(Some((
+                span,
+                vec![format!("{port_num}:udp")],
+                DoorKind::Spa(SpaDoor {
+                    port: port_num,
+                    window,
+                    users: out,
+                }),
+            )));
+        }
+        let Some(ports) = totp else {
+            return Ok(None);
+        };
+        if let Some(s) = &raw.sequence {
+            return Err(exclusive(s.span(), "sequence"));
+        }
+        if let Some(s) = &raw.one_time_sequences {
+            return Err(exclusive(s.span(), "one_time_sequences"));
+        }
+        let span = ports.span();
+        let bad_range = || {
+            self.invalid(
+                span.clone(),
+                format!("{label} totp_ports {:?}", ports.get_ref()),
+                "expected a port range such as \"20000-29999\"",
+            )
+        };
+        let (lo, hi) = ports.get_ref().split_once('-').ok_or_else(bad_range)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad_range())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad_range())?;
+        let length = match raw.totp_length.take() {
+            None => DEFAULT_TOTP_LENGTH,
+            Some(l) => usize::try_from(*l.get_ref()).map_err(|_| {
+                self.invalid(
+                    l.span(),
+                    format!("{label} totp_length {}", l.get_ref()),
+                    "expected a positive integer",
+                )
+            })?,
+        };
+        let period = self.duration(
+            label,
+            "totp_period",
+            raw.totp_period.take(),
+            DEFAULT_TOTP_PERIOD,
+        )?;
+        let proto = match raw.totp_proto.take() {
+            None => Proto::Tcp,
+            Some(p) => p.get_ref().parse().map_err(|e: DoorError| {
+                self.invalid(p.span(), format!("{label} totp_proto {:?}", p.get_ref()), e)
+            })?,
+        };
+        let spec = sesame_core::totp::TotpSpec {
+            len: length,
+            ports: lo..=hi,
+            proto,
+            period: period.as_secs(),
+        };
+        spec.validate()
+            .map_err(|e| self.invalid(span.clone(), format!("{label} totp_ports"), e))?;
+        if period.subsec_nanos() != 0 {
+            return Err(self.invalid(
+                span,
+                format!("{label} totp_period"),
+                "must be whole seconds",
+            ));
+        }
+        if users.is_empty() {
+            return Err(self.invalid(
+                span,
+                format!("{label} users"),
+                "a TOTP door needs at least one [door.NAME.users.USER] with totp_secret",
+            ));
+        }
+        let mut out = Vec::new();
+        for (user, raw_user) in users {
+            let uspan = raw_user.span();
+            let u = raw_user.into_inner();
+            match (
+                u.totp_secret,
+                u.key.is_some()
+                    || u.identity.is_some()
+                    || !u.services.is_empty()
+                    || u.allow_address,
+            ) {
+                (Some(secret), false) => out.push((user, PathBuf::from(secret))),
+                _ => {
+                    return Err(self.invalid(
+                        uspan,
+                        format!("{label} users.{user}"),
+                        "a TOTP user has exactly one key: totp_secret",
+                    ))
+                }
+            }
+        }
+        Ok(Some((
+            span,
+            vec![format!("{lo}:{proto}")],
+            DoorKind::Totp(TotpDoor {
+                ports: lo..=hi,
+                length,
+                period,
+                proto,
+                users: out,
+            }),
+        )))
     }
 
     /// Builds one event's commands from its argv keys (`on_open`,
@@ -569,7 +966,11 @@ impl Ctx<'_> {
     }
 
     /// Checks that need every door at once.
-    fn check_cross_door(&self, doors: &[Door]) -> Result<(), ConfigError> {
+    fn check_cross_door(
+        &self,
+        doors: &[Door],
+        kinds: &BTreeMap<String, DoorKind>,
+    ) -> Result<(), ConfigError> {
         // Knock packets are dropped, so a knock port that is also a protected
         // service would make the service unreachable even when granted.
         let protected: BTreeSet<(Proto, u16)> = doors
@@ -577,7 +978,7 @@ impl Ctx<'_> {
             .flat_map(|d| d.services.iter().map(|s| (s.proto, s.port)))
             .collect();
         for door in doors {
-            for knock in &door.sequence {
+            for knock in observed_knocks(door, kinds.get(&door.name)) {
                 if protected.contains(&(knock.proto, knock.port)) {
                     let needle = format!("[door.{}]", door.name);
                     let at = self.text.find(&needle).unwrap_or(0);
@@ -746,5 +1147,63 @@ mod tests {
             parse_str("[daemon]\n"),
             Err(ConfigError::NoDoors { .. })
         ));
+    }
+
+    #[test]
+    fn spa_and_totp_doors_parse_and_refuse_mixtures() {
+        let cfg = parse_str(
+            "[door.spa]\nspa_port = 62201\nprotect = [\"tcp/22\", \"tcp/443\"]\n\
+             [door.spa.users.alice]\nkey = \"/k/alice\"\n\
+             [door.spa.users.bob]\nidentity = \"sesame-identity-pub-v1:x\"\nservices = [\"tcp/22\"]\n\
+             [door.vpn]\ntotp_ports = \"20000-20999\"\ntotp_length = 3\nprotect = [\"udp/51820\"]\n\
+             [door.vpn.users.carol]\ntotp_secret = \"/k/carol\"\n",
+        )
+        .unwrap();
+        let Some(DoorKind::Spa(spa)) = cfg.kinds.get("spa") else {
+            panic!("spa door kind");
+        };
+        assert_eq!(spa.port, 62201);
+        assert_eq!(spa.window, DEFAULT_SPA_WINDOW);
+        assert_eq!(
+            spa.users[0].services.len(),
+            2,
+            "default: every protected service"
+        );
+        assert_eq!(spa.users[1].services.len(), 1);
+        let Some(DoorKind::Totp(t)) = cfg.kinds.get("vpn") else {
+            panic!("totp door kind");
+        };
+        assert_eq!((t.ports.clone(), t.length), (20000..=20999, 3));
+        let vpn = cfg.doors.iter().find(|d| d.name == "vpn").unwrap();
+        assert_eq!(observed_knocks(vpn, cfg.kinds.get("vpn")).len(), 1000);
+
+        for (text, needle) in [
+            (
+                "[door.a]\nspa_port = 1\nsequence = [\"5\"]\nprotect = [\"tcp/22\"]\n[door.a.users.u]\nkey = \"k\"",
+                "exactly one of",
+            ),
+            ("[door.a]\nspa_port = 1\nprotect = [\"tcp/22\"]", "at least one"),
+            (
+                "[door.a]\nsequence = [\"5\"]\nprotect = [\"tcp/22\"]\n[door.a.users.u]\nkey = \"k\"",
+                "only for SPA",
+            ),
+            (
+                "[door.a]\nspa_port = 1\nprotect = [\"tcp/22\"]\n[door.a.users.u]\nkey = \"k\"\nservices = [\"tcp/80\"]",
+                "not among the door's protect",
+            ),
+            (
+                "[door.a]\ntotp_ports = \"9-5\"\nprotect = [\"tcp/22\"]\n[door.a.users.u]\ntotp_secret = \"k\"",
+                "totp_ports",
+            ),
+            (
+                "[door.a]\ntotp_ports = \"20-2000\"\nprotect = [\"tcp/22\"]\n[door.a.users.u]\ntotp_secret = \"k\"",
+                "protected service",
+            ),
+            ("[door.a]\nsequence = [\"5\"]\nprotect = [\"tcp/22\"]\ntotp_length = 3", "only valid with totp_ports"),
+        ] {
+            let err = parse_str(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text:?} gave {err}");
+            assert!(err.starts_with("test.toml:"), "{err}");
+        }
     }
 }

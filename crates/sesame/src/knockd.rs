@@ -768,6 +768,7 @@ impl KnockdConfig {
             },
             doors,
             one_time,
+            kinds: Default::default(),
         })
     }
 

@@ -195,3 +195,403 @@ fn import_knockd_prints_sesame_toml() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---- keys, SPA and TOTP client (issue 4) ----
+
+use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sesame::keys;
+use sesame_core::spa::{Credential, UserPolicy, Verifier, PUBLIC_PACKET_LEN, SYMMETRIC_PACKET_LEN};
+use sesame_core::totp::TotpSpec;
+use sesame_core::{Knock, Proto, Service};
+
+/// A fresh directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "sesame-{tag}-{}-{:x}",
+            std::process::id(),
+            u64::from_le_bytes(r)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn keygen(dir: &Scratch, kind: &str, name: &str) -> String {
+    let (ok, stdout, stderr) = run("sesame", &["keygen", kind, &dir.s(name)]);
+    assert!(ok, "{stderr}");
+    stdout
+}
+
+/// A UDP socket on 127.0.0.1 that gives up reading after `ms`.
+fn udp_receiver(ms: u64) -> (UdpSocket, u16) {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(ms)))
+        .unwrap();
+    let port = rx.local_addr().unwrap().port();
+    (rx, port)
+}
+
+fn nothing_arrives(rx: &UdpSocket) {
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let got = rx.recv(&mut buf);
+    assert!(got.is_err(), "unexpected datagram of {:?} bytes", got);
+}
+
+#[test]
+fn keygen_creates_private_files_and_public_halves() {
+    let dir = Scratch::new("keygen");
+    let out = keygen(&dir, "spa", "ssh.key");
+    let key = keys::load_spa_key(&dir.path("ssh.key")).unwrap();
+    assert_eq!(mode(&dir.path("ssh.key")), 0o600);
+    assert!(out.contains(&key.key_id().to_string()), "{out}");
+    assert!(out.contains("install -m 600"), "{out}");
+    assert!(!dir.path("ssh.key.pub").exists());
+
+    let out = keygen(&dir, "identity", "id");
+    assert_eq!(mode(&dir.path("id")), 0o600);
+    let identity = keys::load_identity(&dir.path("id")).unwrap();
+    let public = keys::load_identity_public(&dir.path("id.pub")).unwrap();
+    assert_eq!(identity.public(), public);
+    let line = std::fs::read_to_string(dir.path("id.pub")).unwrap();
+    assert!(line.starts_with("sesame-identity-pub-v1:"), "{line}");
+    assert!(out.contains(line.trim()), "{out}");
+
+    keygen(&dir, "server", "server");
+    assert_eq!(mode(&dir.path("server")), 0o600);
+    let server = keys::load_server_key(&dir.path("server")).unwrap();
+    assert_eq!(
+        keys::server_public(&dir.s("server.pub")).unwrap(),
+        server.public()
+    );
+
+    keygen(&dir, "totp", "vpn.totp");
+    assert_eq!(mode(&dir.path("vpn.totp")), 0o600);
+    assert_eq!(
+        keys::load_totp_secret(&dir.path("vpn.totp"))
+            .unwrap()
+            .as_bytes()
+            .len(),
+        32
+    );
+
+    // Existing files are kept unless --force; a .pub alone also blocks.
+    let before = std::fs::read(dir.path("ssh.key")).unwrap();
+    let (ok, _, stderr) = run("sesame", &["keygen", "spa", &dir.s("ssh.key")]);
+    assert!(!ok);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    assert_eq!(std::fs::read(dir.path("ssh.key")).unwrap(), before);
+    std::fs::write(dir.path("lonely.pub"), "x").unwrap();
+    let (ok, _, stderr) = run("sesame", &["keygen", "identity", &dir.s("lonely")]);
+    assert!(!ok);
+    assert!(stderr.contains("lonely.pub already exists"), "{stderr}");
+    assert!(!dir.path("lonely").exists());
+    let (ok, _, stderr) = run("sesame", &["keygen", "spa", "--force", &dir.s("ssh.key")]);
+    assert!(ok, "{stderr}");
+    assert_ne!(std::fs::read(dir.path("ssh.key")).unwrap(), before);
+    assert_eq!(mode(&dir.path("ssh.key")), 0o600);
+}
+
+/// A client config with an SPA door of each mode and a TOTP door.
+fn spa_config(dir: &Scratch, port: u16, totp_ports: &str, totp_proto: &str) -> String {
+    let path = dir.path("client.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server.local]
+host = "127.0.0.1"
+
+[server.local.spa.ssh]
+port = {port}
+key = "{key}"
+services = ["tcp/22"]
+duration = "1h"
+
+[server.local.spa.pk]
+port = {port}
+identity = "{id}"
+server_public = "{server_pub}"
+
+[server.local.totp.vpn]
+secret = "{totp}"
+ports = "{totp_ports}"
+length = 4
+proto = "{totp_proto}"
+"#,
+            key = dir.s("ssh.key"),
+            id = dir.s("id"),
+            server_pub = dir.s("server.pub"),
+            totp = dir.s("vpn.totp"),
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn spa_keys(dir: &Scratch) {
+    keygen(dir, "spa", "ssh.key");
+    keygen(dir, "identity", "id");
+    keygen(dir, "server", "server");
+    keygen(dir, "totp", "vpn.totp");
+}
+
+#[test]
+fn spa_dry_run_prints_the_packet_and_sends_nothing() {
+    let dir = Scratch::new("spa-dry");
+    spa_keys(&dir);
+    let (rx, port) = udp_receiver(300);
+    let cfg = spa_config(&dir, port, "20000-20099", "tcp");
+    let (ok, stdout, stderr) = run(
+        "sesame",
+        &["knock", "--dry-run", "-c", &cfg, "local", "ssh"],
+    );
+    assert!(ok, "{stderr}");
+    let key = keys::load_spa_key(&dir.path("ssh.key")).unwrap();
+    for expected in [
+        "nothing sent".to_string(),
+        "mode:        symmetric".to_string(),
+        format!("key id:      {}", key.key_id()),
+        format!("destination: 127.0.0.1:{port}"),
+        "services:    tcp/22".to_string(),
+        "duration:    3600 s".to_string(),
+        format!("packet:      {SYMMETRIC_PACKET_LEN} bytes"),
+    ] {
+        assert!(stdout.contains(&expected), "{expected}\n{stdout}");
+    }
+    let hex = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("hex:"))
+        .unwrap()
+        .trim();
+    assert_eq!(hex.len(), 2 * SYMMETRIC_PACKET_LEN, "{hex}");
+    assert!(hex.starts_with("53534d0100"), "{hex}");
+
+    let (ok, stdout, stderr) = run("sesame", &["knock", "-n", "-c", &cfg, "local", "pk"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("mode:        public-key"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("packet:      {PUBLIC_PACKET_LEN} bytes")),
+        "{stdout}"
+    );
+    nothing_arrives(&rx);
+}
+
+fn verifier(dir: &Scratch) -> Verifier {
+    let server = keys::load_server_key(&dir.path("server")).unwrap();
+    let mut v = Verifier::new(60, Some(server));
+    let policy = UserPolicy {
+        services: vec![Service {
+            proto: Proto::Tcp,
+            port: 22,
+        }],
+        max_duration: 600,
+        allow_address: false,
+    };
+    v.add_user(
+        "alice",
+        Credential::Symmetric(keys::load_spa_key(&dir.path("ssh.key")).unwrap()),
+        policy.clone(),
+    )
+    .unwrap();
+    v.add_user(
+        "bob",
+        Credential::Public(keys::load_identity_public(&dir.path("id.pub")).unwrap()),
+        policy,
+    )
+    .unwrap();
+    v
+}
+
+#[test]
+fn spa_knock_sends_one_datagram_the_verifier_accepts() {
+    let dir = Scratch::new("spa-send");
+    spa_keys(&dir);
+    let (rx, port) = udp_receiver(2000);
+    let cfg = spa_config(&dir, port, "20000-20099", "tcp");
+    let v = verifier(&dir);
+    for (door, len, user, duration) in [
+        ("ssh", SYMMETRIC_PACKET_LEN, "alice", 600),
+        ("pk", PUBLIC_PACKET_LEN, "bob", 600),
+    ] {
+        let (ok, stdout, stderr) = run("sesame", &["knock", "-v", "-c", &cfg, "local", door]);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.contains(&format!("sent {len}-byte SPA packet")),
+            "{stdout}"
+        );
+        let mut buf = [0u8; 2048];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(n, len, "{door}");
+        let verified = v.verify(&buf[..n], now()).unwrap();
+        assert_eq!(&*verified.user, user);
+        assert_eq!(
+            verified.services,
+            [Service {
+                proto: Proto::Tcp,
+                port: 22
+            }]
+        );
+        assert_eq!(verified.duration, Duration::from_secs(duration));
+        assert_eq!(verified.payload.address, None);
+        nothing_arrives(&rx);
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    // -6 applies: 127.0.0.1 has no IPv6 address, nothing is sent.
+    let (ok, _, stderr) = run("sesame", &["knock", "-6", "-c", &cfg, "local", "ssh"]);
+    assert!(!ok);
+    assert!(stderr.contains("no IPv6 address"), "{stderr}");
+    // A key file others can read is refused, naming the fix.
+    std::fs::set_permissions(dir.path("ssh.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, stderr) = run("sesame", &["knock", "-c", &cfg, "local", "ssh"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", dir.s("ssh.key"))),
+        "{stderr}"
+    );
+    nothing_arrives(&rx);
+}
+
+/// The TOTP door's sequence now, as the core computes it.
+fn expected_sequence(dir: &Scratch, spec: &TotpSpec, at: u64) -> Vec<Knock> {
+    let secret = keys::load_totp_secret(&dir.path("vpn.totp")).unwrap();
+    spec.current(&secret, at).unwrap()
+}
+
+#[test]
+fn sequence_prints_the_current_totp_sequence() {
+    let dir = Scratch::new("seq");
+    spa_keys(&dir);
+    let cfg = spa_config(&dir, 9, "20000-29999", "udp");
+    let spec = TotpSpec {
+        len: 4,
+        ports: 20000..=29999,
+        proto: Proto::Udp,
+        period: 30,
+    };
+    for _ in 0..3 {
+        let before = expected_sequence(&dir, &spec, now());
+        let (ok, stdout, stderr) = run("sesame", &["sequence", "-v", "-c", &cfg, "local", "vpn"]);
+        assert!(ok, "{stderr}");
+        let after = expected_sequence(&dir, &spec, now());
+        if before != after {
+            continue; // a step boundary passed: try again
+        }
+        let expected: Vec<String> = before.iter().map(|k| format!("{}:udp", k.port)).collect();
+        assert_eq!(stdout, format!("{}\n", expected.join(" ")));
+        assert!(stderr.contains("s left"), "{stderr}");
+        // The printed line is valid knock syntax.
+        for item in stdout.split_whitespace() {
+            item.parse::<Knock>().unwrap();
+        }
+        let (ok, _, stderr) = run("sesame", &["sequence", "-c", &cfg, "local", "ssh"]);
+        assert!(!ok);
+        assert!(stderr.contains("is an SPA door"), "{stderr}");
+        return;
+    }
+    panic!("three step boundaries in a row");
+}
+
+/// Binds UDP sockets on 127.0.0.1 for `count` consecutive ports.
+fn udp_range(count: u16) -> (u16, Vec<UdpSocket>) {
+    for _ in 0..100 {
+        let mut r = [0u8; 2];
+        getrandom::fill(&mut r).unwrap();
+        let base = 20000 + u16::from_le_bytes(r) % 30000;
+        let sockets: Result<Vec<_>, _> = (base..base + count)
+            .map(|p| UdpSocket::bind(("127.0.0.1", p)))
+            .collect();
+        if let Ok(sockets) = sockets {
+            for s in &sockets {
+                s.set_nonblocking(true).unwrap();
+            }
+            return (base, sockets);
+        }
+    }
+    panic!("no free port range");
+}
+
+#[test]
+fn totp_knock_sends_the_current_sequence() {
+    let dir = Scratch::new("totp");
+    spa_keys(&dir);
+    let (base, sockets) = udp_range(8);
+    let range = format!("{base}-{}", base + 7);
+    let cfg = spa_config(&dir, 9, &range, "udp");
+    let spec = TotpSpec {
+        len: 4,
+        ports: base..=base + 7,
+        proto: Proto::Udp,
+        period: 30,
+    };
+    for _ in 0..3 {
+        let before = expected_sequence(&dir, &spec, now());
+        let (ok, stdout, stderr) = run("sesame", &["knock", "-v", "-c", &cfg, "local", "vpn"]);
+        assert!(ok, "{stderr}");
+        let after = expected_sequence(&dir, &spec, now());
+        std::thread::sleep(Duration::from_millis(200));
+        let mut hit = Vec::new();
+        let mut buf = [0u8; 16];
+        for (i, s) in sockets.iter().enumerate() {
+            while let Ok(n) = s.recv(&mut buf) {
+                assert_eq!(n, 1);
+                hit.push(base + i as u16);
+            }
+        }
+        if before != after {
+            continue;
+        }
+        let mut expected: Vec<u16> = before.iter().map(|k| k.port).collect();
+        for port in &expected {
+            assert!(
+                stdout.contains(&format!("hitting udp 127.0.0.1:{port}")),
+                "{stdout}"
+            );
+        }
+        expected.sort_unstable();
+        assert_eq!(hit, expected, "{stdout}");
+        // --dry-run prints the step and the ports, and sends nothing.
+        let (ok, stdout, stderr) = run("sesame", &["knock", "-n", "-c", &cfg, "local", "vpn"]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("(TOTP): step "), "{stdout}");
+        assert!(stdout.contains("sequence:"), "{stdout}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(sockets.iter().all(|s| s.recv(&mut buf).is_err()));
+        return;
+    }
+    panic!("three step boundaries in a row");
+}

@@ -90,6 +90,12 @@ fn main() -> ExitCode {
         } else {
             config::load(path).map_err(|e| e.to_string())
         };
+        // Key files are part of the config: read them too (nothing else).
+        let checked = checked.and_then(|cfg| {
+            sesame::daemon::auth::load(&cfg)
+                .map(|_| cfg)
+                .map_err(|e| e.to_string())
+        });
         return match checked {
             Ok(cfg) => {
                 println!(

@@ -4,6 +4,7 @@
 //! Timers (knock timeouts, grant closes) are deadlines computed by the core;
 //! nothing runs inside a signal handler.
 
+pub mod auth;
 pub mod commands;
 pub mod rules;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sesame_core::grants::{GrantOutcome, Grants};
 use sesame_core::tracker::{DoorId, Event, Observation, Tracker};
-use sesame_core::{packet, Door, Instant};
+use sesame_core::{packet, Door, Instant, Proto};
 use sesame_nflog::{NflogSocket, Received};
 use sesame_nftables::{Firewall, InstallOutcome};
 use tracing::{debug, error, info, warn};
@@ -34,6 +35,9 @@ pub enum DaemonError {
     /// Binding or reading the NFLOG group failed.
     #[error("packet observation: {0}")]
     Nflog(#[from] sesame_nflog::NflogError),
+    /// SPA/TOTP keys or the replay state could not be used.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     /// A one-time sequences file could not be used.
     #[error("door {door:?}: {source}")]
     OneTime {
@@ -146,6 +150,12 @@ pub struct Daemon {
     received_at: std::time::Instant,
     /// Doors fed by a one-time sequences file.
     one_time: HashMap<DoorId, OneTimeFile>,
+    /// SPA verifiers and TOTP slots.
+    auth: auth::AuthDoors,
+    /// The replay cache (only when SPA or TOTP doors exist).
+    replay: Option<auth::PersistentReplay>,
+    /// Unix second of the last TOTP roll.
+    rolled_at: u64,
 }
 
 fn random_seed() -> Result<[u64; 2], DaemonError> {
@@ -165,7 +175,7 @@ impl Daemon {
     /// Installs the table, binds the NFLOG group and builds the core state.
     pub fn start(config: Config) -> Result<Self, DaemonError> {
         let mut firewall = Firewall::open(&config.daemon.table)?;
-        let ruleset = rules::ruleset(&config.doors, &config.daemon);
+        let ruleset = rules::for_config(&config, &config.doors);
         let mut one_time = HashMap::new();
         for (id, door) in config.doors.iter().enumerate() {
             if let Some(path) = config.one_time.get(&door.name) {
@@ -193,11 +203,32 @@ impl Daemon {
                 warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were carried over", config.daemon.table)
             }
         }
-        let tracker = Tracker::new(
-            config.doors.clone(),
+        let mut auth = auth::load(&config)?;
+        let now_unix = auth::unix_now();
+        let replay = if auth.is_empty() {
+            None
+        } else {
+            let (replay, warning) = auth::PersistentReplay::open(
+                &config.daemon.state_dir,
+                sesame_core::replay::ReplayCache::DEFAULT_CAPACITY,
+                auth.widest_window(),
+                now_unix,
+            )?;
+            if let Some(w) = warning {
+                warn!(event = "replay_state", "{w}");
+            }
+            Some(replay)
+        };
+        let mut tracker = Tracker::new(
+            auth.tracker_doors(&config.doors),
             config.daemon.max_tracked,
             random_seed()?,
         );
+        if let Some(r) = &replay {
+            for (slot, sequence) in auth.roll(now_unix, &r.cache) {
+                tracker.set_sequence(slot, sequence);
+            }
+        }
         let grants = Grants::new(config.daemon.max_grants, random_seed()?);
         Ok(Daemon {
             config,
@@ -212,6 +243,9 @@ impl Daemon {
             counters: Counters::default(),
             received_at: std::time::Instant::now(),
             one_time,
+            auth,
+            replay,
+            rolled_at: now_unix,
         })
     }
 
@@ -299,9 +333,15 @@ impl Daemon {
             .into_iter()
             .flatten()
             .min();
-        let wait = next.map_or(Duration::from_secs(1), |d| {
-            d.saturating_since(now).min(Duration::from_secs(1))
-        });
+        let roll = self
+            .auth
+            .next_roll_in(auth::unix_now())
+            .unwrap_or(Duration::from_secs(1));
+        let wait = next
+            .map_or(Duration::from_secs(1), |d| {
+                d.saturating_since(now).min(Duration::from_secs(1))
+            })
+            .min(roll);
         // Round up so we wake after, not just before, the deadline.
         let ms = wait.as_micros().div_ceil(1000) as u16;
         PollTimeout::from(ms)
@@ -311,9 +351,14 @@ impl Daemon {
     fn read_packets(&mut self) {
         for _ in 0..256 {
             let mut observations: Vec<Observation> = Vec::new();
+            let mut spa_packets: Vec<(IpAddr, u16, Vec<u8>)> = Vec::new();
             let mut malformed = 0u64;
             self.received_at = std::time::Instant::now();
+            let spa_ports = &self.auth.spa;
             let result = self.nflog.recv(|pkt| match packet::parse(pkt.payload) {
+                Ok(p) if p.proto == Proto::Udp && spa_ports.contains_key(&p.dst_port) => {
+                    spa_packets.push((p.src, p.dst_port, p.payload.to_vec()));
+                }
                 Ok(p) => observations.push(Observation::from(&p)),
                 Err(e) => {
                     malformed += 1;
@@ -327,6 +372,10 @@ impl Daemon {
                 self.tracker.observe(now, obs, &mut self.events);
             }
             self.handle_events(now);
+            for (src, port, datagram) in spa_packets {
+                self.counters.packets += 1;
+                self.spa_packet(now, src, port, &datagram);
+            }
             match result {
                 Ok(Received::Packets(_)) => {}
                 Ok(Received::WouldBlock) => return,
@@ -347,6 +396,7 @@ impl Daemon {
 
     /// Fires due timers: knock timeouts and grant closes.
     fn tick(&mut self) {
+        self.roll_totp();
         let now = self.now();
         self.tracker.expire(now, &mut self.events);
         self.handle_events(now);
@@ -357,6 +407,81 @@ impl Daemon {
         }
         self.closed = closed;
         self.closed.clear();
+    }
+
+    /// Loads the TOTP sequences of a new time step into their slots. The
+    /// kernel observes each TOTP door's whole port range, so no rule changes.
+    fn roll_totp(&mut self) {
+        let now_unix = auth::unix_now();
+        if self.auth.totp.is_empty() || now_unix == self.rolled_at {
+            return;
+        }
+        self.rolled_at = now_unix;
+        let Some(replay) = &self.replay else { return };
+        for (slot, sequence) in self.auth.roll(now_unix, &replay.cache) {
+            self.tracker.set_sequence(slot, sequence);
+        }
+    }
+
+    /// Verifies one SPA datagram and opens its door for the requester.
+    fn spa_packet(&mut self, now: Instant, src: IpAddr, port: u16, datagram: &[u8]) {
+        let Some(spa) = self.auth.spa.get(&port) else {
+            return;
+        };
+        let door_id = spa.door;
+        let name = self.config.doors[door_id].name.clone();
+        let Some(replay) = self.replay.as_mut() else {
+            return;
+        };
+        let now_unix = auth::unix_now();
+        match spa
+            .verifier
+            .verify_and_record(datagram, now_unix, &mut replay.cache)
+        {
+            Ok(v) => {
+                if let Err(e) = replay.save() {
+                    // Fail closed: an accept that cannot be remembered across
+                    // a restart is not honoured.
+                    error!(event = "spa_refused", source = %src, door = %name, reason = "replay_state", "{e}");
+                    return;
+                }
+                let target = v.payload.address.unwrap_or(src);
+                info!(event = "spa_accepted", source = %src, door = %name, user = %v.user, mode = %v.mode, "SPA request from user {} accepted", v.user);
+                self.open_with(now, target, door_id, &v.services, v.duration);
+            }
+            Err(e) => {
+                info!(event = "spa_refused", source = %src, door = %name, reason = e.reason(), "SPA packet refused: {e}");
+            }
+        }
+    }
+
+    /// A TOTP slot's sequence was knocked: refuse it if it was used before
+    /// (from any source), else record it, retire the slot and open the door.
+    fn totp_open(&mut self, now: Instant, src: IpAddr, slot: DoorId, owner: auth::SlotOwner) {
+        let door_id = self.auth.totp[owner.totp].door;
+        let name = self.config.doors[door_id].name.clone();
+        let Some((key, expires, step, user)) = self.auth.slot_credential(owner) else {
+            return;
+        };
+        // Single use: whatever happens next, this slot is done.
+        self.tracker.set_sequence(slot, Vec::new());
+        let Some(replay) = self.replay.as_mut() else {
+            return;
+        };
+        if let Err(e) = replay
+            .cache
+            .check_and_insert(key, expires, auth::unix_now())
+        {
+            info!(event = "totp_refused", source = %src, door = %name, user = %user, step, "TOTP sequence refused: {e}");
+            return;
+        }
+        if let Err(e) = replay.save() {
+            error!(event = "totp_refused", source = %src, door = %name, user = %user, reason = "replay_state", "{e}");
+            return;
+        }
+        info!(event = "totp_accepted", source = %src, door = %name, user = %user, step, "TOTP sequence of user {user} for step {step} accepted");
+        let door = self.door(door_id).clone();
+        self.open_with(now, src, door_id, &door.services, door.open_for);
     }
 
     fn door(&self, id: DoorId) -> &Door {
@@ -392,6 +517,10 @@ impl Daemon {
                 Event::Evicted { src, door, matched } => {
                     warn!(event = "evicted", source = %src, door = %self.door(door).name, "knock state table full: dropped the oldest attempt ({matched} knock(s))")
                 }
+                Event::Open { src, door } if self.auth.slot_owner.contains_key(&door) => {
+                    let owner = self.auth.slot_owner[&door];
+                    self.totp_open(now, src, door, owner);
+                }
                 Event::Open { src, door } => {
                     self.open(now, src, door);
                     if self.one_time.contains_key(&door) {
@@ -406,6 +535,21 @@ impl Daemon {
 
     fn open(&mut self, now: Instant, src: IpAddr, door_id: DoorId) {
         let door = self.door(door_id).clone();
+        self.open_with(now, src, door_id, &door.services, door.open_for);
+    }
+
+    /// Opens `services` of a door for `src` for `open_for`.
+    fn open_with(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        door_id: DoorId,
+        services: &[sesame_core::Service],
+        open_for: Duration,
+    ) {
+        let mut door = self.door(door_id).clone();
+        door.services = services.to_vec();
+        door.open_for = open_for;
         if !door.services.is_empty() {
             if let Err(e) = self.firewall.grant(src, &door.services, door.open_for) {
                 error!(event = "open_failed", source = %src, door = %door.name, "could not add the grant: {e}");
@@ -472,7 +616,7 @@ impl Daemon {
             self.one_time.remove(&door_id);
         }
         self.tracker.set_sequence(door_id, next.unwrap_or_default());
-        let ruleset = rules::ruleset(self.tracker.doors(), &self.config.daemon);
+        let ruleset = rules::for_config(&self.config, self.tracker.doors());
         if let Err(e) = self.firewall.install(&ruleset) {
             error!(event = "ruleset_failed", door = %name, "could not update the knock ports: {e}");
         }

@@ -6,12 +6,36 @@ use std::net::IpAddr;
 use sesame_core::{Door, Proto, TcpFlags};
 use sesame_nftables::Ruleset;
 
-use crate::config::DaemonSettings;
+use crate::config::{observed_knocks, Config, DaemonSettings};
 
 /// Builds the ruleset for `doors`. TCP knock ports whose doors all use the
 /// default `syn,!ack` predicate are filtered in the kernel, so only connection
 /// attempts reach the daemon; ports used with custom flags log every TCP
 /// packet and leave the flag test to the core.
+/// The ruleset for `config`, where `current` holds each configured door's
+/// current sequence at the same index (one-time sequences move on; extra
+/// tracker-only doors after them are ignored).
+pub fn for_config(config: &Config, current: &[Door]) -> Ruleset {
+    let doors: Vec<Door> = config
+        .doors
+        .iter()
+        .enumerate()
+        .map(|(i, door)| {
+            let mut d = door.clone();
+            d.sequence = match config.kinds.get(&door.name) {
+                Some(kind) => observed_knocks(door, Some(kind)),
+                None => current
+                    .get(i)
+                    .map_or_else(|| door.sequence.clone(), |c| c.sequence.clone()),
+            };
+            d
+        })
+        .collect();
+    ruleset(&doors, &config.daemon)
+}
+
+/// `doors` carry the knocks to observe in `sequence` (see
+/// [`crate::config::observed_knocks`] for SPA and TOTP doors).
 pub fn ruleset(doors: &[Door], settings: &DaemonSettings) -> Ruleset {
     let mut tcp_any = BTreeSet::new();
     let mut tcp_syn = BTreeSet::new();
