@@ -20,6 +20,8 @@ use crate::keys;
 
 /// Name of the replay cache file in the state directory.
 pub const REPLAY_FILE: &str = "replay.bin";
+/// Widest time window the saved image was made under (decimal seconds).
+pub const WINDOW_FILE: &str = "replay.window";
 
 /// Why the authenticated doors could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +364,21 @@ impl PersistentReplay {
             }
             Err(e) => return Err(state(e, &path)),
         };
+        let (mut cache, mut warning) = (cache, warning);
+        // Stored expiries were computed with the old window: a wider one
+        // would let credentials outlive their entries, so fail closed.
+        let window_path = state_dir.join(WINDOW_FILE);
+        let old_window = std::fs::read_to_string(&window_path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        if old_window.is_some_and(|old| widest_window > old) {
+            cache.raise_floor(now_unix + widest_window);
+            warning.get_or_insert_with(|| {
+                format!("the time window grew to {widest_window}s since the last run; refusing every credential still valid now")
+            });
+        }
+        std::fs::write(&window_path, format!("{widest_window}\n"))
+            .map_err(|e| state(e, &window_path))?;
         let this = PersistentReplay { cache, path };
         this.save()?;
         Ok((this, warning))
@@ -433,6 +450,13 @@ mod tests {
         assert!(r4
             .cache
             .check_and_insert(ReplayKey::spa([3; 16]), now + 62, now + 3)
+            .is_err());
+        // A wider window than last time also fails closed.
+        let (mut r5, warning) = PersistentReplay::open(&d, 16, 120, now + 4).unwrap();
+        assert!(warning.unwrap().contains("window grew"));
+        assert!(r5
+            .cache
+            .check_and_insert(ReplayKey::spa([4; 16]), now + 64, now + 4)
             .is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
