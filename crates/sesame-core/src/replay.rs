@@ -1,10 +1,11 @@
 //! A bounded replay cache for single-use credentials.
 //!
-//! Remembers which SPA packets (by their 16-byte payload nonce) and which TOTP
-//! sequences (by door, time step and sequence) have already opened a door, for
-//! as long as they would otherwise still be accepted. Every entry carries an
-//! *expiry*: the last unix second at which the credential it stands for would
-//! pass the time check. After that second, the time check alone refuses it,
+//! Remembers which SPA packets (by their 16-byte payload nonce), which TOTP
+//! sequences (by door, time step and sequence) and which fwknop requests (by
+//! their inner digest) have already opened a door, for as long as they would
+//! otherwise still be accepted. Every entry carries an *expiry*: the last
+//! unix second at which the credential it stands for would pass the time
+//! check. After that second, the time check alone refuses it,
 //! so the entry can go.
 //!
 //! # Safety over availability: the floor
@@ -60,8 +61,11 @@ use crate::door::Knock;
 const KIND_SPA: u8 = 1;
 /// Kind byte of a TOTP replay key.
 const KIND_TOTP: u8 = 2;
+/// Kind byte of an fwknop replay key.
+const KIND_FWKNOP: u8 = 3;
 
-/// Identifies one single-use credential: an SPA packet or a TOTP sequence.
+/// Identifies one single-use credential: an SPA packet, a TOTP sequence or an
+/// fwknop request.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplayKey {
     kind: u8,
@@ -104,7 +108,28 @@ impl ReplayKey {
         }
     }
 
-    /// Binary form: the kind byte (1 = SPA, 2 = TOTP), then the 16-byte id.
+    /// The key of an fwknop SPA request: the first 16 bytes of SHA-256 over
+    /// a domain tag, the digest's length and the request's inner digest
+    /// (`crate::fwknop::FwknopMessage::digest`). The inner digest covers the
+    /// whole plaintext (random value, user, timestamp, message), so the key
+    /// does not change when a captured request is re-encrypted, re-encoded
+    /// or has `U2FsdGVkX1` put back.
+    pub fn fwknop(digest: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"sesame-fwknop-replay-v1");
+        h.update((digest.len() as u64).to_be_bytes());
+        h.update(digest);
+        let digest = h.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        ReplayKey {
+            kind: KIND_FWKNOP,
+            id,
+        }
+    }
+
+    /// Binary form: the kind byte (1 = SPA, 2 = TOTP, 3 = fwknop), then the
+    /// 16-byte id.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[0] = self.kind;
@@ -114,7 +139,7 @@ impl ReplayKey {
 
     /// Parses [`ReplayKey::to_bytes`]; `None` for an unknown kind.
     pub fn from_bytes(bytes: &[u8; Self::LEN]) -> Option<Self> {
-        if bytes[0] != KIND_SPA && bytes[0] != KIND_TOTP {
+        if !matches!(bytes[0], KIND_SPA | KIND_TOTP | KIND_FWKNOP) {
             return None;
         }
         let mut id = [0u8; 16];
@@ -128,6 +153,7 @@ impl fmt::Debug for ReplayKey {
         let kind = match self.kind {
             KIND_SPA => "spa",
             KIND_TOTP => "totp",
+            KIND_FWKNOP => "fwknop",
             _ => "?",
         };
         write!(f, "ReplayKey({kind}:")?;
@@ -635,5 +661,24 @@ mod tests {
         assert_ne!(k, ReplayKey::totp("a", 1, &other));
         assert_ne!(k, ReplayKey::spa(k.id));
         assert!(format!("{k:?}").starts_with("ReplayKey(totp:"));
+    }
+
+    #[test]
+    fn fwknop_keys_persist_and_stay_distinct() {
+        let k = ReplayKey::fwknop(&[7; 32]);
+        assert_eq!(k, ReplayKey::fwknop(&[7; 32]));
+        assert_ne!(k, ReplayKey::fwknop(&[7; 31]));
+        assert_ne!(k, ReplayKey::fwknop(&[8; 32]));
+        assert_ne!(k, ReplayKey::spa(k.id));
+        assert_eq!(k.to_bytes()[0], 3);
+        assert_eq!(ReplayKey::from_bytes(&k.to_bytes()), Some(k));
+        assert!(format!("{k:?}").starts_with("ReplayKey(fwknop:"));
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(k, 160, 100).unwrap();
+        let mut back = ReplayCache::from_bytes(&cache.to_bytes(), 10).unwrap();
+        assert_eq!(
+            back.check_and_insert(k, 160, 101),
+            Err(ReplayError::Replayed)
+        );
     }
 }
