@@ -54,6 +54,8 @@ pub enum DoorKind {
     Spa(SpaDoor),
     /// Rotating, single-use sequences derived from per-user secrets.
     Totp(TotpDoor),
+    /// fwknop-compatible SPA (FKO protocol 3.0.0, access.conf stanzas).
+    Fwknop(crate::fwknop_conf::FwknopDoor),
 }
 
 /// An SPA door (`spa_port`).
@@ -112,6 +114,10 @@ pub fn observed_knocks(door: &Door, kind: Option<&DoorKind>) -> Vec<Knock> {
         None => door.sequence.clone(),
         Some(DoorKind::Spa(spa)) => vec![Knock {
             port: spa.port,
+            proto: Proto::Udp,
+        }],
+        Some(DoorKind::Fwknop(f)) => vec![Knock {
+            port: f.port,
             proto: Proto::Udp,
         }],
         Some(DoorKind::Totp(t)) => t
@@ -294,6 +300,38 @@ struct RawDoor {
     totp_proto: Option<Spanned<String>>,
     #[serde(default)]
     users: BTreeMap<String, Spanned<RawUser>>,
+    /// fwknop door: UDP port of the fwknop SPA packets.
+    fwknop_port: Option<Spanned<i64>>,
+    fwknop_max_age: Option<Spanned<RawDuration>>,
+    /// fwknop door: access.conf stanzas, in order.
+    #[serde(default)]
+    stanzas: Vec<Spanned<RawStanza>>,
+}
+
+/// One `[[door.NAME.stanzas]]` of an fwknop door (access.conf's meaning).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStanza {
+    /// `["ANY"]` or addresses and networks.
+    source: Spanned<Vec<String>>,
+    /// Defaults to the door's `protect` list.
+    open_ports: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    restrict_ports: Vec<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    key_base64: Option<Spanned<String>>,
+    hmac_key: Option<Spanned<String>>,
+    hmac_key_base64: Option<Spanned<String>>,
+    hmac_digest: Option<Spanned<String>>,
+    encryption_mode: Option<Spanned<String>>,
+    access_timeout: Option<Spanned<RawDuration>>,
+    max_timeout: Option<Spanned<RawDuration>>,
+    require_username: Option<Spanned<String>>,
+    #[serde(default)]
+    require_source_address: bool,
+    #[serde(default)]
+    enable_cmd_exec: bool,
+    access_expire: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -566,6 +604,7 @@ impl Ctx<'_> {
 
         let seq_timeout =
             self.duration(&label, "seq_timeout", raw.seq_timeout, DEFAULT_SEQ_TIMEOUT)?;
+        let open_for_given = raw.open_for.is_some();
         let open_for = self.duration(&label, "open_for", raw.open_for, DEFAULT_OPEN_FOR)?;
 
         let tcp_flags = match raw.tcp_flags {
@@ -615,7 +654,7 @@ impl Ctx<'_> {
             })?),
         };
 
-        let door = Door {
+        let mut door = Door {
             name: name.clone(),
             sequence,
             seq_timeout,
@@ -663,6 +702,12 @@ impl Ctx<'_> {
                                 "not among the door's protect list",
                             ));
                         }
+                    }
+                }
+                if let DoorKind::Fwknop(f) = &mut kind {
+                    self.fwknop_services(&label, &span, &door, f)?;
+                    if !open_for_given {
+                        door.open_for = f.longest_grant();
                     }
                 }
                 Some(kind)
@@ -715,13 +760,28 @@ impl Ctx<'_> {
     ) -> Result<Option<(Range<usize>, Vec<String>, DoorKind)>, ConfigError> {
         let spa = raw.spa_port.take();
         let totp = raw.totp_ports.take();
+        let fwknop = raw.fwknop_port.take();
         let exclusive = |span: Range<usize>, key: &str| {
             self.invalid(
                 span,
                 format!("{label} {key}"),
-                "a door is exactly one of: sequence, one_time_sequences, spa_port, totp_ports",
+                "a door is exactly one of: sequence, one_time_sequences, spa_port, totp_ports, fwknop_port",
             )
         };
+        if fwknop.is_none() {
+            for (key, given) in [
+                ("fwknop_max_age", raw.fwknop_max_age.is_some()),
+                ("stanzas", !raw.stanzas.is_empty()),
+            ] {
+                if given {
+                    return Err(self.invalid(
+                        door_span.clone(),
+                        format!("{label} {key}"),
+                        "only valid with fwknop_port",
+                    ));
+                }
+            }
+        }
         if spa.is_none() {
             for (key, given) in [("spa_window", raw.spa_window.is_some())] {
                 if given {
@@ -749,6 +809,24 @@ impl Ctx<'_> {
             }
         }
         let users = std::mem::take(&mut raw.users);
+        if let Some(port) = fwknop {
+            for (key, span) in [
+                ("spa_port", spa.as_ref().map(Spanned::span)),
+                ("totp_ports", totp.as_ref().map(Spanned::span)),
+                ("sequence", raw.sequence.as_ref().map(Spanned::span)),
+                (
+                    "one_time_sequences",
+                    raw.one_time_sequences.as_ref().map(Spanned::span),
+                ),
+            ] {
+                if let Some(span) = span {
+                    return Err(exclusive(span, key));
+                }
+            }
+            return self
+                .fwknop_kind(label, door_span, port, users, raw)
+                .map(Some);
+        }
         if let Some(port) = spa {
             if let Some(t) = &totp {
                 return Err(exclusive(t.span(), "totp_ports"));
@@ -919,6 +997,247 @@ impl Ctx<'_> {
                 users: out,
             }),
         )))
+    }
+
+    /// Reads an fwknop door (`fwknop_port`, `fwknop_max_age`, `stanzas`).
+    /// Stanzas without `open_ports` get the door's `protect` list later, in
+    /// [`Ctx::fwknop_services`].
+    fn fwknop_kind(
+        &self,
+        label: &str,
+        door_span: &Range<usize>,
+        port: Spanned<i64>,
+        users: BTreeMap<String, Spanned<RawUser>>,
+        raw: &mut RawDoor,
+    ) -> Result<(Range<usize>, Vec<String>, DoorKind), ConfigError> {
+        use crate::fwknop_conf as fk;
+        let span = port.span();
+        if let Some((user, u)) = users.iter().next() {
+            return Err(self.invalid(
+                u.span(),
+                format!("{label} users.{user}"),
+                "an fwknop door has no users: each [[door.NAME.stanzas]] holds its own keys",
+            ));
+        }
+        let port_num = u16::try_from(*port.get_ref())
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                self.invalid(
+                    span.clone(),
+                    format!("{label} fwknop_port {}", port.get_ref()),
+                    "expected a UDP port from 1 to 65535",
+                )
+            })?;
+        let age_span = raw.fwknop_max_age.as_ref().map(Spanned::span);
+        let max_age = self.duration(
+            label,
+            "fwknop_max_age",
+            raw.fwknop_max_age.take(),
+            fk::DEFAULT_MAX_AGE,
+        )?;
+        if max_age > Duration::from_secs(fk::MAX_PACKET_AGE_SECS) {
+            return Err(self.invalid(
+                age_span.unwrap_or(span.clone()),
+                format!("{label} fwknop_max_age"),
+                format!(
+                    "at most {} seconds (as in fwknopd)",
+                    fk::MAX_PACKET_AGE_SECS
+                ),
+            ));
+        }
+        let raw_stanzas = std::mem::take(&mut raw.stanzas);
+        if raw_stanzas.is_empty() {
+            return Err(self.invalid(
+                door_span.clone(),
+                format!("{label} stanzas"),
+                "an fwknop door needs at least one [[door.NAME.stanzas]] (access.conf's SOURCE stanzas)",
+            ));
+        }
+        let mut stanzas = Vec::with_capacity(raw_stanzas.len());
+        for (i, st) in raw_stanzas.into_iter().enumerate() {
+            stanzas.push(self.fwknop_stanza(label, i, st)?);
+        }
+        Ok((
+            span,
+            vec![format!("{port_num}:udp")],
+            DoorKind::Fwknop(fk::FwknopDoor {
+                port: port_num,
+                max_age,
+                stanzas,
+            }),
+        ))
+    }
+
+    /// Reads one `[[door.NAME.stanzas]]`.
+    fn fwknop_stanza(
+        &self,
+        label: &str,
+        index: usize,
+        raw: Spanned<RawStanza>,
+    ) -> Result<crate::fwknop_conf::FwknopStanza, ConfigError> {
+        use crate::fwknop_conf as fk;
+        let stanza_span = raw.span();
+        let (line, _) = self.position(stanza_span.clone());
+        let raw = raw.into_inner();
+        let label = format!("{label} stanzas[{index}]");
+        let bad = |span: Range<usize>, key: &str, message: String| {
+            self.invalid(span, format!("{label} {key}"), message)
+        };
+        if raw.source.get_ref().is_empty() {
+            return Err(bad(
+                raw.source.span(),
+                "source",
+                "empty; use [\"ANY\"] or list addresses and networks".into(),
+            ));
+        }
+        let source = fk::parse_source(&raw.source.get_ref().join(","))
+            .map_err(|e| bad(raw.source.span(), "source", e))?;
+        let open_ports = match &raw.open_ports {
+            None => Vec::new(),
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(bad(
+                    list.span(),
+                    "open_ports",
+                    "empty; leave it out to allow every service of the door's protect list".into(),
+                ))
+            }
+            Some(list) => {
+                let mut out = Vec::new();
+                for item in list.get_ref() {
+                    let s = fk::parse_port_item(item)
+                        .map_err(|e| bad(self.item_span(&list.span(), item), "open_ports", e))?;
+                    if !out.contains(&s) {
+                        out.push(s);
+                    }
+                }
+                out
+            }
+        };
+        let mut restrict_ports = Vec::new();
+        for item in &raw.restrict_ports {
+            let s = fk::parse_port_item(item.get_ref())
+                .map_err(|e| bad(item.span(), "restrict_ports", e))?;
+            if !restrict_ports.contains(&s) {
+                restrict_ports.push(s);
+            }
+        }
+        let secret = |plain: Option<Spanned<String>>,
+                      b64: Option<Spanned<String>>,
+                      name: &str|
+         -> Result<Option<fk::Secret>, ConfigError> {
+            match (plain, b64) {
+                (Some(_), Some(b)) => Err(bad(
+                    b.span(),
+                    &format!("{name}_base64"),
+                    format!("give either {name} or {name}_base64, not both"),
+                )),
+                (Some(p), None) => Ok(Some(fk::Secret(p.into_inner().into_bytes()))),
+                (None, Some(b)) => fk::decode_key_base64(b.get_ref())
+                    .map(|v| Some(fk::Secret(v)))
+                    .map_err(|e| bad(b.span(), &format!("{name}_base64"), e)),
+                (None, None) => Ok(None),
+            }
+        };
+        let key = secret(raw.key, raw.key_base64, "key")?.ok_or_else(|| {
+            bad(
+                stanza_span.clone(),
+                "key",
+                "missing: give key (the passphrase) or key_base64".into(),
+            )
+        })?;
+        let hmac_key = secret(raw.hmac_key, raw.hmac_key_base64, "hmac_key")?;
+        let hmac_digest = match &raw.hmac_digest {
+            None => "SHA256",
+            Some(d) => {
+                fk::parse_hmac_digest(d.get_ref()).map_err(|e| bad(d.span(), "hmac_digest", e))?
+            }
+        };
+        let encryption_mode = match &raw.encryption_mode {
+            None => "CBC",
+            Some(m) => fk::parse_encryption_mode(m.get_ref())
+                .map_err(|e| bad(m.span(), "encryption_mode", e))?,
+        };
+        let access_timeout = self.duration(
+            &label,
+            "access_timeout",
+            raw.access_timeout,
+            fk::DEFAULT_ACCESS_TIMEOUT,
+        )?;
+        let max_timeout = match raw.max_timeout {
+            None => None,
+            Some(m) => Some(self.duration(&label, "max_timeout", Some(m), Duration::ZERO)?),
+        };
+        let access_expire = match raw.access_expire {
+            None => None,
+            Some(t) => Some(u64::try_from(*t.get_ref()).map_err(|_| {
+                bad(
+                    t.span(),
+                    "access_expire",
+                    "expected Unix seconds (0 or more)".into(),
+                )
+            })?),
+        };
+        Ok(fk::FwknopStanza {
+            line,
+            source,
+            open_ports,
+            restrict_ports,
+            key,
+            hmac_key,
+            hmac_digest: hmac_digest.to_string(),
+            encryption_mode: encryption_mode.to_string(),
+            access_timeout,
+            max_timeout,
+            require_username: raw.require_username.map(Spanned::into_inner),
+            require_source_address: raw.require_source_address,
+            enable_cmd_exec: raw.enable_cmd_exec,
+            access_expire,
+        })
+    }
+
+    /// Gives stanzas without `open_ports` the door's `protect` list, checks
+    /// the others stay within it, and checks every stanza.
+    fn fwknop_services(
+        &self,
+        label: &str,
+        span: &Range<usize>,
+        door: &Door,
+        f: &mut crate::fwknop_conf::FwknopDoor,
+    ) -> Result<(), ConfigError> {
+        if door.services.is_empty() {
+            return Err(self.invalid(
+                span.clone(),
+                format!("{label} fwknop_port"),
+                "an fwknop door needs protect = [...]: the services its stanzas may open",
+            ));
+        }
+        for (i, st) in f.stanzas.iter_mut().enumerate() {
+            let at = self.line_start(st.line);
+            if st.open_ports.is_empty() {
+                st.open_ports = door.services.clone();
+            } else if let Some(extra) = st.open_ports.iter().find(|s| !door.services.contains(s)) {
+                return Err(self.invalid(
+                    at..at,
+                    format!("{label} stanzas[{i}] open_ports {extra}"),
+                    "not among the door's protect list",
+                ));
+            }
+            st.check()
+                .map_err(|e| self.invalid(at..at, format!("{label} stanzas[{i}]"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Byte offset of the start of 1-based `line`.
+    fn line_start(&self, line: usize) -> usize {
+        if line <= 1 {
+            return 0;
+        }
+        self.text
+            .match_indices('\n')
+            .nth(line - 2)
+            .map_or(self.text.len(), |(i, _)| i + 1)
     }
 
     /// Builds one event's commands from its argv keys (`on_open`,
@@ -1147,6 +1466,96 @@ mod tests {
             parse_str("[daemon]\n"),
             Err(ConfigError::NoDoors { .. })
         ));
+    }
+
+    #[test]
+    fn fwknop_doors_parse_with_defaults_and_lines() {
+        let cfg = parse_str(
+            "[door.fw]\nfwknop_port = 62201\nprotect = [\"tcp/22\", \"tcp/443\"]\n\
+             [[door.fw.stanzas]]\nsource = [\"ANY\"]\nkey = \"pass\"\n\
+             \n[[door.fw.stanzas]]\nsource = [\"192.0.2.1\", \"2001:db8::/32\"]\n\
+             open_ports = [\"tcp/443\"]\nkey_base64 = \"YWJj\"\nhmac_key_base64 = \"aG1hYw==\"\n\
+             hmac_digest = \"sha384\"\nencryption_mode = \"cfb\"\naccess_timeout = 60\n\
+             max_timeout = \"10m\"\nrequire_username = \"bob\"\nrequire_source_address = true\n\
+             enable_cmd_exec = true\naccess_expire = 2000000000\n",
+        )
+        .unwrap();
+        let Some(DoorKind::Fwknop(f)) = cfg.kinds.get("fw") else {
+            panic!("fwknop door kind");
+        };
+        assert_eq!(f.port, 62201);
+        assert_eq!(f.max_age, crate::fwknop_conf::DEFAULT_MAX_AGE);
+        let (a, b) = (&f.stanzas[0], &f.stanzas[1]);
+        assert_eq!((a.line, b.line), (4, 8), "the [[door.fw.stanzas]] lines");
+        assert_eq!(a.open_ports.len(), 2, "default: every protected service");
+        assert!(a.source.is_empty() && a.hmac_key.is_none());
+        assert_eq!(a.key.0, b"pass");
+        assert_eq!(
+            (a.hmac_digest.as_str(), a.encryption_mode.as_str()),
+            ("SHA256", "CBC")
+        );
+        assert_eq!(b.source.len(), 2);
+        assert_eq!(b.open_ports.len(), 1);
+        assert_eq!(b.key.0, b"abc");
+        assert_eq!(b.hmac_key.as_ref().unwrap().0, b"hmac");
+        assert_eq!(
+            (b.hmac_digest.as_str(), b.encryption_mode.as_str()),
+            ("SHA384", "CFB")
+        );
+        assert_eq!(b.access_timeout, Duration::from_secs(60));
+        assert_eq!(b.max_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(b.require_username.as_deref(), Some("bob"));
+        assert!(b.require_source_address && b.enable_cmd_exec);
+        assert_eq!(b.access_expire, Some(2_000_000_000));
+        let door = &cfg.doors[0];
+        assert_eq!(
+            door.open_for,
+            Duration::from_secs(600),
+            "default: the longest grant"
+        );
+        assert_eq!(
+            observed_knocks(door, cfg.kinds.get("fw")),
+            [Knock {
+                port: 62201,
+                proto: Proto::Udp
+            }]
+        );
+    }
+
+    #[test]
+    fn fwknop_doors_refuse_bad_values_with_their_line() {
+        let head = "[door.fw]\nfwknop_port = 62201\nprotect = [\"tcp/22\"]\n";
+        let st = "[[door.fw.stanzas]]\nsource = [\"ANY\"]\n";
+        for (text, line, needle) in [
+            (format!("{head}sequence = [\"1\"]\n{st}key = \"k\""), 4, "exactly one of"),
+            (format!("{head}spa_port = 1\n{st}key = \"k\""), 4, "exactly one of"),
+            ("[door.fw]\nsequence = [\"1\"]\nprotect = [\"tcp/22\"]\nfwknop_max_age = 5".into(), 1, "only valid with fwknop_port"),
+            ("[door.fw]\nsequence = [\"1\"]\nprotect = [\"tcp/22\"]\n[[door.fw.stanzas]]\nsource = [\"ANY\"]\nkey = \"k\"".into(), 1, "only valid with fwknop_port"),
+            (head.to_string(), 1, "at least one [[door.NAME.stanzas]]"),
+            (format!("{head}{st}key = \"k\"\nopen_ports = [\"tcp/80\"]"), 4, "not among the door's protect"),
+            (format!("{head}{st}key = \"k\"\nopen_ports = []"), 7, "leave it out"),
+            (format!("{head}{st}key = \"k\"\nopen_ports = [\"tcp/22\", \"icmp/1\"]"), 7, "icmp/1"),
+            (format!("{head}{st}key_base64 = \"not base64!\""), 6, "not valid base64"),
+            (format!("{head}{st}key = \"k\"\nkey_base64 = \"YQ==\""), 7, "not both"),
+            (format!("{head}{st}hmac_key = \"h\""), 4, "missing: give key"),
+            (format!("{head}{st}key = \"{}\"", "k".repeat(33)), 4, "1 to 32 bytes"),
+            (format!("{head}{st}key = \"k\"\nhmac_key = \"h\"\nencryption_mode = \"legacy\""), 4, "legacy"),
+            (format!("{head}{st}key = \"k\"\nencryption_mode = \"xts\""), 7, "unknown encryption mode"),
+            (format!("{head}{st}key = \"k\"\nhmac_digest = \"sha224\""), 7, "unknown HMAC digest"),
+            (format!("{head}{st}key = \"k\"\nsource_port = 1"), 7, "source_port"),
+            (format!("{head}{st}key = \"k\"\naccess_expire = -1"), 7, "Unix seconds"),
+            (format!("{head}[[door.fw.stanzas]]\nsource = [\"10.0.0.0/40\"]\nkey = \"k\""), 5, "over 32"),
+            (format!("{head}[[door.fw.stanzas]]\nsource = []\nkey = \"k\""), 5, "empty"),
+            (format!("{head}fwknop_max_age = 100001\n{st}key = \"k\""), 4, "at most 100000"),
+            (format!("{head}[door.fw.users.u]\nkey = \"k\"\n{st}key = \"k\""), 4, "no users"),
+            (format!("[door.fw]\nfwknop_port = 0\nprotect = [\"tcp/22\"]\n{st}key = \"k\""), 2, "UDP port"),
+            (format!("[door.fw]\nfwknop_port = 62201\n{st}key = \"k\""), 1, "protects no service"),
+            (format!("[door.fw]\nfwknop_port = 22\nprotect = [\"udp/22\"]\n{st}key = \"k\""), 1, "also a protected service"),
+        ] {
+            let err = parse_str(&text).expect_err(&text).to_string();
+            assert!(err.contains(needle), "{text:?} gave {err}");
+            assert!(err.starts_with(&format!("test.toml:{line}:")), "{text:?} gave {err}");
+        }
     }
 
     #[test]

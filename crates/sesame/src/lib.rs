@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fwknop_conf;
 pub mod keys;
 pub mod knockd;
 pub mod logging;

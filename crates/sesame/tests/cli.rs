@@ -595,3 +595,142 @@ fn totp_knock_sends_the_current_sequence() {
     }
     panic!("three step boundaries in a row");
 }
+
+// ---- fwknop server configuration (issue 5) ----
+
+#[test]
+fn import_fwknop_prints_toml_sesamed_accepts() {
+    let dir = Scratch::new("fwknop-import");
+    std::fs::create_dir_all(dir.path("access.d")).unwrap();
+    std::fs::write(
+        dir.path("access.d/admin.conf"),
+        "SOURCE 192.0.2.0/24, 2001:db8::/32\nOPEN_PORTS tcp/22, tcp/443\nKEY admin passphrase\nFW_ACCESS_TIMEOUT 60\n",
+    )
+    .unwrap();
+    let access = dir.path("access.conf");
+    std::fs::write(
+        &access,
+        format!(
+            "# access.conf\nSOURCE ANY\nOPEN_PORTS tcp/22\nKEY_BASE64 c2VjcmV0LWtleS0xMjM0NQ==\n\
+             HMAC_KEY_BASE64 aG1hYy1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=\nHMAC_DIGEST_TYPE SHA512\n\
+             %include_folder {}\n",
+            dir.s("access.d")
+        ),
+    )
+    .unwrap();
+    let fwknopd = dir.path("fwknopd.conf");
+    std::fs::write(
+        &fwknopd,
+        "PCAP_INTF eth0;\nPCAP_FILTER udp port 40001;\nMAX_SPA_PACKET_AGE 90;\nFLUSH_IPT_AT_EXIT Y;\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(
+        "sesame",
+        &[
+            "import",
+            "fwknop",
+            &dir.s("access.conf"),
+            &dir.s("fwknopd.conf"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    for needle in [
+        "[door.fwknop]",
+        "fwknop_port = 40001",
+        "fwknop_max_age = \"90s\"",
+        "protect = [\"tcp/22\", \"tcp/443\"]",
+        "interfaces = [\"eth0\"]",
+        "[[door.fwknop.stanzas]]",
+        "source = [\"192.0.2.0/24\", \"2001:db8::/32\"]",
+        "hmac_digest = \"SHA512\"",
+        "chmod 0600",
+        "FLUSH_IPT_AT_EXIT",
+    ] {
+        assert!(stdout.contains(needle), "{needle} in\n{stdout}");
+    }
+
+    // The output is a config sesamed accepts.
+    let out = dir.path("sesame.toml");
+    std::fs::write(&out, &stdout).unwrap();
+    let (ok, stdout, stderr) = run("sesamed", &["--check-config", out.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("OK, 1 door(s): fwknop"), "{stdout}");
+
+    // sesamed runs from access.conf directly, and --check-config checks it.
+    let (ok, stdout, stderr) = run(
+        "sesamed",
+        &[
+            "--fwknop-access",
+            &dir.s("access.conf"),
+            "--fwknopd-conf",
+            &dir.s("fwknopd.conf"),
+            "--check-config",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("access.conf: OK, 1 door(s): fwknop"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = run(
+        "sesamed",
+        &[
+            "--fwknopd-conf",
+            &dir.s("fwknopd.conf"),
+            "--check-config",
+            "x",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--fwknop-access"), "{stderr}");
+}
+
+#[test]
+fn import_fwknop_refuses_a_broken_access_conf_with_file_and_line() {
+    let dir = Scratch::new("fwknop-broken");
+    let access = dir.path("access.conf");
+    for (text, line, needle) in [
+        (
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY_BASE64 !!secretpart!!\n",
+            3,
+            "KEY_BASE64: not valid base64",
+        ),
+        (
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nGPG_DECRYPT_ID ABCD\n",
+            4,
+            "GPG mode is out of scope",
+        ),
+        (
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nMYSTERY 1\n",
+            4,
+            "MYSTERY: unknown access.conf keyword",
+        ),
+        ("SOURCE ANY\nKEY k\n", 1, "no OPEN_PORTS"),
+    ] {
+        std::fs::write(&access, text).unwrap();
+        let (ok, stdout, stderr) = run("sesame", &["import", "fwknop", &dir.s("access.conf")]);
+        assert!(!ok, "{text}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains(&format!("{}:{line}: ", access.display())),
+            "{text}: {stderr}"
+        );
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+        assert!(!stderr.contains("secretpart"), "{stderr}");
+        let (ok, _, stderr2) = run(
+            "sesamed",
+            &["--fwknop-access", &dir.s("access.conf"), "--check-config"],
+        );
+        assert!(!ok);
+        assert!(
+            stderr2.contains(&format!("{}:{line}: ", access.display())),
+            "{stderr2}"
+        );
+    }
+    let (ok, _, stderr) = run("sesame", &["import", "fwknop", &dir.s("missing.conf")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("missing.conf: cannot read access.conf"),
+        "{stderr}"
+    );
+}

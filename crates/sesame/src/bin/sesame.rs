@@ -26,8 +26,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Knock: `sesame knock HOST PORT[:tcp|udp]...` (knockd's `knock`
-    /// syntax) or `sesame knock SERVER DOOR` for a plain, TOTP or SPA door
-    /// of the client config.
+    /// syntax) or `sesame knock SERVER DOOR` for a plain, TOTP, SPA or
+    /// fwknop door of the client config.
     Knock(KnockArgs),
     /// Print the current sequence of a TOTP door as `port[:proto] ...`, for
     /// any knock client: `knock HOST $(sesame sequence SERVER DOOR)`.
@@ -53,6 +53,17 @@ enum ImportFrom {
     Knockd {
         /// The knockd config file.
         file: PathBuf,
+    },
+    /// Print the Sesame equivalent of an fwknop server configuration (one
+    /// fwknop door; the stanzas' keys are copied, so keep the output 0600):
+    /// `sesame import fwknop /etc/fwknop/access.conf /etc/fwknop/fwknopd.conf
+    /// > sesame.toml`.
+    Fwknop {
+        /// fwknopd's access.conf (its %include files are read too).
+        access_conf: PathBuf,
+        /// fwknopd.conf (SPA port, packet age, interface); fwknopd's
+        /// defaults when left out.
+        fwknopd_conf: Option<PathBuf>,
     },
 }
 
@@ -225,7 +236,35 @@ fn knock(args: KnockArgs) -> Result<(), String> {
         ClientDoor::Plain(knocks) => send_sequence(&args, addr, knocks, delay),
         ClientDoor::Totp(totp) => knock_totp(&args, addr, door_name, totp, delay),
         ClientDoor::Spa(spa) => knock_spa(&args, server, addr, door_name, spa),
+        ClientDoor::Fwknop(door) => knock_fwknop(&args, &path, server, addr, door_name, door),
     }
+}
+
+/// An fwknop door: one UDP datagram in the fwknop client's format.
+fn knock_fwknop(
+    args: &KnockArgs,
+    config: &Path,
+    server: &ServerProfile,
+    addr: IpAddr,
+    name: &str,
+    door: &sesame::client::fwknop::FwknopDoor,
+) -> Result<(), String> {
+    let keys = door.load_keys(config).map_err(|e| e.to_string())?;
+    let packet = door.packet(&keys, unix_now()?).map_err(|e| e.to_string())?;
+    let dest = SocketAddr::new(addr, door.port);
+    if args.dry_run {
+        println!("dry run: nothing sent");
+        let label = format!("{name} (fwknop) on {}", server.host);
+        print!("{}", packet.describe(&label, &keys, dest));
+        return Ok(());
+    }
+    let sent = packet
+        .send(dest)
+        .map_err(|e| format!("fwknop SPA packet to {dest}: {e}"))?;
+    if args.verbose {
+        println!("sent {sent}-byte fwknop SPA packet to {dest}");
+    }
+    Ok(())
 }
 
 /// Sends (or with --dry-run prints) a sequence of knocks.
@@ -402,11 +441,12 @@ fn sequence(args: SequenceArgs) -> Result<(), String> {
             println!("{}", knock_syntax(knocks));
             Ok(())
         }
-        ClientDoor::Spa(_) => Err(format!(
-            "{}: door {:?} of server {:?} is an SPA door: it has no sequence; use `sesame knock {} {}`",
+        ClientDoor::Spa(_) | ClientDoor::Fwknop(_) => Err(format!(
+            "{}: door {:?} of server {:?} is an {} door: it has no sequence; use `sesame knock {} {}`",
             path.display(),
             args.door,
             args.server,
+            door.type_name(),
             args.server,
             args.door
         )),
@@ -575,6 +615,14 @@ fn import_knockd(file: &Path) -> Result<(), String> {
     Ok(())
 }
 
+fn import_fwknop(access_conf: &Path, fwknopd_conf: Option<&Path>) -> Result<(), String> {
+    let cfg = sesame::fwknop_conf::load(access_conf, fwknopd_conf).map_err(|e| e.to_string())?;
+    // Refuse here anything sesamed would refuse, before printing secrets.
+    cfg.to_config(access_conf).map_err(|e| e.to_string())?;
+    print!("{}", cfg.to_sesame_toml());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -585,6 +633,13 @@ fn main() -> ExitCode {
         Command::Import {
             from: ImportFrom::Knockd { file },
         } => import_knockd(&file),
+        Command::Import {
+            from:
+                ImportFrom::Fwknop {
+                    access_conf,
+                    fwknopd_conf,
+                },
+        } => import_fwknop(&access_conf, fwknopd_conf.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,13 +20,28 @@ struct Args {
     /// and meaning; `sesame import knockd` converts it for good).
     #[arg(long, value_name = "FILE")]
     knockd_config: Option<PathBuf>,
+    /// Run from fwknopd's access.conf instead of --config: one fwknop SPA
+    /// door with fwknop's meaning (`sesame import fwknop` converts it for
+    /// good).
+    #[arg(long, value_name = "ACCESS_CONF", conflicts_with = "knockd_config")]
+    fwknop_access: Option<PathBuf>,
+    /// With --fwknop-access: fwknopd.conf (SPA port, packet age,
+    /// interface); fwknopd's defaults when left out.
+    #[arg(long, value_name = "FWKNOPD_CONF", requires = "fwknop_access")]
+    fwknopd_conf: Option<PathBuf>,
+    /// Directory for the persisted replay cache (overrides the config's
+    /// `[daemon] state_dir`; default /var/lib/sesame).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Only count knocks arriving on this interface (repeatable; overrides
     /// the config's interfaces, like knockd's -i).
     #[arg(short, long, value_name = "IFACE")]
     interface: Vec<String>,
-    /// Validate FILE and exit, without touching the firewall.
-    #[arg(long, value_name = "FILE", conflicts_with = "remove")]
-    check_config: Option<PathBuf>,
+    /// Validate FILE and exit, without touching the firewall. With
+    /// --knockd-config or --fwknop-access, FILE may be left out: those files
+    /// are checked.
+    #[arg(long, value_name = "FILE", conflicts_with = "remove", num_args = 0..=1)]
+    check_config: Option<Option<PathBuf>>,
     /// Delete Sesame's nftables table and exit. Protected ports are then no
     /// longer filtered by Sesame.
     #[arg(long)]
@@ -41,11 +56,14 @@ struct Args {
 
 /// Loads the Sesame config, or the knockd one when asked to.
 fn load(args: &Args, sesame_path: &Path) -> Result<config::Config, String> {
-    let mut cfg = match &args.knockd_config {
-        Some(path) => sesame::knockd::load(path)
+    let mut cfg = match (&args.knockd_config, &args.fwknop_access) {
+        (Some(path), _) => sesame::knockd::load(path)
             .and_then(|k| k.to_config(path))
             .map_err(|e| e.to_string())?,
-        None => config::load(sesame_path).map_err(|e| e.to_string())?,
+        (None, Some(access)) => sesame::fwknop_conf::load(access, args.fwknopd_conf.as_deref())
+            .and_then(|f| f.to_config(access))
+            .map_err(|e| e.to_string())?,
+        (None, None) => config::load(sesame_path).map_err(|e| e.to_string())?,
     };
     if !args.interface.is_empty() {
         for name in &args.interface {
@@ -56,6 +74,9 @@ fn load(args: &Args, sesame_path: &Path) -> Result<config::Config, String> {
             }
         }
         cfg.daemon.interfaces = args.interface.clone();
+    }
+    if let Some(dir) = &args.state_dir {
+        cfg.daemon.state_dir = dir.clone();
     }
     Ok(cfg)
 }
@@ -84,8 +105,19 @@ impl Drop for PidFile {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(path) = &args.check_config {
-        let checked = if args.knockd_config.is_some() {
+    if let Some(file) = &args.check_config {
+        let other = args.knockd_config.as_ref().or(args.fwknop_access.as_ref());
+        let path = match (file, other) {
+            (Some(file), _) => file,
+            (None, Some(other)) => other,
+            (None, None) => {
+                eprintln!(
+                    "sesamed: --check-config needs FILE (unless --knockd-config or --fwknop-access is given)"
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let checked = if other.is_some() {
             load(&args, path)
         } else {
             config::load(path).map_err(|e| e.to_string())

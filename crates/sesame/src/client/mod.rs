@@ -4,6 +4,7 @@
 //! and runs unprivileged: a TCP knock is a non-blocking connect attempt (one
 //! SYN, closed at once), a UDP knock is a one-byte datagram.
 
+pub mod fwknop;
 pub mod profile;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

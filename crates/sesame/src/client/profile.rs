@@ -1,6 +1,6 @@
 //! Client profiles: `~/.config/sesame/client.toml`, so that
 //! `sesame knock myserver ssh` needs no port list or key on the command
-//! line. A server has doors of three types, each name used once per server:
+//! line. A server has doors of four types, each name used once per server:
 //!
 //! ```toml
 //! [server.myserver]
@@ -18,6 +18,11 @@
 //! services = ["tcp/22"]                 # optional; empty = all the user may open
 //! duration = "1h"                       # optional; 0/absent = the door's maximum
 //! # address = "203.0.113.7"            # optional explicit address (NAT)
+//!
+//! [server.myserver.fwknop.gw]           # an fwknop-format SPA door (a real
+//! access = ["tcp/22"]                   # fwknopd, or a Sesame fwknop door):
+//! key_base64 = "..."                    # see `super::fwknop` for every key
+//! hmac_key_base64 = "..."
 //!
 //! [server.myserver.totp.vpn]            # rotating TOTP sequence
 //! secret = "~/.config/sesame/vpn.totp"
@@ -44,6 +49,7 @@ use sesame_core::totp::{TotpSecret, TotpSpec, DEFAULT_PERIOD};
 use sesame_core::{DoorError, Knock, Proto, Service};
 use zeroize::Zeroizing;
 
+use super::fwknop::{FwknopDoor, RawFwknop};
 use super::Family;
 use crate::keys::{self, KeyFileError};
 
@@ -78,15 +84,18 @@ pub enum ClientDoor {
     Totp(TotpDoor),
     /// Single-packet authorization (`[server.S.spa.NAME]`).
     Spa(SpaDoor),
+    /// fwknop-format single-packet authorization (`[server.S.fwknop.NAME]`).
+    Fwknop(FwknopDoor),
 }
 
 impl ClientDoor {
-    /// "plain", "TOTP" or "SPA".
+    /// "plain", "TOTP", "SPA" or "fwknop".
     pub fn type_name(&self) -> &'static str {
         match self {
             ClientDoor::Plain(_) => "plain",
             ClientDoor::Totp(_) => "TOTP",
             ClientDoor::Spa(_) => "SPA",
+            ClientDoor::Fwknop(_) => "fwknop",
         }
     }
 }
@@ -377,6 +386,8 @@ struct RawServer {
     spa: BTreeMap<String, RawSpa>,
     #[serde(default)]
     totp: BTreeMap<String, RawTotp>,
+    #[serde(default)]
+    fwknop: BTreeMap<String, RawFwknop>,
     delay_ms: Option<u64>,
     family: Option<String>,
 }
@@ -562,6 +573,12 @@ fn resolve_server(ctx: &Ctx<'_>, raw: RawServer) -> Result<ServerProfile, Profil
     for (name, totp) in raw.totp {
         let door = resolve_totp(ctx, &name, totp)?;
         insert_unique(ctx, &mut doors, name, ClientDoor::Totp(door))?;
+    }
+    for (name, fwknop) in raw.fwknop {
+        let door = fwknop
+            .resolve(&format!("fwknop door {name:?}"))
+            .map_err(|(item, message)| ctx.invalid(item, message))?;
+        insert_unique(ctx, &mut doors, name, ClientDoor::Fwknop(door))?;
     }
     Ok(ServerProfile {
         host: raw.host,
@@ -861,6 +878,37 @@ mod tests {
         assert_eq!(min.spec.ports, 100..=199);
         let e = cfg.door("myserver", "x").unwrap_err().to_string();
         assert!(e.contains("(known: legacy, min, pk, ssh, vpn)"), "{e}");
+    }
+
+    #[test]
+    fn fwknop_doors_parse_and_share_the_namespace() {
+        let cfg = parse(
+            r#"
+            [server.gw]
+            host = "192.0.2.1"
+            door.legacy = ["7000"]
+            [server.gw.fwknop.ssh]
+            access = ["tcp/22"]
+            key_file = "/k"
+            "#,
+        )
+        .unwrap();
+        let (_, door) = cfg.door("gw", "ssh").unwrap();
+        let ClientDoor::Fwknop(f) = door else {
+            panic!("{door:?}")
+        };
+        assert_eq!(f.port, 62201);
+        assert_eq!(door.type_name(), "fwknop");
+        let e = err("[server.s]\nhost = 'h'\ndoor.d = ['1']\n[server.s.fwknop.d]\naccess = ['tcp/22']\nkey = 'k'\n");
+        assert!(
+            e.contains("fwknop door \"d\": the name is already used by a plain door"),
+            "{e}"
+        );
+        let e = err("[server.s]\nhost = 'h'\n[server.s.fwknop.d]\naccess = ['tcp/x']\nkey = 'k'\n");
+        assert!(
+            e.starts_with("c.toml: server \"s\" fwknop door \"d\" access[0] \"tcp/x\""),
+            "{e}"
+        );
     }
 
     #[test]

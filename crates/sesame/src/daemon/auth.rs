@@ -15,13 +15,20 @@ use sesame_core::totp::{steps_at, TotpSecret, TotpSpec};
 use sesame_core::tracker::DoorId;
 use sesame_core::{Door, Knock};
 
+use sesame_core::fwknop::{DigestType, EncMode, FwknopKeyError, FwknopKeys};
+
 use crate::config::{Config, CredentialSource, DoorKind};
+use crate::fwknop_conf::FwknopStanza;
 use crate::keys;
 
 /// Name of the replay cache file in the state directory.
 pub const REPLAY_FILE: &str = "replay.bin";
 /// Widest time window the saved image was made under (decimal seconds).
 pub const WINDOW_FILE: &str = "replay.window";
+/// Kernel boot id the image was written under.
+pub const BOOT_FILE: &str = "replay.boot";
+/// Where Linux publishes the current boot id.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// Why the authenticated doors could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,16 @@ pub enum AuthError {
         /// Cause.
         source: sesame_core::spa::SpaConfigError,
     },
+    /// An fwknop stanza's keys or settings are unusable.
+    #[error("door {door:?} (access.conf stanza at line {line}): {what}")]
+    Fwknop {
+        /// Door.
+        door: String,
+        /// Line of the SOURCE keyword.
+        line: usize,
+        /// What is wrong (never key material).
+        what: String,
+    },
     /// Two SPA doors on one port.
     #[error("doors {a:?} and {b:?} both use SPA port {port}")]
     PortClash {
@@ -73,6 +90,13 @@ pub enum AuthError {
         /// Cause.
         source: std::io::Error,
     },
+}
+
+/// Writes `bytes` to `path` durably (start-up files only).
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// One SPA door, ready to verify packets.
@@ -98,6 +122,33 @@ pub struct TotpDoorState {
     pub slots: Vec<[(DoorId, Option<u64>); 3]>,
 }
 
+/// One fwknop-compatible door: its stanzas with their keys, in file order.
+pub struct FwknopDoorState {
+    /// The door (index into the tracker's doors).
+    pub door: DoorId,
+    /// Accepted clock difference, either way (seconds).
+    pub max_age: u64,
+    /// Stanzas and their keys.
+    pub stanzas: Vec<(FwknopStanza, FwknopKeys)>,
+}
+
+/// fwknop's digest/HMAC type from its name (`SHA256`, `sha3_256`, ...).
+fn digest_type(name: &str) -> Option<DigestType> {
+    [
+        DigestType::Md5,
+        DigestType::Sha1,
+        DigestType::Sha256,
+        DigestType::Sha384,
+        DigestType::Sha512,
+        DigestType::Sha3_256,
+        DigestType::Sha3_512,
+    ]
+    .into_iter()
+    .find(|d| {
+        d.name().eq_ignore_ascii_case(name) || d.name().replace('-', "_").eq_ignore_ascii_case(name)
+    })
+}
+
 /// What a TOTP slot stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotOwner {
@@ -118,6 +169,8 @@ pub struct AuthDoors {
     pub totp: Vec<TotpDoorState>,
     /// Tracker slot door → owner.
     pub slot_owner: HashMap<DoorId, SlotOwner>,
+    /// fwknop doors by UDP port.
+    pub fwknop: HashMap<u16, FwknopDoorState>,
 }
 
 /// Seconds since the Unix epoch.
@@ -138,6 +191,52 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
     for (id, door) in config.doors.iter().enumerate() {
         match config.kinds.get(&door.name) {
             None => {}
+            Some(DoorKind::Fwknop(f)) => {
+                let mut stanzas = Vec::new();
+                for stanza in &f.stanzas {
+                    let bad = |what: String| AuthError::Fwknop {
+                        door: door.name.clone(),
+                        line: stanza.line,
+                        what,
+                    };
+                    let mode: EncMode = stanza
+                        .encryption_mode
+                        .parse()
+                        .map_err(|e: FwknopKeyError| bad(e.to_string()))?;
+                    let hmac = match &stanza.hmac_key {
+                        None => None,
+                        Some(key) => {
+                            let t = digest_type(&stanza.hmac_digest).ok_or_else(|| {
+                                bad(format!("unknown HMAC_DIGEST_TYPE {:?}", stanza.hmac_digest))
+                            })?;
+                            Some((key.0.as_slice(), t))
+                        }
+                    };
+                    let keys = FwknopKeys::new(&stanza.key.0, mode, hmac)
+                        .map_err(|e| bad(e.to_string()))?;
+                    stanzas.push((stanza.clone(), keys));
+                }
+                let clash = out
+                    .spa
+                    .get(&f.port)
+                    .map(|s| s.door)
+                    .or(out.fwknop.get(&f.port).map(|s| s.door));
+                if let Some(other) = clash {
+                    return Err(AuthError::PortClash {
+                        a: config.doors[other].name.clone(),
+                        b: door.name.clone(),
+                        port: f.port,
+                    });
+                }
+                out.fwknop.insert(
+                    f.port,
+                    FwknopDoorState {
+                        door: id,
+                        max_age: f.max_age.as_secs(),
+                        stanzas,
+                    },
+                );
+            }
             Some(DoorKind::Spa(spa)) => {
                 let mut verifier = Verifier::new(spa.window.as_secs(), server.clone());
                 for user in &spa.users {
@@ -174,9 +273,14 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
                             source,
                         })?;
                 }
-                if let Some(other) = out.spa.get(&spa.port) {
+                let clash = out
+                    .spa
+                    .get(&spa.port)
+                    .map(|s| s.door)
+                    .or(out.fwknop.get(&spa.port).map(|s| s.door));
+                if let Some(other) = clash {
                     return Err(AuthError::PortClash {
-                        a: config.doors[other.door].name.clone(),
+                        a: config.doors[other].name.clone(),
                         b: door.name.clone(),
                         port: spa.port,
                     });
@@ -220,6 +324,9 @@ impl AuthDoors {
         let mut out: Vec<Door> = doors.to_vec();
         for spa in self.spa.values() {
             out[spa.door].sequence.clear();
+        }
+        for f in self.fwknop.values() {
+            out[f.door].sequence.clear();
         }
         for (t, totp) in self.totp.iter_mut().enumerate() {
             out[totp.door].sequence.clear();
@@ -285,12 +392,13 @@ impl AuthDoors {
     pub fn widest_window(&self) -> u64 {
         let spa = self.spa.values().map(|s| s.verifier.window_secs());
         let totp = self.totp.iter().map(|t| 2 * t.spec.period);
-        spa.chain(totp).max().unwrap_or(0)
+        let fwknop = self.fwknop.values().map(|f| f.max_age);
+        spa.chain(totp).chain(fwknop).max().unwrap_or(0)
     }
 
     /// True when no door needs the replay cache.
     pub fn is_empty(&self) -> bool {
-        self.spa.is_empty() && self.totp.is_empty()
+        self.spa.is_empty() && self.totp.is_empty() && self.fwknop.is_empty()
     }
 
     /// Seconds until the next TOTP step boundary, if any TOTP door exists.
@@ -314,8 +422,8 @@ pub struct PersistentReplay {
 
 impl PersistentReplay {
     /// Loads `state_dir/replay.bin` and writes it back at once (so every
-    /// later start finds one). When the state directory does not exist yet,
-    /// this is a first start and the cache starts empty. When the directory
+    /// later start finds one). When the state directory does not exist yet
+    /// or is empty, this is a first start and the cache starts empty. When the directory
     /// exists but the image is missing or unreadable, it fails closed: every
     /// credential still valid at start-up is refused (`raise_floor(now +
     /// widest window)`), so nothing captured before the restart can be
@@ -330,7 +438,9 @@ impl PersistentReplay {
             path: path.display().to_string(),
             source,
         };
-        let first_start = !state_dir.exists();
+        // Nothing ever written there (no directory, or an empty one): a first
+        // start, not a lost image.
+        let first_start = std::fs::read_dir(state_dir).map_or(true, |mut d| d.next().is_none());
         std::fs::create_dir_all(state_dir).map_err(|e| state(e, state_dir))?;
         let path = state_dir.join(REPLAY_FILE);
         let (cache, warning) = match std::fs::read(&path) {
@@ -365,6 +475,20 @@ impl PersistentReplay {
             Err(e) => return Err(state(e, &path)),
         };
         let (mut cache, mut warning) = (cache, warning);
+        // The image is written without fsync (that would cost ~1 ms per
+        // grant): a process crash or restart keeps it (same page cache), but
+        // a host crash may lose the last writes. So an image from another
+        // boot cannot vouch for recent credentials: fail closed.
+        let boot_path = state_dir.join(BOOT_FILE);
+        let boot_now = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
+        let boot_then = std::fs::read_to_string(&boot_path).ok();
+        if !first_start && boot_then.as_deref() != Some(boot_now.as_str()) {
+            cache.raise_floor(now_unix + widest_window);
+            warning.get_or_insert_with(|| {
+                "the host rebooted since the replay image was written; refusing every credential still valid now".to_string()
+            });
+        }
+        write_synced(&boot_path, boot_now.as_bytes()).map_err(|e| state(e, &boot_path))?;
         // Stored expiries were computed with the old window: a wider one
         // would let credentials outlive their entries, so fail closed.
         let window_path = state_dir.join(WINDOW_FILE);
@@ -384,19 +508,15 @@ impl PersistentReplay {
         Ok((this, warning))
     }
 
-    /// Writes the image: temporary file, fsync, rename, so a crash leaves
-    /// either the old or the new image.
+    /// Writes the image: temporary file, then rename, so a crash of the
+    /// daemon leaves either the old or the new image. Not fsynced: see the
+    /// boot-id check in [`PersistentReplay::open`] for host crashes.
     pub fn save(&self) -> Result<(), AuthError> {
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&self.cache.to_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
+            std::fs::rename(&tmp, &self.path)
         };
         write().map_err(|source| AuthError::State {
             path: self.path.display().to_string(),
@@ -451,6 +571,15 @@ mod tests {
             .cache
             .check_and_insert(ReplayKey::spa([3; 16]), now + 62, now + 3)
             .is_err());
+        // An image from another boot fails closed too.
+        std::fs::write(d.join(BOOT_FILE), "another-boot\n").unwrap();
+        let (mut r6, warning) = PersistentReplay::open(&d, 16, 60, now + 4).unwrap();
+        assert!(warning.unwrap().contains("rebooted"));
+        assert!(r6
+            .cache
+            .check_and_insert(ReplayKey::spa([5; 16]), now + 64, now + 4)
+            .is_err());
+
         // A wider window than last time also fails closed.
         let (mut r5, warning) = PersistentReplay::open(&d, 16, 120, now + 4).unwrap();
         assert!(warning.unwrap().contains("window grew"));

@@ -22,7 +22,10 @@ use sesame_nflog::{NflogSocket, Received};
 use sesame_nftables::{Firewall, InstallOutcome};
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use sesame_core::fwknop::{self, FwknopError, FwknopMessage, MsgType};
+
+use crate::config::{Config, DoorKind};
+use crate::fwknop_conf::FwknopStanza;
 use crate::one_time::{OneTimeError, OneTimeFile};
 use commands::CommandRunner;
 
@@ -257,18 +260,48 @@ impl Daemon {
     pub fn run(mut self) -> Result<(), DaemonError> {
         let signals = SignalPipes::install()?;
         for door in &self.config.doors {
-            info!(
-                event = "door",
-                door = %door.name,
-                "door {}: sequence {} within {:?}, opens {} for {:?}",
-                door.name,
-                door.sequence.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
-                door.seq_timeout,
-                if door.services.is_empty() { "commands only".to_string() } else {
-                    door.services.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
-                },
-                door.open_for,
-            );
+            let opens = if door.services.is_empty() {
+                "commands only".to_string()
+            } else {
+                door.services
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let how = match self.config.kinds.get(&door.name) {
+                None => format!(
+                    "sequence {} within {:?}",
+                    door.sequence
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    door.seq_timeout
+                ),
+                Some(DoorKind::Spa(spa)) => format!(
+                    "SPA on udp/{} ({} user(s), window ±{:?})",
+                    spa.port,
+                    spa.users.len(),
+                    spa.window
+                ),
+                Some(DoorKind::Totp(t)) => format!(
+                    "TOTP sequences of {} {} knock(s) in {}-{} every {:?} ({} user(s))",
+                    t.length,
+                    t.proto,
+                    t.ports.start(),
+                    t.ports.end(),
+                    t.period,
+                    t.users.len()
+                ),
+                Some(DoorKind::Fwknop(f)) => format!(
+                    "fwknop SPA on udp/{} ({} stanza(s), max age ±{:?})",
+                    f.port,
+                    f.stanzas.len(),
+                    f.max_age
+                ),
+            };
+            info!(event = "door", door = %door.name, "door {}: {how}; opens {opens} for up to {:?}", door.name, door.open_for);
         }
         info!(
             event = "ready",
@@ -354,9 +387,13 @@ impl Daemon {
             let mut spa_packets: Vec<(IpAddr, u16, Vec<u8>)> = Vec::new();
             let mut malformed = 0u64;
             self.received_at = std::time::Instant::now();
-            let spa_ports = &self.auth.spa;
+            let (spa_ports, fwknop_ports) = (&self.auth.spa, &self.auth.fwknop);
             let result = self.nflog.recv(|pkt| match packet::parse(pkt.payload) {
-                Ok(p) if p.proto == Proto::Udp && spa_ports.contains_key(&p.dst_port) => {
+                Ok(p)
+                    if p.proto == Proto::Udp
+                        && (spa_ports.contains_key(&p.dst_port)
+                            || fwknop_ports.contains_key(&p.dst_port)) =>
+                {
                     spa_packets.push((p.src, p.dst_port, p.payload.to_vec()));
                 }
                 Ok(p) => observations.push(Observation::from(&p)),
@@ -374,7 +411,11 @@ impl Daemon {
             self.handle_events(now);
             for (src, port, datagram) in spa_packets {
                 self.counters.packets += 1;
-                self.spa_packet(now, src, port, &datagram);
+                if self.auth.fwknop.contains_key(&port) {
+                    self.fwknop_packet(now, src, port, &datagram);
+                } else {
+                    self.spa_packet(now, src, port, &datagram);
+                }
             }
             match result {
                 Ok(Received::Packets(_)) => {}
@@ -451,6 +492,89 @@ impl Daemon {
             }
             Err(e) => {
                 info!(event = "spa_refused", source = %src, door = %name, reason = e.reason(), "SPA packet refused: {e}");
+            }
+        }
+    }
+
+    /// Handles one fwknop SPA packet with fwknopd's meaning: the first
+    /// stanza whose SOURCE matches and whose keys authenticate the packet
+    /// decides; then replay, username, message type, address and ports are
+    /// checked against it. Refusals are logged with a distinct `reason`.
+    fn fwknop_packet(&mut self, now: Instant, src: IpAddr, port: u16, datagram: &[u8]) {
+        let Some(door) = self.auth.fwknop.get(&port) else {
+            return;
+        };
+        let door_id = door.door;
+        let name = self.config.doors[door_id].name.clone();
+        let now_unix = auth::unix_now();
+        let refuse = |reason: &str, detail: String| {
+            info!(event = "fwknop_refused", source = %src, door = %name, reason, "fwknop SPA packet refused: {detail}");
+        };
+        let mut last_error: Option<FwknopError> = None;
+        let mut found = None;
+        for (stanza, keys) in &door.stanzas {
+            if !fwknop_source_matches(stanza, src) {
+                continue;
+            }
+            if stanza.access_expire.is_some_and(|t| now_unix >= t) {
+                continue;
+            }
+            match fwknop::decode(datagram, keys, now_unix, door.max_age) {
+                Ok(msg) => {
+                    found = Some((stanza.clone(), msg));
+                    break;
+                }
+                // Another stanza may hold the right keys.
+                Err(e) if !packet_level(&e) => last_error = Some(e),
+                Err(e) => {
+                    refuse(e.reason(), e.to_string());
+                    return;
+                }
+            }
+        }
+        let Some((stanza, msg)) = found else {
+            match last_error {
+                Some(e) => refuse(e.reason(), e.to_string()),
+                None => refuse(
+                    "no_stanza",
+                    format!("no access.conf stanza matches source {src}"),
+                ),
+            }
+            return;
+        };
+        let max_age = door.max_age;
+        let Some(replay) = self.replay.as_mut() else {
+            return;
+        };
+        if let Err(e) =
+            replay
+                .cache
+                .check_and_insert(msg.replay_key(), msg.replay_expiry(max_age), now_unix)
+        {
+            let reason = match e {
+                sesame_core::replay::ReplayError::Replayed => "replay",
+                _ => "replay_unverifiable",
+            };
+            refuse(reason, format!("{e} (user {:?})", msg.username));
+            return;
+        }
+        if let Err(e) = replay.save() {
+            refuse("replay_state", e.to_string());
+            return;
+        }
+        match fwknop_grant(&stanza, &msg, src) {
+            Err((reason, detail)) => refuse(reason, detail),
+            Ok((target, services, open_for)) => {
+                info!(
+                    event = "fwknop_accepted",
+                    source = %src,
+                    door = %name,
+                    user = %msg.username,
+                    stanza_line = stanza.line,
+                    "fwknop SPA request {} accepted",
+                    msg.message_string()
+                );
+                self.open_with(now, target, door_id, &services, open_for);
             }
         }
     }
@@ -678,5 +802,246 @@ impl Daemon {
             c.opened,
             c.refreshed
         );
+    }
+}
+
+/// Refusals that do not depend on a stanza's keys (the packet itself is
+/// unacceptable), so no other stanza is tried.
+fn packet_level(e: &FwknopError) -> bool {
+    matches!(
+        e,
+        FwknopError::TooShort { .. }
+            | FwknopError::Oversized { .. }
+            | FwknopError::BadBase64 { .. }
+            | FwknopError::SaltedPrefix
+            | FwknopError::GpgUnsupported { .. }
+    )
+}
+
+/// Whether `src` is in the stanza's SOURCE list (empty = ANY).
+fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool {
+    let src = match src {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        v4 => v4,
+    };
+    stanza.source.is_empty()
+        || stanza.source.iter().any(|(net, prefix)| match (net, src) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let bits = u32::from(*prefix).min(32);
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let bits = u32::from(*prefix).min(128);
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+}
+
+/// What an authenticated fwknop request may open, with fwknopd's policy:
+/// (address, services, lifetime), or (reason, detail) when refused.
+#[allow(clippy::type_complexity)]
+fn fwknop_grant(
+    stanza: &FwknopStanza,
+    msg: &FwknopMessage,
+    src: IpAddr,
+) -> Result<(IpAddr, Vec<sesame_core::Service>, Duration), (&'static str, String)> {
+    if let Some(user) = &stanza.require_username {
+        if &msg.username != user {
+            return Err((
+                "username",
+                format!("username {:?} is not the required {user:?}", msg.username),
+            ));
+        }
+    }
+    match msg.msg_type {
+        MsgType::Access | MsgType::ClientTimeoutAccess => {}
+        MsgType::Command if stanza.enable_cmd_exec => {
+            return Err((
+                "command_unsupported",
+                "command messages are enabled for this stanza but sesamed does not execute them"
+                    .into(),
+            ))
+        }
+        MsgType::Command => {
+            return Err((
+                "command_disabled",
+                "command messages need ENABLE_CMD_EXEC in the stanza".into(),
+            ))
+        }
+        other => {
+            return Err((
+                "nat_unsupported",
+                format!(
+                "{other:?}: NAT access is not supported by sesamed (it opens local services only)"
+            ),
+            ))
+        }
+    }
+    let target = match msg.access_ip {
+        None if stanza.require_source_address => return Err((
+            "source_address_required",
+            "REQUIRE_SOURCE_ADDRESS is set and the request asks for the packet source (0.0.0.0)"
+                .into(),
+        )),
+        None => src,
+        Some(ip) => ip,
+    };
+    let mut services = Vec::new();
+    for port in &msg.access {
+        let Some(service) = port.service() else {
+            return Err((
+                "unsupported_proto",
+                format!("{port} cannot be granted (TCP and UDP only)"),
+            ));
+        };
+        if stanza.restrict_ports.contains(&service) {
+            return Err(("restricted_port", format!("{service} is in RESTRICT_PORTS")));
+        }
+        if !stanza.open_ports.is_empty() && !stanza.open_ports.contains(&service) {
+            return Err((
+                "port_not_allowed",
+                format!("{service} is not in OPEN_PORTS"),
+            ));
+        }
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    if services.is_empty() {
+        return Err(("no_ports", "the request names no port".into()));
+    }
+    let open_for = match msg.client_timeout {
+        Some(t) if t > 0 => Duration::from_secs(u64::from(t)).min(stanza.effective_max_timeout()),
+        _ => stanza.access_timeout,
+    };
+    Ok((target, services, open_for))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fwknop_conf::{Secret, DEFAULT_ACCESS_TIMEOUT};
+    use sesame_core::fwknop::{AccessPort, DigestType};
+    use sesame_core::Service;
+
+    fn stanza() -> FwknopStanza {
+        FwknopStanza {
+            line: 1,
+            source: vec![
+                ("10.0.0.0".parse().unwrap(), 8),
+                ("fd00::".parse().unwrap(), 8),
+            ],
+            open_ports: vec!["tcp/22".parse().unwrap(), "udp/53".parse().unwrap()],
+            restrict_ports: vec!["udp/53".parse().unwrap()],
+            key: Secret(b"k".to_vec()),
+            hmac_key: None,
+            hmac_digest: "SHA256".into(),
+            encryption_mode: "CBC".into(),
+            access_timeout: DEFAULT_ACCESS_TIMEOUT,
+            max_timeout: Some(Duration::from_secs(60)),
+            require_username: Some("alice".into()),
+            require_source_address: false,
+            enable_cmd_exec: false,
+            access_expire: None,
+        }
+    }
+
+    fn message(msg_type: MsgType, ports: &[&str]) -> FwknopMessage {
+        FwknopMessage {
+            random: "1234567890123456".into(),
+            username: "alice".into(),
+            timestamp: 0,
+            version: "3.0.0".into(),
+            msg_type,
+            access_ip: None,
+            access: ports
+                .iter()
+                .map(|p| AccessPort::Service(p.parse::<Service>().unwrap()))
+                .collect(),
+            command: None,
+            nat_access: None,
+            server_auth: None,
+            client_timeout: None,
+            digest_type: DigestType::Sha256,
+            digest: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn fwknop_sources_match_v4_and_v6_networks() {
+        let s = stanza();
+        assert!(fwknop_source_matches(&s, "10.1.2.3".parse().unwrap()));
+        assert!(fwknop_source_matches(
+            &s,
+            "::ffff:10.1.2.3".parse().unwrap()
+        ));
+        assert!(fwknop_source_matches(&s, "fd12::1".parse().unwrap()));
+        assert!(!fwknop_source_matches(&s, "11.0.0.1".parse().unwrap()));
+        assert!(!fwknop_source_matches(&s, "2001:db8::1".parse().unwrap()));
+        let any = FwknopStanza {
+            source: vec![],
+            ..stanza()
+        };
+        assert!(fwknop_source_matches(&any, "2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn fwknop_policy_follows_access_conf() {
+        let s = stanza();
+        let src: IpAddr = "10.0.0.9".parse().unwrap();
+        let ok = fwknop_grant(&s, &message(MsgType::Access, &["tcp/22"]), src).unwrap();
+        assert_eq!(
+            ok,
+            (src, vec!["tcp/22".parse().unwrap()], DEFAULT_ACCESS_TIMEOUT)
+        );
+
+        let reason = |m: &FwknopMessage, st: &FwknopStanza| fwknop_grant(st, m, src).unwrap_err().0;
+        assert_eq!(
+            reason(&message(MsgType::Access, &["udp/53"]), &s),
+            "restricted_port"
+        );
+        assert_eq!(
+            reason(&message(MsgType::Access, &["tcp/80"]), &s),
+            "port_not_allowed"
+        );
+        assert_eq!(
+            reason(&message(MsgType::Command, &[]), &s),
+            "command_disabled"
+        );
+        assert_eq!(
+            reason(&message(MsgType::NatAccess, &["tcp/22"]), &s),
+            "nat_unsupported"
+        );
+        let mut bob = message(MsgType::Access, &["tcp/22"]);
+        bob.username = "bob".into();
+        assert_eq!(reason(&bob, &s), "username");
+        let strict = FwknopStanza {
+            require_source_address: true,
+            ..stanza()
+        };
+        assert_eq!(
+            reason(&message(MsgType::Access, &["tcp/22"]), &strict),
+            "source_address_required"
+        );
+
+        // A client timeout is honoured up to MAX_FW_TIMEOUT; an explicit
+        // address is granted instead of the source.
+        let mut m = message(MsgType::ClientTimeoutAccess, &["tcp/22"]);
+        m.client_timeout = Some(600);
+        m.access_ip = Some("10.0.0.77".parse().unwrap());
+        let (target, _, open_for) = fwknop_grant(&s, &m, src).unwrap();
+        assert_eq!(target, "10.0.0.77".parse::<IpAddr>().unwrap());
+        assert_eq!(open_for, Duration::from_secs(60));
     }
 }

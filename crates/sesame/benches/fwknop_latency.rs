@@ -1,0 +1,332 @@
+//! fwknop SPA packet → port reachable, for sesamed and for Debian's fwknopd
+//! (pcap and UDP-server capture), measured in one run.
+//!
+//! Run as root: `cargo bench -p sesame --bench fwknop_latency`
+//! (`SESAME_BENCH_FWKNOP_PACKETS=N` sets the packets per implementation: 30
+//! to 240, default 100; `SESAME_BENCH_FWKNOP_IMPLS=sesamed,pcap,udp` picks
+//! a subset). Needs `fwknopd` and `iptables` (Debian's fwknop-server and
+//! iptables packages).
+//!
+//! Each implementation gets its own fresh namespace pair, the same access
+//! stanza (`SOURCE ANY`, `OPEN_PORTS tcp/2222`, base64 Rijndael key,
+//! HMAC-SHA256, CBC, `FW_ACCESS_TIMEOUT 120`), the same echo service on TCP
+//! 2222 and the same client:
+//!
+//! - `sesamed --fwknop-access access.conf` (nftables grant sets, NFLOG),
+//!   with its replay cache (`--state-dir`) in a directory under the scratch
+//!   directory (`std::env::temp_dir()`; sesamed rewrites it, without
+//!   fsync, before each grant);
+//! - `fwknopd` with its defaults (libpcap on `sesame0`), its own
+//!   fwknopd.conf/access.conf/run dir, driving iptables-nft, with
+//!   `INPUT -p tcp --dport 2222 -j DROP` below its `FWKNOP_INPUT` jump;
+//! - the same with `ENABLE_UDP_SERVER Y` (a UDP socket instead of pcap).
+//!
+//! Every sample uses a fresh client source address (both daemons keep a
+//! grant for the access timeout, and refuse a repeated packet), and a fresh
+//! packet made by `sesame`'s fwknop encoder (the format of the fwknop
+//! client: 16-digit random value, fresh salt, timestamp = now, asking for
+//! the packet's source, `0.0.0.0`). The clock starts right after the
+//! datagram is handed to the kernel; non-blocking connect attempts are then
+//! fired until one completes the TCP handshake: every 25 µs at first, then
+//! every 1/200 of the time elapsed (so the resolution stays within 0.5 %
+//! when a daemon takes tens of milliseconds; attempts older than 900 ms are
+//! closed before their SYN would be retransmitted). Between attempts the
+//! thread sleeps in `ppoll` with a 1 ns timer slack. The same run also
+//! measures a baseline per implementation: connecting once the door is open
+//! (the handshake alone), and for sesamed its own share (`open_us` of its
+//! `open` log lines: packet read → grant committed in the kernel).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+use sesame::client::fwknop::{AllowIp, FwknopDoor, KeySource};
+use sesame::testbed::{Side, SERVER_V4};
+use sesame_core::fwknop::{AccessPort, DigestType, EncMode, FwknopKeys};
+use socket2::{Domain, SockAddr, Socket, Type};
+use zeroize::Zeroizing;
+
+#[path = "../tests/fwknop_support/mod.rs"]
+mod fwknop_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use fwknop_support::{Capture, Keys};
+
+const PORT: u16 = 2222;
+const SPA_PORT: u16 = 62201;
+/// Give up on one sample after this long.
+const SAMPLE_LIMIT: Duration = Duration::from_secs(3);
+
+/// The implementations compared.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Impl {
+    Sesamed,
+    Fwknopd(Capture),
+}
+
+impl Impl {
+    fn label(self) -> String {
+        match self {
+            Impl::Sesamed => "sesamed (NFLOG)".into(),
+            Impl::Fwknopd(c) => format!("fwknopd ({})", c.name()),
+        }
+    }
+}
+
+/// The i-th sample's source address (same /24 as the server: no route
+/// needed).
+fn source(i: usize) -> IpAddr {
+    Ipv4Addr::new(198, 18, 0, 10 + i as u8).into()
+}
+
+/// The client profile door every sample uses, and its keys.
+fn bench_door(keys: &Keys) -> (FwknopDoor, FwknopKeys) {
+    let door = FwknopDoor {
+        port: SPA_PORT,
+        access: vec![AccessPort::Service(
+            format!("tcp/{PORT}").parse().expect("service"),
+        )],
+        allow_ip: AllowIp::Source,
+        key: KeySource::Base64(Zeroizing::new(keys.key.clone())),
+        hmac: Some((
+            KeySource::Base64(Zeroizing::new(keys.hmac.clone())),
+            DigestType::Sha256,
+        )),
+        mode: EncMode::Cbc,
+        digest: DigestType::Sha256,
+        client_timeout: None,
+        username: Some("bench".into()),
+    };
+    let enc = STANDARD.decode(&keys.key).expect("key");
+    let hmac = STANDARD.decode(&keys.hmac).expect("hmac key");
+    let fko = FwknopKeys::new(&enc, EncMode::Cbc, Some((&hmac, DigestType::Sha256)))
+        .expect("fwknop keys");
+    (door, fko)
+}
+
+/// A fresh packet (new random value and salt, timestamp = now).
+fn make_packet(door: &(FwknopDoor, FwknopKeys)) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    door.0
+        .packet(&door.1, now)
+        .expect("fwknop packet")
+        .text
+        .into_bytes()
+}
+
+/// Fires connect attempts from `src` until one completes; the time from
+/// `start` to the first established connection, `None` after
+/// [`SAMPLE_LIMIT`].
+fn time_to_connect(src: IpAddr, dst: IpAddr, start: Instant) -> Option<Duration> {
+    let target = SockAddr::from(SocketAddr::new(dst, PORT));
+    let local = SockAddr::from(SocketAddr::new(src, 0));
+    let mut attempts: VecDeque<(Instant, Socket)> = VecDeque::new();
+    let mut next_attempt = Instant::now();
+    let limit = start + SAMPLE_LIMIT;
+    // Bounded: at most one attempt per 25 µs over SAMPLE_LIMIT, far fewer
+    // with the growing interval.
+    for _ in 0..200_000 {
+        let now = Instant::now();
+        if now >= limit {
+            break;
+        }
+        if now >= next_attempt {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.bind(&local).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&target);
+            attempts.push_back((now, s));
+            let interval = now.saturating_duration_since(start) / 200;
+            next_attempt = now + interval.max(Duration::from_micros(25));
+            while attempts
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_millis(900))
+            {
+                attempts.pop_front();
+            }
+        }
+        let mut fds: Vec<PollFd> = attempts
+            .iter()
+            .map(|(_, s)| PollFd::new(s.as_fd(), PollFlags::POLLOUT))
+            .collect();
+        let wait = next_attempt.saturating_duration_since(Instant::now());
+        if ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None).unwrap_or(0) > 0 {
+            for (fd, (_, s)) in fds.iter().zip(&attempts) {
+                if fd.revents().is_some_and(|r| r.contains(PollFlags::POLLOUT))
+                    && s.take_error().ok().flatten().is_none()
+                {
+                    return Some(start.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn report(label: &str, mut samples: Vec<Duration>, failures: usize) {
+    if samples.is_empty() {
+        println!("{label:<46} n=0    fail={failures}");
+        return;
+    }
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "{label:<46} n={:<4} fail={failures:<3} median={:>9.1} µs  p99={:>9.1} µs  max={:>9.1} µs",
+        samples.len(),
+        us(percentile(&samples, 0.5)),
+        us(percentile(&samples, 0.99)),
+        us(*samples.last().unwrap()),
+    );
+}
+
+/// One implementation: fresh namespaces, the daemon, `n` samples.
+fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
+    let mut bed = support::testbed("fwkbench").expect("the benchmark needs root");
+    for i in 0..n {
+        let addr = format!("{}/24", source(i));
+        let args = ["-n", &bed.client, "addr", "add", &addr, "dev", "sesame1"];
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    }
+    let dir = std::env::temp_dir().join(format!("{}-fwkbench", bed.server));
+    std::fs::create_dir_all(&dir).unwrap();
+    let access = keys.stanza("ANY", &format!("tcp/{PORT}"), 120);
+    let _service = support::Service::start(&bed, PORT);
+    // Keep the daemons alive until the end of the measurement.
+    let mut daemon = None;
+    let mut fwknopd_running = None;
+    match imp {
+        Impl::Sesamed => {
+            let path = dir.join("access.conf");
+            std::fs::write(&path, &access).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            // Its own replay-cache directory (see start_sesamed).
+            daemon = Some(fwknop_support::start_sesamed(
+                &mut bed,
+                &support::bin("sesamed"),
+                &dir.join("var-lib"),
+                &["--fwknop-access", path.to_str().unwrap()],
+                false,
+            ));
+        }
+        Impl::Fwknopd(capture) => {
+            fwknopd_running = Some(fwknop_support::start_fwknopd(
+                &mut bed, fwknopd, &dir, &access, capture, PORT, false,
+            ));
+        }
+    }
+    let dst = IpAddr::from(SERVER_V4);
+    let door = bench_door(keys);
+    let (samples, base, failures) = bed
+        .run_in(Side::Client, move || {
+            nix::sys::prctl::set_timerslack(1).expect("prctl(PR_SET_TIMERSLACK)");
+            let mut samples = Vec::new();
+            let mut base = Vec::new();
+            let mut failures = 0;
+            for i in 0..n {
+                let src = source(i);
+                let packet = make_packet(&door);
+                let socket = std::net::UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
+                socket
+                    .send_to(&packet, SocketAddr::new(dst, SPA_PORT))
+                    .unwrap();
+                let start = Instant::now();
+                match time_to_connect(src, dst, start) {
+                    Some(d) => samples.push(d),
+                    None => failures += 1,
+                }
+                if let Some(d) = time_to_connect(src, dst, Instant::now()) {
+                    base.push(d);
+                }
+            }
+            (samples, base, failures)
+        })
+        .unwrap();
+    report(
+        &format!("{}: packet → connected", imp.label()),
+        samples,
+        failures,
+    );
+    report(
+        &format!("{}: baseline (already open)", imp.label()),
+        base,
+        0,
+    );
+    if let Some(d) = &daemon {
+        // The daemon's own share: packet read → grant committed.
+        let inside: Vec<Duration> = d
+            .log
+            .dump()
+            .lines()
+            .filter(|l| l.contains("event=\"open\""))
+            .filter_map(|l| {
+                l.split("open_us=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .map(Duration::from_micros)
+            .collect();
+        report("sesamed: inside (packet read → granted)", inside, 0);
+        if failures > 0 {
+            eprintln!("sesamed log:\n{}", d.log.dump());
+        }
+    }
+    if let Some(f) = &fwknopd_running {
+        if failures > 0 {
+            eprintln!("fwknopd log:\n{}", f.log.dump());
+        }
+    }
+    drop(bed);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let n: usize = std::env::var("SESAME_BENCH_FWKNOP_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(30, 240);
+    let progs = fwknop_support::programs(&["fwknopd", "iptables"]).expect(
+        "the benchmark needs fwknopd and iptables (apt-get install fwknop-server iptables)",
+    );
+    let keys = Keys::generate();
+    println!(
+        "fwknop SPA packet → TCP connect latency, {n} packets per implementation, each from a fresh source address"
+    );
+    let only = std::env::var("SESAME_BENCH_FWKNOP_IMPLS").unwrap_or_default();
+    for (name, imp) in [
+        ("sesamed", Impl::Sesamed),
+        ("pcap", Impl::Fwknopd(Capture::Pcap)),
+        ("udp", Impl::Fwknopd(Capture::UdpServer)),
+    ] {
+        if only.is_empty() || only.split(',').any(|o| o.trim() == name) {
+            measure(imp, n, &keys, &progs[0]);
+        }
+    }
+}

@@ -1,0 +1,2558 @@
+//! fwknop server configuration (`access.conf`, `fwknopd.conf`) with
+//! fwknop's meaning, converted into Sesame doors.
+//!
+//! The data model below is what the daemon consumes (`DoorKind::Fwknop`).
+//!
+//! # Syntax (both files, as fwknopd reads them)
+//! - One `KEYWORD value` per line. Lines whose first non-blank character is
+//!   `#` or `;` are comments; blank lines are skipped.
+//! - A trailing `:` on the keyword is dropped (`SOURCE: ANY`).
+//! - The value ends at the first `;` (fwknopd.conf lines usually end with
+//!   one) and surrounding whitespace is trimmed.
+//! - Keywords are upper case, as fwknopd matches them.
+//!
+//! # access.conf
+//! Every `SOURCE` line starts a stanza; the keywords after it (in the same
+//! file) belong to it. `%include FILE` and `%include_folder DIR` read other
+//! files in place (their stanzas are appended in order; a stanza never
+//! continues across files, and keywords after an `%include` still belong to
+//! the stanza that was open before it, as in fwknopd). `%include_keys FILE`
+//! (inside a stanza) reads only `KEY`, `KEY_BASE64`, `HMAC_KEY` and
+//! `HMAC_KEY_BASE64` lines into the open stanza. Relative paths are opened
+//! from the current directory, as fwknopd does (under a service manager
+//! that is `/`): prefer absolute paths. `%include_folder` reads the files of
+//! the folder whose names end in `.conf`, sorted by name (fwknopd took them
+//! in directory order). `%include` nests at most [`MAX_INCLUDE_DEPTH`]
+//! files deep, as in fwknopd, and a file that includes itself (directly or
+//! not) is an error.
+//!
+//! Where fwknopd was lenient, Sesame refuses: unknown keywords, keywords
+//! before the first `SOURCE`, a keyword given twice in a stanza (fwknopd
+//! kept the last), `Y`/`N` values other than `Y`, `N`, `yes`, `no`. Every
+//! error names `file:line` and the keyword; key values are never printed.
+//!
+//! Features Sesame does not have are refused with the reason: GPG (out of
+//! scope), NAT and forwarding, command cycles and commands run as another
+//! user, `DESTINATION` other than `ANY`, and a stanza without `OPEN_PORTS`
+//! (fwknopd then opened whatever port the packet asked for behind its
+//! default-drop policy; Sesame closes only the services it protects, so it
+//! must be told which ones).
+//!
+//! # fwknopd.conf
+//! Sesame uses the SPA port (`PCAP_FILTER` of the form `udp port N` in
+//! fwknopd's default pcap mode, `UDPSERV_PORT` with `ENABLE_UDP_SERVER Y`,
+//! `NFQ_PORT` with `ENABLE_NFQ_CAPTURE Y`), `MAX_SPA_PACKET_AGE`, and the
+//! interface (`PCAP_INTF` / `NFQ_INTERFACE`; `any` means every interface).
+//! Every other fwknopd keyword is accepted with a [`Note`] for the import
+//! output, except where ignoring it would widen access
+//! (`ENABLE_SPA_PACKET_AGING N`, `ENABLE_DESTINATION_RULE Y`, a
+//! `PCAP_FILTER` Sesame cannot reproduce) or it needs what Sesame lacks
+//! (NAT and forwarding, `ACCESS_FOLDER`): those are errors. Unknown
+//! keywords are errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
+use sesame_core::door::Commands;
+use sesame_core::{Door, Knock, Proto, Service, TcpFlags};
+
+use crate::config::{Config, DaemonSettings, DoorKind};
+
+/// Default fwknop SPA port (UDP).
+pub const DEFAULT_PORT: u16 = 62201;
+/// Default accepted packet age (fwknopd's `MAX_SPA_PACKET_AGE`).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(120);
+/// Default grant lifetime (`FW_ACCESS_TIMEOUT`).
+pub const DEFAULT_ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// fwknopd's cap on a client-requested timeout when a stanza has no
+/// `MAX_FW_TIMEOUT`.
+pub const DEFAULT_MAX_FW_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest `FW_ACCESS_TIMEOUT` / `MAX_FW_TIMEOUT` fwknopd accepts, seconds.
+pub const MAX_TIMEOUT_SECS: u64 = 8_388_608;
+/// Largest `MAX_SPA_PACKET_AGE` fwknopd accepts, seconds.
+pub const MAX_PACKET_AGE_SECS: u64 = 100_000;
+/// Longest `KEY` / decoded `KEY_BASE64` (fwknop's Rijndael key size).
+pub const MAX_KEY_LEN: usize = 32;
+/// Longest `HMAC_KEY` / decoded `HMAC_KEY_BASE64` (fwknop's limit).
+pub const MAX_HMAC_KEY_LEN: usize = 136;
+/// Longest `REQUIRE_USERNAME` (fwknop's username limit).
+pub const MAX_USERNAME_LEN: usize = 64;
+/// How many files deep `%include` may nest (the top access.conf counts as
+/// one), as in fwknopd.
+pub const MAX_INCLUDE_DEPTH: usize = 3;
+/// Name of the door built from an access.conf.
+pub const DOOR_NAME: &str = "fwknop";
+/// `HMAC_DIGEST_TYPE` values, in fwknop's spelling; the default is SHA256.
+pub const HMAC_DIGESTS: [&str; 7] = [
+    "MD5", "SHA1", "SHA256", "SHA384", "SHA512", "SHA3_256", "SHA3_512",
+];
+/// `ENCRYPTION_MODE` values, in fwknop's spelling; the default is CBC.
+pub const ENCRYPTION_MODES: [&str; 6] = ["CBC", "CTR", "CFB", "OFB", "ECB", "legacy"];
+/// The placeholder the packaged access.conf ships with.
+const CHANGEME: &str = "__CHANGEME__";
+
+/// An fwknop-compatible SPA door: one UDP port, the access.conf stanzas in
+/// file order (the first stanza whose SOURCE matches and whose keys verify
+/// the packet wins, as in fwknopd).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopDoor {
+    /// UDP port packets are sent to (observed, never bound).
+    pub port: u16,
+    /// Accepted clock difference, either way.
+    pub max_age: Duration,
+    /// Stanzas in file order.
+    pub stanzas: Vec<FwknopStanza>,
+}
+
+impl FwknopDoor {
+    /// The longest grant any stanza can give: the largest of every
+    /// stanza's `FW_ACCESS_TIMEOUT` and (effective) `MAX_FW_TIMEOUT`.
+    pub fn longest_grant(&self) -> Duration {
+        self.stanzas
+            .iter()
+            .map(|s| s.access_timeout.max(s.effective_max_timeout()))
+            .max()
+            .unwrap_or(DEFAULT_ACCESS_TIMEOUT)
+    }
+
+    /// Every stanza's `OPEN_PORTS`, without duplicates, in first-seen order:
+    /// the services the door protects.
+    pub fn services(&self) -> Vec<Service> {
+        let mut out: Vec<Service> = Vec::new();
+        for s in self.stanzas.iter().flat_map(|st| &st.open_ports) {
+            if !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
+    }
+}
+
+/// A secret from access.conf; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// One `SOURCE` stanza.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopStanza {
+    /// Line of the SOURCE keyword (for logs). For a stanza read from
+    /// Sesame's TOML, the line of its `[[door.NAME.stanzas]]` header.
+    pub line: usize,
+    /// Networks allowed to use it: (address, prefix length); empty = ANY.
+    /// Addresses are stored with their host bits cleared.
+    pub source: Vec<(IpAddr, u8)>,
+    /// `OPEN_PORTS`: services opened; a request must stay within them.
+    /// Empty = whatever the request asks for (minus RESTRICT_PORTS). The
+    /// loaders in this crate never produce an empty list: Sesame protects
+    /// only listed services, so access.conf stanzas must list them.
+    pub open_ports: Vec<Service>,
+    /// `RESTRICT_PORTS`: services never opened.
+    pub restrict_ports: Vec<Service>,
+    /// `KEY` (raw passphrase bytes) or `KEY_BASE64` (decoded).
+    pub key: Secret,
+    /// `HMAC_KEY` / `HMAC_KEY_BASE64`, if any.
+    pub hmac_key: Option<Secret>,
+    /// `HMAC_DIGEST_TYPE` (fwknop name, e.g. "SHA256"); default SHA256.
+    pub hmac_digest: String,
+    /// `ENCRYPTION_MODE` (fwknop name, e.g. "CBC"); default CBC.
+    pub encryption_mode: String,
+    /// `FW_ACCESS_TIMEOUT`.
+    pub access_timeout: Duration,
+    /// `MAX_FW_TIMEOUT`: cap on a client-requested timeout. `None` means
+    /// fwknopd's default, [`DEFAULT_MAX_FW_TIMEOUT`] (see
+    /// [`FwknopStanza::effective_max_timeout`]).
+    pub max_timeout: Option<Duration>,
+    /// `REQUIRE_USERNAME`.
+    pub require_username: Option<String>,
+    /// `REQUIRE_SOURCE_ADDRESS`: refuse `0.0.0.0` (use-source) requests.
+    pub require_source_address: bool,
+    /// `ENABLE_CMD_EXEC`: command messages are refused unless set.
+    pub enable_cmd_exec: bool,
+    /// `ACCESS_EXPIRE_EPOCH`: Unix time (seconds) from which the stanza no
+    /// longer matches any packet. `None`: it never expires.
+    pub access_expire: Option<u64>,
+}
+
+impl FwknopStanza {
+    /// The cap on a client-requested timeout: `MAX_FW_TIMEOUT`, or
+    /// fwknopd's default of 300 s.
+    pub fn effective_max_timeout(&self) -> Duration {
+        self.max_timeout.unwrap_or(DEFAULT_MAX_FW_TIMEOUT)
+    }
+
+    /// Checks the invariants shared by every way of writing a stanza (key
+    /// sizes, known digest and mode, timeouts in range, legacy mode without
+    /// HMAC, OPEN_PORTS present). Messages never contain key material.
+    pub fn check(&self) -> Result<(), String> {
+        if self.key.0.is_empty() || self.key.0.len() > MAX_KEY_LEN {
+            return Err(format!(
+                "the key is {} bytes; fwknop keys are 1 to {MAX_KEY_LEN} bytes",
+                self.key.0.len()
+            ));
+        }
+        if let Some(h) = &self.hmac_key {
+            if h.0.is_empty() || h.0.len() > MAX_HMAC_KEY_LEN {
+                return Err(format!(
+                    "the HMAC key is {} bytes; fwknop HMAC keys are 1 to {MAX_HMAC_KEY_LEN} bytes",
+                    h.0.len()
+                ));
+            }
+        }
+        parse_hmac_digest(&self.hmac_digest)?;
+        parse_encryption_mode(&self.encryption_mode)?;
+        if self.encryption_mode == "legacy" && self.hmac_key.is_some() {
+            return Err(
+                "legacy encryption mode cannot be used with an HMAC key (the fwknop client refuses the combination)"
+                    .into(),
+            );
+        }
+        for (what, d) in [
+            ("access timeout", Some(self.access_timeout)),
+            ("max timeout", self.max_timeout),
+        ] {
+            if let Some(d) = d {
+                if d.is_zero() || d > Duration::from_secs(MAX_TIMEOUT_SECS) {
+                    return Err(format!(
+                        "the {what} must be from 1 to {MAX_TIMEOUT_SECS} seconds"
+                    ));
+                }
+            }
+        }
+        if let Some(u) = &self.require_username {
+            check_username(u)?;
+        }
+        if self.open_ports.is_empty() {
+            return Err(NO_OPEN_PORTS.into());
+        }
+        Ok(())
+    }
+}
+
+const NO_OPEN_PORTS: &str =
+    "the stanza has no OPEN_PORTS. fwknopd then opened any port the packet \
+     asked for, behind its default-drop firewall; Sesame closes only the services it protects, so \
+     list them, e.g. `OPEN_PORTS tcp/22`";
+
+/// Why an fwknop configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FwknopConfError {
+    /// A file named on the command line could not be read.
+    #[error("{path}: cannot read {what}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// `access.conf` or `fwknopd.conf`.
+        what: &'static str,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A line, keyword or value is not acceptable.
+    #[error("{path}:{line}: {keyword}: {message}")]
+    Invalid {
+        /// The file holding the line.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The keyword as written (e.g. `KEY_BASE64`, `%include`).
+        keyword: String,
+        /// What is wrong (never contains key material).
+        message: String,
+    },
+    /// The file as a whole is unusable.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A remark for `sesame import fwknop`: a setting accepted but not carried
+/// over, or carried over with a different meaning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// File of the setting.
+    pub path: String,
+    /// 1-based line of the setting.
+    pub line: usize,
+    /// The keyword.
+    pub keyword: String,
+    /// The stanza it concerns (index into [`FwknopDoor::stanzas`]), if any.
+    pub stanza: Option<usize>,
+    /// The remark.
+    pub text: String,
+}
+
+/// What Sesame uses from fwknopd.conf, with where each value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopdSettings {
+    /// UDP port SPA packets are sent to.
+    pub port: u16,
+    /// `MAX_SPA_PACKET_AGE`.
+    pub max_age: Duration,
+    /// Interfaces packets are accepted on (empty: every interface).
+    pub interfaces: Vec<String>,
+    /// Where `port` came from, for the import comments.
+    pub port_origin: String,
+    /// Where `max_age` came from.
+    pub max_age_origin: String,
+    /// Where `interfaces` came from.
+    pub interfaces_origin: String,
+    /// Settings accepted but not carried over.
+    pub notes: Vec<Note>,
+}
+
+impl Default for FwknopdSettings {
+    fn default() -> Self {
+        FwknopdSettings {
+            port: DEFAULT_PORT,
+            max_age: DEFAULT_MAX_AGE,
+            interfaces: Vec::new(),
+            port_origin: "fwknopd's default (udp port 62201)".into(),
+            max_age_origin: "fwknopd's default (MAX_SPA_PACKET_AGE 120)".into(),
+            interfaces_origin: "no fwknopd.conf: fwknopd sniffed eth0 by default".into(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A parsed fwknop server configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopConfig {
+    /// The top access.conf.
+    pub access_conf: PathBuf,
+    /// The fwknopd.conf, if one was given.
+    pub fwknopd_conf: Option<PathBuf>,
+    /// Every access file read, in order (the top one first).
+    pub files: Vec<PathBuf>,
+    /// Where each stanza's SOURCE line is (parallel to `door.stanzas`).
+    pub origins: Vec<(PathBuf, usize)>,
+    /// The door, with fwknopd.conf's port and packet age.
+    pub door: FwknopDoor,
+    /// fwknopd.conf's settings.
+    pub settings: FwknopdSettings,
+    /// Remarks on access.conf settings (fwknopd.conf's are in `settings`).
+    pub notes: Vec<Note>,
+}
+
+/// Reads an access.conf (with its includes) and, optionally, an
+/// fwknopd.conf, with fwknop's meaning.
+pub fn load(
+    access_conf: &Path,
+    fwknopd_conf: Option<&Path>,
+) -> Result<FwknopConfig, FwknopConfError> {
+    let settings = match fwknopd_conf {
+        None => FwknopdSettings::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| FwknopConfError::Read {
+                path: path.display().to_string(),
+                what: "fwknopd.conf",
+                source,
+            })?;
+            parse_fwknopd(&text, path)?
+        }
+    };
+    let mut parser = AccessParser {
+        port: settings.port,
+        slots: Vec::new(),
+        stack: Vec::new(),
+        files: Vec::new(),
+        notes: Vec::new(),
+    };
+    parser.file(access_conf, 1, None, true)?;
+    if parser.slots.is_empty() {
+        return Err(FwknopConfError::File {
+            path: access_conf.display().to_string(),
+            message: "no SOURCE stanza: every access rule starts with a SOURCE line".into(),
+        });
+    }
+    let mut stanzas = Vec::with_capacity(parser.slots.len());
+    let mut origins = Vec::with_capacity(parser.slots.len());
+    for slot in parser.slots {
+        let (stanza, file, line) = slot.expect("every reserved stanza is finished");
+        stanzas.push(stanza);
+        origins.push((file, line));
+    }
+    Ok(FwknopConfig {
+        access_conf: access_conf.to_path_buf(),
+        fwknopd_conf: fwknopd_conf.map(Path::to_path_buf),
+        files: parser.files,
+        origins,
+        door: FwknopDoor {
+            port: settings.port,
+            max_age: settings.max_age,
+            stanzas,
+        },
+        settings,
+        notes: parser.notes,
+    })
+}
+
+impl FwknopConfig {
+    /// Converts to Sesame's model: one door named [`DOOR_NAME`] that
+    /// observes the SPA port, protects every stanza's `OPEN_PORTS`, and
+    /// whose `open_for` is the longest grant a stanza can give. `path`
+    /// becomes [`Config::path`].
+    pub fn to_config(&self, path: &Path) -> Result<Config, FwknopConfError> {
+        let door = Door {
+            name: DOOR_NAME.to_string(),
+            sequence: vec![Knock {
+                port: self.door.port,
+                proto: Proto::Udp,
+            }],
+            seq_timeout: crate::config::DEFAULT_SEQ_TIMEOUT,
+            open_for: self.door.longest_grant(),
+            tcp_flags: TcpFlags::default(),
+            services: self.door.services(),
+            target: None,
+            on_open: Commands::default(),
+            on_close: Commands::default(),
+        };
+        door.validate().map_err(|e| FwknopConfError::File {
+            path: self.access_conf.display().to_string(),
+            message: format!("cannot build the fwknop door: {e}"),
+        })?;
+        let mut kinds = BTreeMap::new();
+        kinds.insert(DOOR_NAME.to_string(), DoorKind::Fwknop(self.door.clone()));
+        Ok(Config {
+            path: path.to_path_buf(),
+            daemon: DaemonSettings {
+                interfaces: self.settings.interfaces.clone(),
+                ..DaemonSettings::default()
+            },
+            doors: vec![door],
+            one_time: BTreeMap::new(),
+            kinds,
+        })
+    }
+
+    /// The equivalent Sesame TOML, with comments on each mapping (printed by
+    /// `sesame import fwknop`). It contains the stanzas' keys.
+    pub fn to_sesame_toml(&self) -> String {
+        let mut out = String::new();
+        let mut put = |text: &str| {
+            out.push_str(text);
+            out.push('\n');
+        };
+        put("# Sesame configuration converted from fwknop's by `sesame import fwknop`.");
+        put(&format!("#   access.conf:  {}", self.access_conf.display()));
+        for f in self.files.iter().skip(1) {
+            put(&format!("#     included:   {}", f.display()));
+        }
+        match &self.fwknopd_conf {
+            Some(p) => put(&format!("#   fwknopd.conf: {}", p.display())),
+            None => put("#   fwknopd.conf: not given (fwknopd's defaults)"),
+        }
+        put("# Check it with `sesamed --check-config FILE`.");
+        put(TOML_HEADER_NOTES);
+        if !self.settings.notes.is_empty() {
+            put("#");
+            put("# fwknopd.conf settings not carried over:");
+            for n in &self.settings.notes {
+                put_note(&mut put, n);
+            }
+        }
+        let general: Vec<&Note> = self.notes.iter().filter(|n| n.stanza.is_none()).collect();
+        if !general.is_empty() {
+            put("#");
+            put("# access.conf settings not carried over:");
+            for n in general {
+                put_note(&mut put, n);
+            }
+        }
+        put("");
+        put("[daemon]");
+        put_wrapped(
+            &mut put,
+            "# ",
+            "# ",
+            &format!("Interfaces: {}.", self.settings.interfaces_origin),
+        );
+        if self.settings.interfaces.is_empty() {
+            put("# Sesame sees SPA packets on every interface unless this is set, e.g.:");
+            put("# interfaces = [\"eth0\"]");
+        } else {
+            put("# Packets count only on these interfaces (matched by name, any link type).");
+            let list: Vec<String> = self
+                .settings
+                .interfaces
+                .iter()
+                .map(|i| toml_str(i))
+                .collect();
+            put(&format!("interfaces = [{}]", list.join(", ")));
+        }
+        put("");
+        put(&format!("[door.{DOOR_NAME}]"));
+        put_wrapped(
+            &mut put,
+            "# ",
+            "# ",
+            &format!(
+                "SPA port: {}. Observed through NFLOG and dropped; nothing listens on it.",
+                self.settings.port_origin
+            ),
+        );
+        put(&format!("fwknop_port = {}", self.door.port));
+        put_wrapped(
+            &mut put,
+            "# ",
+            "# ",
+            &format!(
+                "Accepted clock difference either way: {}.",
+                self.settings.max_age_origin
+            ),
+        );
+        put(&format!(
+            "fwknop_max_age = {}",
+            toml_duration(self.door.max_age)
+        ));
+        put(
+            "# Services Sesame closes and opens per source: every stanza's OPEN_PORTS.\n\
+             # Other ports are not filtered by Sesame.",
+        );
+        let services: Vec<String> = self
+            .door
+            .services()
+            .iter()
+            .map(|s| toml_str(&s.to_string()))
+            .collect();
+        put(&format!("protect = [{}]", services.join(", ")));
+        put(
+            "# The longest grant a stanza can give: the largest FW_ACCESS_TIMEOUT and\n\
+             # MAX_FW_TIMEOUT (300 s when a stanza does not set it).",
+        );
+        put(&format!(
+            "open_for = {}",
+            toml_duration(self.door.longest_grant())
+        ));
+        for (i, st) in self.door.stanzas.iter().enumerate() {
+            put("");
+            let (file, line) = &self.origins[i];
+            put_wrapped(
+                &mut put,
+                "# ",
+                "# ",
+                &format!(
+                    "Stanza {} of {}, SOURCE at {}:{}. Stanzas are tried in order; the first \
+                     whose source matches and whose keys verify the packet wins.",
+                    i + 1,
+                    self.door.stanzas.len(),
+                    file.display(),
+                    line
+                ),
+            );
+            for n in self.notes.iter().filter(|n| n.stanza == Some(i)) {
+                put_note(&mut put, n);
+            }
+            put(&format!("[[door.{DOOR_NAME}.stanzas]]"));
+            put_stanza(&mut put, st);
+        }
+        out
+    }
+}
+
+/// General differences, printed once at the top of an imported config.
+const TOML_HEADER_NOTES: &str = "#
+# SECRETS: every stanza's KEY and HMAC key is copied into this file (as
+# key_base64 and hmac_key_base64). Keep it private: owned by root, mode 0600
+# (`chmod 0600 FILE`), like access.conf.
+#
+# Where Sesame differs from fwknopd:
+# - SPA packets are observed through NFLOG on the UDP port: no libpcap and no
+#   listening socket, on every interface type, over IPv4 and IPv6.
+# - Access is an nftables set element in table inet sesame, closed by its
+#   kernel timeout: no iptables/firewalld rules, nothing left open by a crash.
+# - The replay cache is Sesame's own, always persisted in [daemon] state_dir;
+#   fwknopd's digest.cache is not imported (the packet age check still refuses
+#   packets older than fwknop_max_age).
+# - NAT access requests are refused; GPG stanzas are not supported.";
+
+fn put_note(put: &mut impl FnMut(&str), n: &Note) {
+    let text = format!("{} ({}:{}): {}", n.keyword, n.path, n.line, n.text);
+    put_wrapped(put, "# - ", "#   ", &text);
+}
+
+/// Writes `text` as comment lines of at most 79 columns (longer words stay
+/// whole): `first` starts the first line, `rest` the others.
+fn put_wrapped(put: &mut impl FnMut(&str), first: &str, rest: &str, text: &str) {
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > 79 {
+            put(&line);
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    put(&line);
+}
+
+fn put_stanza(put: &mut impl FnMut(&str), st: &FwknopStanza) {
+    let source = format_source(&st.source);
+    let source: Vec<String> = source.iter().map(|s| toml_str(s)).collect();
+    put(&format!("source = [{}]", source.join(", ")));
+    let list = |v: &[Service]| {
+        v.iter()
+            .map(|s| toml_str(&s.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    put(&format!("open_ports = [{}]", list(&st.open_ports)));
+    if !st.restrict_ports.is_empty() {
+        put(&format!("restrict_ports = [{}]", list(&st.restrict_ports)));
+    }
+    put("# Secret (KEY / KEY_BASE64), base64 of the passphrase bytes.");
+    put(&format!(
+        "key_base64 = {}",
+        toml_str(&STANDARD.encode(&st.key.0))
+    ));
+    match &st.hmac_key {
+        Some(h) => {
+            put("# Secret (HMAC_KEY / HMAC_KEY_BASE64).");
+            put(&format!(
+                "hmac_key_base64 = {}",
+                toml_str(&STANDARD.encode(&h.0))
+            ));
+        }
+        None => put("# No HMAC key: packets are decrypted without being authenticated first."),
+    }
+    put(&format!("hmac_digest = {}", toml_str(&st.hmac_digest)));
+    put(&format!(
+        "encryption_mode = {}",
+        toml_str(&st.encryption_mode)
+    ));
+    put(&format!(
+        "access_timeout = {}",
+        toml_duration(st.access_timeout)
+    ));
+    if let Some(m) = st.max_timeout {
+        put(&format!("max_timeout = {}", toml_duration(m)));
+    }
+    if let Some(u) = &st.require_username {
+        put(&format!("require_username = {}", toml_str(u)));
+    }
+    if st.require_source_address {
+        put("require_source_address = true");
+    }
+    if st.enable_cmd_exec {
+        put("# ENABLE_CMD_EXEC Y: command messages are allowed for this stanza.");
+        put("enable_cmd_exec = true");
+    }
+    if let Some(t) = st.access_expire {
+        put("# ACCESS_EXPIRE_EPOCH: the stanza stops matching at this Unix time.");
+        put(&format!("access_expire = {t}"));
+    }
+}
+
+/// A TOML string literal for `s`.
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A duration as a TOML string Sesame's config reads back exactly.
+fn toml_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("\"{}s\"", d.as_secs())
+    } else {
+        format!("\"{}ms\"", d.as_millis())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value parsers, shared with Sesame's TOML loader.
+
+/// Parses a `SOURCE` list: `ANY`, or comma-separated IPv4/IPv6 addresses and
+/// CIDR networks (an IPv4 network may also be written with a dotted mask).
+/// Returns an empty list for `ANY`. Host bits of networks are cleared.
+pub fn parse_source(text: &str) -> Result<Vec<(IpAddr, u8)>, String> {
+    let mut out: Vec<(IpAddr, u8)> = Vec::new();
+    let mut any = false;
+    for (i, item) in text.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            return Err(format!(
+                "item {} is empty (two commas in a row, or a trailing comma)",
+                i + 1
+            ));
+        }
+        if item.eq_ignore_ascii_case("ANY") {
+            any = true;
+            continue;
+        }
+        let net = parse_network(item).map_err(|e| format!("item {} {item:?}: {e}", i + 1))?;
+        if !out.contains(&net) {
+            out.push(net);
+        }
+    }
+    if any {
+        out.clear();
+    }
+    Ok(out)
+}
+
+fn parse_network(item: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match item.split_once('/') {
+        Some((a, p)) => (a.trim(), Some(p.trim())),
+        None => (item, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| "expected an IPv4 or IPv6 address or network, or ANY".to_string())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("prefix length {p} is over {max}")),
+            }
+        }
+        Some(p) if addr.is_ipv4() => {
+            let mask: Ipv4Addr = p
+                .parse()
+                .map_err(|_| format!("{p:?} is neither a prefix length nor a netmask"))?;
+            let bits = u32::from(mask);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                return Err(format!("netmask {p} is not contiguous"));
+            }
+            bits.leading_ones() as u8
+        }
+        Some(p) => return Err(format!("prefix length {p:?} is not a number")),
+    };
+    Ok((mask_addr(addr, prefix), prefix))
+}
+
+fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+/// Writes a source list back: `["ANY"]` when empty, plain addresses for
+/// single hosts, `addr/prefix` for networks.
+pub fn format_source(source: &[(IpAddr, u8)]) -> Vec<String> {
+    if source.is_empty() {
+        return vec!["ANY".to_string()];
+    }
+    source
+        .iter()
+        .map(|(a, p)| {
+            let host = if a.is_ipv4() { 32 } else { 128 };
+            if *p == host {
+                a.to_string()
+            } else {
+                format!("{a}/{p}")
+            }
+        })
+        .collect()
+}
+
+/// Parses one `proto/port` item (`tcp/22`, `udp/53`; protocol
+/// case-insensitive), as in `OPEN_PORTS`.
+pub fn parse_port_item(item: &str) -> Result<Service, String> {
+    let bad = || format!("{item:?}: expected tcp/PORT or udp/PORT with a port from 1 to 65535");
+    let (proto, port) = item.trim().split_once('/').ok_or_else(bad)?;
+    let proto: Proto = proto.trim().parse().map_err(|_| bad())?;
+    let port = port.trim();
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(Service {
+            proto,
+            port: p as u16,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses an `OPEN_PORTS` / `RESTRICT_PORTS` list: comma-separated
+/// `proto/port` items, duplicates dropped.
+pub fn parse_port_list(text: &str) -> Result<Vec<Service>, String> {
+    let mut out: Vec<Service> = Vec::new();
+    for (i, item) in text.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            return Err(format!(
+                "item {} is empty (two commas in a row, or a trailing comma)",
+                i + 1
+            ));
+        }
+        let s = parse_port_item(item).map_err(|e| format!("item {}: {e}", i + 1))?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `HMAC_DIGEST_TYPE` (case-insensitive; `-` accepted for `_`) into
+/// fwknop's spelling.
+pub fn parse_hmac_digest(text: &str) -> Result<&'static str, String> {
+    let wanted = text.trim().to_ascii_uppercase().replace('-', "_");
+    HMAC_DIGESTS
+        .iter()
+        .find(|d| **d == wanted)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "unknown HMAC digest {text:?}; expected one of {}",
+                HMAC_DIGESTS.join(", ")
+            )
+        })
+}
+
+/// Parses `ENCRYPTION_MODE` (case-insensitive) into fwknop's spelling.
+pub fn parse_encryption_mode(text: &str) -> Result<&'static str, String> {
+    let t = text.trim();
+    if let Some(m) = ENCRYPTION_MODES.iter().find(|m| m.eq_ignore_ascii_case(t)) {
+        return Ok(m);
+    }
+    if t.eq_ignore_ascii_case("asymmetric") {
+        return Err("asymmetric (GPG) mode is out of scope: Sesame's fwknop door takes Rijndael keys only (KEY or KEY_BASE64)".into());
+    }
+    if t.eq_ignore_ascii_case("pcbc") {
+        return Err("PCBC is listed by fwknop but not supported by it either".into());
+    }
+    Err(format!(
+        "unknown encryption mode {t:?}; expected one of {}",
+        ENCRYPTION_MODES.join(", ")
+    ))
+}
+
+/// base64 decoding for keys: standard alphabet, `=` padding optional.
+/// Errors never contain the text.
+pub fn decode_key_base64(text: &str) -> Result<Vec<u8>, String> {
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    match LENIENT.decode(text.trim()) {
+        Ok(v) if v.is_empty() => Err("decodes to an empty key".into()),
+        Ok(v) => Ok(v),
+        Err(_) => Err("not valid base64 (the value is not shown)".into()),
+    }
+}
+
+/// Checks a `REQUIRE_USERNAME` value.
+pub fn check_username(u: &str) -> Result<(), String> {
+    if u.is_empty() || u.len() > MAX_USERNAME_LEN {
+        return Err(format!(
+            "the username must be 1 to {MAX_USERNAME_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
+fn yes_no(value: &str) -> Result<bool, String> {
+    match value.to_ascii_uppercase().as_str() {
+        "Y" | "YES" => Ok(true),
+        "N" | "NO" => Ok(false),
+        _ => Err(format!("expected Y or N, found {value:?}")),
+    }
+}
+
+fn seconds(value: &str, max: u64) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "expected whole seconds from 1 to {max}, found {value:?}"
+        )),
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `MM/DD/YYYY` → Unix time of 00:00 UTC that day.
+fn date_epoch(value: &str) -> Option<i64> {
+    let mut parts = value.split('/');
+    let (m, d, y) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (m, d, y): (u32, u32, i64) = (m.parse().ok()?, d.parse().ok()?, y.parse().ok()?);
+    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d == 0 || d > days_in[m as usize - 1] {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400)
+}
+
+// ---------------------------------------------------------------------------
+// Line splitting (both files).
+
+struct ConfLine<'a> {
+    number: usize,
+    keyword: &'a str,
+    value: &'a str,
+}
+
+fn conf_lines(text: &str) -> impl Iterator<Item = ConfLine<'_>> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            return None;
+        }
+        let (keyword, rest) = match t.find(char::is_whitespace) {
+            Some(at) => (&t[..at], &t[at..]),
+            None => (t, ""),
+        };
+        let keyword = keyword.strip_suffix(':').unwrap_or(keyword);
+        let value = rest.split(';').next().unwrap_or_default().trim();
+        Some(ConfLine {
+            number: i + 1,
+            keyword,
+            value,
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// access.conf
+
+/// Keywords that only make sense in a GPG stanza.
+const GPG_KEYWORDS: [&str; 10] = [
+    "GPG_HOME_DIR",
+    "GPG_EXE",
+    "GPG_DECRYPT_ID",
+    "GPG_DECRYPT_PW",
+    "GPG_ALLOW_NO_PW",
+    "GPG_REQUIRE_SIG",
+    "GPG_DISABLE_SIG",
+    "GPG_IGNORE_SIG_VERIFY_ERROR",
+    "GPG_REMOTE_ID",
+    "GPG_FINGERPRINT_ID",
+];
+
+/// Every keyword a stanza may hold (for the "did you mean" hint).
+const STANZA_KEYWORDS: [&str; 32] = [
+    "SOURCE",
+    "DESTINATION",
+    "OPEN_PORTS",
+    "RESTRICT_PORTS",
+    "KEY",
+    "KEY_BASE64",
+    "HMAC_KEY",
+    "HMAC_KEY_BASE64",
+    "HMAC_DIGEST_TYPE",
+    "ENCRYPTION_MODE",
+    "FW_ACCESS_TIMEOUT",
+    "MAX_FW_TIMEOUT",
+    "REQUIRE_USERNAME",
+    "REQUIRE_SOURCE_ADDRESS",
+    "REQUIRE_SOURCE",
+    "ENABLE_CMD_EXEC",
+    "ENABLE_CMD_SUDO_EXEC",
+    "CMD_SUDO_EXEC_USER",
+    "CMD_SUDO_EXEC_GROUP",
+    "CMD_EXEC_USER",
+    "CMD_EXEC_GROUP",
+    "CMD_CYCLE_OPEN",
+    "CMD_CYCLE_CLOSE",
+    "CMD_CYCLE_TIMER",
+    "ACCESS_EXPIRE",
+    "ACCESS_EXPIRE_EPOCH",
+    "FORCE_NAT",
+    "FORCE_SNAT",
+    "FORCE_MASQUERADE",
+    "DISABLE_DNAT",
+    "FORWARD_ALL",
+    "%include_keys",
+];
+
+const NAT_REFUSED: &str =
+    "NAT and forwarding are not supported: Sesame's fwknop door grants access \
+     to this host only and refuses NAT access requests (remove the line, or set it to N)";
+const GPG_REFUSED: &str = "GPG mode is out of scope for Sesame's fwknop door; use a Rijndael key \
+     (KEY or KEY_BASE64, e.g. from `fwknop --key-gen`)";
+
+/// A stanza being read.
+#[derive(Default)]
+struct Pending {
+    slot: usize,
+    file: PathBuf,
+    line: usize,
+    source: Vec<(IpAddr, u8)>,
+    /// Keyword group → (keyword as written, file, line) of its first use.
+    seen: BTreeMap<&'static str, (String, String, usize)>,
+    /// The list and its line (a stanza's lines are all in its file, except
+    /// keys read through `%include_keys`).
+    open_ports: Option<(Vec<Service>, usize)>,
+    restrict_ports: Vec<Service>,
+    key: Option<Secret>,
+    hmac_key: Option<Secret>,
+    hmac_digest: Option<&'static str>,
+    encryption_mode: Option<(&'static str, usize)>,
+    access_timeout: Option<Duration>,
+    max_timeout: Option<Duration>,
+    require_username: Option<String>,
+    require_source_address: bool,
+    enable_cmd_exec: bool,
+    access_expire: Option<u64>,
+    hmac_digest_line: Option<usize>,
+}
+
+struct AccessParser {
+    /// The SPA port (a stanza must not open it).
+    port: u16,
+    /// Stanzas in SOURCE order; a slot is filled when its stanza ends.
+    slots: Vec<Option<(FwknopStanza, PathBuf, usize)>>,
+    /// Canonical paths of the files being read (include loop detection).
+    stack: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+    notes: Vec<Note>,
+}
+
+fn invalid(path: &Path, line: usize, keyword: &str, message: impl ToString) -> FwknopConfError {
+    FwknopConfError::Invalid {
+        path: path.display().to_string(),
+        line,
+        keyword: keyword.to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl AccessParser {
+    /// Reads one access file, `depth` files deep. `from` is the including
+    /// line, if any; `limit` applies fwknopd's `%include` depth limit.
+    fn file(
+        &mut self,
+        path: &Path,
+        depth: usize,
+        from: Option<(&Path, usize, &str)>,
+        limit: bool,
+    ) -> Result<(), FwknopConfError> {
+        let read_err = |e: std::io::Error| match from {
+            Some((f, line, kw)) => {
+                invalid(f, line, kw, format!("cannot read {}: {e}", path.display()))
+            }
+            None => FwknopConfError::Read {
+                path: path.display().to_string(),
+                what: "access.conf",
+                source: e,
+            },
+        };
+        let canonical = std::fs::canonicalize(path).map_err(read_err)?;
+        if let Some(at) = self.stack.iter().position(|p| *p == canonical) {
+            let (f, line, kw) = from.expect("the top file is never on the stack twice");
+            let mut chain: Vec<String> = self.stack[at..]
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            chain.push(canonical.display().to_string());
+            return Err(invalid(
+                f,
+                line,
+                kw,
+                format!("include loop: {}", chain.join(" -> ")),
+            ));
+        }
+        if limit && depth > MAX_INCLUDE_DEPTH {
+            let (f, line, kw) = from.expect("the top file has depth 1");
+            return Err(invalid(
+                f,
+                line,
+                kw,
+                format!("includes nest at most {MAX_INCLUDE_DEPTH} files deep (as in fwknopd)"),
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        self.stack.push(canonical);
+        self.files.push(path.to_path_buf());
+        let mut current: Option<Pending> = None;
+        for l in conf_lines(&text) {
+            let kw = l.keyword;
+            let need_value = || {
+                if l.value.is_empty() {
+                    Err(invalid(path, l.number, kw, "missing value"))
+                } else {
+                    Ok(())
+                }
+            };
+            match kw {
+                "%include" => {
+                    need_value()?;
+                    self.file(
+                        Path::new(l.value),
+                        depth + 1,
+                        Some((path, l.number, kw)),
+                        true,
+                    )?;
+                }
+                "%include_folder" => {
+                    need_value()?;
+                    let dir = Path::new(l.value);
+                    let entries = std::fs::read_dir(dir).map_err(|e| {
+                        invalid(
+                            path,
+                            l.number,
+                            kw,
+                            format!("cannot read folder {}: {e}", dir.display()),
+                        )
+                    })?;
+                    let mut names = Vec::new();
+                    for entry in entries {
+                        let entry = entry.map_err(|e| {
+                            invalid(
+                                path,
+                                l.number,
+                                kw,
+                                format!("cannot read folder {}: {e}", dir.display()),
+                            )
+                        })?;
+                        let name = entry.file_name();
+                        let Some(name) = name.to_str() else { continue };
+                        if name.ends_with(".conf") && dir.join(name).is_file() {
+                            names.push(name.to_string());
+                        }
+                    }
+                    names.sort();
+                    for name in names {
+                        self.file(
+                            &dir.join(name),
+                            depth + 1,
+                            Some((path, l.number, kw)),
+                            false,
+                        )?;
+                    }
+                }
+                "SOURCE" => {
+                    need_value()?;
+                    if let Some(p) = current.take() {
+                        self.finish(p)?;
+                    }
+                    let source =
+                        parse_source(l.value).map_err(|e| invalid(path, l.number, kw, e))?;
+                    self.slots.push(None);
+                    current = Some(Pending {
+                        slot: self.slots.len() - 1,
+                        file: path.to_path_buf(),
+                        line: l.number,
+                        source,
+                        ..Pending::default()
+                    });
+                }
+                _ => {
+                    let Some(p) = current.as_mut() else {
+                        return Err(invalid(
+                            path,
+                            l.number,
+                            kw,
+                            if known_keyword(kw) {
+                                "appears before any SOURCE line: every stanza starts with SOURCE (fwknopd silently ignored this line)".to_string()
+                            } else {
+                                unknown_keyword(kw)
+                            },
+                        ));
+                    };
+                    if kw == "%include_keys" {
+                        need_value()?;
+                        self.keys_file(p, Path::new(l.value), path, l.number)?;
+                    } else {
+                        self.keyword(p, path, l.number, kw, l.value)?;
+                    }
+                }
+            }
+        }
+        if let Some(p) = current.take() {
+            self.finish(p)?;
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    /// `%include_keys FILE`: only key lines, into the open stanza.
+    fn keys_file(
+        &mut self,
+        p: &mut Pending,
+        file: &Path,
+        from: &Path,
+        from_line: usize,
+    ) -> Result<(), FwknopConfError> {
+        let kw = "%include_keys";
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            invalid(
+                from,
+                from_line,
+                kw,
+                format!("cannot read {}: {e}", file.display()),
+            )
+        })?;
+        self.files.push(file.to_path_buf());
+        for l in conf_lines(&text) {
+            match l.keyword {
+                "KEY" | "KEY_BASE64" | "HMAC_KEY" | "HMAC_KEY_BASE64" => {
+                    self.keyword(p, file, l.number, l.keyword, l.value)?
+                }
+                other if GPG_KEYWORDS.contains(&other) => {
+                    return Err(invalid(file, l.number, other, GPG_REFUSED))
+                }
+                other => {
+                    return Err(invalid(
+                        file,
+                        l.number,
+                        other,
+                        "a %include_keys file holds only KEY, KEY_BASE64, HMAC_KEY and HMAC_KEY_BASE64 lines",
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the first use of a keyword group in the stanza; a second use
+    /// is an error.
+    fn once(
+        p: &mut Pending,
+        group: &'static str,
+        path: &Path,
+        line: usize,
+        kw: &str,
+    ) -> Result<(), FwknopConfError> {
+        if let Some((first_kw, first_file, first_line)) = p.seen.get(group) {
+            return Err(invalid(
+                path,
+                line,
+                kw,
+                format!(
+                    "the stanza already has {first_kw} ({first_file}:{first_line}); give it once per stanza (fwknopd kept the last one)"
+                ),
+            ));
+        }
+        p.seen
+            .insert(group, (kw.to_string(), path.display().to_string(), line));
+        Ok(())
+    }
+
+    /// One keyword line of the open stanza.
+    fn keyword(
+        &mut self,
+        p: &mut Pending,
+        path: &Path,
+        line: usize,
+        kw: &str,
+        value: &str,
+    ) -> Result<(), FwknopConfError> {
+        let err = |m: String| invalid(path, line, kw, m);
+        if value.is_empty() {
+            return Err(err("missing value".into()));
+        }
+        let slot = p.slot;
+        let note = |this: &mut Self, text: &str| {
+            this.notes.push(Note {
+                path: path.display().to_string(),
+                line,
+                keyword: kw.to_string(),
+                stanza: Some(slot),
+                text: text.to_string(),
+            })
+        };
+        match kw {
+            "DESTINATION" => {
+                Self::once(p, "DESTINATION", path, line, kw)?;
+                if !value
+                    .split(',')
+                    .all(|i| i.trim().eq_ignore_ascii_case("ANY"))
+                {
+                    return Err(err("only DESTINATION ANY is supported: Sesame's grants and SPA port apply to every local address".into()));
+                }
+            }
+            "OPEN_PORTS" => {
+                Self::once(p, "OPEN_PORTS", path, line, kw)?;
+                let list = parse_port_list(value).map_err(err)?;
+                if let Some(s) = list
+                    .iter()
+                    .find(|s| s.proto == Proto::Udp && s.port == self.port)
+                {
+                    return Err(invalid(
+                        path,
+                        line,
+                        kw,
+                        format!("{s} is the SPA port: packets to it are observed and dropped, so it could never be reached"),
+                    ));
+                }
+                p.open_ports = Some((list, line));
+            }
+            "RESTRICT_PORTS" => {
+                Self::once(p, "RESTRICT_PORTS", path, line, kw)?;
+                p.restrict_ports = parse_port_list(value).map_err(err)?;
+            }
+            "KEY" | "KEY_BASE64" | "HMAC_KEY" | "HMAC_KEY_BASE64" => {
+                let hmac = kw.starts_with("HMAC");
+                Self::once(p, if hmac { "HMAC_KEY" } else { "KEY" }, path, line, kw)?;
+                if value.eq_ignore_ascii_case(CHANGEME) {
+                    return Err(err(format!(
+                        "still the placeholder {CHANGEME}: generate keys with `fwknop --key-gen`"
+                    )));
+                }
+                let bytes = if kw.ends_with("_BASE64") {
+                    decode_key_base64(value).map_err(err)?
+                } else {
+                    value.as_bytes().to_vec()
+                };
+                let max = if hmac { MAX_HMAC_KEY_LEN } else { MAX_KEY_LEN };
+                if bytes.len() > max {
+                    return Err(err(format!(
+                        "the key is {} bytes; fwknop allows at most {max}",
+                        bytes.len()
+                    )));
+                }
+                if hmac {
+                    p.hmac_key = Some(Secret(bytes));
+                } else {
+                    p.key = Some(Secret(bytes));
+                }
+            }
+            "HMAC_DIGEST_TYPE" => {
+                Self::once(p, "HMAC_DIGEST_TYPE", path, line, kw)?;
+                p.hmac_digest = Some(parse_hmac_digest(value).map_err(err)?);
+                p.hmac_digest_line = Some(line);
+            }
+            "ENCRYPTION_MODE" => {
+                Self::once(p, "ENCRYPTION_MODE", path, line, kw)?;
+                let mode = parse_encryption_mode(value).map_err(err)?;
+                p.encryption_mode = Some((mode, line));
+            }
+            "FW_ACCESS_TIMEOUT" => {
+                Self::once(p, "FW_ACCESS_TIMEOUT", path, line, kw)?;
+                p.access_timeout = Some(seconds(value, MAX_TIMEOUT_SECS).map_err(err)?);
+            }
+            "MAX_FW_TIMEOUT" => {
+                Self::once(p, "MAX_FW_TIMEOUT", path, line, kw)?;
+                p.max_timeout = Some(seconds(value, MAX_TIMEOUT_SECS).map_err(err)?);
+            }
+            "REQUIRE_USERNAME" => {
+                Self::once(p, "REQUIRE_USERNAME", path, line, kw)?;
+                check_username(value).map_err(err)?;
+                p.require_username = Some(value.to_string());
+            }
+            "REQUIRE_SOURCE_ADDRESS" | "REQUIRE_SOURCE" => {
+                Self::once(p, "REQUIRE_SOURCE_ADDRESS", path, line, kw)?;
+                p.require_source_address = yes_no(value).map_err(err)?;
+            }
+            "ENABLE_CMD_EXEC" => {
+                Self::once(p, "ENABLE_CMD_EXEC", path, line, kw)?;
+                p.enable_cmd_exec = yes_no(value).map_err(err)?;
+            }
+            "ACCESS_EXPIRE_EPOCH" => {
+                Self::once(p, "ACCESS_EXPIRE", path, line, kw)?;
+                let t = value
+                    .parse::<u64>()
+                    .map_err(|_| err(format!("expected Unix seconds, found {value:?}")))?;
+                p.access_expire = Some(t);
+            }
+            "ACCESS_EXPIRE" => {
+                let hint = match date_epoch(value) {
+                    Some(t) => format!(
+                        "; {value} 00:00 UTC is `ACCESS_EXPIRE_EPOCH {t}` (fwknopd used local time)"
+                    ),
+                    None => format!("; {value:?} is not a MM/DD/YYYY date either"),
+                };
+                return Err(err(format!(
+                    "give the expiry as ACCESS_EXPIRE_EPOCH (Unix seconds) so that no time zone has to be guessed{hint}"
+                )));
+            }
+            "ENABLE_CMD_SUDO_EXEC" => {
+                if yes_no(value).map_err(err)? {
+                    return Err(err(
+                        "running commands through sudo is not supported by Sesame".into(),
+                    ));
+                }
+                note(self, "N: no effect.");
+            }
+            "CMD_SUDO_EXEC_USER" | "CMD_SUDO_EXEC_GROUP" | "CMD_EXEC_USER" | "CMD_EXEC_GROUP" => {
+                return Err(err(
+                    "running commands as another user or group is not supported by Sesame (remove the line; with ENABLE_CMD_EXEC Y, commands would otherwise run as the daemon's user)".into(),
+                ));
+            }
+            "CMD_CYCLE_OPEN" | "CMD_CYCLE_CLOSE" | "CMD_CYCLE_TIMER" => {
+                return Err(err(
+                    "command cycles are not supported: Sesame opens OPEN_PORTS itself with nftables grant sets (for extra actions, use on_open/on_close in a Sesame door)".into(),
+                ));
+            }
+            "FORCE_NAT" | "FORCE_SNAT" => return Err(err(NAT_REFUSED.into())),
+            "FORCE_MASQUERADE" | "DISABLE_DNAT" | "FORWARD_ALL" => {
+                if yes_no(value).map_err(err)? {
+                    return Err(err(NAT_REFUSED.into()));
+                }
+                note(self, "N: no effect.");
+            }
+            k if GPG_KEYWORDS.contains(&k) => return Err(err(GPG_REFUSED.into())),
+            "SOURCE" | "%include" | "%include_folder" | "%include_keys" => {
+                unreachable!("handled by the caller")
+            }
+            k => return Err(err(unknown_keyword(k))),
+        }
+        Ok(())
+    }
+
+    /// Ends a stanza: checks it and fills its slot.
+    fn finish(&mut self, p: Pending) -> Result<(), FwknopConfError> {
+        let Some(key) = p.key else {
+            return Err(invalid(
+                &p.file,
+                p.line,
+                "SOURCE",
+                "the stanza has no KEY or KEY_BASE64 (Sesame's fwknop door takes Rijndael keys; GPG is out of scope)",
+            ));
+        };
+        let Some((open_ports, open_line)) = p.open_ports else {
+            return Err(invalid(&p.file, p.line, "SOURCE", NO_OPEN_PORTS));
+        };
+        let (mode, mode_line) = p.encryption_mode.unwrap_or(("CBC", p.line));
+        let stanza = FwknopStanza {
+            line: p.line,
+            source: p.source,
+            open_ports,
+            restrict_ports: p.restrict_ports,
+            key,
+            hmac_key: p.hmac_key,
+            hmac_digest: p.hmac_digest.unwrap_or("SHA256").to_string(),
+            encryption_mode: mode.to_string(),
+            access_timeout: p.access_timeout.unwrap_or(DEFAULT_ACCESS_TIMEOUT),
+            max_timeout: p.max_timeout,
+            require_username: p.require_username,
+            require_source_address: p.require_source_address,
+            enable_cmd_exec: p.enable_cmd_exec,
+            access_expire: p.access_expire,
+        };
+        if let Err(e) = stanza.check() {
+            // Point at the most specific line known.
+            let (line, kw) = if e.starts_with("legacy") {
+                (mode_line, "ENCRYPTION_MODE")
+            } else {
+                (p.line, "SOURCE")
+            };
+            return Err(invalid(&p.file, line, kw, e));
+        }
+        let here = p.file.display().to_string();
+        let mut note = |kw: &str, line: usize, text: &str| {
+            self.notes.push(Note {
+                path: here.clone(),
+                line,
+                keyword: kw.to_string(),
+                stanza: Some(p.slot),
+                text: text.to_string(),
+            })
+        };
+        if stanza.hmac_key.is_none() {
+            note(
+                "SOURCE",
+                p.line,
+                "no HMAC_KEY: packets are decrypted without being authenticated first (fwknop recommends an HMAC key).",
+            );
+            if let Some(line) = p.hmac_digest_line {
+                note("HMAC_DIGEST_TYPE", line, "no effect without an HMAC key.");
+            }
+        }
+        if stanza.source.is_empty() && !stanza.require_source_address {
+            note(
+                "SOURCE",
+                p.line,
+                "SOURCE ANY without REQUIRE_SOURCE_ADDRESS Y: packets may carry 0.0.0.0 (fwknop -s: open for whatever address the packet comes from), as fwknopd allowed (and warned about).",
+            );
+        }
+        if stanza
+            .open_ports
+            .iter()
+            .all(|s| stanza.restrict_ports.contains(s))
+        {
+            note(
+                "OPEN_PORTS",
+                open_line,
+                "every OPEN_PORTS entry is also in RESTRICT_PORTS: this stanza can open nothing.",
+            );
+        }
+        self.slots[p.slot] = Some((stanza, p.file, p.line));
+        Ok(())
+    }
+}
+
+fn known_keyword(kw: &str) -> bool {
+    STANZA_KEYWORDS.contains(&kw) || GPG_KEYWORDS.contains(&kw)
+}
+
+fn unknown_keyword(kw: &str) -> String {
+    let upper = kw.to_ascii_uppercase();
+    if upper != kw && known_keyword(&upper) {
+        format!("unknown keyword (keywords are upper case: {upper})")
+    } else {
+        "unknown access.conf keyword".to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// fwknopd.conf
+
+/// How Sesame treats an fwknopd.conf keyword it does not use itself.
+enum Treatment {
+    /// Accepted; the import output says why it has no effect.
+    Ignored(&'static str),
+    /// Accepted when `N`; `Y` is refused with this reason.
+    RefusedIfYes(&'static str),
+    /// Always refused, with this reason.
+    Refused(&'static str),
+}
+
+const FIREWALL_NOTE: &str = "fwknopd firewall backend setting; Sesame replaces it with nftables \
+     grant sets in its own table (inet sesame), closed by kernel timeouts";
+const CAPTURE_NOTE: &str =
+    "capture tuning; Sesame receives only the SPA port's packets through NFLOG";
+
+fn fwknopd_treatment(kw: &str) -> Option<Treatment> {
+    use Treatment::*;
+    Some(match kw {
+        "FIREWALL_TYPE" | "FIREWALL_EXE" | "FLUSH_IPT_AT_INIT" | "IPT_INPUT_ACCESS"
+        | "IPT_OUTPUT_ACCESS" | "IPT_FORWARD_ACCESS" | "IPT_DNAT_ACCESS" | "IPT_SNAT_ACCESS"
+        | "IPT_MASQUERADE_ACCESS" | "ENABLE_IPT_COMMENT_CHECK" | "IPT_EXEC_TRIES"
+        | "ENABLE_RULE_PREPEND" | "RULES_CHECK_THRESHOLD" | "FLUSH_FIREWD_AT_INIT"
+        | "FIREWD_INPUT_ACCESS" | "FIREWD_OUTPUT_ACCESS" | "FIREWD_FORWARD_ACCESS"
+        | "FIREWD_DNAT_ACCESS" | "FIREWD_SNAT_ACCESS" | "FIREWD_MASQUERADE_ACCESS"
+        | "ENABLE_FIREWD_COMMENT_CHECK" | "FLUSH_IPFW_AT_INIT" | "FLUSH_IPFW_AT_EXIT"
+        | "IPFW_START_RULE_NUM" | "IPFW_MAX_RULES" | "IPFW_ACTIVE_SET_NUM"
+        | "IPFW_EXPIRE_SET_NUM" | "IPFW_EXPIRE_PURGE_INTERVAL" | "IPFW_ADD_CHECK_STATE"
+        | "PF_ANCHOR_NAME" | "PF_EXPIRE_INTERVAL" => Ignored(FIREWALL_NOTE),
+        "FLUSH_IPT_AT_EXIT" | "FLUSH_FIREWD_AT_EXIT" => Ignored(
+            "Sesame keeps its table when it stops (protected ports stay closed); open grants end by their kernel timeouts",
+        ),
+        "ENABLE_IPT_FORWARDING" | "ENABLE_IPT_LOCAL_NAT" | "ENABLE_FIREWD_FORWARDING"
+        | "ENABLE_FIREWD_LOCAL_NAT" => RefusedIfYes(
+            "NAT and forwarding are not supported: Sesame's fwknop door grants access to this host only and refuses NAT access requests",
+        ),
+        "ENABLE_IPT_SNAT" | "ENABLE_FIREWD_SNAT" | "SNAT_TRANSLATE_IP" | "ENABLE_NAT_DNS" => {
+            Ignored("only used for NAT access, which Sesame refuses")
+        }
+        "ENABLE_IPT_OUTPUT" | "ENABLE_FIREWD_OUTPUT" => Ignored(
+            "Sesame adds no output rules; replies of granted connections need your output policy to accept established traffic",
+        ),
+        "ENABLE_DESTINATION_RULE" => RefusedIfYes(
+            "Sesame's grants match source, protocol and port on every local address; per-destination rules are not supported",
+        ),
+        "ENABLE_PCAP_PROMISC" | "PCAP_DISPATCH_COUNT" | "PCAP_LOOP_SLEEP" | "MAX_SNIFF_BYTES"
+        | "EXIT_AT_INTF_DOWN" | "UDPSERV_SELECT_TIMEOUT" | "NFQ_TABLE" | "NFQ_CHAIN"
+        | "NFQ_QUEUE_NUMBER" | "NFQ_LOOP_SLEEP" => Ignored(CAPTURE_NOTE),
+        "ENABLE_PCAP_ANY_DIRECTION" => Ignored(
+            "Sesame sees SPA packets as they arrive (prerouting), whatever their destination",
+        ),
+        "PCAP_FILE" => Ignored("offline pcap input (a debugging aid) has no Sesame equivalent"),
+        "ENABLE_TCP_SERVER" | "TCPSERV_PORT" => Ignored(
+            "Sesame receives SPA packets over UDP only; clients using `fwknop -P tcp` must switch to UDP",
+        ),
+        "ENABLE_SPA_OVER_HTTP" | "ALLOW_ANY_USER_AGENT" | "ENABLE_X_FORWARDED_FOR" => Ignored(
+            "Sesame does not read SPA packets from HTTP requests; clients must send UDP",
+        ),
+        "DIGEST_FILE" | "DIGEST_DB_FILE" => Ignored(
+            "Sesame keeps its own replay cache in [daemon] state_dir; this file is not imported",
+        ),
+        "CMD_EXEC_TIMEOUT" | "SUDO_EXE" => Ignored("command execution setting; not used by Sesame"),
+        "GPG_HOME_DIR" | "GPG_EXE" => {
+            Ignored("GPG is out of scope (access.conf GPG_* keywords are refused)")
+        }
+        "LOCALE" | "SYSLOG_IDENTITY" | "SYSLOG_FACILITY" | "VERBOSE" => Ignored(
+            "logging setting; see sesamed --log-format and [daemon] syslog / log_file",
+        ),
+        "FWKNOP_RUN_DIR" | "FWKNOP_CONF_DIR" | "FWKNOP_PID_FILE" | "ACCESS_FILE" => Ignored(
+            "fwknopd path; Sesame reads the access.conf given on its command line and has its own pid_file and state_dir",
+        ),
+        "ACCESS_FOLDER" => Refused(
+            "Sesame reads the access.conf given on its command line; read the folder from it with `%include_folder DIR`",
+        ),
+        "BLACKLIST" | "ENABLE_EXTERNAL_CMDS" | "EXTERNAL_CMD_OPEN" | "EXTERNAL_CMD_CLOSE"
+        | "EXTERNAL_CMD_ALARM" | "ENABLE_EXT_CMD_PREFIX" | "EXT_CMD_PREFIX" => {
+            Ignored("not implemented by fwknopd 2.6 either")
+        }
+        "AFL_PKT_FILE" | "FAULT_INJECTION_TAG" => Ignored("fwknopd test setting"),
+        _ => return None,
+    })
+}
+
+/// Parses fwknopd.conf text; `path` is only used in messages.
+pub fn parse_fwknopd(text: &str, path: &Path) -> Result<FwknopdSettings, FwknopConfError> {
+    let mut set: BTreeMap<&'static str, (String, usize)> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let shown = path.display().to_string();
+    for l in conf_lines(text) {
+        let kw = l.keyword;
+        let err = |m: String| invalid(path, l.number, kw, m);
+        const USED: [&str; 10] = [
+            "PCAP_INTF",
+            "PCAP_FILTER",
+            "ENABLE_UDP_SERVER",
+            "UDPSERV_PORT",
+            "ENABLE_NFQ_CAPTURE",
+            "NFQ_PORT",
+            "NFQ_INTERFACE",
+            "ENABLE_SPA_PACKET_AGING",
+            "MAX_SPA_PACKET_AGE",
+            "ENABLE_DIGEST_PERSISTENCE",
+        ];
+        if let Some(used) = USED.iter().find(|u| **u == kw) {
+            if let Some((_, first)) = set.get(used) {
+                return Err(err(format!("already set at line {first}; give it once")));
+            }
+            set.insert(used, (l.value.to_string(), l.number));
+            continue;
+        }
+        let note = |text: &str| Note {
+            path: shown.clone(),
+            line: l.number,
+            keyword: kw.to_string(),
+            stanza: None,
+            text: text.to_string(),
+        };
+        match fwknopd_treatment(kw) {
+            Some(Treatment::Ignored(why)) => notes.push(note(why)),
+            Some(Treatment::RefusedIfYes(why)) => {
+                if yes_no(l.value).map_err(err)? {
+                    return Err(err(why.to_string()));
+                }
+                notes.push(note("N: no effect."));
+            }
+            Some(Treatment::Refused(why)) => return Err(err(why.to_string())),
+            None => {
+                let upper = kw.to_ascii_uppercase();
+                let hint = if upper != kw
+                    && (USED.contains(&upper.as_str()) || fwknopd_treatment(&upper).is_some())
+                {
+                    format!(" (keywords are upper case: {upper})")
+                } else {
+                    String::new()
+                };
+                return Err(err(format!("unknown fwknopd.conf keyword{hint}")));
+            }
+        }
+    }
+
+    let mut out = FwknopdSettings {
+        interfaces_origin: "fwknopd.conf has no PCAP_INTF: fwknopd sniffed eth0 by default".into(),
+        ..FwknopdSettings::default()
+    };
+    let get = |k: &str| set.get(k).map(|(v, n)| (v.as_str(), *n));
+    let flag = |k: &str| -> Result<bool, FwknopConfError> {
+        match get(k) {
+            None => Ok(false),
+            Some((v, n)) => yes_no(v).map_err(|e| invalid(path, n, k, e)),
+        }
+    };
+    let unused = |notes: &mut Vec<Note>, k: &str, why: &str| {
+        if let Some((_, n)) = get(k) {
+            notes.push(Note {
+                path: shown.clone(),
+                line: n,
+                keyword: k.to_string(),
+                stanza: None,
+                text: why.to_string(),
+            });
+        }
+    };
+    let port_of = |k: &str| -> Result<Option<(u16, usize)>, FwknopConfError> {
+        match get(k) {
+            None => Ok(None),
+            Some((v, n)) => match v.parse::<u16>() {
+                Ok(p) if p != 0 => Ok(Some((p, n))),
+                _ => Err(invalid(
+                    path,
+                    n,
+                    k,
+                    format!("expected a port from 1 to 65535, found {v:?}"),
+                )),
+            },
+        }
+    };
+    let udp = flag("ENABLE_UDP_SERVER")?;
+    let nfq = flag("ENABLE_NFQ_CAPTURE")?;
+    if udp && nfq {
+        let (_, n) = get("ENABLE_NFQ_CAPTURE").expect("set");
+        return Err(invalid(
+            path,
+            n,
+            "ENABLE_NFQ_CAPTURE",
+            "ENABLE_UDP_SERVER is Y too: fwknopd reads packets one way; say which",
+        ));
+    }
+    let interface = |k: &str| -> Result<Option<(String, usize)>, FwknopConfError> {
+        match get(k) {
+            None => Ok(None),
+            Some((v, n)) if v.eq_ignore_ascii_case("any") => Ok(Some((String::new(), n))),
+            Some((v, n)) if crate::config::valid_interface_name(v) => Ok(Some((v.to_string(), n))),
+            Some((v, n)) => Err(invalid(
+                path,
+                n,
+                k,
+                format!("{v:?}: expected an interface name of 1 to 15 characters, or any"),
+            )),
+        }
+    };
+    let set_interface = |out: &mut FwknopdSettings, k: &str, v: Option<(String, usize)>| {
+        if let Some((name, n)) = v {
+            if name.is_empty() {
+                out.interfaces_origin = format!("{k} any (line {n}): every interface");
+            } else {
+                out.interfaces_origin = format!("{k} {name} (line {n})");
+                out.interfaces = vec![name];
+            }
+        }
+    };
+    if nfq {
+        if let Some((p, pn)) = port_of("NFQ_PORT")? {
+            out.port = p;
+            out.port_origin = format!("NFQ_PORT {p} (line {pn}, NFQUEUE capture)");
+        } else {
+            out.port_origin = "NFQUEUE capture with fwknopd's default NFQ_PORT 62201".into();
+        }
+        out.interfaces_origin = "NFQUEUE capture with no NFQ_INTERFACE: every interface".into();
+        let iface = interface("NFQ_INTERFACE")?;
+        set_interface(&mut out, "NFQ_INTERFACE", iface);
+        for k in ["PCAP_INTF", "PCAP_FILTER", "UDPSERV_PORT"] {
+            unused(
+                &mut notes,
+                k,
+                "not used by fwknopd in NFQUEUE capture mode.",
+            );
+        }
+    } else if udp {
+        let (_, n) = get("ENABLE_UDP_SERVER").expect("set");
+        match port_of("UDPSERV_PORT")? {
+            Some((p, pn)) => {
+                out.port = p;
+                out.port_origin = format!("UDPSERV_PORT {p} (line {pn}, UDP server mode)");
+            }
+            None => {
+                out.port_origin = format!(
+                    "UDP server mode (ENABLE_UDP_SERVER at line {n}) with fwknopd's default UDPSERV_PORT 62201"
+                )
+            }
+        }
+        out.interfaces_origin = format!(
+            "fwknopd's UDP server (ENABLE_UDP_SERVER at line {n}) listened on every interface"
+        );
+        for k in ["PCAP_INTF", "PCAP_FILTER", "NFQ_PORT", "NFQ_INTERFACE"] {
+            unused(&mut notes, k, "not used by fwknopd in UDP server mode.");
+        }
+    } else {
+        if let Some((filter, n)) = get("PCAP_FILTER") {
+            out.port = parse_pcap_filter(filter).ok_or_else(|| {
+                invalid(
+                    path,
+                    n,
+                    "PCAP_FILTER",
+                    format!(
+                        "{filter:?}: Sesame observes exactly one UDP port; expected `udp port N` or `udp dst port N`"
+                    ),
+                )
+            })?;
+            out.port_origin = format!("PCAP_FILTER \"{filter}\" (line {n})");
+        }
+        let iface = interface("PCAP_INTF")?;
+        set_interface(&mut out, "PCAP_INTF", iface);
+        for k in ["UDPSERV_PORT", "NFQ_PORT", "NFQ_INTERFACE"] {
+            unused(
+                &mut notes,
+                k,
+                "not used by fwknopd in pcap mode (ENABLE_UDP_SERVER / ENABLE_NFQ_CAPTURE not Y).",
+            );
+        }
+    }
+    if let Some((v, n)) = get("MAX_SPA_PACKET_AGE") {
+        out.max_age = seconds(v, MAX_PACKET_AGE_SECS)
+            .map_err(|e| invalid(path, n, "MAX_SPA_PACKET_AGE", e))?;
+        out.max_age_origin = format!("MAX_SPA_PACKET_AGE {v} (line {n})");
+    }
+    if let Some((v, n)) = get("ENABLE_SPA_PACKET_AGING") {
+        if !yes_no(v).map_err(|e| invalid(path, n, "ENABLE_SPA_PACKET_AGING", e))? {
+            return Err(invalid(
+                path,
+                n,
+                "ENABLE_SPA_PACKET_AGING",
+                format!(
+                    "Sesame always checks the packet's age (its replay protection relies on it); for clients with poor clocks, raise MAX_SPA_PACKET_AGE (at most {MAX_PACKET_AGE_SECS})"
+                ),
+            ));
+        }
+    }
+    if let Some((v, n)) = get("ENABLE_DIGEST_PERSISTENCE") {
+        if !yes_no(v).map_err(|e| invalid(path, n, "ENABLE_DIGEST_PERSISTENCE", e))? {
+            notes.push(Note {
+                path: shown.clone(),
+                line: n,
+                keyword: "ENABLE_DIGEST_PERSISTENCE".into(),
+                stanza: None,
+                text: "N: Sesame always persists its replay cache, so a packet seen before a restart is still refused after it.".into(),
+            });
+        }
+    }
+    notes.sort_by_key(|n| n.line);
+    out.notes = notes;
+    Ok(out)
+}
+
+/// The port of a `udp port N` / `udp dst port N` filter (keywords
+/// case-insensitive), or `None` for anything else.
+fn parse_pcap_filter(filter: &str) -> Option<u16> {
+    let words: Vec<String> = filter
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let port = match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["udp", "port", p] | ["udp", "dst", "port", p] => p.parse::<u16>().ok()?,
+        _ => return None,
+    };
+    (port != 0).then_some(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let mut r = [0u8; 8];
+            getrandom::fill(&mut r).unwrap();
+            let dir = std::env::temp_dir().join(format!(
+                "sesame-fwconf-{tag}-{}-{:x}",
+                std::process::id(),
+                u64::from_le_bytes(r)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const KEY_B64: &str = "c2VjcmV0LWtleS0xMjM0NQ=="; // "secret-key-12345"
+    const HMAC_B64: &str = "aG1hYy1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk="; // "hmac-key-for-tests-0123456789"
+
+    fn access(dir: &Scratch, text: &str) -> Result<FwknopConfig, FwknopConfError> {
+        let path = dir.write("access.conf", text);
+        load(&path, None)
+    }
+
+    fn err_of(dir: &Scratch, text: &str) -> String {
+        access(dir, text).expect_err(text).to_string()
+    }
+
+    #[test]
+    fn every_supported_keyword() {
+        let dir = Scratch::new("all");
+        let cfg = access(
+            &dir,
+            &format!(
+                "# comment\n\
+                 ; also a comment\n\
+                 \n\
+                 SOURCE: 192.0.2.7, 198.51.100.0/24, 203.0.113.0/255.255.255.128, 2001:db8::/32, 2001:db8:1::5;\n\
+                 DESTINATION ANY\n\
+                 OPEN_PORTS tcp/22, udp/53 ,TCP/443\n\
+                 RESTRICT_PORTS udp/53\n\
+                 KEY_BASE64 {KEY_B64}\n\
+                 HMAC_KEY_BASE64 {HMAC_B64}\n\
+                 HMAC_DIGEST_TYPE sha3_512\n\
+                 ENCRYPTION_MODE ctr\n\
+                 FW_ACCESS_TIMEOUT 45\n\
+                 MAX_FW_TIMEOUT 600\n\
+                 REQUIRE_USERNAME alice\n\
+                 REQUIRE_SOURCE_ADDRESS Y\n\
+                 ENABLE_CMD_EXEC yes\n\
+                 ACCESS_EXPIRE_EPOCH 1893456000\n\
+                 ENABLE_CMD_SUDO_EXEC N\n\
+                 FORCE_MASQUERADE N\n\
+                 DISABLE_DNAT N\n\
+                 FORWARD_ALL N\n\
+                 \n\
+                 SOURCE ANY\n\
+                 OPEN_PORTS tcp/2222\n\
+                 KEY plain passphrase\n\
+                 HMAC_KEY hmac-secret\n\
+                 REQUIRE_SOURCE N\n"
+            ),
+        )
+        .unwrap();
+        let d = &cfg.door;
+        assert_eq!((d.port, d.max_age), (DEFAULT_PORT, DEFAULT_MAX_AGE));
+        assert_eq!(d.stanzas.len(), 2);
+        let a = &d.stanzas[0];
+        assert_eq!(a.line, 4);
+        assert_eq!(
+            format_source(&a.source),
+            [
+                "192.0.2.7",
+                "198.51.100.0/24",
+                "203.0.113.0/25",
+                "2001:db8::/32",
+                "2001:db8:1::5"
+            ]
+        );
+        assert_eq!(
+            a.open_ports
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ["tcp/22", "udp/53", "tcp/443"]
+        );
+        assert_eq!(a.restrict_ports.len(), 1);
+        assert_eq!(a.key.0, b"secret-key-12345");
+        assert_eq!(
+            a.hmac_key.as_ref().unwrap().0,
+            b"hmac-key-for-tests-0123456789"
+        );
+        assert_eq!(
+            (a.hmac_digest.as_str(), a.encryption_mode.as_str()),
+            ("SHA3_512", "CTR")
+        );
+        assert_eq!(a.access_timeout, Duration::from_secs(45));
+        assert_eq!(a.max_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(a.require_username.as_deref(), Some("alice"));
+        assert!(a.require_source_address && a.enable_cmd_exec);
+        assert_eq!(a.access_expire, Some(1_893_456_000));
+
+        let b = &d.stanzas[1];
+        assert!(b.source.is_empty(), "ANY");
+        assert_eq!(b.key.0, b"plain passphrase");
+        assert_eq!(b.hmac_key.as_ref().unwrap().0, b"hmac-secret");
+        assert_eq!(
+            (b.hmac_digest.as_str(), b.encryption_mode.as_str()),
+            ("SHA256", "CBC")
+        );
+        assert_eq!(b.access_timeout, DEFAULT_ACCESS_TIMEOUT);
+        assert_eq!(b.max_timeout, None);
+        assert_eq!(b.effective_max_timeout(), DEFAULT_MAX_FW_TIMEOUT);
+        assert!(!b.require_source_address && !b.enable_cmd_exec);
+
+        // The door: union of OPEN_PORTS, longest grant, one UDP knock.
+        assert_eq!(d.longest_grant(), Duration::from_secs(600));
+        let conf = cfg.to_config(Path::new("/etc/fwknop/access.conf")).unwrap();
+        assert_eq!(conf.doors.len(), 1);
+        let door = &conf.doors[0];
+        assert_eq!(door.name, "fwknop");
+        assert_eq!(
+            door.sequence,
+            [Knock {
+                port: 62201,
+                proto: Proto::Udp
+            }]
+        );
+        assert_eq!(door.services.len(), 4);
+        assert_eq!(door.open_for, Duration::from_secs(600));
+        assert!(matches!(conf.kinds.get("fwknop"), Some(DoorKind::Fwknop(f)) if f == d));
+        assert!(conf.one_time.is_empty());
+        // Notes: SOURCE ANY without REQUIRE_SOURCE_ADDRESS; the N no-ops.
+        assert!(cfg
+            .notes
+            .iter()
+            .any(|n| n.stanza == Some(1) && n.text.contains("REQUIRE_SOURCE_ADDRESS")));
+        assert!(cfg.notes.iter().any(|n| n.keyword == "FORWARD_ALL"));
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let dir = Scratch::new("redact");
+        let cfg = access(
+            &dir,
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY topsecretpass\nHMAC_KEY hmactopsecret\n",
+        )
+        .unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("topsecret") && !dbg.contains("hmactopsecret"),
+            "{dbg}"
+        );
+        let msg = err_of(
+            &dir,
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY_BASE64 not*base64!secret\n",
+        );
+        assert!(
+            msg.contains("access.conf:3: KEY_BASE64: not valid base64"),
+            "{msg}"
+        );
+        assert!(!msg.contains("secret"), "{msg}");
+        let msg = err_of(
+            &dir,
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nHMAC_KEY_BASE64 %%%hmacsecret\n",
+        );
+        assert!(
+            msg.contains(":4: HMAC_KEY_BASE64: not valid base64"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hmacsecret"), "{msg}");
+    }
+
+    #[test]
+    fn key_rules() {
+        let dir = Scratch::new("keys");
+        let s = "SOURCE ANY\nOPEN_PORTS tcp/22\n";
+        for (body, line, needle) in [
+            ("KEY_BASE64 __CHANGEME__", 3, "placeholder"),
+            ("KEY __changeme__", 3, "placeholder"),
+            (&format!("KEY {}", "k".repeat(33)) as &str, 3, "at most 32"),
+            (
+                "KEY_BASE64 QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB",
+                3,
+                "at most 32",
+            ),
+            (
+                &format!("KEY k\nHMAC_KEY {}", "h".repeat(137)),
+                4,
+                "at most 136",
+            ),
+            ("KEY a\nKEY_BASE64 YQ==", 4, "already has KEY"),
+            (
+                "KEY a\nHMAC_KEY b\nHMAC_KEY_BASE64 YQ",
+                5,
+                "already has HMAC_KEY",
+            ),
+            ("HMAC_KEY b", 1, "no KEY or KEY_BASE64"),
+            ("KEY a\nHMAC_KEY b\nENCRYPTION_MODE legacy", 5, "legacy"),
+            ("KEY a\nENCRYPTION_MODE asymmetric", 4, "GPG"),
+            ("KEY a\nENCRYPTION_MODE pcbc", 4, "PCBC"),
+            ("KEY a\nHMAC_DIGEST_TYPE sha224", 4, "unknown HMAC digest"),
+            ("KEY", 3, "missing value"),
+        ] {
+            let msg = err_of(&dir, &format!("{s}{body}\n"));
+            assert!(
+                msg.contains(&format!("access.conf:{line}: ")),
+                "{body}: {msg}"
+            );
+            assert!(msg.contains(needle), "{body}: {msg}");
+        }
+        // 32 and 136 bytes are fine; base64 without padding too.
+        let ok = format!("{s}KEY {}\nHMAC_KEY {}\n", "k".repeat(32), "h".repeat(136));
+        access(&dir, &ok).unwrap();
+        let cfg = access(&dir, &format!("{s}KEY_BASE64 YWJj\nHMAC_KEY_BASE64 YWI\n")).unwrap();
+        assert_eq!(cfg.door.stanzas[0].hmac_key.as_ref().unwrap().0, b"ab");
+        // Legacy without HMAC is accepted.
+        access(&dir, &format!("{s}KEY a\nENCRYPTION_MODE LEGACY\n")).unwrap();
+    }
+
+    #[test]
+    fn every_mode_and_digest() {
+        let dir = Scratch::new("modes");
+        for mode in ENCRYPTION_MODES {
+            for digest in HMAC_DIGESTS {
+                let hmac = if mode == "legacy" { "" } else { "HMAC_KEY h\n" };
+                let cfg = access(
+                    &dir,
+                    &format!(
+                        "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n{hmac}ENCRYPTION_MODE {}\nHMAC_DIGEST_TYPE {}\n",
+                        mode.to_lowercase(),
+                        digest.to_lowercase()
+                    ),
+                )
+                .unwrap();
+                let st = &cfg.door.stanzas[0];
+                assert_eq!(
+                    (st.encryption_mode.as_str(), st.hmac_digest.as_str()),
+                    (mode, digest)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sources_and_ports() {
+        let dir = Scratch::new("src");
+        let cfg = access(
+            &dir,
+            "SOURCE 10.1.2.3/8, any\nOPEN_PORTS tcp/22\nKEY k\n\
+             SOURCE 2001:db8::1/64,::1\nOPEN_PORTS udp/51820\nKEY k\n",
+        )
+        .unwrap();
+        assert!(cfg.door.stanzas[0].source.is_empty(), "ANY wins");
+        assert_eq!(
+            cfg.door.stanzas[1].source,
+            [
+                ("2001:db8::".parse().unwrap(), 64),
+                ("::1".parse().unwrap(), 128)
+            ]
+        );
+        for (body, line, needle) in [
+            (
+                "SOURCE 10.0.0.1,,10.0.0.2\nOPEN_PORTS tcp/22\nKEY k",
+                1,
+                "item 2 is empty",
+            ),
+            ("SOURCE 10.0.0.0/33\nOPEN_PORTS tcp/22\nKEY k", 1, "over 32"),
+            (
+                "SOURCE 2001:db8::/129\nOPEN_PORTS tcp/22\nKEY k",
+                1,
+                "over 128",
+            ),
+            (
+                "SOURCE 10.0.0.0/255.0.255.0\nOPEN_PORTS tcp/22\nKEY k",
+                1,
+                "not contiguous",
+            ),
+            (
+                "SOURCE example.org\nOPEN_PORTS tcp/22\nKEY k",
+                1,
+                "item 1 \"example.org\"",
+            ),
+            ("SOURCE ANY\nOPEN_PORTS tcp/22, icmp/0\nKEY k", 2, "item 2"),
+            ("SOURCE ANY\nOPEN_PORTS tcp/0\nKEY k", 2, "1 to 65535"),
+            ("SOURCE ANY\nOPEN_PORTS 22\nKEY k", 2, "tcp/PORT"),
+            ("SOURCE ANY\nOPEN_PORTS udp/62201\nKEY k", 2, "SPA port"),
+            ("SOURCE ANY\nKEY k", 1, "no OPEN_PORTS"),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nOPEN_PORTS tcp/23\nKEY k",
+                3,
+                "already has OPEN_PORTS",
+            ),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nDESTINATION 192.0.2.1",
+                4,
+                "DESTINATION ANY",
+            ),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nFW_ACCESS_TIMEOUT 0",
+                4,
+                "from 1 to",
+            ),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nMAX_FW_TIMEOUT 8388609",
+                4,
+                "from 1 to",
+            ),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nREQUIRE_SOURCE_ADDRESS maybe",
+                4,
+                "expected Y or N",
+            ),
+            (
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nREQUIRE_SOURCE Y\nREQUIRE_SOURCE_ADDRESS Y",
+                5,
+                "already has REQUIRE_SOURCE",
+            ),
+        ] {
+            let msg = err_of(&dir, &format!("{body}\n"));
+            assert!(
+                msg.contains(&format!("access.conf:{line}: ")),
+                "{body}: {msg}"
+            );
+            assert!(msg.contains(needle), "{body}: {msg}");
+        }
+    }
+
+    #[test]
+    fn refused_and_unknown_keywords_name_file_and_line() {
+        let dir = Scratch::new("refused");
+        let head = "# x\nSOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n";
+        for (line, needle) in [
+            ("GPG_DECRYPT_ID ABCD1234", "GPG mode is out of scope"),
+            ("GPG_DECRYPT_PW hunter2", "GPG mode is out of scope"),
+            ("GPG_HOME_DIR /root/.gnupg", "GPG mode is out of scope"),
+            ("GPG_REQUIRE_SIG Y", "GPG mode is out of scope"),
+            ("GPG_ALLOW_NO_PW Y", "GPG mode is out of scope"),
+            ("GPG_REMOTE_ID 1234", "GPG mode is out of scope"),
+            ("GPG_FINGERPRINT_ID 1234", "GPG mode is out of scope"),
+            ("GPG_IGNORE_SIG_VERIFY_ERROR N", "GPG mode is out of scope"),
+            ("GPG_DISABLE_SIG N", "GPG mode is out of scope"),
+            ("GPG_EXE /usr/bin/gpg", "GPG mode is out of scope"),
+            (
+                "FORCE_NAT 192.168.1.2 22",
+                "NAT and forwarding are not supported",
+            ),
+            (
+                "FORCE_SNAT 192.168.1.1",
+                "NAT and forwarding are not supported",
+            ),
+            ("FORCE_MASQUERADE Y", "NAT and forwarding are not supported"),
+            ("DISABLE_DNAT Y", "NAT and forwarding are not supported"),
+            ("FORWARD_ALL Y", "NAT and forwarding are not supported"),
+            (
+                "CMD_CYCLE_OPEN iptables -A ...",
+                "command cycles are not supported",
+            ),
+            (
+                "CMD_CYCLE_CLOSE iptables -D ...",
+                "command cycles are not supported",
+            ),
+            ("CMD_CYCLE_TIMER 30", "command cycles are not supported"),
+            ("CMD_EXEC_USER nobody", "another user or group"),
+            ("CMD_EXEC_GROUP nogroup", "another user or group"),
+            ("CMD_SUDO_EXEC_USER nobody", "another user or group"),
+            ("CMD_SUDO_EXEC_GROUP nogroup", "another user or group"),
+            ("ENABLE_CMD_SUDO_EXEC Y", "sudo"),
+            ("ACCESS_EXPIRE 12/31/2030", "ACCESS_EXPIRE_EPOCH 1924905600"),
+            ("ACCESS_EXPIRE 13/01/2030", "not a MM/DD/YYYY"),
+            ("BOGUS_KEYWORD 1", "unknown access.conf keyword"),
+            ("open_ports tcp/22", "keywords are upper case: OPEN_PORTS"),
+        ] {
+            let msg = err_of(&dir, &format!("{head}{line}\n"));
+            let kw = line.split_whitespace().next().unwrap();
+            assert!(
+                msg.contains(&format!("access.conf:5: {kw}: ")),
+                "{line}: {msg}"
+            );
+            assert!(msg.contains(needle), "{line}: {msg}");
+        }
+        assert!(!err_of(&dir, &format!("{head}GPG_DECRYPT_PW hunter2\n")).contains("hunter2"));
+        // Keywords before any SOURCE, and files without a stanza.
+        let msg = err_of(&dir, "KEY k\nSOURCE ANY\nOPEN_PORTS tcp/22\n");
+        assert!(
+            msg.contains("access.conf:1: KEY: appears before any SOURCE"),
+            "{msg}"
+        );
+        let msg = err_of(&dir, "# nothing\n");
+        assert!(msg.contains("no SOURCE stanza"), "{msg}");
+        let msg = load(&dir.0.join("missing.conf"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("missing.conf: cannot read access.conf"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn include_forms_and_loops() {
+        let dir = Scratch::new("incl");
+        let d = dir.0.display();
+        dir.write(
+            "keys/alice.keys",
+            &format!("# keys only\nKEY_BASE64 {KEY_B64}\nHMAC_KEY_BASE64 {HMAC_B64}\n"),
+        );
+        dir.write(
+            "more.conf",
+            "SOURCE 192.0.2.0/24\nOPEN_PORTS tcp/443\nKEY k2\n",
+        );
+        dir.write(
+            "access.d/b.conf",
+            "SOURCE 2001:db8::/48\nOPEN_PORTS tcp/22\nKEY kb\n",
+        );
+        dir.write(
+            "access.d/a.conf",
+            "SOURCE 198.51.100.1\nOPEN_PORTS tcp/22\nKEY ka\n",
+        );
+        dir.write("access.d/ignored.txt", "not a conf file\n");
+        let top = dir.write(
+            "access.conf",
+            &format!(
+                "SOURCE ANY\nOPEN_PORTS tcp/22\n%include_keys {d}/keys/alice.keys\n\
+                 %include {d}/more.conf\n\
+                 REQUIRE_SOURCE_ADDRESS Y\n\
+                 %include_folder {d}/access.d/\n"
+            ),
+        );
+        let cfg = load(&top, None).unwrap();
+        let st = &cfg.door.stanzas;
+        assert_eq!(st.len(), 4);
+        // The first stanza got its keys from %include_keys and, after the
+        // %include, REQUIRE_SOURCE_ADDRESS (fwknopd's per-file stanzas).
+        assert_eq!(st[0].key.0, b"secret-key-12345");
+        assert!(st[0].hmac_key.is_some() && st[0].require_source_address);
+        assert_eq!(st[1].key.0, b"k2");
+        assert_eq!(st[2].key.0, b"ka", "folder files sorted by name");
+        assert_eq!(st[3].key.0, b"kb");
+        assert_eq!(cfg.files.len(), 5);
+        assert_eq!(cfg.origins[2], (dir.0.join("access.d/").join("a.conf"), 1));
+        assert_eq!(cfg.door.services().len(), 2);
+
+        // Relative paths are opened from the current directory, as fwknopd
+        // does (not from the including file's directory).
+        let rel = dir.write("rel.conf", "%include more.conf\n");
+        let msg = load(&rel, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("rel.conf:1: %include: cannot read more.conf"),
+            "{msg}"
+        );
+
+        // Loops, direct and indirect.
+        let a = dir.write("loop/a.conf", &format!("%include {d}/loop/b.conf\n"));
+        dir.write(
+            "loop/b.conf",
+            &format!("SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n%include {d}/loop/a.conf\n"),
+        );
+        let msg = load(&a, None).unwrap_err().to_string();
+        assert!(msg.contains("b.conf:4: %include: include loop: "), "{msg}");
+        let s = dir.write("loop/self.conf", &format!("%include_folder {d}/loop\n"));
+        let msg = load(&s, None).unwrap_err().to_string();
+        assert!(msg.contains("include loop"), "{msg}");
+        // Depth: three files deep at most, as in fwknopd.
+        dir.write("deep/3.conf", &format!("%include {d}/deep/4.conf\n"));
+        dir.write("deep/2.conf", &format!("%include {d}/deep/3.conf\n"));
+        dir.write("deep/4.conf", "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n");
+        let one = dir.write("deep/1.conf", &format!("%include {d}/deep/2.conf\n"));
+        let msg = load(&one, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("3.conf:1: %include: includes nest at most 3"),
+            "{msg}"
+        );
+        let two = dir.write("deep/0.conf", &format!("%include {d}/deep/3.conf\n"));
+        assert_eq!(load(&two, None).unwrap().door.stanzas.len(), 1);
+
+        // Errors inside included files name the included file.
+        dir.write(
+            "bad/x.conf",
+            "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nWHAT 1\n",
+        );
+        let top = dir.write("bad.conf", &format!("%include_folder {d}/bad\n"));
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(msg.contains("x.conf:4: WHAT: unknown"), "{msg}");
+        // %include_keys holds keys only, and only inside a stanza.
+        dir.write("bad.keys", "OPEN_PORTS tcp/22\n");
+        let top = dir.write(
+            "k.conf",
+            &format!("SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n%include_keys {d}/bad.keys\n"),
+        );
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("bad.keys:1: OPEN_PORTS: a %include_keys file holds only"),
+            "{msg}"
+        );
+        let top = dir.write("k2.conf", &format!("%include_keys {d}/keys/alice.keys\n"));
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("k2.conf:1: %include_keys: appears before any SOURCE"),
+            "{msg}"
+        );
+        let top = dir.write("k3.conf", &format!("%include {d}/nope.conf\n"));
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(msg.contains("k3.conf:1: %include: cannot read"), "{msg}");
+    }
+
+    fn fwknopd(text: &str) -> Result<FwknopdSettings, FwknopConfError> {
+        parse_fwknopd(text, Path::new("fwknopd.conf"))
+    }
+
+    #[test]
+    fn fwknopd_conf_port_age_interface() {
+        let s = fwknopd("").unwrap();
+        assert_eq!((s.port, s.max_age), (DEFAULT_PORT, DEFAULT_MAX_AGE));
+        assert!(s.interfaces.is_empty());
+
+        let s = fwknopd(
+            "#PCAP_INTF eth0;\nPCAP_INTF      wg0;\nPCAP_FILTER    udp port 40001;\n\
+             MAX_SPA_PACKET_AGE 60;\nENABLE_SPA_PACKET_AGING Y;\nENABLE_DIGEST_PERSISTENCE N;\n\
+             DIGEST_FILE $FWKNOP_RUN_DIR/digest.cache;\nIPT_INPUT_ACCESS ACCEPT, filter, INPUT, 1, FWKNOP_INPUT, 1;\n\
+             FIREWALL_EXE /sbin/iptables;\nENABLE_IPT_FORWARDING N;\nUDPSERV_PORT 9;\n",
+        )
+        .unwrap();
+        assert_eq!((s.port, s.max_age), (40001, Duration::from_secs(60)));
+        assert_eq!(s.interfaces, ["wg0"]);
+        assert!(s.port_origin.contains("line 3"), "{}", s.port_origin);
+        let kws: Vec<&str> = s.notes.iter().map(|n| n.keyword.as_str()).collect();
+        for k in [
+            "ENABLE_DIGEST_PERSISTENCE",
+            "DIGEST_FILE",
+            "IPT_INPUT_ACCESS",
+            "FIREWALL_EXE",
+            "ENABLE_IPT_FORWARDING",
+            "UDPSERV_PORT",
+        ] {
+            assert!(kws.contains(&k), "{k} in {kws:?}");
+        }
+
+        let s = fwknopd("PCAP_FILTER UDP DST PORT 7000\nPCAP_INTF any\n").unwrap();
+        assert_eq!(s.port, 7000);
+        assert!(s.interfaces.is_empty());
+
+        // UDP server mode: UDPSERV_PORT, every interface.
+        let s = fwknopd(
+            "ENABLE_UDP_SERVER Y;\nUDPSERV_PORT 12345;\nPCAP_INTF eth1;\nPCAP_FILTER tcp port 1;\n",
+        )
+        .unwrap();
+        assert_eq!(s.port, 12345);
+        assert!(s.interfaces.is_empty());
+        assert!(s.notes.iter().any(|n| n.keyword == "PCAP_FILTER"));
+        let s = fwknopd("ENABLE_UDP_SERVER Y\n").unwrap();
+        assert_eq!(s.port, DEFAULT_PORT);
+        // NFQUEUE mode.
+        let s = fwknopd("ENABLE_NFQ_CAPTURE Y\nNFQ_PORT 777\nNFQ_INTERFACE eth2\n").unwrap();
+        assert_eq!(
+            (s.port, s.interfaces.as_slice()),
+            (777, &["eth2".to_string()][..])
+        );
+
+        for (text, line, needle) in [
+            (
+                "PCAP_FILTER udp dst portrange 10000-65535;",
+                1,
+                "exactly one UDP port",
+            ),
+            (
+                "PCAP_FILTER udp port 62201 and host 192.0.2.1",
+                1,
+                "exactly one UDP port",
+            ),
+            (
+                "PCAP_INTF an-interface-name-too-long",
+                1,
+                "1 to 15 characters",
+            ),
+            ("MAX_SPA_PACKET_AGE 0", 1, "from 1 to 100000"),
+            ("MAX_SPA_PACKET_AGE 100001", 1, "from 1 to 100000"),
+            (
+                "ENABLE_SPA_PACKET_AGING N",
+                1,
+                "always checks the packet's age",
+            ),
+            ("ENABLE_DESTINATION_RULE Y", 1, "per-destination"),
+            ("ENABLE_IPT_FORWARDING Y", 1, "NAT and forwarding"),
+            ("ENABLE_FIREWD_LOCAL_NAT Y", 1, "NAT and forwarding"),
+            ("ACCESS_FOLDER /etc/fwknop/access.d", 1, "%include_folder"),
+            (
+                "ENABLE_UDP_SERVER Y\nUDPSERV_PORT 0",
+                2,
+                "port from 1 to 65535",
+            ),
+            ("ENABLE_UDP_SERVER Y\nENABLE_NFQ_CAPTURE Y", 2, "one way"),
+            (
+                "# x\nMAX_SPA_PACKET_AGE 60\nMAX_SPA_PACKET_AGE 90",
+                3,
+                "already set at line 2",
+            ),
+            ("\nNOT_A_KEYWORD 1", 2, "unknown fwknopd.conf keyword"),
+            ("pcap_intf eth0", 1, "upper case: PCAP_INTF"),
+            ("ENABLE_UDP_SERVER maybe", 1, "expected Y or N"),
+        ] {
+            let msg = fwknopd(text).expect_err(text).to_string();
+            assert!(
+                msg.starts_with(&format!("fwknopd.conf:{line}: ")),
+                "{text}: {msg}"
+            );
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn fwknopd_conf_feeds_the_door() {
+        let dir = Scratch::new("both");
+        let acc = dir.write(
+            "access.conf",
+            "SOURCE ANY\nOPEN_PORTS tcp/22, udp/62201\nKEY k\n",
+        );
+        let conf = dir.write(
+            "fwknopd.conf",
+            "PCAP_FILTER udp port 40000;\nPCAP_INTF eth0;\nMAX_SPA_PACKET_AGE 30;\n",
+        );
+        // udp/62201 is fine once the SPA port is elsewhere.
+        let cfg = load(&acc, Some(&conf)).unwrap();
+        assert_eq!(
+            (cfg.door.port, cfg.door.max_age),
+            (40000, Duration::from_secs(30))
+        );
+        let c = cfg.to_config(&acc).unwrap();
+        assert_eq!(c.daemon.interfaces, ["eth0"]);
+        assert_eq!(c.doors[0].sequence[0].port, 40000);
+        let msg = load(&acc, Some(&dir.0.join("nope.conf")))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("nope.conf: cannot read fwknopd.conf"), "{msg}");
+    }
+
+    #[test]
+    fn sesame_toml_round_trips_through_the_config_loader() {
+        let dir = Scratch::new("toml");
+        let acc = dir.write(
+            "access.conf",
+            &format!(
+                "SOURCE 192.0.2.0/24, 2001:db8::/32\nOPEN_PORTS tcp/22, udp/51820\nRESTRICT_PORTS udp/51820\n\
+                 KEY_BASE64 {KEY_B64}\nHMAC_KEY_BASE64 {HMAC_B64}\nHMAC_DIGEST_TYPE SHA512\nENCRYPTION_MODE OFB\n\
+                 FW_ACCESS_TIMEOUT 60\nMAX_FW_TIMEOUT 900\nREQUIRE_USERNAME bob\nREQUIRE_SOURCE_ADDRESS Y\n\
+                 ENABLE_CMD_EXEC Y\nACCESS_EXPIRE_EPOCH 2000000000\n\
+                 SOURCE ANY\nOPEN_PORTS tcp/443\nKEY \"quoted\" pass\n"
+            ),
+        );
+        let conf = dir.write("fwknopd.conf", "PCAP_FILTER udp port 40001;\nPCAP_INTF eth0;\nMAX_SPA_PACKET_AGE 90;\nFLUSH_IPT_AT_EXIT Y;\n");
+        let cfg = load(&acc, Some(&conf)).unwrap();
+        let text = cfg.to_sesame_toml();
+        assert!(text.contains("chmod 0600"), "{text}");
+        assert!(text.contains("FLUSH_IPT_AT_EXIT"), "{text}");
+        let parsed = crate::config::parse(&text, Path::new("imported.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let Some(DoorKind::Fwknop(back)) = parsed.kinds.get("fwknop") else {
+            panic!("no fwknop door in\n{text}");
+        };
+        let mut expected = cfg.door.clone();
+        let mut back = back.clone();
+        // Lines point into each file (access.conf vs the TOML).
+        for s in expected.stanzas.iter_mut().chain(back.stanzas.iter_mut()) {
+            s.line = 0;
+        }
+        assert_eq!(back, expected);
+        let direct = cfg.to_config(&acc).unwrap();
+        assert_eq!(parsed.doors, direct.doors);
+        assert_eq!(parsed.daemon.interfaces, direct.daemon.interfaces);
+    }
+
+    #[test]
+    fn pcap_filter_and_dates() {
+        assert_eq!(parse_pcap_filter("udp port 62201"), Some(62201));
+        assert_eq!(parse_pcap_filter("  udp  dst  port 1 "), Some(1));
+        assert_eq!(parse_pcap_filter("udp port 0"), None);
+        assert_eq!(parse_pcap_filter("tcp port 22"), None);
+        assert_eq!(date_epoch("01/01/1970"), Some(0));
+        assert_eq!(date_epoch("02/29/2024"), Some(1_709_164_800));
+        assert_eq!(date_epoch("02/29/2023"), None);
+    }
+}

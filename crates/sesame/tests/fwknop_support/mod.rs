@@ -1,0 +1,480 @@
+//! Running Debian's fwknop (client `fwknop`, server `fwknopd`) inside the
+//! namespace testbed, for the fwknop interop tests (`tests/fwknop.rs`) and
+//! the fwknop latency bench (`benches/fwknop_latency.rs`).
+//!
+//! fwknopd gets everything in a scratch directory: its own `fwknopd.conf`
+//! (`PCAP_INTF sesame0`, `FWKNOP_RUN_DIR`, optionally `ENABLE_UDP_SERVER Y`),
+//! `access.conf`, digest cache, pid file and run dir, so it never touches
+//! `/etc/fwknop` or `/var/run/fwknop`. It runs in the foreground in the
+//! server namespace and drives iptables (iptables-nft) there: it creates its
+//! chain `FWKNOP_INPUT`, jumped to from position 1 of `INPUT`, and appends an
+//! `ACCEPT` rule per grant. Before it starts, the harness appends
+//! `INPUT -p tcp --dport PORT -j DROP`, so the protected port is closed until
+//! fwknopd's jump (inserted above the drop) accepts a granted source.
+//!
+//! Every wait is bounded. The processes are children of the [`Testbed`] and
+//! die with it, also on panic.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sesame::testbed::{Side, Testbed};
+
+/// Upper bound on the iterations of any polling loop here.
+const MAX_POLLS: u32 = 5_000;
+
+/// Polls `f` every `every` until it is true or `limit` passes (bounded in
+/// time and in iterations).
+pub fn poll(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    for _ in 0..MAX_POLLS {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Finds `prog` in the usual system directories.
+pub fn find_program(prog: &str) -> Option<PathBuf> {
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(prog))
+    .find(|p| p.is_file())
+}
+
+/// Resolves every program in `progs`; `None` (after printing `skipped: …`)
+/// when one is missing outside CI. Under `CI=true` a missing program is a
+/// failure.
+pub fn programs(progs: &[&str]) -> Option<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for p in progs {
+        match find_program(p) {
+            Some(path) => found.push(path),
+            None => {
+                let msg = format!(
+                    "`{p}` is not installed (apt-get install fwknop-client fwknop-server iptables)"
+                );
+                if ci() {
+                    panic!("CI=true but {msg}");
+                }
+                eprintln!("skipped: {msg}");
+                return None;
+            }
+        }
+    }
+    Some(found)
+}
+
+/// `len` random bytes in standard base64 (with padding), as fwknop's
+/// `--key-gen` writes keys.
+pub fn random_key_base64(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).expect("getrandom");
+    STANDARD.encode(bytes)
+}
+
+/// An fwknop key pair as `fwknop --key-gen` makes it: a 32-byte Rijndael key
+/// and a 64-byte HMAC key, both base64.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    /// `KEY_BASE64`.
+    pub key: String,
+    /// `HMAC_KEY_BASE64`.
+    pub hmac: String,
+}
+
+impl Keys {
+    /// Fresh random keys.
+    pub fn generate() -> Keys {
+        Keys {
+            key: random_key_base64(32),
+            hmac: random_key_base64(64),
+        }
+    }
+
+    /// An access.conf stanza for these keys (HMAC SHA256, CBC: the defaults).
+    pub fn stanza(&self, source: &str, open_ports: &str, timeout: u32) -> String {
+        format!(
+            "SOURCE {source}\nOPEN_PORTS {open_ports}\nKEY_BASE64 {}\nHMAC_KEY_BASE64 {}\nFW_ACCESS_TIMEOUT {timeout}\n",
+            self.key, self.hmac
+        )
+    }
+}
+
+/// Captured output lines of a process (stdout and stderr).
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    /// Collects `stream` line by line on a thread; echoes each line to
+    /// stderr with `prefix` when `echo` is set.
+    pub fn collect(&self, stream: impl Read + Send + 'static, prefix: String, echo: bool) {
+        let sink = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{prefix} {line}");
+                }
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    /// First line containing every needle.
+    pub fn find(&self, needles: &[&str]) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .cloned()
+    }
+
+    /// Waits up to `limit` for a line containing every needle.
+    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
+        let mut found = None;
+        poll(limit, Duration::from_millis(10), || {
+            found = self.find(needles);
+            found.is_some()
+        });
+        found
+    }
+
+    /// Lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Everything captured so far.
+    pub fn dump(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Runs `cmd` to completion with captured output, killing it (by its pid)
+/// if it takes longer than `limit`.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let mut status = None;
+    poll(limit, Duration::from_millis(5), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {limit:?}");
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `iptables ARGS` (iptables-nft) in the server namespace; panics on
+/// failure. Returns stdout.
+pub fn iptables(bed: &Testbed, args: &[&str]) -> String {
+    let mut cmd = bed.command(Side::Server, "iptables");
+    cmd.arg("-w").args(args);
+    let out = run_bounded(cmd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "iptables {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How fwknopd receives packets.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// libpcap sniffing on `sesame0` (the Debian default; no socket).
+    Pcap,
+    /// `ENABLE_UDP_SERVER Y`: a plain UDP socket on the SPA port.
+    UdpServer,
+}
+
+impl Capture {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Capture::Pcap => "pcap",
+            Capture::UdpServer => "UDP server",
+        }
+    }
+}
+
+/// A running fwknopd in the server namespace.
+pub struct Fwknopd {
+    /// Its captured stdout and stderr.
+    pub log: Lines,
+    /// The scratch directory with its files.
+    pub dir: PathBuf,
+    /// Index of the child in the testbed.
+    pub index: usize,
+}
+
+/// The fwknopd.conf the harness writes.
+pub fn fwknopd_conf(run_dir: &Path, capture: Capture, port: u16) -> String {
+    let mut conf = format!(
+        "PCAP_INTF sesame0;\nPCAP_FILTER udp port {port};\nUDPSERV_PORT {port};\nFWKNOP_RUN_DIR {};\n",
+        run_dir.display()
+    );
+    if capture == Capture::UdpServer {
+        conf.push_str("ENABLE_UDP_SERVER Y;\n");
+    }
+    conf
+}
+
+/// Whether a UDP socket is bound to `port` in the server namespace (read
+/// from the namespace's `/proc/net/udp`).
+fn udp_bound(bed: &Testbed, port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    bed.run_in(Side::Server, move || {
+        std::fs::read_to_string("/proc/thread-self/net/udp")
+            .map(|t| t.lines().skip(1).any(|l| l.contains(&needle)))
+            .unwrap_or(false)
+    })
+    .unwrap_or(false)
+}
+
+/// Closes TCP `protect_port` in the server namespace with iptables, then
+/// starts fwknopd on `access_conf` (written to `dir`) and waits until it
+/// is ready: its main loop (pcap) or its UDP socket (UDP server) is up and
+/// its `FWKNOP_INPUT` jump sits above the drop rule. `verbose` adds `-v`.
+pub fn start_fwknopd(
+    bed: &mut Testbed,
+    fwknopd: &Path,
+    dir: &Path,
+    access_conf: &str,
+    capture: Capture,
+    protect_port: u16,
+    verbose: bool,
+) -> Fwknopd {
+    let spa_port = 62201;
+    iptables(
+        bed,
+        &[
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            &protect_port.to_string(),
+            "-j",
+            "DROP",
+        ],
+    );
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let conf = dir.join("fwknopd.conf");
+    let access = dir.join("access.conf");
+    std::fs::write(&conf, fwknopd_conf(&run, capture, spa_port)).unwrap();
+    std::fs::write(&access, access_conf).unwrap();
+    for f in [&conf, &access] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let mut cmd = bed.command(Side::Server, fwknopd.to_str().unwrap());
+    cmd.arg("-f")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-a")
+        .arg(&access)
+        .arg("-d")
+        .arg(run.join("digest.cache"))
+        .arg("-p")
+        .arg(run.join("fwknopd.pid"))
+        .arg("-r")
+        .arg(&run)
+        .arg("-i")
+        .arg("sesame0");
+    if verbose {
+        cmd.arg("-v");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let index = bed.spawn(cmd).expect("spawn fwknopd");
+    let child = bed.child(index);
+    let pid = child.id();
+    let log = Lines::default();
+    let echo = verbose;
+    log.collect(
+        child.stdout.take().unwrap(),
+        format!("fwknopd[{pid}]"),
+        echo,
+    );
+    log.collect(
+        child.stderr.take().unwrap(),
+        format!("fwknopd[{pid}]"),
+        echo,
+    );
+    let ready = match capture {
+        Capture::Pcap => log
+            .wait_for(
+                &["Starting fwknopd main event loop"],
+                Duration::from_secs(15),
+            )
+            .is_some(),
+        Capture::UdpServer => {
+            log.wait_for(&["Kicking off UDP server"], Duration::from_secs(15))
+                .is_some()
+                && poll(Duration::from_secs(5), Duration::from_millis(10), || {
+                    udp_bound(bed, spa_port)
+                })
+        }
+    };
+    if !ready {
+        let exited = bed.child(index).try_wait().ok().flatten();
+        panic!(
+            "fwknopd ({}) did not become ready (exit status {exited:?}):\n{}",
+            capture.name(),
+            log.dump()
+        );
+    }
+    let rules = iptables(bed, &["-S", "INPUT"]);
+    let order: Vec<&str> = rules.lines().filter(|l| l.starts_with("-A ")).collect();
+    assert!(
+        order.first() == Some(&"-A INPUT -j FWKNOP_INPUT")
+            && order
+                .iter()
+                .any(|l| l.contains(&format!("--dport {protect_port} -j DROP"))),
+        "unexpected INPUT chain after fwknopd started:\n{rules}"
+    );
+    Fwknopd {
+        log,
+        dir: dir.to_path_buf(),
+        index,
+    }
+}
+
+/// A running `sesamed` in the server namespace (see [`start_sesamed`]).
+pub struct Sesamed {
+    /// Its captured stderr (the log).
+    pub log: Lines,
+    /// Index of the child in the testbed.
+    pub index: usize,
+    /// Its pid (`ip netns exec` execs it in place).
+    pub pid: u32,
+}
+
+/// Starts `sesamed ARGS` in the server namespace and waits for its
+/// `sesamed ready` line.
+///
+/// The replay cache goes to `state_root` (`--state-dir`), so tests running
+/// at the same time (and the host) never share one. Restarting with the
+/// same `state_root` keeps the replay cache, as a restart on a real host
+/// would.
+pub fn start_sesamed(
+    bed: &mut Testbed,
+    sesamed: &Path,
+    state_root: &Path,
+    args: &[&str],
+    echo: bool,
+) -> Sesamed {
+    std::fs::create_dir_all(state_root).unwrap();
+    let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap());
+    cmd.arg("--state-dir")
+        .arg(state_root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let index = bed.spawn(cmd).expect("spawn sesamed");
+    let child = bed.child(index);
+    let pid = child.id();
+    let log = Lines::default();
+    log.collect(
+        child.stderr.take().unwrap(),
+        format!("sesamed[{pid}]"),
+        echo,
+    );
+    if log
+        .wait_for(&["sesamed ready"], Duration::from_secs(10))
+        .is_none()
+    {
+        let exited = bed.child(index).try_wait().ok().flatten();
+        panic!(
+            "sesamed {args:?} did not become ready (exit status {exited:?}):\n{}",
+            log.dump()
+        );
+    }
+    Sesamed { log, index, pid }
+}
+
+/// Sends `signal` to sesamed and waits (bounded) for it to exit.
+pub fn stop_sesamed(bed: &mut Testbed, daemon: &Sesamed, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon.pid as i32), signal).unwrap();
+    let child = bed.child(daemon.index);
+    let exited = poll(Duration::from_secs(10), Duration::from_millis(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(exited, "sesamed did not exit after {signal}");
+}
+
+/// Runs Debian's `fwknop` client in the client namespace with `args`
+/// (after `--no-rc-file --no-save-args`, with `HOME` set to `home` so it
+/// never touches the real home directory). Panics if it fails.
+pub fn fwknop_client(bed: &Testbed, fwknop: &Path, home: &Path, args: &[&str]) -> Output {
+    let mut cmd = bed.command(Side::Client, "env");
+    cmd.arg(format!("HOME={}", home.display()))
+        .arg(fwknop)
+        .args(["--no-rc-file", "--no-save-args"])
+        .args(args);
+    let out = run_bounded(cmd, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "fwknop {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
