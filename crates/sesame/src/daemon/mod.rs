@@ -562,6 +562,18 @@ impl Daemon {
             refuse("replay_state", e.to_string());
             return;
         }
+        if msg.msg_type == MsgType::Command {
+            match fwknop_command(&stanza, &msg) {
+                Err((reason, detail)) => refuse(reason, detail),
+                Ok(command) => {
+                    info!(event = "fwknop_command", source = %src, door = %name, user = %msg.username, stanza_line = stanza.line, "fwknop command message accepted (ENABLE_CMD_EXEC)");
+                    let argv = sesame_core::CommandTemplate::shell(&command).argv;
+                    self.commands
+                        .spawn(&argv, format!("fwknop command door={name} source={src}"));
+                }
+            }
+            return;
+        }
         match fwknop_grant(&stanza, &msg, src) {
             Err((reason, detail)) => refuse(reason, detail),
             Ok((target, services, open_for)) => {
@@ -848,6 +860,32 @@ fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool {
         })
 }
 
+/// The command of an authenticated fwknop command message, run with
+/// `/bin/sh -c` as fwknopd does, only when the stanza has `ENABLE_CMD_EXEC`.
+fn fwknop_command(
+    stanza: &FwknopStanza,
+    msg: &FwknopMessage,
+) -> Result<String, (&'static str, String)> {
+    if let Some(user) = &stanza.require_username {
+        if &msg.username != user {
+            return Err((
+                "username",
+                format!("username {:?} is not the required {user:?}", msg.username),
+            ));
+        }
+    }
+    if !stanza.enable_cmd_exec {
+        return Err((
+            "command_disabled",
+            "command messages need ENABLE_CMD_EXEC in the stanza".into(),
+        ));
+    }
+    match &msg.command {
+        Some(c) if !c.trim().is_empty() => Ok(c.clone()),
+        _ => Err(("malformed", "empty command".into())),
+    }
+}
+
 /// What an authenticated fwknop request may open, with fwknopd's policy:
 /// (address, services, lifetime), or (reason, detail) when refused.
 #[allow(clippy::type_complexity)]
@@ -866,13 +904,6 @@ fn fwknop_grant(
     }
     match msg.msg_type {
         MsgType::Access | MsgType::ClientTimeoutAccess => {}
-        MsgType::Command if stanza.enable_cmd_exec => {
-            return Err((
-                "command_unsupported",
-                "command messages are enabled for this stanza but sesamed does not execute them"
-                    .into(),
-            ))
-        }
         MsgType::Command => {
             return Err((
                 "command_disabled",
