@@ -231,6 +231,17 @@ impl Tracker {
         self.table.len()
     }
 
+    /// Attempts in progress per door, indexed by [`DoorId`]. O(attempts).
+    pub fn in_progress_by_door(&self) -> Vec<usize> {
+        let mut out = vec![0; self.doors.len()];
+        for ((_, door), _, _) in self.table.iter() {
+            if let Some(n) = out.get_mut(*door) {
+                *n += 1;
+            }
+        }
+        out
+    }
+
     /// Knocks matched so far by `src` on `door`, if an attempt is tracked.
     pub fn progress(&self, src: IpAddr, door: DoorId) -> Option<usize> {
         self.table.get(&(src, door)).copied()
@@ -257,6 +268,49 @@ impl Tracker {
                 step(&mut self.table, door, id, now, obs, events);
             }
         }
+    }
+
+    /// Carries the attempts in progress of `old` over to this tracker (a
+    /// config reload): an attempt on old door `o` is kept as an attempt on
+    /// door `n` when `mapping(o) == Some(n)`, with its progress, its start
+    /// time and so its deadline unchanged; attempts on unmapped doors are
+    /// dropped silently. Map only doors whose definition is unchanged, so the
+    /// progress still means the same knocks. Attempts are re-inserted oldest
+    /// first, so the eviction order is kept; if this tracker is smaller, the
+    /// oldest are evicted (returned as [`Event::Evicted`] in `events`).
+    /// Returns how many attempts were carried. Costs O(attempts · log).
+    pub fn carry_from(
+        &mut self,
+        old: &Tracker,
+        mapping: impl Fn(DoorId) -> Option<DoorId>,
+        events: &mut Vec<Event>,
+    ) -> usize {
+        let mut kept: Vec<(Instant, IpAddr, DoorId, usize)> = old
+            .table
+            .iter()
+            .filter_map(|(&(src, door), &matched, _)| {
+                let new = mapping(door)?;
+                let since = old.table.inserted_at(&(src, door))?;
+                (new < self.doors.len()).then_some((since, src, new, matched))
+            })
+            .collect();
+        kept.sort_by_key(|&(since, ..)| since);
+        for &(since, src, door, matched) in &kept {
+            let ttl = self.doors[door].seq_timeout;
+            if let Inserted::Evicted {
+                key: (old_src, old_door),
+                value,
+                ..
+            } = self.table.insert(since, (src, door), ttl, matched)
+            {
+                events.push(Event::Evicted {
+                    src: old_src,
+                    door: old_door,
+                    matched: value,
+                });
+            }
+        }
+        kept.len()
     }
 
     /// Drops every attempt whose `seq_timeout` has passed, emitting
@@ -973,5 +1027,67 @@ mod tests {
         let mut want = syn(ip(9), 7000);
         want.dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         assert_eq!(obs, want);
+    }
+
+    #[test]
+    fn carry_from_keeps_progress_of_mapped_doors_only() {
+        let old_doors = vec![
+            door("a", &["1000", "2000", "3000"]),
+            door("b", &["4000", "5000", "6000"]),
+        ];
+        let mut old = Tracker::new(old_doors, 100, SEED);
+        feed(&mut old, 0, syn(ip(1), 1000));
+        feed(&mut old, 100, syn(ip(1), 2000));
+        feed(&mut old, 200, syn(ip(2), 4000));
+        assert_eq!(old.in_progress(), 2);
+        // Reloaded: "b" removed, a new door "c" first, "a" unchanged at index 1.
+        let new_doors = vec![
+            door("c", &["7000", "8000"]),
+            door("a", &["1000", "2000", "3000"]),
+        ];
+        let mut new = Tracker::new(new_doors, 100, SEED);
+        let mut events = Vec::new();
+        let carried = new.carry_from(&old, |id| (id == 0).then_some(1), &mut events);
+        assert_eq!(carried, 1);
+        assert!(events.is_empty());
+        assert_eq!(new.progress(ip(1), 1), Some(2));
+        assert_eq!(new.progress(ip(2), 0), None);
+        assert_eq!(new.in_progress(), 1);
+        assert_eq!(new.in_progress_by_door(), [0, 1]);
+        // The deadline is the original one (first knock at 0 + 5 s).
+        assert_eq!(new.next_deadline(), Some(t(5000)));
+        // The knock goes on where it was.
+        assert_eq!(opens(&feed(&mut new, 300, syn(ip(1), 3000))), [(ip(1), 1)]);
+    }
+
+    #[test]
+    fn carry_from_times_out_on_the_original_deadline_and_keeps_order() {
+        let mut old = Tracker::new(vec![door("a", &["1000", "2000", "3000"])], 100, SEED);
+        feed(&mut old, 0, syn(ip(1), 1000));
+        feed(&mut old, 1000, syn(ip(2), 1000));
+        feed(&mut old, 2000, syn(ip(3), 1000));
+        // A smaller table: the oldest attempt is evicted, the newest kept.
+        let mut new = Tracker::new(vec![door("a", &["1000", "2000", "3000"])], 2, SEED);
+        let mut events = Vec::new();
+        assert_eq!(new.carry_from(&old, Some, &mut events), 3);
+        assert_eq!(
+            events,
+            [Event::Evicted {
+                src: ip(1),
+                door: 0,
+                matched: 1
+            }]
+        );
+        let mut events = Vec::new();
+        new.expire(t(6000), &mut events);
+        assert_eq!(
+            events,
+            [Event::Timeout {
+                src: ip(2),
+                door: 0,
+                matched: 1
+            }]
+        );
+        assert_eq!(new.progress(ip(3), 0), Some(1));
     }
 }
