@@ -137,6 +137,9 @@ pub const DEFAULT_SPA_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_TOTP_PERIOD: Duration = Duration::from_secs(30);
 /// Default TOTP sequence length.
 pub const DEFAULT_TOTP_LENGTH: usize = 4;
+/// Default control socket path.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/sesame/control.sock";
+
 /// Default state directory (replay cache).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sesame";
 
@@ -164,6 +167,18 @@ pub struct DaemonSettings {
     pub state_dir: PathBuf,
     /// The server's X25519 secret key file (public-key SPA).
     pub server_key: Option<PathBuf>,
+    /// Run as this user after setup, keeping only CAP_NET_ADMIN (root when
+    /// unset).
+    pub user: Option<String>,
+    /// Also append audit events (opens, closes, revokes, manual grants) to
+    /// this file.
+    pub audit_log: Option<PathBuf>,
+    /// The control socket (`sesame status`, `revoke`, `open`, `reload`).
+    pub control_socket: PathBuf,
+    /// Group whose members may use the control socket (root only if unset).
+    pub control_group: Option<String>,
+    /// Address of the Prometheus metrics endpoint (off when unset).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for DaemonSettings {
@@ -179,8 +194,23 @@ impl Default for DaemonSettings {
             pid_file: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             server_key: None,
+            user: None,
+            audit_log: None,
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            control_group: None,
+            metrics: None,
         }
     }
+}
+
+/// Checks a user name for `[daemon] user` / `sesamed --user`.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 /// Longest interface name Linux allows (`IFNAMSIZ` - 1).
@@ -199,6 +229,9 @@ pub fn valid_interface_name(name: &str) -> bool {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file is writable by its group or others.
+    #[error("{0}")]
+    Permissions(#[from] crate::privilege::WritableByOthers),
     /// The file could not be read.
     #[error("{path}: cannot read config: {source}")]
     Read {
@@ -267,6 +300,11 @@ struct RawDaemon {
     pid_file: Option<String>,
     state_dir: Option<String>,
     server_key: Option<String>,
+    user: Option<Spanned<String>>,
+    audit_log: Option<String>,
+    control_socket: Option<String>,
+    control_group: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +397,7 @@ enum RawDuration {
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    crate::privilege::check_not_writable_by_others(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -488,6 +527,44 @@ impl Ctx<'_> {
             out.state_dir = PathBuf::from(dir);
         }
         out.server_key = raw.server_key.map(PathBuf::from);
+        if let Some(user) = raw.user {
+            if !valid_user_name(user.get_ref()) {
+                return Err(self.invalid(
+                    user.span(),
+                    format!("daemon.user {:?}", user.get_ref()),
+                    "expected a user name (letters, digits, '_', '-', '.'; at most 32)",
+                ));
+            }
+            out.user = Some(user.into_inner());
+        }
+        out.audit_log = raw.audit_log.map(PathBuf::from);
+        if let Some(path) = raw.control_socket {
+            out.control_socket = PathBuf::from(path);
+        }
+        if let Some(group) = raw.control_group {
+            let ok = !group.get_ref().is_empty()
+                && group
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !ok {
+                return Err(self.invalid(
+                    group.span(),
+                    format!("daemon.control_group {:?}", group.get_ref()),
+                    "expected a group name",
+                ));
+            }
+            out.control_group = Some(group.into_inner());
+        }
+        if let Some(addr) = raw.metrics {
+            out.metrics = Some(addr.get_ref().parse().map_err(|_| {
+                self.invalid(
+                    addr.span(),
+                    format!("daemon.metrics {:?}", addr.get_ref()),
+                    "expected ADDRESS:PORT, e.g. \"127.0.0.1:9751\"",
+                )
+            })?);
+        }
         out.pid_file = raw.pid_file.map(PathBuf::from);
         out.syslog = raw.syslog;
         for (key, field, target) in [
@@ -1322,6 +1399,46 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn daemon_user_and_audit_log() {
+        let cfg = parse(
+            "[daemon]\nuser = \"sesame\"\naudit_log = \"/var/log/sesame-audit.log\"\n[door.d]\nsequence = [\"1000\"]\nprotect = [\"tcp/22\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.daemon.user.as_deref(), Some("sesame"));
+        assert_eq!(
+            cfg.daemon.audit_log,
+            Some(PathBuf::from("/var/log/sesame-audit.log"))
+        );
+        let e = parse("[daemon]\nuser = \"-x y\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("daemon.user"), "{e}");
+        let cfg = parse(
+            "[door.d]\nsequence = [\"1000\"]\nprotect = [\"tcp/22\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert!(cfg.daemon.user.is_none());
+    }
+
+    #[test]
+    fn group_writable_config_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("sesame-perm-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[door.d]\nsequence = [\"1000\"]\nprotect = [\"tcp/22\"]\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Permissions(_)), "{e}");
+        assert!(e.to_string().contains("chmod go-w"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

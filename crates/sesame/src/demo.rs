@@ -170,6 +170,8 @@ pub fn run() -> Result<(), DemoError> {
     let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap_or("sesamed"));
     cmd.arg("--config")
         .arg(&config_path)
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
         .stdin(Stdio::null())
         .stderr(Stdio::piped());
     let idx = bed.spawn(cmd)?;

@@ -248,6 +248,9 @@ const NO_OPEN_PORTS: &str =
 /// Why an fwknop configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FwknopConfError {
+    /// A file is writable by its group or others.
+    #[error("{0}")]
+    Permissions(#[from] crate::privilege::WritableByOthers),
     /// A file named on the command line could not be read.
     #[error("{path}: cannot read {what}: {source}")]
     Read {
@@ -357,6 +360,7 @@ pub fn load(
     let settings = match fwknopd_conf {
         None => FwknopdSettings::default(),
         Some(path) => {
+            crate::privilege::check_not_writable_by_others(path)?;
             let text = std::fs::read_to_string(path).map_err(|source| FwknopConfError::Read {
                 path: path.display().to_string(),
                 what: "fwknopd.conf",
@@ -1105,6 +1109,7 @@ impl AccessParser {
                 format!("includes nest at most {MAX_INCLUDE_DEPTH} files deep (as in fwknopd)"),
             ));
         }
+        crate::privilege::check_not_writable_by_others(path)?;
         let text = std::fs::read_to_string(path).map_err(read_err)?;
         self.stack.push(canonical);
         self.files.push(path.to_path_buf());

@@ -127,6 +127,9 @@ impl fmt::Display for KeyKind {
 /// given, or `inline key`. No variant carries secret material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
+    /// A public key file writable by its group or others.
+    #[error("{0}")]
+    Permissions(#[from] crate::privilege::WritableByOthers),
     /// The file cannot be opened or read.
     #[error("{file}: cannot read key file: {source}")]
     Read {
@@ -447,9 +450,11 @@ pub fn read_secret(path: &Path, kind: KeyKind) -> Result<Zeroizing<[u8; KEY_LEN]
     parse_line(&display(path), utf8(path, &bytes, kind)?, kind)
 }
 
-/// Reads a public key file of `kind` (no permission check).
+/// Reads a public key file of `kind` (refused when group- or
+/// world-writable; readable by anyone is fine).
 pub fn read_public(path: &Path, kind: KeyKind) -> Result<[u8; KEY_LEN], KeyFileError> {
     let (file, _) = open_regular(path)?;
+    crate::privilege::check_not_writable_by_others(path)?;
     let bytes = read_limited(path, file)?;
     parse_line(&display(path), utf8(path, &bytes, kind)?, kind).map(|k| *k)
 }

@@ -35,6 +35,9 @@ pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
 /// Why a knockd config (or one of its one-time sequence files) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KnockdError {
+    /// The file is writable by its group or others.
+    #[error("{0}")]
+    Permissions(#[from] crate::privilege::WritableByOthers),
     /// The config file could not be read.
     #[error("{path}: cannot read knockd config: {source}")]
     Read {
@@ -311,6 +314,7 @@ impl KnockdDoor {
 
 /// Reads and parses a knockd config file.
 pub fn load(path: &Path) -> Result<KnockdConfig, KnockdError> {
+    crate::privilege::check_not_writable_by_others(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| KnockdError::Read {
         path: path.display().to_string(),
         source,

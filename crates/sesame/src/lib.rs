@@ -7,11 +7,15 @@
 
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod docs;
 pub mod fwknop_conf;
 pub mod keys;
 pub mod knockd;
 pub mod logging;
 pub mod one_time;
+pub mod privilege;
+pub mod service;
 pub mod testbed;

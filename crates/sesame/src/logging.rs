@@ -4,16 +4,29 @@
 //! timestamp has microsecond resolution (RFC 3339, UTC). Besides stderr, the
 //! daemon can append to a log file and send to syslog (knockd's `LogFile` and
 //! `UseSyslog`).
+//!
+//! Under systemd (`JOURNAL_STREAM` names our stderr) lines go natively to the
+//! journal instead of stderr, with the structured fields `SOURCE`, `DOOR`,
+//! `EVENT` and `REASON` (plus every other field, upper-cased). Audit events
+//! ([`AUDIT_EVENTS`]: opens, closes, revokes, manual grants, accepted
+//! credentials) carry `AUDIT=1` there, and can also go to a separate audit
+//! log file that never holds debug output. Floods are rate-limited per
+//! `(event, reason)` ([`RateLimiter`]); audit events never are.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter::LevelFilter, Layer};
 
@@ -34,6 +47,261 @@ pub struct LogTargets {
     pub file: Option<PathBuf>,
     /// Send every line to the local syslog daemon (`/dev/log`).
     pub syslog: bool,
+    /// Append audit events only to this file.
+    pub audit_log: Option<PathBuf>,
+    /// Send lines natively to the journal instead of stderr (see
+    /// [`journald_wanted`]).
+    pub journald: bool,
+}
+
+/// The `event` values that form the audit trail.
+pub const AUDIT_EVENTS: &[&str] = &[
+    "open",
+    "close",
+    "revoke",
+    "manual_open",
+    "refresh",
+    "spa_accepted",
+    "totp_accepted",
+    "fwknop_accepted",
+];
+
+/// Whether stderr is connected to the journal: systemd sets
+/// `JOURNAL_STREAM=DEV:INODE` for the service's stdout/stderr stream.
+pub fn journald_wanted() -> bool {
+    use std::os::fd::AsFd;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(io::stderr().as_fd()) else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", st.st_dev, st.st_ino)
+}
+
+/// The `event` and `reason` fields of a tracing event.
+#[derive(Default, Debug)]
+struct Kind {
+    event: Option<String>,
+    reason: Option<String>,
+}
+
+impl Visit for Kind {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "event" => self.event = Some(value.to_string()),
+            "reason" => self.reason = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "event" => self.event = Some(format!("{value:?}").trim_matches('"').to_string()),
+            "reason" => self.reason = Some(format!("{value:?}").trim_matches('"').to_string()),
+            _ => {}
+        }
+    }
+}
+
+impl Kind {
+    fn of(event: &Event<'_>) -> Kind {
+        let mut k = Kind::default();
+        event.record(&mut k);
+        k
+    }
+    fn is_audit(&self) -> bool {
+        self.event
+            .as_deref()
+            .is_some_and(|e| AUDIT_EVENTS.contains(&e))
+    }
+}
+
+/// Per-layer filter: only audit events (`true`) or only the others.
+struct AuditOnly(bool);
+
+impl<S: Subscriber> Filter<S> for AuditOnly {
+    fn enabled(
+        &self,
+        _meta: &tracing::Metadata<'_>,
+        _cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        true
+    }
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
+        Kind::of(event).is_audit() == self.0
+    }
+}
+
+/// A window's suppressed lines for one `(event, reason)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    /// The `event` field (or the call site when there is none).
+    pub event: String,
+    /// The `reason` field, or empty.
+    pub reason: String,
+    /// How many lines were dropped.
+    pub count: u64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    start: Instant,
+    passed: u32,
+    suppressed: u64,
+}
+
+/// Sans-IO flood limiter: at most `burst` lines per `window` for each
+/// `(event, reason)`; what is dropped is counted and reported once the
+/// window is over. Bounded: at most `max_keys` keys are tracked, the rest
+/// share one overflow key.
+#[derive(Debug)]
+pub struct RateLimiter {
+    burst: u32,
+    window: Duration,
+    max_keys: usize,
+    keys: HashMap<(String, String), Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+/// Default lines per window per `(event, reason)`.
+pub const DEFAULT_BURST: u32 = 20;
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::new(DEFAULT_BURST, Duration::from_secs(1), 256)
+    }
+}
+
+impl RateLimiter {
+    /// `burst` lines per `window` per key, at most `max_keys` keys.
+    pub fn new(burst: u32, window: Duration, max_keys: usize) -> Self {
+        RateLimiter {
+            burst,
+            window,
+            max_keys: max_keys.max(1),
+            keys: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+
+    /// Whether a line of `(event, reason)` may be written at `now`, and the
+    /// summaries of windows that ended with lines dropped (to be logged).
+    pub fn check(&mut self, event: &str, reason: &str, now: Instant) -> (bool, Vec<Suppressed>) {
+        let summaries = self.sweep(now);
+        let mut key = (event.to_string(), reason.to_string());
+        if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
+            key = ("*".to_string(), "*".to_string());
+        }
+        let window = self.window;
+        let b = self.keys.entry(key).or_insert(Bucket {
+            start: now,
+            passed: 0,
+            suppressed: 0,
+        });
+        if now.saturating_duration_since(b.start) >= window {
+            b.start = now;
+            b.passed = 0;
+        }
+        let pass = b.passed < self.burst;
+        if pass {
+            b.passed += 1;
+        } else {
+            b.suppressed += 1;
+        }
+        (pass, summaries)
+    }
+
+    /// Summaries of ended windows with drops; forgets idle keys. Scans at
+    /// most once per window, so a flood costs O(1) per line.
+    pub fn sweep(&mut self, now: Instant) -> Vec<Suppressed> {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < self.window)
+        {
+            return Vec::new();
+        }
+        self.last_sweep = Some(now);
+        let window = self.window;
+        let mut out = Vec::new();
+        self.keys.retain(|(event, reason), b| {
+            if now.saturating_duration_since(b.start) < window {
+                return true;
+            }
+            if b.suppressed > 0 {
+                out.push(Suppressed {
+                    event: event.clone(),
+                    reason: reason.clone(),
+                    count: b.suppressed,
+                });
+            }
+            false
+        });
+        out.sort_by(|a, b| (&a.event, &a.reason).cmp(&(&b.event, &b.reason)));
+        out
+    }
+}
+
+/// The limiter of the installed subscriber, for [`flush_suppressed`].
+static LIMITER: Mutex<Option<Arc<Mutex<RateLimiter>>>> = Mutex::new(None);
+
+fn report(summaries: Vec<Suppressed>) {
+    for s in summaries {
+        tracing::warn!(
+            event = "suppressed",
+            suppressed_event = %s.event,
+            reason = %s.reason,
+            count = s.count,
+            "suppressed {} log line(s) of event={} reason={:?} (flood)",
+            s.count,
+            s.event,
+            s.reason
+        );
+    }
+}
+
+/// Logs the summaries of flood windows that have ended. Lines are also
+/// summarised on the next logged line; a loop that logs nothing for a while
+/// may call this now and then (cheap).
+pub fn flush_suppressed() {
+    let limiter = LIMITER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(l) = limiter {
+        let summaries = l
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sweep(Instant::now());
+        report(summaries);
+    }
+}
+
+/// Drops lines beyond the [`RateLimiter`]'s budget for the whole subscriber.
+/// Audit events and its own summaries always pass.
+pub struct RateLimitLayer(Arc<Mutex<RateLimiter>>);
+
+impl RateLimitLayer {
+    /// Wraps `limiter`.
+    pub fn new(limiter: RateLimiter) -> Self {
+        RateLimitLayer(Arc::new(Mutex::new(limiter)))
+    }
+}
+
+impl<S: Subscriber> Layer<S> for RateLimitLayer {
+    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+        let kind = Kind::of(event);
+        if kind.is_audit() || kind.event.as_deref() == Some("suppressed") {
+            return true;
+        }
+        let name = kind
+            .event
+            .unwrap_or_else(|| event.metadata().name().to_string());
+        let (pass, summaries) = self.0.lock().unwrap_or_else(|e| e.into_inner()).check(
+            &name,
+            kind.reason.as_deref().unwrap_or(""),
+            Instant::now(),
+        );
+        // The lock is released: the summaries go through the subscriber too.
+        report(summaries);
+        pass
+    }
 }
 
 /// Why logging could not be set up.
@@ -137,6 +405,24 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
         LevelFilter::INFO
     };
     let file = targets.file.as_deref().map(open_log_file).transpose()?;
+    let audit_file = targets
+        .audit_log
+        .as_deref()
+        .map(open_log_file)
+        .transpose()?;
+    let journald = if targets.journald {
+        // An unreachable journal falls back to stderr (which systemd also
+        // forwards to the journal).
+        let make = || {
+            tracing_journald::layer().ok().map(|l| {
+                l.with_field_prefix(None)
+                    .with_syslog_identifier("sesamed".to_string())
+            })
+        };
+        make().zip(make().map(|l| l.with_custom_fields([("AUDIT", "1")])))
+    } else {
+        None
+    };
     let syslog = if targets.syslog {
         Some(Syslog::new(Path::new(SYSLOG_SOCKET)).map_err(LogError::Syslog)?)
     } else {
@@ -161,17 +447,37 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
     };
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let json = format == LogFormat::Json;
-    let mut layers = vec![layer(BoxMakeWriter::new(io::stderr), json, true)];
+    let mut layers = Vec::new();
+    if let Some((j, audit)) = journald {
+        layers.push(j.with_filter(AuditOnly(false)).boxed());
+        layers.push(audit.with_filter(AuditOnly(true)).boxed());
+    } else {
+        layers.push(layer(BoxMakeWriter::new(io::stderr), json, true));
+    }
     if let Some(f) = file {
         layers.push(layer(BoxMakeWriter::new(Mutex::new(f)), json, true));
     }
     if let Some(s) = syslog {
         layers.push(layer(BoxMakeWriter::new(s), json, false));
     }
+    if let Some(f) = audit_file {
+        layers.push(
+            layer(BoxMakeWriter::new(Mutex::new(f)), json, true)
+                .with_filter(AuditOnly(true))
+                .boxed(),
+        );
+    }
+    let limiter = RateLimitLayer::new(RateLimiter::default());
+    let shared = limiter.0.clone();
     // A second init (e.g. in tests) is harmless; ignore it.
-    let _ = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(layers.with_filter(level))
-        .try_init();
+        .with(limiter)
+        .try_init()
+        .is_ok()
+    {
+        *LIMITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared);
+    }
     if let Some(e) = syslog_down {
         tracing::warn!(
             event = "syslog_unavailable",
@@ -204,6 +510,126 @@ mod tests {
     }
 
     #[test]
+    fn rate_limiter_passes_a_burst_then_counts_what_it_drops() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(3, Duration::from_secs(1), 16);
+        let mut passed = 0;
+        for _ in 0..10 {
+            let (pass, sums) = r.check("rejected", "bad_mac", t0);
+            assert!(sums.is_empty());
+            passed += usize::from(pass);
+        }
+        assert_eq!(passed, 3);
+        // Another (event, reason) has its own budget.
+        assert!(r.check("rejected", "stale", t0).0);
+        assert!(r.check("reset", "", t0).0);
+        // The next window: the summary comes out once, the key passes again.
+        let t1 = t0 + Duration::from_secs(1);
+        let (pass, sums) = r.check("rejected", "bad_mac", t1);
+        assert!(pass);
+        assert_eq!(
+            sums,
+            vec![Suppressed {
+                event: "rejected".into(),
+                reason: "bad_mac".into(),
+                count: 7
+            }]
+        );
+        let (_, sums) = r.check("rejected", "bad_mac", t1 + Duration::from_millis(10));
+        assert!(sums.is_empty());
+    }
+
+    #[test]
+    fn rate_limiter_sweep_reports_idle_keys_and_is_bounded() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(1, Duration::from_secs(1), 2);
+        r.check("a", "", t0);
+        r.check("a", "", t0);
+        r.check("b", "", t0);
+        // Keys beyond the bound share the overflow key.
+        assert!(r.check("c", "", t0).0);
+        assert!(!r.check("d", "", t0).0);
+        assert_eq!(r.keys.len(), 3);
+        let sums = r.sweep(t0 + Duration::from_secs(2));
+        let got: Vec<_> = sums.iter().map(|s| (s.event.as_str(), s.count)).collect();
+        assert_eq!(got, vec![("*", 1), ("a", 1)]);
+        assert!(r.keys.is_empty(), "idle keys are forgotten");
+    }
+
+    #[test]
+    fn audit_events_are_classified() {
+        for e in AUDIT_EVENTS {
+            assert!(Kind {
+                event: Some(e.to_string()),
+                reason: None
+            }
+            .is_audit());
+        }
+        for e in ["stage", "reset", "duplicate", "spa_refused"] {
+            assert!(!Kind {
+                event: Some(e.to_string()),
+                reason: None
+            }
+            .is_audit());
+        }
+        assert!(!Kind::default().is_audit());
+    }
+
+    #[test]
+    fn subscriber_drops_floods_keeps_audit_and_splits_the_audit_file() {
+        use tracing_subscriber::fmt::writer::BoxMakeWriter;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (all, audit) = (Buf::default(), Buf::default());
+        let (a, b) = (all.clone(), audit.clone());
+        let fmt = |w: BoxMakeWriter| {
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .without_time()
+                .with_writer(w)
+        };
+        let sub = tracing_subscriber::registry()
+            .with(vec![
+                fmt(BoxMakeWriter::new(move || a.clone())).boxed(),
+                fmt(BoxMakeWriter::new(move || b.clone()))
+                    .with_filter(AuditOnly(true))
+                    .boxed(),
+            ])
+            .with(RateLimitLayer::new(RateLimiter::new(
+                2,
+                Duration::from_secs(3600),
+                16,
+            )));
+        tracing::subscriber::with_default(sub, || {
+            for _ in 0..50 {
+                tracing::info!(event = "rejected", reason = "bad_mac", "flood");
+            }
+            for _ in 0..5 {
+                tracing::info!(event = "open", door = "ssh", "door opened");
+            }
+            tracing::debug!(event = "duplicate", "debug noise");
+        });
+        let all = String::from_utf8(all.0.lock().unwrap().clone()).unwrap();
+        let audit = String::from_utf8(audit.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(all.matches("flood").count(), 2, "{all}");
+        assert_eq!(all.matches("door opened").count(), 5, "{all}");
+        assert_eq!(audit.matches("door opened").count(), 5, "{audit}");
+        assert!(
+            !audit.contains("flood") && !audit.contains("debug noise"),
+            "{audit}"
+        );
+    }
+
+    #[test]
     fn missing_syslog_socket_is_not_fatal() {
         let s = Syslog::new(Path::new("/nonexistent-dir/log")).unwrap();
         assert!(s.reachable().is_err());
@@ -218,7 +644,7 @@ mod tests {
             false,
             &LogTargets {
                 file: Some("/nonexistent-dir/sesame.log".into()),
-                syslog: false,
+                ..Default::default()
             },
         )
         .unwrap_err();

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sesame::client::profile::{self, ClientConfig, ClientDoor, ServerProfile, SpaDoor, TotpDoor};
 use sesame::client::{self, Family};
+use sesame::control::cli as ctl;
 use sesame::keys::{self, KeyKind};
 use sesame::knockd;
 use sesame::one_time::OneTimeFile;
@@ -44,6 +45,19 @@ enum Command {
         #[command(subcommand)]
         from: ImportFrom,
     },
+    /// Show the running sesamed: doors, active grants with the time left,
+    /// knocks in progress, counters and uptime (control socket).
+    Status(ctl::ListArgs),
+    /// List the active grants of the running sesamed.
+    Grants(ctl::ListArgs),
+    /// Remove a grant from the kernel now: `sesame revoke ADDR [--door D]`.
+    Revoke(ctl::RevokeArgs),
+    /// Manual (emergency) grant, logged as such: `sesame open ADDR --door D
+    /// --for 10m`.
+    Open(ctl::OpenArgs),
+    /// Make sesamed re-read its config; an invalid one is refused and the
+    /// running one kept.
+    Reload(ctl::SocketArg),
 }
 
 #[derive(Subcommand)]
@@ -624,6 +638,11 @@ fn import_fwknop(access_conf: &Path, fwknopd_conf: Option<&Path>) -> Result<(), 
 }
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        sesame::docs::from_env("sesame", <Cli as clap::CommandFactory>::command, "1")
+    {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Knock(args) => knock(args),
@@ -640,6 +659,11 @@ fn main() -> ExitCode {
                     fwknopd_conf,
                 },
         } => import_fwknop(&access_conf, fwknopd_conf.as_deref()),
+        Command::Status(args) => ctl::status(&args),
+        Command::Grants(args) => ctl::grants(&args),
+        Command::Revoke(args) => ctl::revoke(&args),
+        Command::Open(args) => ctl::open(&args),
+        Command::Reload(args) => ctl::reload(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sesame::config;
+use sesame::daemon::source::ConfigSource;
 use sesame::daemon::Daemon;
 use sesame::logging::{self, LogFormat, LogTargets};
+use sesame::{privilege, service};
 
 /// Sesame port-knocking daemon: watches knocks through NFLOG and opens
 /// protected ports per source address with nftables kernel timeouts.
@@ -33,6 +35,19 @@ struct Args {
     /// `[daemon] state_dir`; default /var/lib/sesame).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// After setup, run as this user keeping only CAP_NET_ADMIN (overrides
+    /// the config's `[daemon] user`; default: stay root).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Control socket for `sesame status|grants|revoke|open|reload`
+    /// (overrides the config's `[daemon] control_socket`; default
+    /// /run/sesame/control.sock).
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (overrides the
+    /// config's `[daemon] metrics`; off by default).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Only count knocks arriving on this interface (repeatable; overrides
     /// the config's interfaces, like knockd's -i).
     #[arg(short, long, value_name = "IFACE")]
@@ -54,29 +69,29 @@ struct Args {
     verbose: bool,
 }
 
+/// Where the config comes from, with the command-line overrides; kept by
+/// the daemon to reload the same way.
+fn source(args: &Args, sesame_path: &Path) -> ConfigSource {
+    ConfigSource {
+        config: sesame_path.to_path_buf(),
+        knockd_config: args.knockd_config.clone(),
+        fwknop_access: args.fwknop_access.clone(),
+        fwknopd_conf: args.fwknopd_conf.clone(),
+        state_dir: args.state_dir.clone(),
+        interfaces: args.interface.clone(),
+        control_socket: args.control_socket.clone(),
+        metrics: args.metrics,
+    }
+}
+
 /// Loads the Sesame config, or the knockd one when asked to.
 fn load(args: &Args, sesame_path: &Path) -> Result<config::Config, String> {
-    let mut cfg = match (&args.knockd_config, &args.fwknop_access) {
-        (Some(path), _) => sesame::knockd::load(path)
-            .and_then(|k| k.to_config(path))
-            .map_err(|e| e.to_string())?,
-        (None, Some(access)) => sesame::fwknop_conf::load(access, args.fwknopd_conf.as_deref())
-            .and_then(|f| f.to_config(access))
-            .map_err(|e| e.to_string())?,
-        (None, None) => config::load(sesame_path).map_err(|e| e.to_string())?,
-    };
-    if !args.interface.is_empty() {
-        for name in &args.interface {
-            if !config::valid_interface_name(name) {
-                return Err(format!(
-                    "--interface {name:?}: expected an interface name of 1 to 15 characters"
-                ));
-            }
+    let mut cfg = source(args, sesame_path).load()?;
+    if let Some(user) = &args.user {
+        if !config::valid_user_name(user) {
+            return Err(format!("--user {user:?}: expected a user name"));
         }
-        cfg.daemon.interfaces = args.interface.clone();
-    }
-    if let Some(dir) = &args.state_dir {
-        cfg.daemon.state_dir = dir.clone();
+        cfg.daemon.user = Some(user.clone());
     }
     Ok(cfg)
 }
@@ -104,6 +119,11 @@ impl Drop for PidFile {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) =
+        sesame::docs::from_env("sesamed", <Args as clap::CommandFactory>::command, "8")
+    {
+        return code;
+    }
     let args = Args::parse();
     if let Some(file) = &args.check_config {
         let other = args.knockd_config.as_ref().or(args.fwknop_access.as_ref());
@@ -179,6 +199,8 @@ fn main() -> ExitCode {
     let targets = LogTargets {
         file: cfg.daemon.log_file.clone(),
         syslog: cfg.daemon.syslog,
+        audit_log: cfg.daemon.audit_log.clone(),
+        journald: logging::journald_wanted(),
     };
     if let Err(e) = logging::init_with(args.log_format, args.verbose, &targets) {
         eprintln!("sesamed: {e}");
@@ -191,12 +213,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Daemon::start(cfg).and_then(Daemon::run) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(event = "fatal", "{e}");
-            eprintln!("sesamed: {e}");
-            ExitCode::FAILURE
+    let fatal = |e: &dyn std::fmt::Display| {
+        tracing::error!(event = "fatal", "{e}");
+        eprintln!("sesamed: {e}");
+        ExitCode::FAILURE
+    };
+    // Looked up before touching the firewall: a typo fails fast.
+    let target = match cfg
+        .daemon
+        .user
+        .as_deref()
+        .map(privilege::lookup)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return fatal(&e),
+    };
+    let state_dir = cfg.daemon.state_dir.clone();
+    let daemon = match Daemon::start(cfg, source(&args, &args.config)) {
+        Ok(d) => d,
+        Err(e) => return fatal(&e),
+    };
+    // Table installed, NFLOG bound, files open: drop to the user.
+    if let Some(t) = &target {
+        if let Err(e) = privilege::hand_over(&state_dir, t).and_then(|()| privilege::drop_to(t)) {
+            return fatal(&e);
         }
+        tracing::info!(
+            event = "privileges",
+            user = %t.name,
+            "running as user {} (uid {}), keeping only CAP_NET_ADMIN",
+            t.name,
+            t.uid
+        );
+    }
+    if target.is_none() {
+        // Started unprivileged with CAP_NET_ADMIN (the systemd unit): keep
+        // nothing else, and nothing for child commands.
+        if let Err(e) = privilege::restrict_in_place() {
+            return fatal(&e);
+        }
+    }
+    service::notify_ready();
+    let result = daemon.run();
+    service::notify_stopping();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&e),
     }
 }

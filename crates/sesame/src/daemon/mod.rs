@@ -6,7 +6,10 @@
 
 pub mod auth;
 pub mod commands;
+pub mod metrics;
+mod ops;
 pub mod rules;
+pub mod source;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,9 +28,11 @@ use tracing::{debug, error, info, warn};
 use sesame_core::fwknop::{self, FwknopError, FwknopMessage, MsgType};
 
 use crate::config::{Config, DoorKind};
+use crate::control::server::ControlServer;
 use crate::fwknop_conf::FwknopStanza;
 use crate::one_time::{OneTimeError, OneTimeFile};
 use commands::CommandRunner;
+use source::ConfigSource;
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,17 @@ pub enum DaemonError {
     PidFile {
         /// The file.
         path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] crate::control::server::ControlError),
+    /// The metrics endpoint could not be bound.
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
         /// Cause.
         source: std::io::Error,
     },
@@ -121,9 +137,15 @@ fn drain(mut s: &UnixStream) -> bool {
     got
 }
 
-/// Per-run counters (exported by the control socket in a later release).
+/// Per-run counters (shown by `sesame status`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counters {
+    /// Grants revoked (control socket, or their door removed by a reload).
+    pub revoked: u64,
+    /// Manual grants (`sesame open`).
+    pub manual_opens: u64,
+    /// Successful reloads.
+    pub reloads: u64,
     /// Packets delivered by NFLOG.
     pub packets: u64,
     /// Packets the parser refused.
@@ -159,6 +181,16 @@ pub struct Daemon {
     replay: Option<auth::PersistentReplay>,
     /// Unix second of the last TOTP roll.
     rolled_at: u64,
+    /// Where the config came from, for reloads.
+    source: ConfigSource,
+    /// Services actually granted per (source, door) (SPA and fwknop may
+    /// grant a subset), for revocations.
+    granted: HashMap<(IpAddr, DoorId), Vec<sesame_core::Service>>,
+    /// The control socket.
+    control: Option<ControlServer>,
+    /// Metrics, and their endpoint when enabled.
+    metrics: metrics::Metrics,
+    metrics_server: Option<metrics::MetricsServer>,
 }
 
 fn random_seed() -> Result<[u64; 2], DaemonError> {
@@ -176,7 +208,20 @@ fn random_seed() -> Result<[u64; 2], DaemonError> {
 
 impl Daemon {
     /// Installs the table, binds the NFLOG group and builds the core state.
-    pub fn start(config: Config) -> Result<Self, DaemonError> {
+    /// `source` is kept to re-read the config on reload. The control socket
+    /// and the metrics endpoint are set up here (refused when unsafe).
+    pub fn start(config: Config, source: ConfigSource) -> Result<Self, DaemonError> {
+        let control = ControlServer::bind(
+            &config.daemon.control_socket,
+            config.daemon.control_group.as_deref(),
+        )?;
+        let metrics_server = match config.daemon.metrics {
+            Some(addr) => Some(
+                metrics::MetricsServer::bind(addr)
+                    .map_err(|source| DaemonError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
         let mut firewall = Firewall::open(&config.daemon.table)?;
         let ruleset = rules::for_config(&config, &config.doors);
         let mut one_time = HashMap::new();
@@ -249,6 +294,11 @@ impl Daemon {
             auth,
             replay,
             rolled_at: now_unix,
+            source,
+            granted: HashMap::new(),
+            control: Some(control),
+            metrics: metrics::Metrics::default(),
+            metrics_server,
         })
     }
 
@@ -315,18 +365,23 @@ impl Daemon {
         // in user space, where poll() cannot see them.
         self.read_packets();
         loop {
+            crate::service::notify_watchdog_if_due();
             let timeout = self.poll_timeout();
-            let mut fds = [
+            let control = self.control.take();
+            let metrics_server = self.metrics_server.take();
+            let mut fds = vec![
                 PollFd::new(self.nflog.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.terminate.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.hangup.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.child.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(os("poll")(e.into())),
+            if let Some(c) = &control {
+                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(m) = &metrics_server {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            }
+            let polled = poll(&mut fds, timeout);
             let readable = |fd: &PollFd| {
                 fd.revents()
                     .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
@@ -337,6 +392,26 @@ impl Daemon {
                 readable(&fds[2]),
                 readable(&fds[3]),
             );
+            let mut next = 4;
+            let control_ready = control.is_some() && {
+                next += 1;
+                readable(&fds[next - 1])
+            };
+            let metrics_ready = metrics_server.is_some() && readable(&fds[next]);
+            drop(fds);
+            self.control = control;
+            self.metrics_server = metrics_server;
+            match polled {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(os("poll")(e.into())),
+            }
+            if metrics_ready {
+                self.serve_metrics();
+            }
+            if control_ready {
+                self.serve_control();
+            }
             if packets {
                 self.read_packets();
             }
@@ -345,10 +420,8 @@ impl Daemon {
                 self.commands.reap();
             }
             if hup && drain(&signals.hangup) {
-                warn!(
-                    event = "reload",
-                    "SIGHUP: live reload is not implemented yet; restart sesamed to apply a new config (active grants survive a restart)"
-                );
+                // Outside the signal handler: the handler only wrote a byte.
+                let _ = self.reload("SIGHUP");
             }
             if term && drain(&signals.terminate) {
                 break;
@@ -403,6 +476,10 @@ impl Daemon {
                 }
             });
             self.counters.malformed += malformed;
+            self.metrics.nflog_malformed.inc_by(malformed);
+            self.metrics
+                .nflog_packets
+                .inc_by((observations.len() + spa_packets.len()) as u64);
             let now = self.now();
             for obs in &observations {
                 self.counters.packets += 1;
@@ -422,6 +499,7 @@ impl Daemon {
                 Ok(Received::WouldBlock) => return,
                 Ok(Received::Overrun) => {
                     self.counters.overruns += 1;
+                    self.metrics.nflog_overruns.inc();
                     warn!(
                         event = "overrun",
                         "the kernel dropped knock log messages (receive buffer full)"
@@ -484,6 +562,7 @@ impl Daemon {
                     // Fail closed: an accept that cannot be remembered across
                     // a restart is not honoured.
                     error!(event = "spa_refused", source = %src, door = %name, reason = "replay_state", "{e}");
+                    self.metrics.reject(&name, "spa", "replay_state");
                     return;
                 }
                 let target = v.payload.address.unwrap_or(src);
@@ -492,6 +571,7 @@ impl Daemon {
             }
             Err(e) => {
                 info!(event = "spa_refused", source = %src, door = %name, reason = e.reason(), "SPA packet refused: {e}");
+                self.metrics.reject(&name, "spa", e.reason());
             }
         }
     }
@@ -507,7 +587,9 @@ impl Daemon {
         let door_id = door.door;
         let name = self.config.doors[door_id].name.clone();
         let now_unix = auth::unix_now();
+        let metrics = &self.metrics;
         let refuse = |reason: &str, detail: String| {
+            metrics.reject(&name, "fwknop", reason);
             info!(event = "fwknop_refused", source = %src, door = %name, reason, "fwknop SPA packet refused: {detail}");
         };
         let mut last_error: Option<FwknopError> = None;
@@ -609,10 +691,12 @@ impl Daemon {
             .check_and_insert(key, expires, auth::unix_now())
         {
             info!(event = "totp_refused", source = %src, door = %name, user = %user, step, "TOTP sequence refused: {e}");
+            self.metrics.reject(&name, "totp", "replay");
             return;
         }
         if let Err(e) = replay.save() {
             error!(event = "totp_refused", source = %src, door = %name, user = %user, reason = "replay_state", "{e}");
+            self.metrics.reject(&name, "totp", "replay_state");
             return;
         }
         info!(event = "totp_accepted", source = %src, door = %name, user = %user, step, "TOTP sequence of user {user} for step {step} accepted");
@@ -627,6 +711,19 @@ impl Daemon {
     fn handle_events(&mut self, now: Instant) {
         let events = std::mem::take(&mut self.events);
         for event in &events {
+            let result = match event {
+                Event::Stage { .. } => "stage",
+                Event::Duplicate { .. } => "duplicate",
+                Event::Reset { .. } => "reset",
+                Event::Timeout { .. } => "timeout",
+                Event::Evicted { .. } => "evicted",
+                Event::Open { .. } => "open",
+            };
+            if matches!(event, Event::Evicted { .. }) {
+                self.metrics.tracker_evictions.inc();
+            }
+            let door_name = &self.door(event.door()).name;
+            self.metrics.knock(door_name, result);
             match *event {
                 Event::Stage {
                     src,
@@ -698,9 +795,16 @@ impl Daemon {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join(",");
+        let entry = self.granted.entry((src, door_id)).or_default();
+        for s in &door.services {
+            if !entry.contains(s) {
+                entry.push(*s);
+            }
+        }
         match self.grants.open(now, src, door_id, door.open_for) {
             GrantOutcome::New => {
                 self.counters.opened += 1;
+                self.metrics.grant(&door.name, "open");
                 let open_us = self.received_at.elapsed().as_micros() as u64;
                 if services.is_empty() {
                     info!(event = "open", source = %src, door = %door.name, open_us, "door opened (commands only; closes in {:?})", door.open_for);
@@ -713,6 +817,7 @@ impl Daemon {
             }
             GrantOutcome::Refreshed => {
                 self.counters.refreshed += 1;
+                self.metrics.grant(&door.name, "refresh");
                 info!(event = "refresh", source = %src, door = %door.name, "door already open: grant extended to {:?}", door.open_for);
             }
         }
@@ -759,7 +864,9 @@ impl Daemon {
     }
 
     fn on_close(&mut self, src: IpAddr, door_id: DoorId, why: &str) {
+        self.granted.remove(&(src, door_id));
         let door = self.door(door_id).clone();
+        self.metrics.grant(&door.name, "close");
         info!(event = "close", source = %src, door = %door.name, "door closed ({why})");
         if let Some(cmd) = door.on_close.for_addr(src) {
             self.run_command(cmd, "on_close", src, &door);

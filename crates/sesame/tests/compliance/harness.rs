@@ -331,7 +331,12 @@ impl Harness {
             ),
             Impl::Sesame => (
                 env!("CARGO_BIN_EXE_sesamed").into(),
-                vec!["--knockd-config".into(), conf.to_str().unwrap().into()],
+                vec![
+                    "--knockd-config".into(),
+                    conf.to_str().unwrap().into(),
+                    "--control-socket".into(),
+                    h.dir.join("control.sock").to_str().unwrap().into(),
+                ],
                 "sesamed ready",
             ),
         };

@@ -424,6 +424,8 @@ pub fn start_sesamed(
     let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap());
     cmd.arg("--state-dir")
         .arg(state_root)
+        .arg("--control-socket")
+        .arg(state_root.with_extension("sock"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

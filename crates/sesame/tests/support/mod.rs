@@ -107,11 +107,13 @@ pub fn start_daemon(bed: &mut Testbed, config: &str, extra: &[&str]) -> Daemon {
     let path = dir.join("sesame.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = bed.command(Side::Server, bin("sesamed").to_str().unwrap());
-    cmd.arg("--config")
-        .arg(&path)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.arg("--config").arg(&path);
+    // Each test daemon gets its own control socket (the default path is
+    // shared by the whole host).
+    if !extra.contains(&"--control-socket") {
+        cmd.arg("--control-socket").arg(dir.join("control.sock"));
+    }
+    cmd.args(extra).stdin(Stdio::null()).stderr(Stdio::piped());
     let index = bed.spawn(cmd).expect("spawn sesamed");
     let child = bed.child(index);
     let pid = child.id();

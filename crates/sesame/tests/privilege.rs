@@ -1,0 +1,142 @@
+//! The privilege drop, end to end: a real sesamed started with `--user
+//! nobody` keeps only CAP_NET_ADMIN (read from /proc/PID/status) and still
+//! opens doors (a real TCP connect after a knock). Needs root, like every
+//! namespace test.
+
+mod support;
+
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use sesame::testbed::{Side, Testbed};
+use support::*;
+
+const PORT: u16 = 2323;
+const SEQ: [&str; 3] = ["7100", "8100:udp", "9100"];
+/// CAP_NET_ADMIN is capability 12.
+const NET_ADMIN_ONLY: u64 = 1 << 12;
+
+fn status_field(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status:\n{status}"))
+        .trim()
+        .to_string()
+}
+
+fn hex(pid: u32, key: &str) -> u64 {
+    u64::from_str_radix(&status_field(pid, key), 16).unwrap()
+}
+
+#[test]
+fn unprivileged_daemon_keeps_only_cap_net_admin_and_still_opens_doors() {
+    let Some(mut bed) = testbed("priv") else {
+        return;
+    };
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let state = std::env::temp_dir().join(format!("{}-state", bed.server));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("probe"), "x").unwrap();
+
+    let _service = Service::start(&bed, PORT);
+    let config = format!(
+        "[door.ssh]\nsequence = {SEQ:?}\nseq_timeout = \"5s\"\nopen_for = \"20s\"\nprotect = [\"tcp/{PORT}\"]\n"
+    );
+    let daemon = start_daemon(
+        &mut bed,
+        &config,
+        &["--user", "nobody", "--state-dir", state.to_str().unwrap()],
+    );
+    assert!(
+        daemon
+            .log
+            .wait_for(&["event=\"privileges\"", "nobody"], Duration::from_secs(2))
+            .is_some(),
+        "no privilege-drop line:\n{}",
+        daemon.log.dump()
+    );
+
+    let pid = daemon.pid;
+    let uids: Vec<u32> = status_field(pid, "Uid")
+        .split_whitespace()
+        .map(|u| u.parse().unwrap())
+        .collect();
+    assert_eq!(
+        uids,
+        vec![nobody.uid.as_raw(); 4],
+        "real/effective/saved/fs uid"
+    );
+    let gids: Vec<u32> = status_field(pid, "Gid")
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    assert_eq!(
+        gids,
+        vec![nobody.gid.as_raw(); 4],
+        "real/effective/saved/fs gid"
+    );
+    assert_eq!(
+        status_field(pid, "Groups"),
+        nobody.gid.as_raw().to_string(),
+        "supplementary groups"
+    );
+    assert_eq!(hex(pid, "CapEff"), NET_ADMIN_ONLY, "CapEff");
+    assert_eq!(hex(pid, "CapPrm"), NET_ADMIN_ONLY, "CapPrm");
+    assert_eq!(hex(pid, "CapBnd"), NET_ADMIN_ONLY, "CapBnd");
+    assert_eq!(hex(pid, "CapInh"), 0, "CapInh");
+    assert_eq!(hex(pid, "CapAmb"), 0, "CapAmb");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    // The state directory was handed over before the drop.
+    let meta = std::fs::metadata(&state).unwrap();
+    assert_eq!(meta.uid(), nobody.uid.as_raw());
+    assert_eq!(
+        std::fs::metadata(state.join("probe")).unwrap().uid(),
+        nobody.uid.as_raw()
+    );
+
+    // Still works: the grant needs CAP_NET_ADMIN, the NFLOG socket stayed open.
+    let server: IpAddr = Testbed::addr(Side::Server, false);
+    assert!(!can_connect(&bed, server, PORT), "open before the knock");
+    knock(&bed, server, &SEQ);
+    assert!(
+        wait_connect(&bed, server, PORT, true, Duration::from_secs(3)),
+        "an unprivileged sesamed did not open the door:\n{}",
+        daemon.log.dump()
+    );
+    assert!(
+        daemon
+            .log
+            .wait_for(&["event=\"open\""], Duration::from_secs(2))
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    assert_eq!(daemon.log.count("ERROR"), 0, "{}", daemon.log.dump());
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn unknown_user_fails_before_touching_the_firewall() {
+    let path = std::env::temp_dir().join(format!("sesame-priv-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[door.d]\nsequence = [\"1000\"]\nprotect = [\"tcp/22\"]\n[daemon]\ntable = \"sesame_never_made\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin("sesamed"))
+        .arg("--config")
+        .arg(&path)
+        .args(["--user", "no-such-user-sesame-xyz"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-user-sesame-xyz"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
