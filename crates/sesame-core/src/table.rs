@@ -15,9 +15,17 @@
 //!   bounded (at most about twice the capacity) and every operation O(1)
 //!   amortised, plus O(lanes) to compare lane fronts.
 //!
+//! - entries can be *protected* ([`Table::protect`]): a full table pushes
+//!   out unprotected entries first, and a protected one only when nothing
+//!   else is left. The tracker protects attempts past their first knock, so
+//!   a flood of spoofed first knocks, however large, cannot evict a knock in
+//!   progress that has already matched two. Protected entries leave the FIFO
+//!   lanes for a min-heap on deadline (O(log n) for those few entries).
+//!
 //! An entry is expired once `now >= deadline`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
@@ -91,14 +99,43 @@ struct Slot<V> {
     generation: u64,
     since: Instant,
     deadline: Instant,
+    protected: bool,
 }
 
+/// A lane item. Its insertion time is `deadline - lane ttl`.
 #[derive(Debug)]
 struct Queued<K> {
     key: K,
     generation: u64,
-    since: Instant,
     deadline: Instant,
+}
+
+/// A protected entry's place in the heap, ordered by deadline then age.
+#[derive(Debug)]
+struct Held<K> {
+    key: K,
+    generation: u64,
+    deadline: Instant,
+}
+
+impl<K> PartialEq for Held<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<K> Eq for Held<K> {}
+
+impl<K> PartialOrd for Held<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K> Ord for Held<K> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.deadline, self.generation).cmp(&(other.deadline, other.generation))
+    }
 }
 
 /// Stale queue items tolerated beyond the live entries before compacting;
@@ -112,6 +149,10 @@ pub struct Table<K, V> {
     lanes: BTreeMap<Duration, VecDeque<Queued<K>>>,
     /// Items in all lanes, live and stale.
     queued: usize,
+    /// Protected entries (and stale items), soonest deadline on top.
+    held: BinaryHeap<Reverse<Held<K>>>,
+    /// Live protected entries.
+    protected: usize,
     capacity: usize,
     policy: EvictionPolicy,
     next_generation: u64,
@@ -127,6 +168,8 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             map: HashMap::with_hasher(SeededState::new(hash_seed)),
             lanes: BTreeMap::new(),
             queued: 0,
+            held: BinaryHeap::new(),
+            protected: 0,
             capacity: capacity.max(1),
             policy,
             next_generation: 0,
@@ -179,7 +222,40 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.lanes
             .values()
             .filter_map(|q| q.front().map(|f| f.deadline))
+            .chain(self.held.peek().map(|h| h.0.deadline))
             .min()
+    }
+
+    /// Number of protected entries.
+    pub fn protected_len(&self) -> usize {
+        self.protected
+    }
+
+    /// Protects the entry for `key` (deadline unchanged): a full table evicts
+    /// it only when every other entry is protected too. Returns false if
+    /// there is no such entry; protecting twice is harmless. O(log n).
+    pub fn protect(&mut self, key: &K) -> bool {
+        let generation = self.next_generation;
+        let Some(slot) = self.map.get_mut(key) else {
+            return false;
+        };
+        if slot.protected {
+            return true;
+        }
+        self.next_generation += 1;
+        slot.protected = true;
+        // The lane item goes stale; the heap item replaces it.
+        slot.generation = generation;
+        let (ttl, deadline) = (slot.ttl, slot.deadline);
+        self.protected += 1;
+        self.held.push(Reverse(Held {
+            key: key.clone(),
+            generation,
+            deadline,
+        }));
+        self.clean_front(ttl);
+        self.maybe_compact();
+        true
     }
 
     /// Inserts `key` with a deadline of `now + ttl`. An existing entry is
@@ -198,11 +274,12 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             generation,
             since,
             deadline,
+            protected: false,
         };
         let outcome = if let Some(existing) = self.map.get_mut(&key) {
             let old = std::mem::replace(existing, slot);
-            // The old queue item is now stale; it may be its lane's front.
-            self.clean_front(old.ttl);
+            // The old item is now stale; it may be its lane's or the heap's front.
+            self.forget(&old);
             Inserted::Replaced(old.value)
         } else {
             let outcome = if self.map.len() >= self.capacity {
@@ -216,7 +293,6 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.lanes.entry(ttl).or_default().push_back(Queued {
             key,
             generation,
-            since,
             deadline,
         });
         self.queued += 1;
@@ -227,20 +303,33 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// Removes the entry for `key`, returning its value.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let slot = self.map.remove(key)?;
-        self.clean_front(slot.ttl);
+        self.forget(&slot);
         self.maybe_compact();
         Some(slot.value)
+    }
+
+    /// Bookkeeping for a slot that left the map or was replaced: its queue
+    /// or heap item is stale now.
+    fn forget(&mut self, slot: &Slot<V>) {
+        if slot.protected {
+            self.protected -= 1;
+            self.clean_held();
+        } else {
+            self.clean_front(slot.ttl);
+        }
     }
 
     /// Removes and returns one entry with `deadline <= now`, soonest first.
     /// Call in a loop to collect all of them.
     pub fn pop_expired(&mut self, now: Instant) -> Option<(K, V)> {
-        let (ttl, _) = self.soonest_front()?;
-        let front = self.lanes.get(&ttl)?.front()?;
-        if front.deadline > now {
-            return None;
+        let lane = self.soonest_front();
+        let held = self.held.peek().map(|h| h.0.deadline);
+        match (lane, held) {
+            (Some((_, d)), Some(h)) if h < d => (h <= now).then(|| self.pop_held()).flatten(),
+            (None, Some(h)) => (h <= now).then(|| self.pop_held()).flatten(),
+            (Some((ttl, d)), _) => (d <= now).then(|| self.pop_front(ttl)).flatten(),
+            (None, None) => None,
         }
-        self.pop_front(ttl)
     }
 
     /// All entries with their deadlines, in no particular order.
@@ -254,6 +343,8 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         all.sort_by_key(|(_, s)| (s.deadline, s.generation));
         self.lanes.clear();
         self.queued = 0;
+        self.held.clear();
+        self.protected = 0;
         all.into_iter().map(|(k, s)| (k, s.value)).collect()
     }
 
@@ -266,31 +357,71 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             .map(|(ttl, f)| (ttl, f.deadline))
     }
 
-    /// Removes one entry to make room; see [`Table::insert`].
+    /// Removes one entry to make room; see [`Table::insert`]. Expired
+    /// entries go first, then unprotected ones, then protected ones.
     fn evict_one(&mut self, now: Instant) -> Inserted<K, V> {
-        let Some((soonest, deadline)) = self.soonest_front() else {
-            // Unreachable while the invariants hold (a full table has queued
-            // entries); growing by one beats panicking in a daemon.
-            debug_assert!(false, "full table with empty lanes");
-            return Inserted::New;
+        let lane = self.soonest_front();
+        let held = self.held.peek().map(|h| h.0.deadline);
+        let popped = match (lane, held) {
+            (_, Some(h)) if h <= now && lane.is_none_or(|(_, d)| h < d) => {
+                self.pop_held().map(|kv| (kv, true))
+            }
+            (Some((soonest, deadline)), _) => {
+                let expired = deadline <= now;
+                let lane = if expired || self.policy == EvictionPolicy::SoonestDeadline {
+                    soonest
+                } else {
+                    // Oldest insertion: since = deadline - ttl, compared
+                    // without subtracting (a + tb < b + ta).
+                    self.lanes
+                        .iter()
+                        .filter_map(|(ttl, q)| q.front().map(|f| (*ttl, f)))
+                        .min_by(|(ta, a), (tb, b)| {
+                            (a.deadline + *tb, a.generation).cmp(&(b.deadline + *ta, b.generation))
+                        })
+                        .map_or(soonest, |(ttl, _)| ttl)
+                };
+                self.pop_front(lane).map(|kv| (kv, expired))
+            }
+            (None, Some(h)) => self.pop_held().map(|kv| (kv, h <= now)),
+            (None, None) => {
+                // Unreachable while the invariants hold (a full table has
+                // queued entries); growing by one beats panicking in a daemon.
+                debug_assert!(false, "full table with nothing queued");
+                None
+            }
         };
-        let expired = deadline <= now;
-        let lane = if expired || self.policy == EvictionPolicy::SoonestDeadline {
-            soonest
-        } else {
-            self.lanes
-                .iter()
-                .filter_map(|(ttl, q)| q.front().map(|f| (*ttl, f)))
-                .min_by_key(|(_, f)| (f.since, f.generation))
-                .map_or(soonest, |(ttl, _)| ttl)
-        };
-        match self.pop_front(lane) {
-            Some((key, value)) => Inserted::Evicted {
+        match popped {
+            Some(((key, value), expired)) => Inserted::Evicted {
                 key,
                 value,
                 expired,
             },
             None => Inserted::New,
+        }
+    }
+
+    /// Removes the (live) top protected entry.
+    fn pop_held(&mut self) -> Option<(K, V)> {
+        let Reverse(item) = self.held.pop()?;
+        let slot = self.map.remove(&item.key);
+        debug_assert!(slot
+            .as_ref()
+            .is_some_and(|s| s.generation == item.generation && s.protected));
+        if slot.is_some() {
+            self.protected -= 1;
+        }
+        self.clean_held();
+        slot.map(|s| (item.key, s.value))
+    }
+
+    /// Drops stale items from the top of the heap.
+    fn clean_held(&mut self) {
+        while let Some(top) = self.held.peek() {
+            if generation_matches(&self.map, &top.0.key, top.0.generation) {
+                break;
+            }
+            self.held.pop();
         }
     }
 
@@ -327,7 +458,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// slack). The O(queued) cost is paid for by the removals that made those
     /// items stale, so it is O(1) amortised.
     fn maybe_compact(&mut self) {
-        if self.queued <= 2 * self.map.len() + COMPACT_SLACK {
+        if self.queued + self.held.len() <= 2 * self.map.len() + COMPACT_SLACK {
             return;
         }
         let map = &self.map;
@@ -336,6 +467,8 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             !queue.is_empty()
         });
         self.queued = self.lanes.values().map(VecDeque::len).sum();
+        self.held
+            .retain(|h| generation_matches(map, &h.0.key, h.0.generation));
     }
 
     /// Checks the internal invariants (tests only).
@@ -345,7 +478,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         let total: usize = self.lanes.values().map(VecDeque::len).sum();
         assert_eq!(total, self.queued, "queued count");
         assert!(
-            self.queued <= 2 * self.map.len() + COMPACT_SLACK + 1,
+            self.queued + self.held.len() <= 2 * self.map.len() + COMPACT_SLACK + 1,
             "queues not compacted: {} items for {} entries",
             self.queued,
             self.map.len()
@@ -357,16 +490,40 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             let mut prev: Option<&Queued<K>> = None;
             for item in queue {
                 if let Some(p) = prev {
-                    assert!(p.deadline <= item.deadline && p.since <= item.since);
+                    assert!(p.deadline <= item.deadline);
                 }
                 prev = Some(item);
                 if is_live(&self.map, item) {
                     live += 1;
+                    assert!(!self.map[&item.key].protected, "protected entry in a lane");
                     assert_eq!(self.map[&item.key].ttl, *ttl);
                     assert_eq!(self.map[&item.key].deadline, item.deadline);
                 }
             }
         }
+        if let Some(top) = self.held.peek() {
+            assert!(
+                generation_matches(&self.map, &top.0.key, top.0.generation),
+                "stale heap top"
+            );
+        }
+        let mut held_live = 0;
+        for Reverse(item) in &self.held {
+            if generation_matches(&self.map, &item.key, item.generation) {
+                held_live += 1;
+                assert!(
+                    self.map[&item.key].protected,
+                    "unprotected entry in the heap"
+                );
+                assert_eq!(self.map[&item.key].deadline, item.deadline);
+            }
+        }
+        assert_eq!(held_live, self.protected, "protected count");
+        assert_eq!(
+            self.map.values().filter(|s| s.protected).count(),
+            self.protected
+        );
+        live += held_live;
         assert_eq!(live, self.map.len(), "every entry queued exactly once");
     }
 
@@ -377,8 +534,15 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
 }
 
 fn is_live<K: Hash + Eq, V>(map: &HashMap<K, Slot<V>, SeededState>, item: &Queued<K>) -> bool {
-    map.get(&item.key)
-        .is_some_and(|s| s.generation == item.generation)
+    generation_matches(map, &item.key, item.generation)
+}
+
+fn generation_matches<K: Hash + Eq, V>(
+    map: &HashMap<K, Slot<V>, SeededState>,
+    key: &K,
+    generation: u64,
+) -> bool {
+    map.get(key).is_some_and(|s| s.generation == generation)
 }
 
 #[cfg(test)]
@@ -561,5 +725,106 @@ mod tests {
             format!("{:?}", SeededState::new([7, 7])),
             "SeededState { .. }"
         );
+    }
+
+    #[test]
+    fn protected_entries_are_evicted_last() {
+        let mut table = Table::new(3, SEED, EvictionPolicy::Oldest);
+        table.insert(t(0), 1, secs(10), "a");
+        table.insert(t(1), 2, secs(10), "b");
+        assert!(table.protect(&1));
+        assert!(table.protect(&1), "twice is harmless");
+        assert!(!table.protect(&9), "no such entry");
+        table.check_invariants();
+        // A flood of new keys pushes out only unprotected entries.
+        for k in 10..1_000 {
+            match table.insert(t(2 + k), k, secs(10), "x") {
+                Inserted::Evicted { key, expired, .. } => {
+                    assert_ne!(key, 1, "protected entry evicted by key {k}");
+                    assert!(!expired);
+                }
+                other => assert!(k < 11, "key {k}: {other:?}"),
+            }
+            table.check_invariants();
+        }
+        assert_eq!(table.get(&1), Some(&"a"));
+        assert_eq!(table.deadline(&1), Some(t(10_000)), "deadline unchanged");
+        assert_eq!(table.protected_len(), 1);
+    }
+
+    #[test]
+    fn an_all_protected_table_evicts_the_soonest_deadline() {
+        let mut table = Table::new(2, SEED, EvictionPolicy::Oldest);
+        table.insert(t(0), 1, secs(20), ());
+        table.insert(t(5), 2, secs(10), ());
+        assert!(table.protect(&1) && table.protect(&2));
+        match table.insert(t(6), 3, secs(10), ()) {
+            Inserted::Evicted { key, expired, .. } => {
+                assert_eq!(key, 2, "deadline 15 s before 20 s");
+                assert!(!expired);
+            }
+            other => panic!("{other:?}"),
+        }
+        table.check_invariants();
+        assert_eq!(table.protected_len(), 1);
+    }
+
+    #[test]
+    fn protected_entries_expire_in_deadline_order_with_the_rest() {
+        let mut table = Table::new(10, SEED, EvictionPolicy::Oldest);
+        table.insert(t(0), 1, secs(5), ());
+        table.insert(t(1), 2, secs(5), ());
+        table.insert(t(2), 3, secs(5), ());
+        table.insert(t(3), 4, secs(1), ());
+        assert!(table.protect(&2));
+        assert!(table.protect(&3));
+        table.check_invariants();
+        assert_eq!(table.next_deadline(), Some(t(1_003)));
+        let mut order = Vec::new();
+        while let Some((k, ())) = table.pop_expired(t(60_000)) {
+            order.push(k);
+            table.check_invariants();
+        }
+        assert_eq!(order, vec![4, 1, 2, 3]);
+        assert!(table.is_empty());
+        assert_eq!(table.protected_len(), 0);
+    }
+
+    #[test]
+    fn an_expired_protected_entry_is_evicted_before_live_ones() {
+        let mut table = Table::new(2, SEED, EvictionPolicy::Oldest);
+        table.insert(t(0), 1, secs(1), ());
+        table.insert(t(1), 2, secs(10), ());
+        assert!(table.protect(&1));
+        match table.insert(t(2_000), 3, secs(10), ()) {
+            Inserted::Evicted { key, expired, .. } => {
+                assert_eq!(key, 1);
+                assert!(expired);
+            }
+            other => panic!("{other:?}"),
+        }
+        table.check_invariants();
+    }
+
+    #[test]
+    fn replacing_or_removing_a_protected_entry_unprotects_it() {
+        let mut table = Table::new(4, SEED, EvictionPolicy::Oldest);
+        table.insert(t(0), 1, secs(5), 0);
+        table.insert(t(0), 2, secs(5), 0);
+        assert!(table.protect(&1) && table.protect(&2));
+        assert_eq!(table.insert(t(1), 1, secs(5), 7), Inserted::Replaced(0));
+        assert_eq!(table.remove(&2), Some(0));
+        assert_eq!(table.protected_len(), 0);
+        table.check_invariants();
+        // Churn through protect/remove cycles: the heap is compacted.
+        for k in 0..10_000u32 {
+            table.insert(t(2), 100 + k, secs(5), 0);
+            assert!(table.protect(&(100 + k)));
+            if k % 2 == 0 {
+                table.remove(&(100 + k));
+            }
+            table.check_invariants();
+        }
+        assert!(table.held.len() <= 2 * table.len() + COMPACT_SLACK + 1);
     }
 }

@@ -4,7 +4,10 @@
 //! the doors whose sequence uses it, so the work per packet depends on the
 //! number of doors sharing that port, never on the number of sources being
 //! tracked. Progress lives in a bounded [`Table`]; when it is full the oldest
-//! attempt is evicted (and reported) rather than the new one refused.
+//! attempt still at its first knock is evicted (and reported) rather than the
+//! new one refused. Attempts past their first knock are protected: they go
+//! only when nothing else is left, so spoofed first knocks, which cost an
+//! attacker one packet each, cannot push out a knock in progress.
 //!
 //! Differences from knockd, on purpose:
 //! - a repeat of the knock just matched (a SYN retransmit, a client knocking
@@ -13,6 +16,7 @@
 //!   source's next packet.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::door::{Door, Knock, Proto};
@@ -147,7 +151,37 @@ impl Event {
     }
 }
 
-type Key = (IpAddr, DoorId);
+/// An attempt: source address and door. Hashed in two fixed-size writes
+/// (the table's keyed SipHash costs per write, and this runs per packet).
+/// The door is a `u32` (24 bytes per key instead of 32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    src: IpAddr,
+    door: u32,
+}
+
+impl Key {
+    fn new(src: IpAddr, door: DoorId) -> Self {
+        // A config with 4 billion doors does not load; saturate regardless.
+        let door = u32::try_from(door).unwrap_or(u32::MAX);
+        Key { src, door }
+    }
+
+    fn door(&self) -> DoorId {
+        self.door as DoorId
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (bits, v6) = match self.src {
+            IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
+            IpAddr::V6(a) => (u128::from(a), 1),
+        };
+        state.write_u128(bits);
+        state.write_u64((u64::from(self.door) << 1) | v6);
+    }
+}
 
 /// Tracks knock progress for every (source, door) pair. See the module docs.
 #[derive(Debug)]
@@ -206,7 +240,7 @@ impl Tracker {
         let stale: Vec<Key> = self
             .table
             .iter()
-            .filter(|((_, id), _, _)| *id == door)
+            .filter(|(key, _, _)| key.door() == door)
             .map(|(k, _, _)| *k)
             .collect();
         for key in stale {
@@ -234,8 +268,8 @@ impl Tracker {
     /// Attempts in progress per door, indexed by [`DoorId`]. O(attempts).
     pub fn in_progress_by_door(&self) -> Vec<usize> {
         let mut out = vec![0; self.doors.len()];
-        for ((_, door), _, _) in self.table.iter() {
-            if let Some(n) = out.get_mut(*door) {
+        for (key, _, _) in self.table.iter() {
+            if let Some(n) = out.get_mut(key.door()) {
                 *n += 1;
             }
         }
@@ -244,7 +278,7 @@ impl Tracker {
 
     /// Knocks matched so far by `src` on `door`, if an attempt is tracked.
     pub fn progress(&self, src: IpAddr, door: DoorId) -> Option<usize> {
-        self.table.get(&(src, door)).copied()
+        self.table.get(&Key::new(src, door)).copied()
     }
 
     /// When the next attempt times out; call [`Tracker::expire`] then.
@@ -288,9 +322,10 @@ impl Tracker {
         let mut kept: Vec<(Instant, IpAddr, DoorId, usize)> = old
             .table
             .iter()
-            .filter_map(|(&(src, door), &matched, _)| {
+            .filter_map(|(key, &matched, _)| {
+                let (src, door) = (key.src, key.door());
                 let new = mapping(door)?;
-                let since = old.table.inserted_at(&(src, door))?;
+                let since = old.table.inserted_at(&Key::new(src, door))?;
                 (new < self.doors.len()).then_some((since, src, new, matched))
             })
             .collect();
@@ -298,16 +333,23 @@ impl Tracker {
         for &(since, src, door, matched) in &kept {
             let ttl = self.doors[door].seq_timeout;
             if let Inserted::Evicted {
-                key: (old_src, old_door),
+                key:
+                    Key {
+                        src: old_src,
+                        door: old_door,
+                    },
                 value,
                 ..
-            } = self.table.insert(since, (src, door), ttl, matched)
+            } = self.table.insert(since, Key::new(src, door), ttl, matched)
             {
                 events.push(Event::Evicted {
                     src: old_src,
-                    door: old_door,
+                    door: old_door as DoorId,
                     matched: value,
                 });
+            }
+            if matched >= 2 {
+                self.table.protect(&Key::new(src, door));
             }
         }
         kept.len()
@@ -316,7 +358,8 @@ impl Tracker {
     /// Drops every attempt whose `seq_timeout` has passed, emitting
     /// [`Event::Timeout`] for each, soonest first.
     pub fn expire(&mut self, now: Instant, events: &mut Vec<Event>) {
-        while let Some(((src, door), matched)) = self.table.pop_expired(now) {
+        while let Some((key, matched)) = self.table.pop_expired(now) {
+            let (src, door) = (key.src, key.door());
             events.push(Event::Timeout { src, door, matched });
         }
     }
@@ -338,7 +381,7 @@ fn step(
     }
     let src = obs.src;
     let knock = obs.knock();
-    let key = (src, id);
+    let key = Key::new(src, id);
     let seq = &door.sequence;
 
     let mut matched = table.get(&key).copied();
@@ -367,6 +410,9 @@ fn step(
             if let Some(progress) = table.get_mut(&key) {
                 *progress = m + 1;
             }
+            // Past its first knock, an attempt is evicted only after every
+            // first-knock attempt: spoofed first knocks cannot push it out.
+            table.protect(&key);
             events.push(Event::Stage {
                 src,
                 door: id,
@@ -412,21 +458,24 @@ fn start(
         return;
     }
     if let Inserted::Evicted {
-        key: (old_src, old_door),
+        key: Key {
+            src: old_src,
+            door: old_door,
+        },
         value: matched,
         expired,
-    } = table.insert(now, (src, id), door.seq_timeout, 1)
+    } = table.insert(now, Key::new(src, id), door.seq_timeout, 1)
     {
         events.push(if expired {
             Event::Timeout {
                 src: old_src,
-                door: old_door,
+                door: old_door as DoorId,
                 matched,
             }
         } else {
             Event::Evicted {
                 src: old_src,
-                door: old_door,
+                door: old_door as DoorId,
                 matched,
             }
         });
@@ -998,6 +1047,49 @@ mod tests {
             feed(&mut tr, 20, syn(ip(i), 7000));
             assert!(tr.in_progress() <= N);
         }
+    }
+
+    #[test]
+    fn first_knock_flood_cannot_evict_an_attempt_in_progress() {
+        const N: usize = 8;
+        let mut tr = Tracker::new(
+            vec![door("ssh", &["7000", "8000", "9000", "7500"])],
+            N,
+            SEED,
+        );
+        let legit = ip(42);
+        feed(&mut tr, 0, syn(legit, 7000));
+        feed(&mut tr, 1, syn(legit, 8000));
+        // 100 × the table size of spoofed first knocks.
+        for i in 0..(100 * N) as u32 {
+            let ev = feed(&mut tr, 2, syn(ip(10_000 + i), 7000));
+            assert!(
+                !ev.iter()
+                    .any(|e| matches!(e, Event::Evicted { src, .. } if *src == legit)),
+                "legit attempt evicted by spoofed knock {i}"
+            );
+            assert!(tr.in_progress() <= N);
+        }
+        assert_eq!(tr.progress(legit, 0), Some(2));
+        feed(&mut tr, 3, syn(legit, 9000));
+        assert_eq!(opens(&feed(&mut tr, 4, syn(legit, 7500))), [(legit, 0)]);
+    }
+
+    #[test]
+    fn a_table_full_of_advanced_attempts_still_takes_new_ones() {
+        const N: usize = 3;
+        let mut tr = Tracker::new(vec![door("ssh", &["7000", "8000", "9000"])], N, SEED);
+        for i in 0..N as u32 {
+            feed(&mut tr, u64::from(i), syn(ip(i), 7000));
+            feed(&mut tr, u64::from(i), syn(ip(i), 8000));
+        }
+        // Every entry is protected: the one closest to timing out goes.
+        let ev = feed(&mut tr, 10, syn(ip(99), 7000));
+        assert!(
+            matches!(ev[..], [Event::Evicted { src, matched: 2, .. }, Event::Stage { .. }] if src == ip(0)),
+            "{ev:?}"
+        );
+        assert_eq!(tr.in_progress(), N);
     }
 
     #[test]
