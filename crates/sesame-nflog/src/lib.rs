@@ -77,8 +77,9 @@ pub const DEFAULT_COPY_RANGE: u32 = 512;
 pub const DEFAULT_QUEUE_THRESHOLD: u32 = 1;
 /// Default kernel flush timeout in centiseconds.
 pub const DEFAULT_FLUSH_TIMEOUT_CS: u32 = 1;
-/// Default socket receive buffer (4 MiB).
-pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
+/// Default socket receive buffer (8 MiB): room for tens of thousands of
+/// logged packets while the reader catches up with a burst.
+pub const DEFAULT_RECV_BUFFER: usize = 8 << 20;
 /// Largest `copy_range` the kernel honours (`0xFFFF - NLA_HDRLEN`); larger
 /// values are clamped by the kernel.
 pub const MAX_COPY_RANGE: u32 = 0xFFFF - 4;
@@ -110,7 +111,7 @@ pub struct Config {
     /// Flush timeout for a partial batch, in centiseconds (`NFULA_CFG_TIMEOUT`).
     /// Default 1.
     pub flush_timeout_cs: u32,
-    /// Socket receive buffer in bytes. Default 4 MiB. `SO_RCVBUFFORCE` is tried
+    /// Socket receive buffer in bytes. Default 8 MiB. `SO_RCVBUFFORCE` is tried
     /// first (works with `CAP_NET_ADMIN`, ignores `net.core.rmem_max`), then
     /// `SO_RCVBUF`. `0` keeps the system default.
     pub recv_buffer: usize,
@@ -156,6 +157,37 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// How the kernel groups logged packets into datagrams; can change while the
+/// socket runs ([`NflogSocket::set_batching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Packets per datagram before the kernel sends it (`NFULA_CFG_QTHRESH`).
+    pub queue_threshold: u32,
+    /// Flush timeout for a partial batch, in centiseconds (`NFULA_CFG_TIMEOUT`).
+    pub flush_timeout_cs: u32,
+    /// Kernel-side datagram buffer (`NFULA_CFG_NLBUFSIZ`), one page ..=
+    /// [`MAX_NL_BUFFER_SIZE`]. The kernel allocates this much per datagram,
+    /// so keep it small when `queue_threshold` is 1.
+    pub nl_buffer_size: u32,
+}
+
+impl Batching {
+    /// One packet per datagram, sent at once: the lowest latency.
+    pub const IMMEDIATE: Batching = Batching {
+        queue_threshold: 1,
+        flush_timeout_cs: 1,
+        nl_buffer_size: 4096,
+    };
+
+    /// Up to 256 packets per datagram, flushed at the latest after 10 ms:
+    /// one `recv` per batch instead of one per packet, for floods.
+    pub const FLOOD: Batching = Batching {
+        queue_threshold: 256,
+        flush_timeout_cs: 1,
+        nl_buffer_size: 65_536,
+    };
 }
 
 /// One packet logged by the kernel. Borrows from the socket's receive buffer.
@@ -204,6 +236,8 @@ pub struct NflogSocket {
     pending_overrun: bool,
     malformed: u64,
     overruns: u64,
+    /// Errors the kernel reported for unacknowledged configuration requests.
+    config_errors: Vec<i32>,
 }
 
 impl std::fmt::Debug for NflogSocket {
@@ -253,6 +287,7 @@ impl NflogSocket {
             pending_overrun: false,
             malformed: 0,
             overruns: 0,
+            config_errors: Vec::new(),
         };
 
         // PF_BIND/PF_UNBIND are deliberately not sent: modern kernels do not
@@ -303,6 +338,48 @@ impl NflogSocket {
     /// the socket (data kept from [`bind`](Self::bind)). `poll()` cannot see it.
     pub fn has_buffered(&self) -> bool {
         self.pending_overrun || !self.pending.is_empty()
+    }
+
+    /// Changes how the kernel batches packets, without waiting for an
+    /// acknowledgement: under a flood the socket buffer may hold megabytes
+    /// ahead of an ack, or have no room left for one. The kernel only answers
+    /// if the request fails; such answers are collected by [`recv`](Self::recv)
+    /// and returned by [`take_config_errors`](Self::take_config_errors).
+    ///
+    /// # Errors
+    ///
+    /// If the request cannot be sent.
+    pub fn set_batching(&mut self, batching: Batching) -> Result<(), NflogError> {
+        let attrs = [
+            CfgAttr::NlBufSiz(batching.nl_buffer_size),
+            CfgAttr::Timeout(batching.flush_timeout_cs),
+            CfgAttr::Qthresh(batching.queue_threshold),
+        ];
+        self.seq = self.seq.wrapping_add(1);
+        let msg = wire::encode_config_flags(self.seq, self.group, &attrs, false);
+        let kernel = SocketAddr::new(0, 0);
+        loop {
+            match self.sock.send_to(&msg, &kernel, 0) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(NflogError::Send {
+                        group: self.group,
+                        op: "batching",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Errors the kernel reported for [`set_batching`](Self::set_batching)
+    /// requests since the last call.
+    pub fn take_config_errors(&mut self) -> Vec<io::Error> {
+        std::mem::take(&mut self.config_errors)
+            .into_iter()
+            .map(io::Error::from_raw_os_error)
+            .collect()
     }
 
     /// Effective receive buffer size as reported by the kernel (which doubles
@@ -383,6 +460,9 @@ impl NflogSocket {
                 }
                 Message::Malformed => malformed += 1,
                 Message::Overrun => self.pending_overrun = true,
+                Message::Ack { errno, .. } if errno != 0 && self.config_errors.len() < 16 => {
+                    self.config_errors.push(errno)
+                }
                 Message::Ack { .. } | Message::Ignored => {}
             }
         }
@@ -565,7 +645,7 @@ mod tests {
         assert_eq!(c.copy_range, 512);
         assert_eq!(c.queue_threshold, 1);
         assert_eq!(c.flush_timeout_cs, 1);
-        assert_eq!(c.recv_buffer, 4 * 1024 * 1024);
+        assert_eq!(c.recv_buffer, 8 * 1024 * 1024);
         assert_eq!(c.nl_buffer_size, None);
         assert_eq!(Config::new(7).group, 7);
     }

@@ -115,11 +115,22 @@ fn put_attr(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
 
 /// Encode an `NFULNL_MSG_CONFIG` request for `group` (with `NLM_F_ACK`).
 pub(crate) fn encode_config(seq: u32, group: u16, attrs: &[CfgAttr]) -> Vec<u8> {
+    encode_config_flags(seq, group, attrs, true)
+}
+
+/// Encode an `NFULNL_MSG_CONFIG` request; without `ack` the kernel answers
+/// only if the request fails.
+pub(crate) fn encode_config_flags(seq: u32, group: u16, attrs: &[CfgAttr], ack: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
+    let flags = if ack {
+        NLM_F_REQUEST | NLM_F_ACK
+    } else {
+        NLM_F_REQUEST
+    };
     // nlmsghdr, length patched below.
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.extend_from_slice(&MSG_TYPE_CONFIG.to_ne_bytes());
-    out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes()); // port id: filled in by the kernel
                                                 // nfgenmsg: family, version, res_id (the group, network byte order).

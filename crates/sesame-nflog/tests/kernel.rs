@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::Uid;
-use sesame_nflog::{Config, NflogError, NflogSocket, Received};
+use sesame_nflog::{Batching, Config, NflogError, NflogSocket, Received};
 
 const UDP_PORT: u16 = 7001;
 const TCP_PORT: u16 = 7002;
@@ -421,4 +421,73 @@ fn queue_threshold_batches_several_packets_per_datagram() {
         assert!(p.ends_with(&[b'b', i as u8]), "order/content of packet {i}");
     }
     assert_eq!(sock.malformed(), 0, "NLMSG_DONE trailer is not malformed");
+}
+
+/// Sends `n` UDP datagrams to the logged port and returns the sizes of the
+/// NFLOG datagrams (packets per `recv`) they arrived in.
+fn send_and_batch_sizes(sock: &mut NflogSocket, n: u8, tag: u8) -> Vec<usize> {
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    for i in 0..n {
+        sender
+            .send_to(&[tag, i], SocketAddr::from(([127, 0, 0, 1], UDP_PORT)))
+            .expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seen = 0usize;
+    let mut batches = Vec::new();
+    for _ in 0..1_000 {
+        match sock.recv(|_| seen += 1).expect("recv") {
+            Received::Packets(k) => batches.push(k),
+            Received::Overrun => panic!("unexpected overrun"),
+            Received::WouldBlock => {
+                if seen >= usize::from(n) || Instant::now() >= deadline {
+                    break;
+                }
+                let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+                nix::poll::poll(&mut fds, PollTimeout::from(100u16)).expect("poll");
+            }
+        }
+    }
+    assert_eq!(seen, usize::from(n), "every packet delivered");
+    batches
+}
+
+#[test]
+fn batching_switches_at_run_time_and_back() {
+    if !enter_netns() {
+        return;
+    }
+    let group = 2706;
+    install_ruleset(group);
+    let mut sock = NflogSocket::bind(&Config::new(group)).expect("bind");
+    // Default: one packet per datagram.
+    let batches = send_and_batch_sizes(&mut sock, 6, b'i');
+    assert!(
+        batches.iter().all(|&k| k == 1),
+        "immediate mode: {batches:?}"
+    );
+
+    // Flood mode: the six packets wait for the flush timer and arrive together.
+    sock.set_batching(Batching {
+        queue_threshold: 6,
+        flush_timeout_cs: 50,
+        nl_buffer_size: 65_536,
+    })
+    .expect("set_batching");
+    let batches = send_and_batch_sizes(&mut sock, 6, b'f');
+    assert!(
+        batches.iter().any(|&k| k > 1),
+        "flood mode must batch: {batches:?}"
+    );
+
+    // And back.
+    sock.set_batching(Batching::IMMEDIATE)
+        .expect("set_batching");
+    // The switch-back request is processed in order, after any partial batch.
+    let batches = send_and_batch_sizes(&mut sock, 6, b'b');
+    assert!(
+        batches.iter().all(|&k| k == 1),
+        "immediate again: {batches:?}"
+    );
+    assert!(sock.take_config_errors().is_empty());
 }
