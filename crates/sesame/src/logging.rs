@@ -159,9 +159,15 @@ pub struct RateLimiter {
     burst: u32,
     window: Duration,
     max_keys: usize,
-    keys: HashMap<(String, String), Bucket>,
+    /// Keyed by `event` NUL `reason`, so a hit needs no allocation.
+    keys: HashMap<String, Bucket>,
+    /// Reused to build lookup keys.
+    scratch: String,
     last_sweep: Option<Instant>,
 }
+
+/// Separates event and reason in a limiter key (neither contains NUL).
+const KEY_SEPARATOR: char = '\0';
 
 /// Default lines per window per `(event, reason)`.
 pub const DEFAULT_BURST: u32 = 20;
@@ -180,6 +186,7 @@ impl RateLimiter {
             window,
             max_keys: max_keys.max(1),
             keys: HashMap::new(),
+            scratch: String::new(),
             last_sweep: None,
         }
     }
@@ -188,16 +195,30 @@ impl RateLimiter {
     /// summaries of windows that ended with lines dropped (to be logged).
     pub fn check(&mut self, event: &str, reason: &str, now: Instant) -> (bool, Vec<Suppressed>) {
         let summaries = self.sweep(now);
-        let mut key = (event.to_string(), reason.to_string());
-        if !self.keys.contains_key(&key) && self.keys.len() >= self.max_keys {
-            key = ("*".to_string(), "*".to_string());
+        self.scratch.clear();
+        self.scratch.push_str(event);
+        self.scratch.push(KEY_SEPARATOR);
+        self.scratch.push_str(reason);
+        if !self.keys.contains_key(self.scratch.as_str()) {
+            let key = if self.keys.len() >= self.max_keys {
+                format!("*{KEY_SEPARATOR}*")
+            } else {
+                self.scratch.clone()
+            };
+            self.keys.entry(key).or_insert(Bucket {
+                start: now,
+                passed: 0,
+                suppressed: 0,
+            });
         }
         let window = self.window;
-        let b = self.keys.entry(key).or_insert(Bucket {
-            start: now,
-            passed: 0,
-            suppressed: 0,
-        });
+        let b = match self.keys.get_mut(self.scratch.as_str()) {
+            Some(b) => b,
+            None => self
+                .keys
+                .get_mut(format!("*{KEY_SEPARATOR}*").as_str())
+                .expect("overflow key inserted above"),
+        };
         if now.saturating_duration_since(b.start) >= window {
             b.start = now;
             b.passed = 0;
@@ -223,14 +244,15 @@ impl RateLimiter {
         self.last_sweep = Some(now);
         let window = self.window;
         let mut out = Vec::new();
-        self.keys.retain(|(event, reason), b| {
+        self.keys.retain(|key, b| {
             if now.saturating_duration_since(b.start) < window {
                 return true;
             }
             if b.suppressed > 0 {
+                let (event, reason) = key.split_once(KEY_SEPARATOR).unwrap_or((key, ""));
                 out.push(Suppressed {
-                    event: event.clone(),
-                    reason: reason.clone(),
+                    event: event.to_string(),
+                    reason: reason.to_string(),
                     count: b.suppressed,
                 });
             }

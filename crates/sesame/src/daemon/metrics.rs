@@ -43,6 +43,9 @@ pub struct GrantLabels {
     pub event: String,
 }
 
+/// The `result` label values of the knock counters, in a fixed order.
+pub const KNOCK_RESULTS: [&str; 6] = ["stage", "duplicate", "reset", "timeout", "evicted", "open"];
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +64,8 @@ pub struct Metrics {
     pub nflog_overruns: Counter,
     /// Packets the parser refused.
     pub nflog_malformed: Counter,
+    /// 1 while NFLOG batching (flood mode) is on.
+    pub nflog_batching: Gauge,
     /// Config reloads by outcome.
     reloads: Family<Vec<(String, String)>, Counter>,
 }
@@ -78,6 +83,7 @@ impl Default for Metrics {
             nflog_packets: Counter::default(),
             nflog_overruns: Counter::default(),
             nflog_malformed: Counter::default(),
+            nflog_batching: Gauge::default(),
             reloads: Family::default(),
         };
         let r = &mut m.registry;
@@ -126,6 +132,11 @@ impl Default for Metrics {
             "Logged packets the parser refused",
             m.nflog_malformed.clone(),
         );
+        r.register(
+            "nflog_batching",
+            "1 while the knock ports are flooded and NFLOG delivers packets in batches",
+            m.nflog_batching.clone(),
+        );
         r.register("reloads", "Config reloads by result", m.reloads.clone());
         m
     }
@@ -140,6 +151,19 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// The knock counters of one door, indexed like [`KNOCK_RESULTS`], so the
+    /// packet path increments an atomic instead of looking labels up.
+    pub fn knock_counters(&self, door: &str) -> [Counter; 6] {
+        KNOCK_RESULTS.map(|result| {
+            self.knocks
+                .get_or_create(&KnockLabels {
+                    door: door.into(),
+                    result: result.into(),
+                })
+                .clone()
+        })
     }
 
     /// Counts a refused SPA/TOTP/fwknop request.

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod commands;
+pub mod load;
 pub mod metrics;
 mod ops;
 pub mod rules;
@@ -21,7 +22,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use sesame_core::grants::{GrantOutcome, Grants};
 use sesame_core::tracker::{DoorId, Event, Observation, Tracker};
 use sesame_core::{packet, Door, Instant, Proto};
-use sesame_nflog::{NflogSocket, Received};
+use sesame_nflog::{Batching, NflogSocket, Received};
 use sesame_nftables::{Firewall, InstallOutcome};
 use tracing::{debug, error, info, warn};
 
@@ -158,6 +159,18 @@ pub struct Counters {
     pub refreshed: u64,
 }
 
+/// First knocks and evictions counted instead of logged during a flood.
+#[derive(Debug, Default)]
+struct FloodQuiet {
+    first_knocks: u64,
+    evictions: u64,
+    /// When the last summary was written.
+    summarized: Option<std::time::Instant>,
+}
+
+/// How often a flood's summary line is written.
+const FLOOD_SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
 /// The running daemon.
 pub struct Daemon {
     config: Config,
@@ -191,6 +204,15 @@ pub struct Daemon {
     /// Metrics, and their endpoint when enabled.
     metrics: metrics::Metrics,
     metrics_server: Option<metrics::MetricsServer>,
+    /// Switches NFLOG batching on during floods.
+    load: load::LoadGovernor,
+    /// Reused per-datagram buffers (no allocation per packet).
+    scratch_observations: Vec<Observation>,
+    scratch_datagrams: Vec<(IpAddr, u16, Vec<u8>)>,
+    /// Lines not written one by one in flood mode, for the next summary.
+    flood_quiet: FloodQuiet,
+    /// Per-door knock counters (see [`Daemon::knock_counter`]).
+    knock_counters: Vec<[prometheus_client::metrics::counter::Counter; 6]>,
 }
 
 fn random_seed() -> Result<[u64; 2], DaemonError> {
@@ -299,6 +321,11 @@ impl Daemon {
             control: Some(control),
             metrics: metrics::Metrics::default(),
             metrics_server,
+            load: load::LoadGovernor::new(std::time::Instant::now()),
+            scratch_observations: Vec::new(),
+            scratch_datagrams: Vec::new(),
+            knock_counters: Vec::new(),
+            flood_quiet: FloodQuiet::default(),
         })
     }
 
@@ -414,6 +441,9 @@ impl Daemon {
             }
             if packets {
                 self.read_packets();
+            } else if self.load.is_batched() {
+                // Flood mode ends on quiet windows, seen even without packets.
+                self.govern_load(0);
             }
             self.tick();
             if chld && drain(&signals.child) {
@@ -443,11 +473,15 @@ impl Daemon {
             .auth
             .next_roll_in(auth::unix_now())
             .unwrap_or(Duration::from_secs(1));
+        let load_check = self.load.next_check().map_or(Duration::from_secs(1), |at| {
+            at.saturating_duration_since(std::time::Instant::now())
+        });
         let wait = next
             .map_or(Duration::from_secs(1), |d| {
                 d.saturating_since(now).min(Duration::from_secs(1))
             })
-            .min(roll);
+            .min(roll)
+            .min(load_check);
         // Round up so we wake after, not just before, the deadline.
         let ms = wait.as_micros().div_ceil(1000) as u16;
         PollTimeout::from(ms)
@@ -455,9 +489,12 @@ impl Daemon {
 
     /// Drains the NFLOG socket (bounded per wake-up so timers stay on time).
     fn read_packets(&mut self) {
+        let mut read = 0u64;
         for _ in 0..256 {
-            let mut observations: Vec<Observation> = Vec::new();
-            let mut spa_packets: Vec<(IpAddr, u16, Vec<u8>)> = Vec::new();
+            let mut observations = std::mem::take(&mut self.scratch_observations);
+            let mut spa_packets = std::mem::take(&mut self.scratch_datagrams);
+            observations.clear();
+            spa_packets.clear();
             let mut malformed = 0u64;
             self.received_at = std::time::Instant::now();
             let (spa_ports, fwknop_ports) = (&self.auth.spa, &self.auth.fwknop);
@@ -477,26 +514,28 @@ impl Daemon {
             });
             self.counters.malformed += malformed;
             self.metrics.nflog_malformed.inc_by(malformed);
-            self.metrics
-                .nflog_packets
-                .inc_by((observations.len() + spa_packets.len()) as u64);
+            let packets = (observations.len() + spa_packets.len()) as u64;
+            read += packets;
+            self.metrics.nflog_packets.inc_by(packets);
             let now = self.now();
             for obs in &observations {
                 self.counters.packets += 1;
                 self.tracker.observe(now, obs, &mut self.events);
             }
             self.handle_events(now);
-            for (src, port, datagram) in spa_packets {
+            for (src, port, datagram) in &spa_packets {
                 self.counters.packets += 1;
-                if self.auth.fwknop.contains_key(&port) {
-                    self.fwknop_packet(now, src, port, &datagram);
+                if self.auth.fwknop.contains_key(port) {
+                    self.fwknop_packet(now, *src, *port, datagram);
                 } else {
-                    self.spa_packet(now, src, port, &datagram);
+                    self.spa_packet(now, *src, *port, datagram);
                 }
             }
+            self.scratch_observations = observations;
+            self.scratch_datagrams = spa_packets;
             match result {
                 Ok(Received::Packets(_)) => {}
-                Ok(Received::WouldBlock) => return,
+                Ok(Received::WouldBlock) => break,
                 Ok(Received::Overrun) => {
                     self.counters.overruns += 1;
                     self.metrics.nflog_overruns.inc();
@@ -507,9 +546,74 @@ impl Daemon {
                 }
                 Err(e) => {
                     error!(event = "nflog_error", "reading NFLOG failed: {e}");
-                    return;
+                    break;
                 }
             }
+        }
+        self.govern_load(read);
+    }
+
+    /// Feeds the load governor and applies its decision to the NFLOG socket.
+    fn govern_load(&mut self, packets: u64) {
+        for e in self.nflog.take_config_errors() {
+            warn!(
+                event = "nflog_error",
+                "the kernel refused an NFLOG batching change: {e}"
+            );
+        }
+        let wall = std::time::Instant::now();
+        let switch = self.load.record(wall, packets);
+        let due = self
+            .flood_quiet
+            .summarized
+            .is_none_or(|t| wall.saturating_duration_since(t) >= FLOOD_SUMMARY_EVERY);
+        if (due || switch == Some(load::Switch::ToImmediate))
+            && (self.flood_quiet.first_knocks > 0 || self.flood_quiet.evictions > 0)
+        {
+            let FloodQuiet {
+                first_knocks,
+                evictions,
+                ..
+            } = std::mem::take(&mut self.flood_quiet);
+            warn!(
+                event = "flood_summary",
+                first_knocks,
+                evictions,
+                tracked = self.tracker.in_progress(),
+                "flood: {first_knocks} first knock(s) and {evictions} eviction(s) of first-knock attempts not logged one by one; {} attempt(s) tracked",
+                self.tracker.in_progress()
+            );
+            self.flood_quiet.summarized = Some(wall);
+        } else if due {
+            self.flood_quiet.summarized = Some(wall);
+        }
+        let Some(switch) = switch else {
+            return;
+        };
+        let batching = match switch {
+            load::Switch::ToBatched { rate } => {
+                warn!(
+                    event = "flood",
+                    rate,
+                    "knock ports receive {rate} packets/s: NFLOG batching on (up to {} packets per read, ≤{} ms added delay)",
+                    Batching::FLOOD.queue_threshold,
+                    Batching::FLOOD.flush_timeout_cs * 10
+                );
+                Batching::FLOOD
+            }
+            load::Switch::ToImmediate => {
+                info!(
+                    event = "flood_over",
+                    "knock traffic is quiet again: NFLOG batching off"
+                );
+                Batching::IMMEDIATE
+            }
+        };
+        self.metrics
+            .nflog_batching
+            .set(i64::from(self.load.is_batched()));
+        if let Err(e) = self.nflog.set_batching(batching) {
+            warn!(event = "nflog_error", "cannot change NFLOG batching: {e}");
         }
     }
 
@@ -711,19 +815,35 @@ impl Daemon {
     fn handle_events(&mut self, now: Instant) {
         let events = std::mem::take(&mut self.events);
         for event in &events {
+            // Indexes into metrics::KNOCK_RESULTS.
             let result = match event {
-                Event::Stage { .. } => "stage",
-                Event::Duplicate { .. } => "duplicate",
-                Event::Reset { .. } => "reset",
-                Event::Timeout { .. } => "timeout",
-                Event::Evicted { .. } => "evicted",
-                Event::Open { .. } => "open",
+                Event::Stage { .. } => 0,
+                Event::Duplicate { .. } => 1,
+                Event::Reset { .. } => 2,
+                Event::Timeout { .. } => 3,
+                Event::Evicted { .. } => 4,
+                Event::Open { .. } => 5,
             };
             if matches!(event, Event::Evicted { .. }) {
                 self.metrics.tracker_evictions.inc();
             }
-            let door_name = &self.door(event.door()).name;
-            self.metrics.knock(door_name, result);
+            self.knock_counter(event.door(), result).inc();
+            // In flood mode, first knocks and evictions arrive once per flood
+            // packet: count them instead of formatting a line each (a
+            // summary is logged every few seconds, see `govern_load`).
+            if self.load.is_batched() {
+                match *event {
+                    Event::Stage { matched: 1, .. } => {
+                        self.flood_quiet.first_knocks += 1;
+                        continue;
+                    }
+                    Event::Evicted { matched: 1, .. } => {
+                        self.flood_quiet.evictions += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             match *event {
                 Event::Stage {
                     src,
@@ -764,6 +884,24 @@ impl Daemon {
         }
         self.events = events;
         self.events.clear();
+    }
+
+    /// The knock counter of `door` for result `index` (see
+    /// `metrics::KNOCK_RESULTS`), cached per door id: the tracker's doors
+    /// only change on reload, which clears the cache.
+    fn knock_counter(
+        &mut self,
+        door: DoorId,
+        index: usize,
+    ) -> &prometheus_client::metrics::counter::Counter {
+        // The tracker's doors: the config's, then one slot per TOTP user.
+        let doors = self.tracker.doors().len();
+        if self.knock_counters.len() != doors {
+            self.knock_counters = (0..doors)
+                .map(|id| self.metrics.knock_counters(&self.door(id).name))
+                .collect();
+        }
+        &self.knock_counters[door][index]
     }
 
     fn open(&mut self, now: Instant, src: IpAddr, door_id: DoorId) {

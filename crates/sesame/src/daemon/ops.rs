@@ -458,6 +458,7 @@ impl Daemon {
         );
         self.config = cfg;
         self.tracker = tracker;
+        self.knock_counters.clear();
         self.grants = grants;
         self.granted = granted;
         self.auth = auth;
