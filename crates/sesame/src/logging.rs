@@ -168,6 +168,8 @@ pub struct RateLimiter {
 
 /// Separates event and reason in a limiter key (neither contains NUL).
 const KEY_SEPARATOR: char = '\0';
+/// The key shared by every `(event, reason)` beyond `max_keys`.
+const OVERFLOW_KEY: &str = "*\0*";
 
 /// Default lines per window per `(event, reason)`.
 pub const DEFAULT_BURST: u32 = 20;
@@ -201,7 +203,7 @@ impl RateLimiter {
         self.scratch.push_str(reason);
         if !self.keys.contains_key(self.scratch.as_str()) {
             let key = if self.keys.len() >= self.max_keys {
-                format!("*{KEY_SEPARATOR}*")
+                OVERFLOW_KEY.to_string()
             } else {
                 self.scratch.clone()
             };
@@ -216,7 +218,7 @@ impl RateLimiter {
             Some(b) => b,
             None => self
                 .keys
-                .get_mut(format!("*{KEY_SEPARATOR}*").as_str())
+                .get_mut(OVERFLOW_KEY)
                 .expect("overflow key inserted above"),
         };
         if now.saturating_duration_since(b.start) >= window {
