@@ -35,7 +35,7 @@
 //!
 //! [`ReplayCache::to_bytes`] produces a small versioned binary image with a
 //! SHA-256 checksum (layout in `docs/spa-protocol.md`); the daemon writes it
-//! atomically (temporary file, fsync, rename) and reads it back with
+//! atomically (temporary file, rename) and reads it back with
 //! [`ReplayCache::from_bytes`] on start, so a packet captured before a restart
 //! is still refused after it. When the image is missing or unreadable, the
 //! daemon should call [`ReplayCache::raise_floor`] with `now + window` (the
@@ -43,6 +43,20 @@
 //! credential made before the restart is then refused, fresh ones pass. The
 //! same applies when the time window grows between runs: entries were stored
 //! with expiries computed from the old window.
+//!
+//! # Journal
+//!
+//! Rewriting the whole image for every accepted credential costs hundreds of
+//! microseconds (milliseconds for a large cache) on the path to the door. So
+//! the daemon appends one fixed-size record per accepted credential
+//! ([`journal_record`], [`JOURNAL_RECORD_LEN`] bytes) to a journal next to the
+//! image, before opening the door, and from time to time compacts: writes the
+//! image, then empties the journal down to its [`JOURNAL_HEADER`]. On start it
+//! loads the image, then replays the journal on top of it with
+//! [`ReplayCache::apply_journal`]. Replaying a record is idempotent and only
+//! ever makes the cache refuse more ([`ReplayCache::remember`]), so a journal
+//! that still holds records already in the image (a crash between the two
+//! steps of a compaction) is harmless.
 //!
 //! Ordering uses [`BTreeMap`]/[`BTreeSet`]: deterministic (no hash seed, and
 //! [`ReplayCache::to_bytes`] is byte-for-byte reproducible) and O(log n).
@@ -227,6 +241,67 @@ const STATE_ENTRY_LEN: usize = ReplayKey::LEN + 8;
 /// SHA-256.
 const STATE_CHECKSUM_LEN: usize = 32;
 
+/// First bytes of a replay journal: magic `SSMJ`, version 1, three zero
+/// bytes.
+pub const JOURNAL_HEADER: [u8; 8] = *b"SSMJ\x01\0\0\0";
+/// Length of one journal record: key (17), expiry (8, big-endian), check (8).
+pub const JOURNAL_RECORD_LEN: usize = ReplayKey::LEN + 8 + JOURNAL_CHECK_LEN;
+/// Bytes of SHA-256 kept as a record's check.
+const JOURNAL_CHECK_LEN: usize = 8;
+/// Domain tag of a record's check.
+const JOURNAL_CHECK_TAG: &[u8] = b"sesame-replay-journal-v1";
+
+/// The check of a record's first 25 bytes.
+fn journal_check(body: &[u8]) -> [u8; JOURNAL_CHECK_LEN] {
+    let mut h = Sha256::new();
+    h.update(JOURNAL_CHECK_TAG);
+    h.update(body);
+    let digest = h.finalize();
+    let mut out = [0u8; JOURNAL_CHECK_LEN];
+    out.copy_from_slice(&digest[..JOURNAL_CHECK_LEN]);
+    out
+}
+
+/// One journal record: `key` was accepted and must be refused until
+/// `expires` (inclusive). Layout: [`ReplayKey::to_bytes`], the expiry
+/// (big-endian u64), then the first 8 bytes of
+/// `SHA-256("sesame-replay-journal-v1" || key || expiry)`.
+pub fn journal_record(key: &ReplayKey, expires: u64) -> [u8; JOURNAL_RECORD_LEN] {
+    let mut out = [0u8; JOURNAL_RECORD_LEN];
+    out[..ReplayKey::LEN].copy_from_slice(&key.to_bytes());
+    out[ReplayKey::LEN..ReplayKey::LEN + 8].copy_from_slice(&expires.to_be_bytes());
+    let check = journal_check(&out[..ReplayKey::LEN + 8]);
+    out[ReplayKey::LEN + 8..].copy_from_slice(&check);
+    out
+}
+
+/// What [`ReplayCache::apply_journal`] found.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalSummary {
+    /// Complete records replayed.
+    pub records: usize,
+    /// Bytes at the end that form no complete record (or no complete
+    /// header): an append cut short by a crash. They were ignored.
+    pub torn_bytes: usize,
+}
+
+/// Why [`ReplayCache::apply_journal`] rejected a journal.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayJournalError {
+    /// Does not start with `SSMJ`.
+    #[error("not a replay journal (bad magic)")]
+    BadMagic,
+    /// A format version this code does not read.
+    #[error("unsupported replay journal version {0}")]
+    UnsupportedVersion(u8),
+    /// A complete record whose check does not match: corrupt.
+    #[error("replay journal record {0} is corrupt (check mismatch)")]
+    BadChecksum(usize),
+    /// A complete record with an unknown key kind.
+    #[error("replay journal record {0} is invalid")]
+    BadRecord(usize),
+}
+
 /// The bounded replay cache. See the module docs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplayCache {
@@ -356,6 +431,85 @@ impl ReplayCache {
         self.entries.insert(key, expires);
         self.by_expiry.insert((expires, key));
         Ok(())
+    }
+
+    /// Remembers that `key` was accepted with expiry `expires`, without the
+    /// checks of [`ReplayCache::check_and_insert`]: for entries replayed
+    /// from a journal at start-up. It only ever makes the cache refuse more:
+    /// an expiry at or below the floor is refused already and is skipped; a
+    /// key held already keeps the later of the two expiries; when the cache
+    /// is over capacity the soonest entry goes and the floor rises to its
+    /// expiry, as when loading a large image into a small cache.
+    pub fn remember(&mut self, key: ReplayKey, expires: u64) {
+        if expires <= self.floor {
+            return;
+        }
+        if let Some(old) = self.entries.get(&key).copied() {
+            if old >= expires {
+                return;
+            }
+            self.by_expiry.remove(&(old, key));
+        }
+        self.entries.insert(key, expires);
+        self.by_expiry.insert((expires, key));
+        while self.entries.len() > self.capacity {
+            let Some((expiry, old)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            self.entries.remove(&old);
+            self.floor = self.floor.max(expiry);
+        }
+    }
+
+    /// Replays a journal (see the module docs) on top of this cache with
+    /// [`ReplayCache::remember`]. The whole journal is checked before
+    /// anything is applied, so on an error the cache is unchanged.
+    ///
+    /// An empty journal, or a trailing part shorter than a record (or than
+    /// the header), is not an error: it is counted in
+    /// [`JournalSummary::torn_bytes`] and ignored. The daemon appends each
+    /// record with one write before it opens the door, so a record that is
+    /// not complete belongs to a write that never completed, and that
+    /// credential opened nothing. A complete record that fails its check is
+    /// corruption, not a torn append: the caller should fail closed.
+    pub fn apply_journal(&mut self, bytes: &[u8]) -> Result<JournalSummary, ReplayJournalError> {
+        let header = JOURNAL_HEADER.len();
+        if bytes.len() < header {
+            if JOURNAL_HEADER.starts_with(bytes) {
+                return Ok(JournalSummary {
+                    records: 0,
+                    torn_bytes: bytes.len(),
+                });
+            }
+            return Err(ReplayJournalError::BadMagic);
+        }
+        if bytes[..4] != JOURNAL_HEADER[..4] {
+            return Err(ReplayJournalError::BadMagic);
+        }
+        if bytes[4..header] != JOURNAL_HEADER[4..] {
+            return Err(ReplayJournalError::UnsupportedVersion(bytes[4]));
+        }
+        let records = bytes[header..].chunks_exact(JOURNAL_RECORD_LEN);
+        let torn_bytes = records.remainder().len();
+        let mut parsed = Vec::with_capacity(records.len());
+        for (i, record) in records.enumerate() {
+            let (body, check) = record.split_at(ReplayKey::LEN + 8);
+            if journal_check(body) != check {
+                return Err(ReplayJournalError::BadChecksum(i));
+            }
+            let key_bytes: &[u8; ReplayKey::LEN] =
+                body[..ReplayKey::LEN].try_into().expect("17 bytes");
+            let key = ReplayKey::from_bytes(key_bytes).ok_or(ReplayJournalError::BadRecord(i))?;
+            let expires = u64::from_be_bytes(body[ReplayKey::LEN..].try_into().expect("8 bytes"));
+            parsed.push((key, expires));
+        }
+        for &(key, expires) in &parsed {
+            self.remember(key, expires);
+        }
+        Ok(JournalSummary {
+            records: parsed.len(),
+            torn_bytes,
+        })
     }
 
     /// The persisted image: see `docs/spa-protocol.md`. Entries are written
@@ -642,6 +796,151 @@ mod tests {
             ReplayCache::from_bytes(&forge(&[entry, entry]), 10),
             Err(ReplayStateError::DuplicateEntry(1))
         );
+    }
+
+    fn journal(records: &[(ReplayKey, u64)]) -> Vec<u8> {
+        let mut out = JOURNAL_HEADER.to_vec();
+        for (k, e) in records {
+            out.extend_from_slice(&journal_record(k, *e));
+        }
+        out
+    }
+
+    #[test]
+    fn journal_record_layout_is_fixed() {
+        let record = journal_record(&key(0xab), 0x0102);
+        let mut body = vec![1];
+        body.extend_from_slice(&[0xab; 16]);
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(record.len(), 33);
+        assert_eq!(&record[..25], &body[..]);
+        let mut h = Sha256::new();
+        h.update(b"sesame-replay-journal-v1");
+        h.update(&body);
+        assert_eq!(&record[25..], &h.finalize()[..8]);
+        assert_eq!(&JOURNAL_HEADER, b"SSMJ\x01\0\0\0");
+    }
+
+    #[test]
+    fn journal_on_top_of_an_image_still_refuses() {
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(1), 160, 100).unwrap();
+        let image = cache.to_bytes();
+        // Accepted after the image was written: journalled only.
+        cache.check_and_insert(key(2), 170, 101).unwrap();
+        cache.check_and_insert(key(3), 150, 101).unwrap();
+        let bytes = journal(&[(key(2), 170), (key(3), 150)]);
+
+        let mut back = ReplayCache::from_bytes(&image, 10).unwrap();
+        assert!(!back.contains(&key(2)));
+        let summary = back.apply_journal(&bytes).unwrap();
+        assert_eq!(
+            summary,
+            JournalSummary {
+                records: 2,
+                torn_bytes: 0
+            }
+        );
+        assert_eq!(back, cache);
+        for (k, e) in [(key(1), 160), (key(2), 170), (key(3), 150)] {
+            assert_eq!(
+                back.check_and_insert(k, e, 102),
+                Err(ReplayError::Replayed),
+                "{k:?}"
+            );
+        }
+        // Replaying records the image already holds changes nothing.
+        let again = back.clone();
+        back.apply_journal(&journal(&[(key(1), 160), (key(2), 170)]))
+            .unwrap();
+        assert_eq!(back, again);
+    }
+
+    #[test]
+    fn torn_journal_tail_is_ignored_and_complete_records_kept() {
+        let full = journal(&[(key(1), 160), (key(2), 170)]);
+        for cut in 1..JOURNAL_RECORD_LEN {
+            let mut cache = ReplayCache::new(10);
+            let summary = cache.apply_journal(&full[..full.len() - cut]).unwrap();
+            assert_eq!(summary.records, 1, "cut {cut}");
+            assert_eq!(summary.torn_bytes, JOURNAL_RECORD_LEN - cut);
+            assert!(cache.contains(&key(1)));
+            assert!(!cache.contains(&key(2)));
+        }
+        // An empty journal, or a header cut short, holds nothing.
+        for cut in 0..JOURNAL_HEADER.len() {
+            let mut cache = ReplayCache::new(10);
+            let summary = cache.apply_journal(&full[..cut]).unwrap();
+            assert_eq!(
+                summary,
+                JournalSummary {
+                    records: 0,
+                    torn_bytes: cut
+                }
+            );
+            assert!(cache.is_empty());
+        }
+    }
+
+    #[test]
+    fn corrupt_journals_are_rejected_and_change_nothing() {
+        let good = journal(&[(key(1), 160), (key(2), 170)]);
+        let mut cache = ReplayCache::new(10);
+        cache.check_and_insert(key(9), 200, 100).unwrap();
+        let before = cache.clone();
+        let mut check = |bad: &[u8], want: ReplayJournalError| {
+            assert_eq!(cache.apply_journal(bad), Err(want));
+            assert_eq!(cache, before);
+        };
+        check(b"XYZ", ReplayJournalError::BadMagic);
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        check(&bad, ReplayJournalError::BadMagic);
+        let mut bad = good.clone();
+        bad[4] = 2;
+        check(&bad, ReplayJournalError::UnsupportedVersion(2));
+        // Every byte of the second record, flipped.
+        for i in 8 + JOURNAL_RECORD_LEN..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            check(&bad, ReplayJournalError::BadChecksum(1));
+        }
+        // A record with a valid check but an unknown key kind.
+        let mut forged = journal_record(&key(3), 180);
+        forged[0] = 9;
+        let check_bytes = journal_check(&forged[..25]);
+        forged[25..].copy_from_slice(&check_bytes);
+        let mut bad = good.clone();
+        bad.extend_from_slice(&forged);
+        check(&bad, ReplayJournalError::BadRecord(2));
+    }
+
+    #[test]
+    fn remember_only_ever_refuses_more() {
+        let mut cache = ReplayCache::new(2);
+        cache.raise_floor(100);
+        // At or below the floor: refused already, not stored.
+        cache.remember(key(1), 100);
+        assert!(cache.is_empty());
+        cache.remember(key(2), 150);
+        // A repeated key keeps the later expiry.
+        cache.remember(key(2), 140);
+        cache.remember(key(3), 160);
+        assert_eq!(cache.len(), 2);
+        // Over capacity: the soonest goes and the floor covers it.
+        cache.remember(key(4), 170);
+        assert_eq!(cache.len(), 2);
+        assert!(!cache.contains(&key(2)));
+        assert_eq!(cache.floor(), 150);
+        assert_eq!(
+            cache.check_and_insert(key(2), 150, 120),
+            Err(ReplayError::Forgotten { floor: 150 })
+        );
+        // Older than everything held: only the floor rises.
+        cache.remember(key(5), 155);
+        assert!(!cache.contains(&key(5)));
+        assert_eq!(cache.floor(), 155);
+        assert!(cache.contains(&key(3)) && cache.contains(&key(4)));
     }
 
     #[test]

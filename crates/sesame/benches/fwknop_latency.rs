@@ -14,8 +14,8 @@
 //!
 //! - `sesamed --fwknop-access access.conf` (nftables grant sets, NFLOG),
 //!   with its replay cache (`--state-dir`) in a directory under the scratch
-//!   directory (`std::env::temp_dir()`; sesamed rewrites it, without
-//!   fsync, before each grant);
+//!   directory (`std::env::temp_dir()`; sesamed appends one journal
+//!   record to it, without fsync, before each grant);
 //! - `fwknopd` with its defaults (libpcap on `sesame0`), its own
 //!   fwknopd.conf/access.conf/run dir, driving iptables-nft, with
 //!   `INPUT -p tcp --dport 2222 -j DROP` below its `FWKNOP_INPUT` jump;

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sesame_core::replay::{ReplayCache, ReplayKey};
+use sesame_core::replay::{journal_record, ReplayCache, ReplayKey, JOURNAL_HEADER};
 use sesame_core::spa::{Credential, UserPolicy, Verifier};
 use sesame_core::totp::{steps_at, TotpSecret, TotpSpec};
 use sesame_core::tracker::DoorId;
@@ -23,6 +23,14 @@ use crate::keys;
 
 /// Name of the replay cache file in the state directory.
 pub const REPLAY_FILE: &str = "replay.bin";
+/// Name of the replay journal (credentials accepted since the image was
+/// written) in the state directory.
+pub const JOURNAL_FILE: &str = "replay.journal";
+/// The journal is compacted into the image once it holds this many records,
+/// or as many as the cache holds entries if that is more: the image rewrite
+/// then costs O(1) image bytes per accepted credential, amortized, and the
+/// journal stays below 33 B × max(4096, capacity).
+const COMPACT_MIN_RECORDS: usize = 4096;
 /// Widest time window the saved image was made under (decimal seconds).
 pub const WINDOW_FILE: &str = "replay.window";
 /// Kernel boot id the image was written under.
@@ -413,21 +421,40 @@ impl AuthDoors {
     }
 }
 
-/// The replay cache, persisted atomically in the state directory.
+/// The replay cache, persisted in the state directory as an image
+/// (`replay.bin`, rewritten atomically) plus a journal (`replay.journal`)
+/// of the credentials accepted since the image was written.
+///
+/// Every accepted credential costs one `write(2)` of a 33-byte record to the
+/// journal ([`PersistentReplay::record`]), made before the door opens; the
+/// image is rewritten only when the journal has grown
+/// ([`PersistentReplay::compact_if_due`], called after the door opened) and
+/// at start-up. Nothing is fsynced: a daemon crash or restart keeps every
+/// completed write (same page cache), and a host crash is caught by the
+/// boot-id check in [`PersistentReplay::open`].
 pub struct PersistentReplay {
     /// The cache.
     pub cache: ReplayCache,
     path: PathBuf,
+    journal_path: PathBuf,
+    /// Opened with `O_APPEND`: each record lands at the end in one write.
+    journal: std::fs::File,
+    /// Records appended since the last compaction.
+    journal_records: usize,
+    /// An append failed, possibly after writing part of a record: the next
+    /// record would be misaligned behind it, so compact first.
+    journal_dirty: bool,
 }
 
 impl PersistentReplay {
-    /// Loads `state_dir/replay.bin` and writes it back at once (so every
-    /// later start finds one). When the state directory does not exist yet
-    /// or is empty, this is a first start and the cache starts empty. When the directory
-    /// exists but the image is missing or unreadable, it fails closed: every
-    /// credential still valid at start-up is refused (`raise_floor(now +
-    /// widest window)`), so nothing captured before the restart can be
-    /// replayed; the returned warning says so.
+    /// Loads `state_dir/replay.bin`, replays `state_dir/replay.journal` on
+    /// top of it and compacts at once (so every later start finds an
+    /// image). When the state directory does not exist yet or is empty,
+    /// this is a first start and the cache starts empty. When the directory
+    /// exists but the image is missing or unreadable, or the journal is
+    /// corrupt, it fails closed: every credential still valid at start-up
+    /// is refused (`raise_floor(now + widest window)`), so nothing captured
+    /// before the restart can be replayed; the returned warning says so.
     pub fn open(
         state_dir: &Path,
         capacity: usize,
@@ -475,10 +502,38 @@ impl PersistentReplay {
             Err(e) => return Err(state(e, &path)),
         };
         let (mut cache, mut warning) = (cache, warning);
-        // The image is written without fsync (that would cost ~1 ms per
-        // grant): a process crash or restart keeps it (same page cache), but
-        // a host crash may lose the last writes. So an image from another
-        // boot cannot vouch for recent credentials: fail closed.
+        // The journal holds what was accepted since the image was written.
+        // A missing one is normal (first start, or a state directory from a
+        // version without journal, which rewrote the image per credential).
+        let journal_path = state_dir.join(JOURNAL_FILE);
+        let mut torn = None;
+        match std::fs::read(&journal_path) {
+            Ok(bytes) => match cache.apply_journal(&bytes) {
+                Ok(summary) if summary.torn_bytes > 0 => {
+                    torn = Some(format!(
+                        "ignored the last {} bytes of {}: an append cut short by a crash (its credential opened nothing)",
+                        summary.torn_bytes,
+                        journal_path.display()
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    cache.raise_floor(now_unix + widest_window);
+                    warning.get_or_insert_with(|| {
+                        format!(
+                            "{} is unusable ({e}); refusing every credential still valid now",
+                            journal_path.display()
+                        )
+                    });
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(state(e, &journal_path)),
+        }
+        // Neither file is fsynced (that would cost ~1 ms per grant): a
+        // process crash or restart keeps them (same page cache), but a host
+        // crash may lose the last writes. So state from another boot cannot
+        // vouch for recent credentials: fail closed.
         let boot_path = state_dir.join(BOOT_FILE);
         let boot_now = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
         let boot_then = std::fs::read_to_string(&boot_path).ok();
@@ -503,15 +558,107 @@ impl PersistentReplay {
         }
         std::fs::write(&window_path, format!("{widest_window}\n"))
             .map_err(|e| state(e, &window_path))?;
-        let this = PersistentReplay { cache, path };
-        this.save()?;
-        Ok((this, warning))
+        // Not truncated here: until the compaction below has written the
+        // image, the journal's records exist nowhere else.
+        let journal = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(|e| state(e, &journal_path))?;
+        let mut this = PersistentReplay {
+            cache,
+            path,
+            journal_path,
+            journal,
+            journal_records: 0,
+            journal_dirty: false,
+        };
+        this.write_image()?;
+        // From here on the journal always starts with a valid header:
+        // compactions cut it back to the header, appends add after it.
+        let reset = |f: &mut std::fs::File| -> std::io::Result<()> {
+            f.set_len(0)?;
+            f.write_all(&JOURNAL_HEADER)
+        };
+        reset(&mut this.journal).map_err(|e| this.journal_error(e))?;
+        Ok((this, warning.or(torn)))
+    }
+
+    /// Persists `key`, just inserted into [`PersistentReplay::cache`] with
+    /// expiry `expires`: one record appended to the journal with a single
+    /// `write(2)`. Call it before opening the door, and do not open it on an
+    /// error (fail closed).
+    ///
+    /// A crash during the write leaves at most a partial trailing record,
+    /// which [`PersistentReplay::open`] ignores: that is safe because the
+    /// write did not complete, so the door was not opened for it. After a
+    /// failed write, the journal is compacted before the next record, so
+    /// that a partial record is never followed by complete ones.
+    pub fn record(&mut self, key: ReplayKey, expires: u64) -> Result<(), AuthError> {
+        if self.journal_dirty {
+            self.compact()?;
+        }
+        let record = journal_record(&key, expires);
+        let written = loop {
+            match self.journal.write(&record) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match written {
+            Ok(n) if n == record.len() => {
+                self.journal_records += 1;
+                Ok(())
+            }
+            Ok(n) => {
+                self.journal_dirty = true;
+                Err(self.journal_error(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {n} of {} bytes", record.len()),
+                )))
+            }
+            Err(e) => {
+                self.journal_dirty = true;
+                Err(self.journal_error(e))
+            }
+        }
+    }
+
+    /// Compacts when the journal holds enough records (see
+    /// `COMPACT_MIN_RECORDS`); returns whether it did. Call it off the path
+    /// to the door (after opening it): it rewrites the whole image. An
+    /// error is not fatal: the journal keeps every record, and the next
+    /// call tries again.
+    pub fn compact_if_due(&mut self) -> Result<bool, AuthError> {
+        if self.journal_records < COMPACT_MIN_RECORDS.max(self.cache.len()) {
+            return Ok(false);
+        }
+        self.compact().map(|()| true)
+    }
+
+    /// Writes the image, then empties the journal down to its header. A
+    /// crash between the two leaves records that the new image holds too:
+    /// replaying them changes nothing. Not fsynced: see the boot-id check
+    /// in [`PersistentReplay::open`].
+    pub fn compact(&mut self) -> Result<(), AuthError> {
+        self.write_image()?;
+        // ftruncate is atomic: a crash leaves the old journal (whose records
+        // the image now holds) or the bare header, never a part of a record.
+        // It also drops a partial record left by a failed append. Cut to the
+        // header, not to zero: ext4 (auto_da_alloc) flushes a file truncated
+        // to zero to disk, which costs milliseconds.
+        self.journal_dirty = true;
+        self.journal
+            .set_len(JOURNAL_HEADER.len() as u64)
+            .map_err(|e| self.journal_error(e))?;
+        self.journal_records = 0;
+        self.journal_dirty = false;
+        Ok(())
     }
 
     /// Writes the image: temporary file, then rename, so a crash of the
-    /// daemon leaves either the old or the new image. Not fsynced: see the
-    /// boot-id check in [`PersistentReplay::open`] for host crashes.
-    pub fn save(&self) -> Result<(), AuthError> {
+    /// daemon leaves either the old or the new image.
+    fn write_image(&self) -> Result<(), AuthError> {
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
@@ -522,6 +669,13 @@ impl PersistentReplay {
             path: self.path.display().to_string(),
             source,
         })
+    }
+
+    fn journal_error(&self, source: std::io::Error) -> AuthError {
+        AuthError::State {
+            path: self.journal_path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -547,7 +701,7 @@ mod tests {
         );
         let key = ReplayKey::spa([1; 16]);
         r.cache.check_and_insert(key, now + 60, now).unwrap();
-        r.save().unwrap();
+        r.record(key, now + 60).unwrap();
 
         // Restart: the used credential is still refused.
         let (r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
@@ -587,6 +741,194 @@ mod tests {
             .cache
             .check_and_insert(ReplayKey::spa([4; 16]), now + 64, now + 4)
             .is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn journal_len(d: &Path) -> u64 {
+        std::fs::metadata(d.join(JOURNAL_FILE)).unwrap().len()
+    }
+
+    fn image(d: &Path) -> ReplayCache {
+        ReplayCache::from_bytes(&std::fs::read(d.join(REPLAY_FILE)).unwrap(), 16).unwrap()
+    }
+
+    /// Inserts and records `n` fresh keys (ids `base..base + n`).
+    fn accept(r: &mut PersistentReplay, base: u8, n: u8, expires: u64, now: u64) -> Vec<ReplayKey> {
+        (base..base + n)
+            .map(|i| {
+                let key = ReplayKey::spa([i; 16]);
+                r.cache.check_and_insert(key, expires, now).unwrap();
+                r.record(key, expires).unwrap();
+                key
+            })
+            .collect()
+    }
+
+    const RECORD: u64 = sesame_core::replay::JOURNAL_RECORD_LEN as u64;
+    const HEADER: u64 = JOURNAL_HEADER.len() as u64;
+
+    #[test]
+    fn journalled_credentials_are_refused_after_a_restart() {
+        let d = dir("journal");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        assert_eq!(journal_len(&d), HEADER, "open leaves an empty journal");
+        let keys = accept(&mut r, 1, 3, now + 60, now);
+        // One record per credential; the image is not rewritten.
+        assert_eq!(journal_len(&d), HEADER + 3 * RECORD);
+        assert!(image(&d).is_empty());
+        drop(r); // as a crash: no compaction on the way out
+
+        let (mut r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
+        assert_eq!(warning, None);
+        for key in &keys {
+            assert_eq!(
+                r2.cache.check_and_insert(*key, now + 60, now + 1),
+                Err(sesame_core::replay::ReplayError::Replayed),
+                "{key:?}"
+            );
+        }
+        // Open compacted: the image holds them, the journal is empty again.
+        assert!(keys.iter().all(|k| image(&d).contains(k)));
+        assert_eq!(journal_len(&d), HEADER);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn torn_trailing_journal_record_is_ignored() {
+        let d = dir("torn");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        let keys = accept(&mut r, 1, 2, now + 60, now);
+        drop(r);
+        // A crash in the middle of the third append: 10 of its 33 bytes.
+        let torn = ReplayKey::spa([3; 16]);
+        let record = sesame_core::replay::journal_record(&torn, now + 60);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(&record[..10]).unwrap();
+        drop(f);
+
+        let (mut r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
+        let warning = warning.unwrap();
+        assert!(warning.contains("last 10 bytes"), "{warning}");
+        assert!(keys.iter().all(|k| r2.cache.contains(k)));
+        // Its write never completed, so it opened nothing: not refused.
+        assert!(!r2.cache.contains(&torn));
+        assert_eq!(
+            r2.cache.floor(),
+            0,
+            "a torn append is no reason to fail closed"
+        );
+        // The partial record is gone: the next record is read back whole.
+        assert_eq!(journal_len(&d), HEADER);
+        let more = accept(&mut r2, 4, 1, now + 61, now + 1);
+        drop(r2);
+        let (r3, warning) = PersistentReplay::open(&d, 16, 60, now + 2).unwrap();
+        assert_eq!(warning, None);
+        assert!(r3.cache.contains(&more[0]));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_entries_and_empties_the_journal() {
+        let d = dir("compact");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        let keys = accept(&mut r, 1, 3, now + 60, now);
+        assert!(!r.compact_if_due().unwrap(), "3 records are not enough");
+        assert_eq!(journal_len(&d), HEADER + 3 * RECORD);
+        r.compact().unwrap();
+        assert_eq!(journal_len(&d), HEADER);
+        assert!(keys.iter().all(|k| image(&d).contains(k)));
+        // Appends after a compaction go after the header again.
+        let more = accept(&mut r, 4, 1, now + 60, now);
+        assert_eq!(journal_len(&d), HEADER + RECORD);
+        drop(r);
+        let (r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
+        assert_eq!(warning, None);
+        assert!(keys.iter().chain(&more).all(|k| r2.cache.contains(k)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn compaction_is_due_after_enough_records() {
+        let d = dir("due");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 8, 60, now).unwrap();
+        let key = ReplayKey::spa([1; 16]);
+        r.cache.check_and_insert(key, now + 60, now).unwrap();
+        // The same record over and over: only the count matters here.
+        for _ in 0..COMPACT_MIN_RECORDS - 1 {
+            r.record(key, now + 60).unwrap();
+        }
+        assert!(!r.compact_if_due().unwrap());
+        r.record(key, now + 60).unwrap();
+        assert!(r.compact_if_due().unwrap());
+        assert_eq!(journal_len(&d), HEADER);
+        assert!(image(&d).contains(&key));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_journal_fails_closed() {
+        let d = dir("corrupt-journal");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        accept(&mut r, 1, 2, now + 60, now);
+        drop(r);
+        // A bit flip in the first, complete record: not a torn append.
+        let path = d.join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER as usize + 5] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (mut r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
+        let warning = warning.unwrap();
+        assert!(warning.contains("replay.journal is unusable"), "{warning}");
+        // Whatever the journal held, it was valid no later than now + window.
+        assert!(r2
+            .cache
+            .check_and_insert(ReplayKey::spa([9; 16]), now + 61, now + 1)
+            .is_err());
+        assert!(r2
+            .cache
+            .check_and_insert(ReplayKey::spa([9; 16]), now + 62, now + 1)
+            .is_ok());
+        // A bad magic is treated the same way.
+        drop(r2);
+        std::fs::write(&path, b"not a journal at all, and long enough").unwrap();
+        let (_, warning) = PersistentReplay::open(&d, 16, 60, now + 2).unwrap();
+        assert!(warning.unwrap().contains("bad magic"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn failed_append_refuses_and_compacts_before_the_next() {
+        let d = dir("failed-append");
+        let now = 1_800_000_000;
+        let (mut r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        let path = d.join(JOURNAL_FILE);
+        // A handle that cannot write: the append fails.
+        let good = std::mem::replace(&mut r.journal, std::fs::File::open(&path).unwrap());
+        let first = ReplayKey::spa([1; 16]);
+        r.cache.check_and_insert(first, now + 60, now).unwrap();
+        let err = r.record(first, now + 60).unwrap_err();
+        assert!(err.to_string().contains("replay.journal"), "{err}");
+        // As if part of the record had reached the file.
+        r.journal = good;
+        r.journal.write_all(&[0xee; 7]).unwrap();
+
+        // The next record compacts first, so it is not misaligned behind
+        // the partial one.
+        let second = accept(&mut r, 2, 1, now + 60, now);
+        assert_eq!(journal_len(&d), HEADER + RECORD);
+        drop(r);
+        let (r2, warning) = PersistentReplay::open(&d, 16, 60, now + 1).unwrap();
+        assert_eq!(warning, None);
+        assert!(r2.cache.contains(&first) && r2.cache.contains(&second[0]));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -662,7 +662,7 @@ impl Daemon {
             .verify_and_record(datagram, now_unix, &mut replay.cache)
         {
             Ok(v) => {
-                if let Err(e) = replay.save() {
+                if let Err(e) = replay.record(v.replay_key, v.replay_expires) {
                     // Fail closed: an accept that cannot be remembered across
                     // a restart is not honoured.
                     error!(event = "spa_refused", source = %src, door = %name, reason = "replay_state", "{e}");
@@ -672,6 +672,7 @@ impl Daemon {
                 let target = v.payload.address.unwrap_or(src);
                 info!(event = "spa_accepted", source = %src, door = %name, user = %v.user, mode = %v.mode, "SPA request from user {} accepted", v.user);
                 self.open_with(now, target, door_id, &v.services, v.duration);
+                self.compact_replay();
             }
             Err(e) => {
                 info!(event = "spa_refused", source = %src, door = %name, reason = e.reason(), "SPA packet refused: {e}");
@@ -732,10 +733,10 @@ impl Daemon {
         let Some(replay) = self.replay.as_mut() else {
             return;
         };
-        if let Err(e) =
-            replay
-                .cache
-                .check_and_insert(msg.replay_key(), msg.replay_expiry(max_age), now_unix)
+        let (replay_key, replay_expiry) = (msg.replay_key(), msg.replay_expiry(max_age));
+        if let Err(e) = replay
+            .cache
+            .check_and_insert(replay_key, replay_expiry, now_unix)
         {
             let reason = match e {
                 sesame_core::replay::ReplayError::Replayed => "replay",
@@ -744,7 +745,7 @@ impl Daemon {
             refuse(reason, format!("{e} (user {:?})", msg.username));
             return;
         }
-        if let Err(e) = replay.save() {
+        if let Err(e) = replay.record(replay_key, replay_expiry) {
             refuse("replay_state", e.to_string());
             return;
         }
@@ -775,6 +776,7 @@ impl Daemon {
                 self.open_with(now, target, door_id, &services, open_for);
             }
         }
+        self.compact_replay();
     }
 
     /// A TOTP slot's sequence was knocked: refuse it if it was used before
@@ -798,7 +800,7 @@ impl Daemon {
             self.metrics.reject(&name, "totp", "replay");
             return;
         }
-        if let Err(e) = replay.save() {
+        if let Err(e) = replay.record(key, expires) {
             error!(event = "totp_refused", source = %src, door = %name, user = %user, reason = "replay_state", "{e}");
             self.metrics.reject(&name, "totp", "replay_state");
             return;
@@ -806,6 +808,22 @@ impl Daemon {
         info!(event = "totp_accepted", source = %src, door = %name, user = %user, step, "TOTP sequence of user {user} for step {step} accepted");
         let door = self.door(door_id).clone();
         self.open_with(now, src, door_id, &door.services, door.open_for);
+        self.compact_replay();
+    }
+
+    /// Folds the replay journal into the image once it has grown; called
+    /// after a door was opened, so the rewrite never delays an opening. A
+    /// failure only leaves the journal longer: every record is still in it.
+    fn compact_replay(&mut self) {
+        let Some(replay) = self.replay.as_mut() else {
+            return;
+        };
+        if let Err(e) = replay.compact_if_due() {
+            warn!(
+                event = "replay_state",
+                "replay journal compaction failed (retried at the next grant): {e}"
+            );
+        }
     }
 
     fn door(&self, id: DoorId) -> &Door {
