@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod door;
+mod first_knocks;
 pub mod fwknop;
 pub mod grants;
 pub mod packet;

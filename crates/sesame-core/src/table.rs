@@ -17,10 +17,10 @@
 //!
 //! - entries can be *protected* ([`Table::protect`]): a full table pushes
 //!   out unprotected entries first, and a protected one only when nothing
-//!   else is left. The tracker protects attempts past their first knock, so
-//!   a flood of spoofed first knocks, however large, cannot evict a knock in
-//!   progress that has already matched two. Protected entries leave the FIFO
-//!   lanes for a min-heap on deadline (O(log n) for those few entries).
+//!   else is left. The tracker keeps attempts past their first knock here,
+//!   protected ([`Table::insert_protected`]), and its first-knock attempts in
+//!   a store of their own. Protected entries leave the FIFO lanes for a
+//!   min-heap on deadline (O(log n) for those few entries).
 //!
 //! An entry is expired once `now >= deadline`.
 
@@ -298,6 +298,68 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         self.queued += 1;
         self.maybe_compact();
         outcome
+    }
+
+    /// Inserts `key` already protected (see [`Table::protect`]) with the
+    /// given insertion time and deadline, for an entry that moves here from
+    /// elsewhere and keeps its age. Otherwise as [`Table::insert`].
+    pub fn insert_protected(
+        &mut self,
+        now: Instant,
+        key: K,
+        since: Instant,
+        deadline: Instant,
+        value: V,
+    ) -> Inserted<K, V> {
+        self.clock = self.clock.max(now);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let slot = Slot {
+            value,
+            ttl: deadline.saturating_since(since),
+            generation,
+            since,
+            deadline,
+            protected: true,
+        };
+        let outcome = if let Some(existing) = self.map.get_mut(&key) {
+            let old = std::mem::replace(existing, slot);
+            self.forget(&old);
+            Inserted::Replaced(old.value)
+        } else {
+            let outcome = if self.map.len() >= self.capacity {
+                self.evict_one(now)
+            } else {
+                Inserted::New
+            };
+            self.map.insert(key.clone(), slot);
+            outcome
+        };
+        self.protected += 1;
+        self.held.push(Reverse(Held {
+            key,
+            generation,
+            deadline,
+        }));
+        self.maybe_compact();
+        outcome
+    }
+
+    /// Removes one entry as a full table would to make room (expired first,
+    /// then unprotected, then protected), returning it and whether it had
+    /// expired. None when empty.
+    pub fn evict(&mut self, now: Instant) -> Option<(K, V, bool)> {
+        if self.map.is_empty() {
+            return None;
+        }
+        match self.evict_one(now) {
+            Inserted::Evicted {
+                key,
+                value,
+                expired,
+            } => Some((key, value, expired)),
+            _ => None,
+        }
     }
 
     /// Removes the entry for `key`, returning its value.

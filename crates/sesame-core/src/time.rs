@@ -36,6 +36,16 @@ impl Instant {
         Instant(ms.saturating_mul(1_000_000))
     }
 
+    /// An instant `nanos` nanoseconds after the origin.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Instant(nanos)
+    }
+
+    /// Nanoseconds since the origin.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
     /// Time elapsed since the origin.
     pub const fn elapsed(self) -> Duration {
         Duration::from_nanos(self.0)

@@ -3,11 +3,16 @@
 //! Each observed packet is routed through an index from (protocol, port) to
 //! the doors whose sequence uses it, so the work per packet depends on the
 //! number of doors sharing that port, never on the number of sources being
-//! tracked. Progress lives in a bounded [`Table`]; when it is full the oldest
-//! attempt still at its first knock is evicted (and reported) rather than the
-//! new one refused. Attempts past their first knock are protected: they go
-//! only when nothing else is left, so spoofed first knocks, which cost an
-//! attacker one packet each, cannot push out a knock in progress.
+//! tracked. At most `capacity` attempts are tracked, in two stores:
+//!
+//! - attempts at their first knock, which a spoofed flood creates at one per
+//!   packet, in [`FirstKnocks`](crate::first_knocks): a store that costs a
+//!   flood packet about two cache misses;
+//! - attempts past their first knock in a [`Table`], all protected: when the
+//!   bound is reached, the oldest first-knock attempt is evicted (and
+//!   reported) rather than the new one refused, and an advanced attempt only
+//!   when no first-knock attempt is left. Spoofed first knocks, which cost
+//!   an attacker one packet each, cannot push out a knock in progress.
 //!
 //! Differences from knockd, on purpose:
 //! - a repeat of the knock just matched (a SYN retransmit, a client knocking
@@ -20,8 +25,9 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::door::{Door, Knock, Proto};
+use crate::first_knocks::{Attempt, FirstKnocks};
 use crate::packet::Packet;
-use crate::table::{EvictionPolicy, Inserted, SeededState, Table};
+use crate::table::{EvictionPolicy, SeededState, Table};
 use crate::time::Instant;
 
 /// Index of a door in the list given to [`Tracker::new`].
@@ -170,6 +176,13 @@ impl Key {
     fn door(&self) -> DoorId {
         self.door as DoorId
     }
+
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            src: self.src,
+            door: self.door,
+        }
+    }
 }
 
 impl Hash for Key {
@@ -183,14 +196,28 @@ impl Hash for Key {
     }
 }
 
+/// Where an attempt's progress is kept.
+#[derive(Copy, Clone, Debug)]
+enum Progress {
+    /// In [`FirstKnocks`]: one knock matched.
+    First { hash: u64, deadline: Instant },
+    /// In the table: `matched` (2 or more) knocks.
+    Advanced { matched: usize, deadline: Instant },
+}
+
 /// Tracks knock progress for every (source, door) pair. See the module docs.
 #[derive(Debug)]
 pub struct Tracker {
     doors: Vec<Door>,
     /// Doors whose sequence contains a knock, ascending, without repeats.
     index: HashMap<Knock, Vec<DoorId>, SeededState>,
-    /// Knocks matched so far (1 ..= len - 1) per attempt in progress.
+    /// Attempts that matched one knock: the ones a spoofed flood creates.
+    first: FirstKnocks,
+    /// Attempts that matched 2 ..= len - 1 knocks, all protected: they go
+    /// only when no first-knock attempt is left to push out.
     table: Table<Key, usize>,
+    /// Most attempts in `first` and `table` together.
+    capacity: usize,
     /// Every door's `target`: knocks addressed there belong to those doors
     /// only, not to doors listening on the host's own addresses.
     targets: Vec<IpAddr>,
@@ -199,13 +226,16 @@ pub struct Tracker {
 
 impl Tracker {
     /// A tracker for `doors` (already validated) holding at most `capacity`
-    /// attempts in progress. `hash_seed` keys the table's hasher and should
-    /// be random.
+    /// attempts in progress (0 is taken as 1). `hash_seed` keys the hashes
+    /// and should be random.
     pub fn new(doors: Vec<Door>, capacity: usize, hash_seed: [u64; 2]) -> Self {
+        let capacity = capacity.max(1);
         let mut tracker = Tracker {
             doors,
             index: HashMap::with_hasher(SeededState::new(hash_seed)),
+            first: FirstKnocks::new(capacity, hash_seed),
             table: Table::new(capacity, hash_seed, EvictionPolicy::Oldest),
+            capacity,
             targets: Vec::new(),
             hash_seed,
         };
@@ -231,7 +261,7 @@ impl Tracker {
 
     /// Replaces the sequence of `door` (a one-time sequence was used up) and
     /// forgets every attempt in progress on it. An empty `sequence` disables
-    /// the door: nothing matches it any more. Costs O(doors + attempts).
+    /// the door: nothing matches it any more. Costs O(doors + capacity).
     pub fn set_sequence(&mut self, door: DoorId, sequence: Vec<Knock>) {
         let Some(d) = self.doors.get_mut(door) else {
             return;
@@ -246,6 +276,8 @@ impl Tracker {
         for key in stale {
             self.table.remove(&key);
         }
+        self.first
+            .remove_door(Key::new(IpAddr::from([0u8; 4]), door).door);
         self.reindex();
     }
 
@@ -256,20 +288,21 @@ impl Tracker {
 
     /// Most attempts tracked at once.
     pub fn capacity(&self) -> usize {
-        self.table.capacity()
+        self.capacity
     }
 
     /// Number of attempts in progress (including expired ones not yet
     /// collected by [`Tracker::expire`]).
     pub fn in_progress(&self) -> usize {
-        self.table.len()
+        self.first.len() + self.table.len()
     }
 
-    /// Attempts in progress per door, indexed by [`DoorId`]. O(attempts).
+    /// Attempts in progress per door, indexed by [`DoorId`]. O(capacity).
     pub fn in_progress_by_door(&self) -> Vec<usize> {
         let mut out = vec![0; self.doors.len()];
-        for (key, _, _) in self.table.iter() {
-            if let Some(n) = out.get_mut(key.door()) {
+        let doors = self.table.iter().map(|(key, _, _)| key.door());
+        for door in doors.chain(self.first.iter().map(|(a, _)| a.door as DoorId)) {
+            if let Some(n) = out.get_mut(door) {
                 *n += 1;
             }
         }
@@ -278,12 +311,29 @@ impl Tracker {
 
     /// Knocks matched so far by `src` on `door`, if an attempt is tracked.
     pub fn progress(&self, src: IpAddr, door: DoorId) -> Option<usize> {
-        self.table.get(&Key::new(src, door)).copied()
+        match self.locate(&Key::new(src, door)) {
+            Some(Progress::First { .. }) => Some(1),
+            Some(Progress::Advanced { matched, .. }) => Some(matched),
+            None => None,
+        }
+    }
+
+    /// Where the attempt `key` is, if tracked (possibly timed out).
+    fn locate(&self, key: &Key) -> Option<Progress> {
+        locate(
+            &self.first,
+            &self.table,
+            key,
+            self.first.hash(&key.attempt()),
+        )
     }
 
     /// When the next attempt times out; call [`Tracker::expire`] then.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.table.next_deadline()
+        match (self.first.next_deadline(), self.table.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Feeds one packet seen at `now`, appending what happened to `events`.
@@ -299,7 +349,12 @@ impl Tracker {
                 None => !self.targets.contains(&obs.dst),
             };
             if addressed {
-                step(&mut self.table, door, id, now, obs, events);
+                let mut attempts = Attempts {
+                    first: &mut self.first,
+                    table: &mut self.table,
+                    capacity: self.capacity,
+                };
+                attempts.step(door, id, now, obs, events);
             }
         }
     }
@@ -319,38 +374,35 @@ impl Tracker {
         mapping: impl Fn(DoorId) -> Option<DoorId>,
         events: &mut Vec<Event>,
     ) -> usize {
-        let mut kept: Vec<(Instant, IpAddr, DoorId, usize)> = old
-            .table
-            .iter()
-            .filter_map(|(key, &matched, _)| {
-                let (src, door) = (key.src, key.door());
+        let advanced = old.table.iter().filter_map(|(key, &matched, _)| {
+            let since = old.table.inserted_at(key)?;
+            Some((since, key.src, key.door(), matched))
+        });
+        let first = old.first.iter().filter_map(|(a, deadline)| {
+            let ttl = old.doors.get(a.door as DoorId)?.seq_timeout;
+            Some((
+                Instant::from_nanos(deadline.as_nanos().saturating_sub(nanos(ttl))),
+                a.src,
+                a.door as DoorId,
+                1,
+            ))
+        });
+        let mut kept: Vec<(Instant, IpAddr, DoorId, usize)> = advanced
+            .chain(first)
+            .filter_map(|(since, src, door, matched)| {
                 let new = mapping(door)?;
-                let since = old.table.inserted_at(&Key::new(src, door))?;
                 (new < self.doors.len()).then_some((since, src, new, matched))
             })
             .collect();
         kept.sort_by_key(|&(since, ..)| since);
         for &(since, src, door, matched) in &kept {
             let ttl = self.doors[door].seq_timeout;
-            if let Inserted::Evicted {
-                key:
-                    Key {
-                        src: old_src,
-                        door: old_door,
-                    },
-                value,
-                ..
-            } = self.table.insert(since, Key::new(src, door), ttl, matched)
-            {
-                events.push(Event::Evicted {
-                    src: old_src,
-                    door: old_door as DoorId,
-                    matched: value,
-                });
-            }
-            if matched >= 2 {
-                self.table.protect(&Key::new(src, door));
-            }
+            let mut attempts = Attempts {
+                first: &mut self.first,
+                table: &mut self.table,
+                capacity: self.capacity,
+            };
+            attempts.insert(since, Key::new(src, door), ttl, matched, events);
         }
         kept.len()
     }
@@ -358,134 +410,274 @@ impl Tracker {
     /// Drops every attempt whose `seq_timeout` has passed, emitting
     /// [`Event::Timeout`] for each, soonest first.
     pub fn expire(&mut self, now: Instant, events: &mut Vec<Event>) {
-        while let Some((key, matched)) = self.table.pop_expired(now) {
-            let (src, door) = (key.src, key.door());
+        loop {
+            let first = self.first.next_deadline().filter(|&d| d <= now);
+            let advanced = self.table.next_deadline().filter(|&d| d <= now);
+            let popped = match (first, advanced) {
+                (None, None) => break,
+                (Some(f), a) if a.is_none_or(|a| f <= a) => self
+                    .first
+                    .pop_expired(now)
+                    .map(|a| (a.src, a.door as DoorId, 1)),
+                _ => self
+                    .table
+                    .pop_expired(now)
+                    .map(|(key, matched)| (key.src, key.door(), matched)),
+            };
+            let Some((src, door, matched)) = popped else {
+                break;
+            };
             events.push(Event::Timeout { src, door, matched });
         }
     }
+
+    /// Checks the internal invariants (tests only).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        self.table.check_invariants();
+        self.first.check_invariants();
+        assert!(self.in_progress() <= self.capacity, "over capacity");
+    }
 }
 
-/// Advances the attempt of `obs.src` on one door.
-fn step(
-    table: &mut Table<Key, usize>,
-    door: &Door,
-    id: DoorId,
-    now: Instant,
-    obs: &Observation,
-    events: &mut Vec<Event>,
-) {
-    // knockd semantics: a TCP packet with the wrong flags (e.g. the SYN|ACK
-    // or ACK of an unrelated connection) is not a knock at all.
-    if obs.proto == Proto::Tcp && !door.tcp_flags.matches(obs.tcp_flags) {
-        return;
-    }
-    let src = obs.src;
-    let knock = obs.knock();
-    let key = Key::new(src, id);
-    let seq = &door.sequence;
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
-    let mut matched = table.get(&key).copied();
-    if let Some(m) = matched {
-        if table.deadline(&key).is_some_and(|d| now >= d) {
-            // Not yet collected by `expire`: report it now, then start over.
-            table.remove(&key);
-            events.push(Event::Timeout {
-                src,
-                door: id,
-                matched: m,
-            });
-            matched = None;
+/// Where the attempt `key` is, if tracked (possibly timed out); `hash` is
+/// its hash in `first`.
+fn locate(
+    first: &FirstKnocks,
+    table: &Table<Key, usize>,
+    key: &Key,
+    hash: u64,
+) -> Option<Progress> {
+    if let Some(deadline) = first.deadline(hash, &key.attempt()) {
+        return Some(Progress::First { hash, deadline });
+    }
+    let matched = *table.get(key)?;
+    let deadline = table.deadline(key)?;
+    Some(Progress::Advanced { matched, deadline })
+}
+
+/// The two stores of attempts and their shared bound, borrowed apart from
+/// the doors for one step.
+struct Attempts<'a> {
+    first: &'a mut FirstKnocks,
+    table: &'a mut Table<Key, usize>,
+    capacity: usize,
+}
+
+impl Attempts<'_> {
+    fn remove(&mut self, key: &Key, at: Progress) {
+        match at {
+            Progress::First { hash, .. } => {
+                self.first.remove(hash, &key.attempt());
+            }
+            Progress::Advanced { .. } => {
+                self.table.remove(key);
+            }
         }
     }
-    let Some(m) = matched else {
-        start(table, door, id, now, src, knock, events);
-        return;
-    };
-    if seq.get(m) == Some(&knock) {
-        // Advancing wins over Duplicate when a sequence repeats a knock.
-        if m + 1 == seq.len() {
-            table.remove(&key);
-            events.push(Event::Open { src, door: id });
+
+    /// Makes room for one more attempt if the bound is reached: a timed-out
+    /// or the oldest first-knock attempt goes, and an advanced one only when
+    /// there is none (reported in `events`).
+    fn make_room(&mut self, now: Instant, events: &mut Vec<Event>) {
+        if self.first.len() + self.table.len() < self.capacity {
+            return;
+        }
+        let pushed = match self.first.pop_oldest(now) {
+            Some((a, expired)) => Some((a.src, a.door as DoorId, 1, expired)),
+            None => self
+                .table
+                .evict(now)
+                .map(|(key, matched, expired)| (key.src, key.door(), matched, expired)),
+        };
+        if let Some((src, door, matched, expired)) = pushed {
+            events.push(if expired {
+                Event::Timeout { src, door, matched }
+            } else {
+                Event::Evicted { src, door, matched }
+            });
+        }
+    }
+
+    /// Tracks `key` with `matched` knocks from `since` until `since + ttl`,
+    /// making room first.
+    fn insert(
+        &mut self,
+        since: Instant,
+        key: Key,
+        ttl: std::time::Duration,
+        matched: usize,
+        events: &mut Vec<Event>,
+    ) {
+        self.make_room(since, events);
+        if matched == 1 {
+            let attempt = key.attempt();
+            let hash = self.first.hash(&attempt);
+            self.insert_first(since, hash, &attempt, ttl, events);
         } else {
-            if let Some(progress) = table.get_mut(&key) {
-                *progress = m + 1;
+            self.table
+                .insert_protected(since, key, since, since + ttl, matched);
+        }
+    }
+
+    fn insert_first(
+        &mut self,
+        now: Instant,
+        hash: u64,
+        attempt: &Attempt,
+        ttl: std::time::Duration,
+        events: &mut Vec<Event>,
+    ) {
+        self.first.insert(now, hash, attempt, ttl, |d| {
+            let (src, door) = (d.attempt.src, d.attempt.door as DoorId);
+            events.push(if d.expired {
+                Event::Timeout {
+                    src,
+                    door,
+                    matched: 1,
+                }
+            } else {
+                Event::Evicted {
+                    src,
+                    door,
+                    matched: 1,
+                }
+            });
+        });
+    }
+
+    /// Advances the attempt of `obs.src` on one door.
+    fn step(
+        &mut self,
+        door: &Door,
+        id: DoorId,
+        now: Instant,
+        obs: &Observation,
+        events: &mut Vec<Event>,
+    ) {
+        // knockd semantics: a TCP packet with the wrong flags (e.g. the SYN|ACK
+        // or ACK of an unrelated connection) is not a knock at all.
+        if obs.proto == Proto::Tcp && !door.tcp_flags.matches(obs.tcp_flags) {
+            return;
+        }
+        let src = obs.src;
+        let knock = obs.knock();
+        let key = Key::new(src, id);
+        let seq = &door.sequence;
+        // Hashed once: the flood path looks up and inserts with it.
+        let hash = self.first.hash(&key.attempt());
+
+        let mut at = locate(self.first, self.table, &key, hash);
+        if let Some(found) = at {
+            let (matched, deadline) = match found {
+                Progress::First { deadline, .. } => (1, deadline),
+                Progress::Advanced { matched, deadline } => (matched, deadline),
+            };
+            if now >= deadline {
+                // Not yet collected by `expire`: report it now, then start over.
+                self.remove(&key, found);
+                events.push(Event::Timeout {
+                    src,
+                    door: id,
+                    matched,
+                });
+                at = None;
             }
-            // Past its first knock, an attempt is evicted only after every
-            // first-knock attempt: spoofed first knocks cannot push it out.
-            table.protect(&key);
+        }
+        let Some(found) = at else {
+            self.start(door, id, now, hash, &key, knock, events);
+            return;
+        };
+        let (m, deadline) = match found {
+            Progress::First { deadline, .. } => (1, deadline),
+            Progress::Advanced { matched, deadline } => (matched, deadline),
+        };
+        if seq.get(m) == Some(&knock) {
+            // Advancing wins over Duplicate when a sequence repeats a knock.
+            if m + 1 == seq.len() {
+                self.remove(&key, found);
+                events.push(Event::Open { src, door: id });
+                return;
+            }
+            match found {
+                Progress::First { hash, .. } => {
+                    // Past its first knock, an attempt moves to the table,
+                    // protected: spoofed first knocks cannot push it out. It
+                    // keeps its deadline.
+                    self.first.remove(hash, &key.attempt());
+                    let since = Instant::from_nanos(
+                        deadline.as_nanos().saturating_sub(nanos(door.seq_timeout)),
+                    );
+                    self.table
+                        .insert_protected(now, key, since, deadline, m + 1);
+                }
+                Progress::Advanced { .. } => {
+                    if let Some(progress) = self.table.get_mut(&key) {
+                        *progress = m + 1;
+                    }
+                }
+            }
             events.push(Event::Stage {
                 src,
                 door: id,
                 matched: m + 1,
                 of: seq.len(),
             });
-        }
-    } else if m > 0 && seq.get(m - 1) == Some(&knock) {
-        events.push(Event::Duplicate {
-            src,
-            door: id,
-            matched: m,
-        });
-    } else {
-        // The index only routes knocks of this door's sequence here, so this
-        // is an out-of-order knock of this door.
-        table.remove(&key);
-        events.push(Event::Reset {
-            src,
-            door: id,
-            matched_before: m,
-            got: knock,
-        });
-        start(table, door, id, now, src, knock, events);
-    }
-}
-
-/// Begins an attempt if `knock` is the door's first knock.
-fn start(
-    table: &mut Table<Key, usize>,
-    door: &Door,
-    id: DoorId,
-    now: Instant,
-    src: IpAddr,
-    knock: Knock,
-    events: &mut Vec<Event>,
-) {
-    if door.sequence.first() != Some(&knock) {
-        return;
-    }
-    if door.sequence.len() == 1 {
-        events.push(Event::Open { src, door: id });
-        return;
-    }
-    if let Inserted::Evicted {
-        key: Key {
-            src: old_src,
-            door: old_door,
-        },
-        value: matched,
-        expired,
-    } = table.insert(now, Key::new(src, id), door.seq_timeout, 1)
-    {
-        events.push(if expired {
-            Event::Timeout {
-                src: old_src,
-                door: old_door as DoorId,
-                matched,
-            }
+        } else if m > 0 && seq.get(m - 1) == Some(&knock) {
+            events.push(Event::Duplicate {
+                src,
+                door: id,
+                matched: m,
+            });
         } else {
-            Event::Evicted {
-                src: old_src,
-                door: old_door as DoorId,
-                matched,
-            }
+            // The index only routes knocks of this door's sequence here, so
+            // this is an out-of-order knock of this door.
+            self.remove(&key, found);
+            events.push(Event::Reset {
+                src,
+                door: id,
+                matched_before: m,
+                got: knock,
+            });
+            self.start(door, id, now, hash, &key, knock, events);
+        }
+    }
+
+    /// Begins an attempt if `knock` is the door's first knock.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        door: &Door,
+        id: DoorId,
+        now: Instant,
+        hash: u64,
+        key: &Key,
+        knock: Knock,
+        events: &mut Vec<Event>,
+    ) {
+        if door.sequence.first() != Some(&knock) {
+            return;
+        }
+        if door.sequence.len() == 1 {
+            events.push(Event::Open {
+                src: key.src,
+                door: id,
+            });
+            return;
+        }
+        self.make_room(now, events);
+        self.insert_first(now, hash, &key.attempt(), door.seq_timeout, events);
+        events.push(Event::Stage {
+            src: key.src,
+            door: id,
+            matched: 1,
+            of: door.sequence.len(),
         });
     }
-    events.push(Event::Stage {
-        src,
-        door: id,
-        matched: 1,
-        of: door.sequence.len(),
-    });
 }
 
 #[cfg(test)]
@@ -556,7 +748,7 @@ mod tests {
     fn feed(tr: &mut Tracker, ms: u64, obs: Observation) -> Vec<Event> {
         let mut ev = Vec::new();
         tr.observe(t(ms), &obs, &mut ev);
-        tr.table.check_invariants();
+        tr.check_invariants();
         ev
     }
 
