@@ -264,32 +264,8 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     /// the [`EvictionPolicy`].
     pub fn insert(&mut self, now: Instant, key: K, ttl: Duration, value: V) -> Inserted<K, V> {
         let since = now.max(self.clock);
-        self.clock = since;
         let deadline = since + ttl;
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let slot = Slot {
-            value,
-            ttl,
-            generation,
-            since,
-            deadline,
-            protected: false,
-        };
-        let outcome = if let Some(existing) = self.map.get_mut(&key) {
-            let old = std::mem::replace(existing, slot);
-            // The old item is now stale; it may be its lane's or the heap's front.
-            self.forget(&old);
-            Inserted::Replaced(old.value)
-        } else {
-            let outcome = if self.map.len() >= self.capacity {
-                self.evict_one(now)
-            } else {
-                Inserted::New
-            };
-            self.map.insert(key.clone(), slot);
-            outcome
-        };
+        let (outcome, generation) = self.put(now, &key, value, (since, ttl, deadline), false);
         self.lanes.entry(ttl).or_default().push_back(Queued {
             key,
             generation,
@@ -311,19 +287,43 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         deadline: Instant,
         value: V,
     ) -> Inserted<K, V> {
-        self.clock = self.clock.max(now);
+        let ttl = deadline.saturating_since(since);
+        let (outcome, generation) = self.put(now, &key, value, (since, ttl, deadline), true);
+        self.protected += 1;
+        self.held.push(Reverse(Held {
+            key,
+            generation,
+            deadline,
+        }));
+        self.maybe_compact();
+        outcome
+    }
+
+    /// Puts a new slot for `key` in the map, replacing its old one or
+    /// evicting another entry if the table is full; the caller queues it.
+    /// Returns what happened and the slot's generation.
+    fn put(
+        &mut self,
+        now: Instant,
+        key: &K,
+        value: V,
+        (since, ttl, deadline): (Instant, Duration, Instant),
+        protected: bool,
+    ) -> (Inserted<K, V>, u64) {
+        self.clock = self.clock.max(now).max(since);
         let generation = self.next_generation;
         self.next_generation += 1;
         let slot = Slot {
             value,
-            ttl: deadline.saturating_since(since),
+            ttl,
             generation,
             since,
             deadline,
-            protected: true,
+            protected,
         };
-        let outcome = if let Some(existing) = self.map.get_mut(&key) {
+        let outcome = if let Some(existing) = self.map.get_mut(key) {
             let old = std::mem::replace(existing, slot);
+            // The old item is now stale; it may be its lane's or the heap's front.
             self.forget(&old);
             Inserted::Replaced(old.value)
         } else {
@@ -335,14 +335,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
             self.map.insert(key.clone(), slot);
             outcome
         };
-        self.protected += 1;
-        self.held.push(Reverse(Held {
-            key,
-            generation,
-            deadline,
-        }));
-        self.maybe_compact();
-        outcome
+        (outcome, generation)
     }
 
     /// Removes one entry as a full table would to make room (expired first,
