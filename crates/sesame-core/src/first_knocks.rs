@@ -29,7 +29,7 @@
 //! attempt first lands there: an idle daemon does not pay for the bound.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -48,14 +48,35 @@ const POSITION_MASK: u64 = (1 << LANE_SHIFT) - 1;
 /// The lane item flag of a removed attempt.
 const DEAD: u64 = 1;
 
-/// One attempt's identity: source address and door.
+/// An attempt's identity: source address and door. The door is a `u32`
+/// (24 bytes instead of 32); the tracker's table uses it as its key too.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Attempt {
     pub(crate) src: IpAddr,
     pub(crate) door: u32,
 }
 
+/// Hashed in two fixed-size writes: the keyed SipHash costs per write, and
+/// this runs per packet.
+impl Hash for Attempt {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (bits, v6) = self.bits();
+        state.write_u128(bits);
+        state.write_u64(u64::from(self.door) << 1 | u64::from(v6));
+    }
+}
+
 impl Attempt {
+    pub(crate) fn new(src: IpAddr, door: usize) -> Self {
+        // A config with 4 billion doors does not load; saturate regardless.
+        let door = u32::try_from(door).unwrap_or(u32::MAX);
+        Attempt { src, door }
+    }
+
+    pub(crate) fn door_id(&self) -> usize {
+        self.door as usize
+    }
+
     /// The address as 128 bits, and whether it is IPv6 (an IPv4 source and
     /// its IPv4-mapped IPv6 form are different attempts).
     fn bits(&self) -> (u128, bool) {
@@ -128,9 +149,14 @@ struct Lane {
 }
 
 impl Lane {
+    /// The index in `items` of the item at `position`, if still queued.
+    fn index(&self, position: u64) -> Option<usize> {
+        usize::try_from(position.checked_sub(self.front)?).ok()
+    }
+
     fn get_mut(&mut self, position: u64) -> Option<&mut Item> {
-        let index = position.checked_sub(self.front)?;
-        self.items.get_mut(usize::try_from(index).ok()?)
+        let index = self.index(position)?;
+        self.items.get_mut(index)
     }
 }
 
@@ -192,11 +218,7 @@ impl FirstKnocks {
     /// The keyed hash of `attempt`: compute once per packet, pass to the
     /// other calls.
     pub(crate) fn hash(&self, attempt: &Attempt) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        let (bits, v6) = attempt.bits();
-        h.write_u128(bits);
-        h.write_u64(u64::from(attempt.door) << 1 | u64::from(v6));
-        h.finish()
+        self.hasher.hash_one(attempt)
     }
 
     fn bucket_start(&self, hash: u64) -> usize {
@@ -226,8 +248,7 @@ impl FirstKnocks {
     fn item(&self, w: usize) -> Option<&Item> {
         let position = self.words[w + 1];
         let lane = self.lanes.get((position >> LANE_SHIFT) as usize)?;
-        let index = (position & POSITION_MASK).checked_sub(lane.front)?;
-        lane.items.get(usize::try_from(index).ok()?)
+        lane.items.get(lane.index(position & POSITION_MASK)?)
     }
 
     /// The deadline of `attempt`, if stored (possibly already past).
@@ -398,7 +419,7 @@ impl FirstKnocks {
             return self.pop_expired(now).map(|a| (a, true));
         }
         // Inserted at deadline - ttl.
-        self.pop_front_by(|l, item| item.deadline.as_nanos().saturating_sub(nanos(l.ttl)))
+        self.pop_front_by(|l, item| (item.deadline - l.ttl).as_nanos())
             .map(|a| (a, false))
     }
 
@@ -413,10 +434,10 @@ impl FirstKnocks {
     }
 
     /// Removes every attempt on `door`. O(attempts + dead items).
-    pub(crate) fn remove_door(&mut self, door: u32) {
+    pub(crate) fn remove_door(&mut self, door: usize) {
         let mut doomed = Vec::new();
         for item in self.lanes.iter().flat_map(|l| l.items.iter()) {
-            if !item.is_dead() && item.attempt().door == door {
+            if !item.is_dead() && item.attempt().door_id() == door {
                 doomed.push(self.place_start(item.place()));
             }
         }
@@ -461,10 +482,6 @@ impl FirstKnocks {
             "bucket 0 off a cache line"
         );
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -64,6 +64,14 @@ impl Add<Duration> for Instant {
     }
 }
 
+/// Saturates at the origin.
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_sub(nanos(rhs)))
+    }
+}
+
 impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, rhs: Instant) -> Duration {

@@ -21,7 +21,6 @@
 //!   source's next packet.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::door::{Door, Knock, Proto};
@@ -157,45 +156,6 @@ impl Event {
     }
 }
 
-/// An attempt: source address and door. Hashed in two fixed-size writes
-/// (the table's keyed SipHash costs per write, and this runs per packet).
-/// The door is a `u32` (24 bytes per key instead of 32).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key {
-    src: IpAddr,
-    door: u32,
-}
-
-impl Key {
-    fn new(src: IpAddr, door: DoorId) -> Self {
-        // A config with 4 billion doors does not load; saturate regardless.
-        let door = u32::try_from(door).unwrap_or(u32::MAX);
-        Key { src, door }
-    }
-
-    fn door(&self) -> DoorId {
-        self.door as DoorId
-    }
-
-    fn attempt(&self) -> Attempt {
-        Attempt {
-            src: self.src,
-            door: self.door,
-        }
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let (bits, v6) = match self.src {
-            IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
-            IpAddr::V6(a) => (u128::from(a), 1),
-        };
-        state.write_u128(bits);
-        state.write_u64((u64::from(self.door) << 1) | v6);
-    }
-}
-
 /// Where an attempt's progress is kept.
 #[derive(Copy, Clone, Debug)]
 enum Progress {
@@ -203,6 +163,16 @@ enum Progress {
     First { hash: u64, deadline: Instant },
     /// In the table: `matched` (2 or more) knocks.
     Advanced { matched: usize, deadline: Instant },
+}
+
+impl Progress {
+    /// Knocks matched so far, and when the attempt times out.
+    fn matched_and_deadline(self) -> (usize, Instant) {
+        match self {
+            Progress::First { deadline, .. } => (1, deadline),
+            Progress::Advanced { matched, deadline } => (matched, deadline),
+        }
+    }
 }
 
 /// Tracks knock progress for every (source, door) pair. See the module docs.
@@ -215,7 +185,7 @@ pub struct Tracker {
     first: FirstKnocks,
     /// Attempts that matched 2 ..= len - 1 knocks, all protected: they go
     /// only when no first-knock attempt is left to push out.
-    table: Table<Key, usize>,
+    table: Table<Attempt, usize>,
     /// Most attempts in `first` and `table` together.
     capacity: usize,
     /// Every door's `target`: knocks addressed there belong to those doors
@@ -267,17 +237,16 @@ impl Tracker {
             return;
         };
         d.sequence = sequence;
-        let stale: Vec<Key> = self
+        let stale: Vec<Attempt> = self
             .table
             .iter()
-            .filter(|(key, _, _)| key.door() == door)
+            .filter(|(key, _, _)| key.door_id() == door)
             .map(|(k, _, _)| *k)
             .collect();
         for key in stale {
             self.table.remove(&key);
         }
-        self.first
-            .remove_door(Key::new(IpAddr::from([0u8; 4]), door).door);
+        self.first.remove_door(door);
         self.reindex();
     }
 
@@ -300,8 +269,8 @@ impl Tracker {
     /// Attempts in progress per door, indexed by [`DoorId`]. O(capacity).
     pub fn in_progress_by_door(&self) -> Vec<usize> {
         let mut out = vec![0; self.doors.len()];
-        let doors = self.table.iter().map(|(key, _, _)| key.door());
-        for door in doors.chain(self.first.iter().map(|(a, _)| a.door as DoorId)) {
+        let doors = self.table.iter().map(|(key, _, _)| key.door_id());
+        for door in doors.chain(self.first.iter().map(|(a, _)| a.door_id())) {
             if let Some(n) = out.get_mut(door) {
                 *n += 1;
             }
@@ -311,21 +280,9 @@ impl Tracker {
 
     /// Knocks matched so far by `src` on `door`, if an attempt is tracked.
     pub fn progress(&self, src: IpAddr, door: DoorId) -> Option<usize> {
-        match self.locate(&Key::new(src, door)) {
-            Some(Progress::First { .. }) => Some(1),
-            Some(Progress::Advanced { matched, .. }) => Some(matched),
-            None => None,
-        }
-    }
-
-    /// Where the attempt `key` is, if tracked (possibly timed out).
-    fn locate(&self, key: &Key) -> Option<Progress> {
-        locate(
-            &self.first,
-            &self.table,
-            key,
-            self.first.hash(&key.attempt()),
-        )
+        let key = Attempt::new(src, door);
+        locate(&self.first, &self.table, &key, self.first.hash(&key))
+            .map(|at| at.matched_and_deadline().0)
     }
 
     /// When the next attempt times out; call [`Tracker::expire`] then.
@@ -376,16 +333,11 @@ impl Tracker {
     ) -> usize {
         let advanced = old.table.iter().filter_map(|(key, &matched, _)| {
             let since = old.table.inserted_at(key)?;
-            Some((since, key.src, key.door(), matched))
+            Some((since, key.src, key.door_id(), matched))
         });
         let first = old.first.iter().filter_map(|(a, deadline)| {
-            let ttl = old.doors.get(a.door as DoorId)?.seq_timeout;
-            Some((
-                Instant::from_nanos(deadline.as_nanos().saturating_sub(nanos(ttl))),
-                a.src,
-                a.door as DoorId,
-                1,
-            ))
+            let ttl = old.doors.get(a.door_id())?.seq_timeout;
+            Some((deadline - ttl, a.src, a.door_id(), 1))
         });
         let mut kept: Vec<(Instant, IpAddr, DoorId, usize)> = advanced
             .chain(first)
@@ -402,7 +354,7 @@ impl Tracker {
                 table: &mut self.table,
                 capacity: self.capacity,
             };
-            attempts.insert(since, Key::new(src, door), ttl, matched, events);
+            attempts.insert(since, Attempt::new(src, door), ttl, matched, events);
         }
         kept.len()
     }
@@ -415,14 +367,13 @@ impl Tracker {
             let advanced = self.table.next_deadline().filter(|&d| d <= now);
             let popped = match (first, advanced) {
                 (None, None) => break,
-                (Some(f), a) if a.is_none_or(|a| f <= a) => self
-                    .first
-                    .pop_expired(now)
-                    .map(|a| (a.src, a.door as DoorId, 1)),
+                (Some(f), a) if a.is_none_or(|a| f <= a) => {
+                    self.first.pop_expired(now).map(|a| (a.src, a.door_id(), 1))
+                }
                 _ => self
                     .table
                     .pop_expired(now)
-                    .map(|(key, matched)| (key.src, key.door(), matched)),
+                    .map(|(key, matched)| (key.src, key.door_id(), matched)),
             };
             let Some((src, door, matched)) = popped else {
                 break;
@@ -440,19 +391,15 @@ impl Tracker {
     }
 }
 
-fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// Where the attempt `key` is, if tracked (possibly timed out); `hash` is
 /// its hash in `first`.
 fn locate(
     first: &FirstKnocks,
-    table: &Table<Key, usize>,
-    key: &Key,
+    table: &Table<Attempt, usize>,
+    key: &Attempt,
     hash: u64,
 ) -> Option<Progress> {
-    if let Some(deadline) = first.deadline(hash, &key.attempt()) {
+    if let Some(deadline) = first.deadline(hash, key) {
         return Some(Progress::First { hash, deadline });
     }
     let matched = *table.get(key)?;
@@ -464,15 +411,15 @@ fn locate(
 /// the doors for one step.
 struct Attempts<'a> {
     first: &'a mut FirstKnocks,
-    table: &'a mut Table<Key, usize>,
+    table: &'a mut Table<Attempt, usize>,
     capacity: usize,
 }
 
 impl Attempts<'_> {
-    fn remove(&mut self, key: &Key, at: Progress) {
+    fn remove(&mut self, key: &Attempt, at: Progress) {
         match at {
             Progress::First { hash, .. } => {
-                self.first.remove(hash, &key.attempt());
+                self.first.remove(hash, key);
             }
             Progress::Advanced { .. } => {
                 self.table.remove(key);
@@ -488,11 +435,11 @@ impl Attempts<'_> {
             return;
         }
         let pushed = match self.first.pop_oldest(now) {
-            Some((a, expired)) => Some((a.src, a.door as DoorId, 1, expired)),
+            Some((a, expired)) => Some((a.src, a.door_id(), 1, expired)),
             None => self
                 .table
                 .evict(now)
-                .map(|(key, matched, expired)| (key.src, key.door(), matched, expired)),
+                .map(|(key, matched, expired)| (key.src, key.door_id(), matched, expired)),
         };
         if let Some((src, door, matched, expired)) = pushed {
             events.push(if expired {
@@ -508,14 +455,14 @@ impl Attempts<'_> {
     fn insert(
         &mut self,
         since: Instant,
-        key: Key,
+        key: Attempt,
         ttl: std::time::Duration,
         matched: usize,
         events: &mut Vec<Event>,
     ) {
         self.make_room(since, events);
         if matched == 1 {
-            let attempt = key.attempt();
+            let attempt = key;
             let hash = self.first.hash(&attempt);
             self.insert_first(since, hash, &attempt, ttl, events);
         } else {
@@ -566,17 +513,14 @@ impl Attempts<'_> {
         }
         let src = obs.src;
         let knock = obs.knock();
-        let key = Key::new(src, id);
+        let key = Attempt::new(src, id);
         let seq = &door.sequence;
         // Hashed once: the flood path looks up and inserts with it.
-        let hash = self.first.hash(&key.attempt());
+        let hash = self.first.hash(&key);
 
         let mut at = locate(self.first, self.table, &key, hash);
         if let Some(found) = at {
-            let (matched, deadline) = match found {
-                Progress::First { deadline, .. } => (1, deadline),
-                Progress::Advanced { matched, deadline } => (matched, deadline),
-            };
+            let (matched, deadline) = found.matched_and_deadline();
             if now >= deadline {
                 // Not yet collected by `expire`: report it now, then start over.
                 self.remove(&key, found);
@@ -592,10 +536,7 @@ impl Attempts<'_> {
             self.start(door, id, now, hash, &key, knock, events);
             return;
         };
-        let (m, deadline) = match found {
-            Progress::First { deadline, .. } => (1, deadline),
-            Progress::Advanced { matched, deadline } => (matched, deadline),
-        };
+        let (m, deadline) = found.matched_and_deadline();
         if seq.get(m) == Some(&knock) {
             // Advancing wins over Duplicate when a sequence repeats a knock.
             if m + 1 == seq.len() {
@@ -608,10 +549,8 @@ impl Attempts<'_> {
                     // Past its first knock, an attempt moves to the table,
                     // protected: spoofed first knocks cannot push it out. It
                     // keeps its deadline.
-                    self.first.remove(hash, &key.attempt());
-                    let since = Instant::from_nanos(
-                        deadline.as_nanos().saturating_sub(nanos(door.seq_timeout)),
-                    );
+                    self.first.remove(hash, &key);
+                    let since = deadline - door.seq_timeout;
                     self.table
                         .insert_protected(now, key, since, deadline, m + 1);
                 }
@@ -655,7 +594,7 @@ impl Attempts<'_> {
         id: DoorId,
         now: Instant,
         hash: u64,
-        key: &Key,
+        key: &Attempt,
         knock: Knock,
         events: &mut Vec<Event>,
     ) {
@@ -670,7 +609,7 @@ impl Attempts<'_> {
             return;
         }
         self.make_room(now, events);
-        self.insert_first(now, hash, &key.attempt(), door.seq_timeout, events);
+        self.insert_first(now, hash, key, door.seq_timeout, events);
         events.push(Event::Stage {
             src: key.src,
             door: id,
