@@ -238,6 +238,23 @@ const STATE_VERSION: u8 = 1;
 const STATE_HEADER_LEN: usize = 4 + 1 + 8 + 4;
 /// Key and expiry.
 const STATE_ENTRY_LEN: usize = ReplayKey::LEN + 8;
+
+/// One entry as the image and the journal store it: key, then expiry
+/// (big-endian unix seconds).
+fn encode_entry(key: &ReplayKey, expires: u64) -> [u8; STATE_ENTRY_LEN] {
+    let mut out = [0u8; STATE_ENTRY_LEN];
+    out[..ReplayKey::LEN].copy_from_slice(&key.to_bytes());
+    out[ReplayKey::LEN..].copy_from_slice(&expires.to_be_bytes());
+    out
+}
+
+/// Reads an entry written by [`encode_entry`]; None for an unknown key kind
+/// (or a slice of the wrong length).
+fn decode_entry(bytes: &[u8]) -> Option<(ReplayKey, u64)> {
+    let (key, expires) = bytes.split_at_checked(ReplayKey::LEN)?;
+    let key = ReplayKey::from_bytes(key.try_into().ok()?)?;
+    Some((key, u64::from_be_bytes(expires.try_into().ok()?)))
+}
 /// SHA-256.
 const STATE_CHECKSUM_LEN: usize = 32;
 
@@ -245,7 +262,7 @@ const STATE_CHECKSUM_LEN: usize = 32;
 /// bytes.
 pub const JOURNAL_HEADER: [u8; 8] = *b"SSMJ\x01\0\0\0";
 /// Length of one journal record: key (17), expiry (8, big-endian), check (8).
-pub const JOURNAL_RECORD_LEN: usize = ReplayKey::LEN + 8 + JOURNAL_CHECK_LEN;
+pub const JOURNAL_RECORD_LEN: usize = STATE_ENTRY_LEN + JOURNAL_CHECK_LEN;
 /// Bytes of SHA-256 kept as a record's check.
 const JOURNAL_CHECK_LEN: usize = 8;
 /// Domain tag of a record's check.
@@ -268,10 +285,9 @@ fn journal_check(body: &[u8]) -> [u8; JOURNAL_CHECK_LEN] {
 /// `SHA-256("sesame-replay-journal-v1" || key || expiry)`.
 pub fn journal_record(key: &ReplayKey, expires: u64) -> [u8; JOURNAL_RECORD_LEN] {
     let mut out = [0u8; JOURNAL_RECORD_LEN];
-    out[..ReplayKey::LEN].copy_from_slice(&key.to_bytes());
-    out[ReplayKey::LEN..ReplayKey::LEN + 8].copy_from_slice(&expires.to_be_bytes());
-    let check = journal_check(&out[..ReplayKey::LEN + 8]);
-    out[ReplayKey::LEN + 8..].copy_from_slice(&check);
+    out[..STATE_ENTRY_LEN].copy_from_slice(&encode_entry(key, expires));
+    let check = journal_check(&out[..STATE_ENTRY_LEN]);
+    out[STATE_ENTRY_LEN..].copy_from_slice(&check);
     out
 }
 
@@ -452,6 +468,12 @@ impl ReplayCache {
         }
         self.entries.insert(key, expires);
         self.by_expiry.insert((expires, key));
+        self.shrink_to_capacity();
+    }
+
+    /// Over capacity, forgets the soonest entries and raises the floor past
+    /// them (as an eviction does), so what is forgotten is still refused.
+    fn shrink_to_capacity(&mut self) {
         while self.entries.len() > self.capacity {
             let Some((expiry, old)) = self.by_expiry.pop_first() else {
                 break;
@@ -493,15 +515,11 @@ impl ReplayCache {
         let torn_bytes = records.remainder().len();
         let mut parsed = Vec::with_capacity(records.len());
         for (i, record) in records.enumerate() {
-            let (body, check) = record.split_at(ReplayKey::LEN + 8);
+            let (body, check) = record.split_at(STATE_ENTRY_LEN);
             if journal_check(body) != check {
                 return Err(ReplayJournalError::BadChecksum(i));
             }
-            let key_bytes: &[u8; ReplayKey::LEN] =
-                body[..ReplayKey::LEN].try_into().expect("17 bytes");
-            let key = ReplayKey::from_bytes(key_bytes).ok_or(ReplayJournalError::BadRecord(i))?;
-            let expires = u64::from_be_bytes(body[ReplayKey::LEN..].try_into().expect("8 bytes"));
-            parsed.push((key, expires));
+            parsed.push(decode_entry(body).ok_or(ReplayJournalError::BadRecord(i))?);
         }
         for &(key, expires) in &parsed {
             self.remember(key, expires);
@@ -524,8 +542,7 @@ impl ReplayCache {
         let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&count.to_be_bytes());
         for (expiry, key) in self.by_expiry.iter().take(count as usize) {
-            out.extend_from_slice(&key.to_bytes());
-            out.extend_from_slice(&expiry.to_be_bytes());
+            out.extend_from_slice(&encode_entry(key, *expiry));
         }
         let checksum = Sha256::digest(&out);
         out.extend_from_slice(&checksum);
@@ -565,10 +582,7 @@ impl ReplayCache {
             .chunks_exact(STATE_ENTRY_LEN)
             .enumerate()
         {
-            let key_bytes: &[u8; ReplayKey::LEN] =
-                entry[..ReplayKey::LEN].try_into().expect("17 bytes");
-            let key = ReplayKey::from_bytes(key_bytes).ok_or(ReplayStateError::BadEntry(i))?;
-            let expiry = u64::from_be_bytes(entry[ReplayKey::LEN..].try_into().expect("8 bytes"));
+            let (key, expiry) = decode_entry(entry).ok_or(ReplayStateError::BadEntry(i))?;
             if cache.entries.insert(key, expiry).is_some() {
                 return Err(ReplayStateError::DuplicateEntry(i));
             }
@@ -576,12 +590,7 @@ impl ReplayCache {
         }
         // Entries at or below the floor are refused anyway.
         cache.raise_floor(floor);
-        while cache.entries.len() > cache.capacity {
-            if let Some((expiry, key)) = cache.by_expiry.pop_first() {
-                cache.entries.remove(&key);
-                cache.floor = cache.floor.max(expiry);
-            }
-        }
+        cache.shrink_to_capacity();
         Ok(cache)
     }
 }
