@@ -140,23 +140,6 @@ pub struct FwknopDoorState {
     pub stanzas: Vec<(FwknopStanza, FwknopKeys)>,
 }
 
-/// fwknop's digest/HMAC type from its name (`SHA256`, `sha3_256`, ...).
-fn digest_type(name: &str) -> Option<DigestType> {
-    [
-        DigestType::Md5,
-        DigestType::Sha1,
-        DigestType::Sha256,
-        DigestType::Sha384,
-        DigestType::Sha512,
-        DigestType::Sha3_256,
-        DigestType::Sha3_512,
-    ]
-    .into_iter()
-    .find(|d| {
-        d.name().eq_ignore_ascii_case(name) || d.name().replace('-', "_").eq_ignore_ascii_case(name)
-    })
-}
-
 /// What a TOTP slot stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotOwner {
@@ -214,7 +197,7 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
                     let hmac = match &stanza.hmac_key {
                         None => None,
                         Some(key) => {
-                            let t = digest_type(&stanza.hmac_digest).ok_or_else(|| {
+                            let t = stanza.hmac_digest.parse::<DigestType>().map_err(|_| {
                                 bad(format!("unknown HMAC_DIGEST_TYPE {:?}", stanza.hmac_digest))
                             })?;
                             Some((key.0.as_slice(), t))
