@@ -31,6 +31,7 @@ fn door() -> Door {
         target: None,
         on_open: Default::default(),
         on_close: Default::default(),
+        guard: sesame_core::Guard::None,
     }
 }
 

@@ -85,6 +85,97 @@ impl FromStr for Knock {
     }
 }
 
+/// An inclusive range of ports over one protocol, e.g. a guard range or a
+/// TOTP door's range.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    /// Protocol of the packets the range matches.
+    pub proto: Proto,
+    /// First port (inclusive).
+    pub first: u16,
+    /// Last port (inclusive), `>= first`.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// True when `knock` falls in the range.
+    pub const fn contains(&self, knock: Knock) -> bool {
+        knock.proto as u8 == self.proto as u8 && knock.port >= self.first && knock.port <= self.last
+    }
+
+    /// Number of ports in the range.
+    pub const fn len(&self) -> usize {
+        (self.last - self.first) as usize + 1
+    }
+
+    /// Never true (a range holds at least one port); for clippy's sake.
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The ports of the range.
+    pub fn ports(&self) -> impl Iterator<Item = u16> {
+        self.first..=self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}:{}", self.first, self.proto)
+        } else {
+            write!(f, "{}-{}:{}", self.first, self.last, self.proto)
+        }
+    }
+}
+
+/// Parses `PORT`, `FIRST-LAST`, either followed by `:tcp` or `:udp` (TCP is
+/// the default), as knocks are written.
+impl FromStr for PortRange {
+    type Err = DoorError;
+    fn from_str(s: &str) -> Result<Self, DoorError> {
+        let s = s.trim();
+        let (ports, proto) = match s.split_once(':') {
+            Some((ports, proto)) => (ports, proto.parse()?),
+            None => (s, Proto::Tcp),
+        };
+        let (first, last) = match ports.split_once('-') {
+            Some((a, b)) => (parse_port(a)?, parse_port(b)?),
+            None => {
+                let p = parse_port(ports)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(DoorError::BadRange(s.to_string()));
+        }
+        Ok(PortRange { proto, first, last })
+    }
+}
+
+/// Ports around a door's knocks that reset an attempt when hit, so that a
+/// blind sweep cannot deliver the knocks in order by chance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Guard {
+    /// No guard: ports outside the sequence never disturb an attempt
+    /// (knockd's behaviour).
+    None,
+    /// The 256-port block around each knock, from port 1024 up (see
+    /// [`Door::guard_ranges`]). The default for plain sequence doors.
+    #[default]
+    Auto,
+    /// These ranges.
+    Ranges(Vec<PortRange>),
+}
+
+/// Ports below this are never part of an automatic guard: they hold the
+/// host's well-known services, whose traffic would otherwise be observed.
+pub const AUTO_GUARD_FLOOR: u16 = 1024;
+
+/// Size (and alignment) of the block an automatic guard takes around each
+/// knock port.
+pub const AUTO_GUARD_BLOCK: u16 = 256;
+
 /// A protected service: new connections to it are dropped unless granted.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Service {
@@ -376,9 +467,46 @@ pub struct Door {
     pub on_open: Commands,
     /// Commands run when the grant ends.
     pub on_close: Commands,
+    /// Ports whose hit resets an attempt in progress (sweep protection).
+    pub guard: Guard,
 }
 
 impl Door {
+    /// The guard ranges for the current sequence: [`Guard::Auto`] takes the
+    /// [`AUTO_GUARD_BLOCK`]-aligned block holding each knock port (ports below
+    /// [`AUTO_GUARD_FLOOR`] left out), per protocol, merged. Knocks of the
+    /// sequence inside a range still count as knocks, not as guard hits.
+    pub fn guard_ranges(&self) -> Vec<PortRange> {
+        let mut ranges = match &self.guard {
+            Guard::None => return Vec::new(),
+            Guard::Ranges(r) => r.clone(),
+            Guard::Auto => self
+                .sequence
+                .iter()
+                .filter_map(|k| {
+                    let first = (k.port & !(AUTO_GUARD_BLOCK - 1)).max(AUTO_GUARD_FLOOR);
+                    let last = k.port | (AUTO_GUARD_BLOCK - 1);
+                    (k.port >= AUTO_GUARD_FLOOR).then_some(PortRange {
+                        proto: k.proto,
+                        first,
+                        last,
+                    })
+                })
+                .collect(),
+        };
+        ranges.sort();
+        let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(m) if m.proto == r.proto && u32::from(r.first) <= u32::from(m.last) + 1 => {
+                    m.last = m.last.max(r.last);
+                }
+                _ => merged.push(r),
+            }
+        }
+        merged
+    }
+
     /// Checks the invariants the rest of the core relies on.
     pub fn validate(&self) -> Result<(), DoorError> {
         if self.name.is_empty()
@@ -445,6 +573,9 @@ pub enum DoorError {
     /// More than [`MAX_SEQUENCE_LEN`] knocks.
     #[error("the knock sequence has {0} ports; at most 32 are allowed")]
     SequenceTooLong(usize),
+    /// A port range whose first port is above its last.
+    #[error("invalid port range {0:?}: expected FIRST-LAST with FIRST <= LAST, optionally followed by :tcp or :udp")]
+    BadRange(String),
     /// A duration that must be positive is zero.
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ban;
 pub mod door;
 mod first_knocks;
 pub mod fwknop;
@@ -21,8 +22,10 @@ pub mod time;
 pub mod totp;
 pub mod tracker;
 
+pub use ban::{BanPolicy, FailureBudget, Prefix};
 pub use door::{
-    CommandTemplate, Commands, Door, DoorError, Knock, Proto, Service, TcpFlags, MAX_SEQUENCE_LEN,
+    CommandTemplate, Commands, Door, DoorError, Guard, Knock, PortRange, Proto, Service, TcpFlags,
+    MAX_SEQUENCE_LEN,
 };
 pub use grants::{GrantOutcome, Grants};
 pub use packet::{Packet, ParseError};

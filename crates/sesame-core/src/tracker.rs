@@ -23,7 +23,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::door::{Door, Knock, Proto};
+use crate::ban::{Ban, BanPolicy, FailureBudget, Prefix};
+use crate::door::{tcp_flag, Door, Knock, PortRange, Proto};
 use crate::first_knocks::{Attempt, FirstKnocks};
 use crate::packet::Packet;
 use crate::table::{EvictionPolicy, SeededState, Table};
@@ -128,6 +129,18 @@ pub enum Event {
         /// Door to open.
         door: DoorId,
     },
+    /// `src`'s prefix used up its failure budget (its last failure was on
+    /// `door`): its knocks are ignored on every door until `until`.
+    Banned {
+        /// The address whose failure started the ban.
+        src: IpAddr,
+        /// The door of that failure.
+        door: DoorId,
+        /// The banned prefix.
+        prefix: Prefix,
+        /// When the ban ends.
+        until: Instant,
+    },
 }
 
 impl Event {
@@ -139,7 +152,8 @@ impl Event {
             | Event::Reset { src, .. }
             | Event::Timeout { src, .. }
             | Event::Evicted { src, .. }
-            | Event::Open { src, .. } => src,
+            | Event::Open { src, .. }
+            | Event::Banned { src, .. } => src,
         }
     }
 
@@ -151,7 +165,8 @@ impl Event {
             | Event::Reset { door, .. }
             | Event::Timeout { door, .. }
             | Event::Evicted { door, .. }
-            | Event::Open { door, .. } => door,
+            | Event::Open { door, .. }
+            | Event::Banned { door, .. } => door,
         }
     }
 }
@@ -175,12 +190,24 @@ impl Progress {
     }
 }
 
+/// A guard range and the doors it guards, ascending.
+#[derive(Clone, Debug)]
+struct GuardGroup {
+    range: PortRange,
+    doors: Vec<DoorId>,
+}
+
 /// Tracks knock progress for every (source, door) pair. See the module docs.
 #[derive(Debug)]
 pub struct Tracker {
     doors: Vec<Door>,
     /// Doors whose sequence contains a knock, ascending, without repeats.
     index: HashMap<Knock, Vec<DoorId>, SeededState>,
+    /// Guard ranges: a hit resets the source's attempt on each door listed
+    /// whose sequence does not contain the knock.
+    guards: Vec<GuardGroup>,
+    /// Failures per source prefix, and bans.
+    budget: FailureBudget,
     /// Attempts that matched one knock: the ones a spoofed flood creates.
     first: FirstKnocks,
     /// Attempts that matched 2 ..= len - 1 knocks, all protected: they go
@@ -203,6 +230,8 @@ impl Tracker {
         let mut tracker = Tracker {
             doors,
             index: HashMap::with_hasher(SeededState::new(hash_seed)),
+            guards: Vec::new(),
+            budget: FailureBudget::new(BanPolicy::OFF, hash_seed),
             first: FirstKnocks::new(capacity, hash_seed),
             table: Table::new(capacity, hash_seed, EvictionPolicy::Oldest),
             capacity,
@@ -227,6 +256,50 @@ impl Tracker {
         }
         self.index = index;
         self.targets = self.doors.iter().filter_map(|d| d.target).collect();
+        let mut guards: Vec<GuardGroup> = Vec::new();
+        for (id, door) in self.doors.iter().enumerate() {
+            if door.sequence.is_empty() {
+                continue;
+            }
+            for range in door.guard_ranges() {
+                match guards.iter_mut().find(|g| g.range == range) {
+                    Some(g) => g.doors.push(id),
+                    None => guards.push(GuardGroup {
+                        range,
+                        doors: vec![id],
+                    }),
+                }
+            }
+        }
+        self.guards = guards;
+    }
+
+    /// Sets the failure budget's policy (see [`crate::ban`]); counts and
+    /// live bans are kept. Banning is off until this is called.
+    pub fn set_ban_policy(&mut self, policy: BanPolicy) {
+        self.budget.set_policy(policy);
+    }
+
+    /// The failure budget: live bans and counters.
+    pub fn budget(&self) -> &FailureBudget {
+        &self.budget
+    }
+
+    /// Moves `old`'s failure counts and bans here (a reload: a ban must not
+    /// end because the config was reloaded).
+    pub fn carry_bans_from(&mut self, old: &mut Tracker, now: Instant) {
+        self.budget.carry_from(&mut old.budget, now);
+    }
+
+    /// Lifts bans (see [`FailureBudget::unban`]).
+    pub fn unban(&mut self, which: Option<Prefix>) -> Vec<Prefix> {
+        self.budget.unban(which)
+    }
+
+    /// Drops ended bans and stale failure counts; returns the bans that
+    /// ended.
+    pub fn expire_bans(&mut self, now: Instant) -> Vec<Prefix> {
+        self.budget.expire(now)
     }
 
     /// Replaces the sequence of `door` (a one-time sequence was used up) and
@@ -294,24 +367,83 @@ impl Tracker {
     }
 
     /// Feeds one packet seen at `now`, appending what happened to `events`.
-    /// Events for different doors come in ascending door order.
+    /// Events for different doors come in ascending door order. Packets from
+    /// a banned prefix are ignored; a reset or timeout counts against the
+    /// source's failure budget and may end in [`Event::Banned`].
     pub fn observe(&mut self, now: Instant, obs: &Observation, events: &mut Vec<Event>) {
-        let Some(doors) = self.index.get(&obs.knock()) else {
+        let knock = obs.knock();
+        let routed = self.index.get(&knock);
+        let guarded = self.guards.iter().any(|g| g.range.contains(knock));
+        if routed.is_none() && !guarded {
             return;
-        };
-        for &id in doors {
+        }
+        if self.budget.is_banned(now, obs.src) {
+            return;
+        }
+        let start = events.len();
+        let routed: &[DoorId] = routed.map_or(&[], Vec::as_slice);
+        for &id in routed {
             let door = &self.doors[id];
-            let addressed = match door.target {
-                Some(target) => obs.dst == target,
-                None => !self.targets.contains(&obs.dst),
-            };
-            if addressed {
+            if self.addressed(door, obs.dst) {
                 let mut attempts = Attempts {
                     first: &mut self.first,
                     table: &mut self.table,
                     capacity: self.capacity,
                 };
                 attempts.step(door, id, now, obs, events);
+            }
+        }
+        // A guard hit is a sweep's signature: a connection attempt (TCP SYN
+        // without ACK) or any UDP packet, whatever the door's own flags.
+        let sweep_like = obs.proto == Proto::Udp
+            || obs.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
+        if guarded && sweep_like {
+            for group in &self.guards {
+                if !group.range.contains(knock) {
+                    continue;
+                }
+                for &id in &group.doors {
+                    if routed.contains(&id) || !self.addressed(&self.doors[id], obs.dst) {
+                        continue;
+                    }
+                    let mut attempts = Attempts {
+                        first: &mut self.first,
+                        table: &mut self.table,
+                        capacity: self.capacity,
+                    };
+                    attempts.guard_hit(id, now, obs.src, knock, events);
+                }
+            }
+        }
+        self.account(now, start, events);
+    }
+
+    /// True when a packet to `dst` is addressed to `door`.
+    fn addressed(&self, door: &Door, dst: IpAddr) -> bool {
+        match door.target {
+            Some(target) => dst == target,
+            None => !self.targets.contains(&dst),
+        }
+    }
+
+    /// Charges the failures among `events[start..]` to their sources'
+    /// budgets and forgets the failures of a source whose door opened.
+    fn account(&mut self, now: Instant, start: usize, events: &mut Vec<Event>) {
+        let end = events.len();
+        for i in start..end {
+            match events[i] {
+                Event::Reset { src, door, .. } | Event::Timeout { src, door, .. } => {
+                    if let Some(Ban { prefix, until }) = self.budget.record_failure(now, src) {
+                        events.push(Event::Banned {
+                            src,
+                            door,
+                            prefix,
+                            until,
+                        });
+                    }
+                }
+                Event::Open { src, .. } => self.budget.record_success(src),
+                _ => {}
             }
         }
     }
@@ -362,6 +494,12 @@ impl Tracker {
     /// Drops every attempt whose `seq_timeout` has passed, emitting
     /// [`Event::Timeout`] for each, soonest first.
     pub fn expire(&mut self, now: Instant, events: &mut Vec<Event>) {
+        let start = events.len();
+        self.expire_attempts(now, events);
+        self.account(now, start, events);
+    }
+
+    fn expire_attempts(&mut self, now: Instant, events: &mut Vec<Event>) {
         loop {
             let first = self.first.next_deadline().filter(|&d| d <= now);
             let advanced = self.table.next_deadline().filter(|&d| d <= now);
@@ -586,6 +724,39 @@ impl Attempts<'_> {
         }
     }
 
+    /// A guard port of door `id` was hit: the source's attempt on it, if
+    /// any, is reset (a timed-out one is reported as a timeout).
+    fn guard_hit(
+        &mut self,
+        id: DoorId,
+        now: Instant,
+        src: IpAddr,
+        got: Knock,
+        events: &mut Vec<Event>,
+    ) {
+        let key = Attempt::new(src, id);
+        let hash = self.first.hash(&key);
+        let Some(found) = locate(self.first, self.table, &key, hash) else {
+            return;
+        };
+        let (matched, deadline) = found.matched_and_deadline();
+        self.remove(&key, found);
+        events.push(if now >= deadline {
+            Event::Timeout {
+                src,
+                door: id,
+                matched,
+            }
+        } else {
+            Event::Reset {
+                src,
+                door: id,
+                matched_before: matched,
+                got,
+            }
+        });
+    }
+
     /// Begins an attempt if `knock` is the door's first knock.
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -652,6 +823,7 @@ mod tests {
             target: None,
             on_open: Default::default(),
             on_close: Default::default(),
+            guard: crate::door::Guard::None,
         }
     }
 
@@ -699,6 +871,124 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    fn guarded(seq: &[&str], guard: &str) -> Door {
+        Door {
+            guard: crate::door::Guard::Ranges(vec![guard.parse().unwrap()]),
+            ..door("g", seq)
+        }
+    }
+
+    #[test]
+    fn a_guard_port_resets_an_attempt_and_starts_nothing() {
+        // Today's TOTP flaw: a range port outside the sequence was ignored,
+        // so a sweep delivered the sequence in order by chance.
+        let mut tr = Tracker::new(
+            vec![guarded(&["20005", "20001", "20009"], "20000-20010")],
+            10,
+            SEED,
+        );
+        let a = ip(1);
+        assert_eq!(feed(&mut tr, 0, syn(a, 20005)).len(), 1);
+        let ev = feed(&mut tr, 1, syn(a, 20003));
+        assert!(
+            matches!(ev[..], [Event::Reset { matched_before: 1, got, .. }] if got.port == 20003),
+            "{ev:?}"
+        );
+        assert_eq!(tr.progress(a, 0), None);
+        // The rest of the sequence no longer opens.
+        assert!(feed(&mut tr, 2, syn(a, 20001)).is_empty());
+        assert!(opens(&feed(&mut tr, 3, syn(a, 20009))).is_empty());
+        // A guard hit with no attempt is silent; the honest order opens.
+        assert!(feed(&mut tr, 4, syn(a, 20010)).is_empty());
+        feed(&mut tr, 5, syn(a, 20005));
+        feed(&mut tr, 6, syn(a, 20001));
+        assert_eq!(opens(&feed(&mut tr, 7, syn(a, 20009))), vec![(a, 0)]);
+    }
+
+    #[test]
+    fn guard_hits_from_others_and_non_syn_packets_do_not_reset() {
+        let mut tr = Tracker::new(
+            vec![guarded(&["20005", "20001", "20009"], "20000-20010")],
+            10,
+            SEED,
+        );
+        let (a, b) = (ip(1), ip(2));
+        feed(&mut tr, 0, syn(a, 20005));
+        assert!(feed(&mut tr, 1, syn(b, 20003)).is_empty());
+        assert!(feed(&mut tr, 2, tcp(a, 20003, SYN | ACK)).is_empty());
+        assert!(feed(&mut tr, 3, udp(a, 20003)).is_empty(), "a TCP guard");
+        assert_eq!(tr.progress(a, 0), Some(1));
+    }
+
+    #[test]
+    fn auto_guard_covers_the_block_of_each_knock_above_1023() {
+        let d = Door {
+            guard: crate::door::Guard::Auto,
+            ..door("a", &["7000", "7001", "8000:udp", "80"])
+        };
+        let ranges: Vec<String> = d.guard_ranges().iter().map(|r| r.to_string()).collect();
+        assert_eq!(ranges, vec!["6912-7167:tcp", "7936-8191:udp"]);
+        let mut tr = Tracker::new(vec![d], 10, SEED);
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        assert!(matches!(
+            feed(&mut tr, 1, syn(a, 7100))[..],
+            [Event::Reset { .. }]
+        ));
+    }
+
+    #[test]
+    fn failures_ban_the_prefix_on_every_door_until_it_ends_or_is_lifted() {
+        let mut tr = Tracker::new(
+            vec![
+                door("a", &["7000", "8000"]),
+                door("b", &["9000", "9500", "9600"]),
+            ],
+            100,
+            SEED,
+        );
+        tr.set_ban_policy(BanPolicy {
+            max_failures: 2,
+            window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(600),
+            ..BanPolicy::DEFAULT
+        });
+        let a = ip(1);
+        feed(&mut tr, 0, syn(a, 7000));
+        // A duplicate is not a failure.
+        assert!(matches!(
+            feed(&mut tr, 1, syn(a, 7000))[..],
+            [Event::Duplicate { .. }]
+        ));
+        // A timeout is the first failure.
+        let mut ev = Vec::new();
+        tr.expire(t(5_000), &mut ev);
+        assert!(matches!(ev[..], [Event::Timeout { .. }]), "{ev:?}");
+        assert_eq!(tr.budget().banned(), 0);
+        // A reset on the other door is the second: banned.
+        feed(&mut tr, 6_000, syn(a, 9000));
+        let ev = feed(&mut tr, 6_001, syn(a, 9600));
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, Event::Banned { prefix, .. } if prefix.contains(a))),
+            "{ev:?}"
+        );
+        // Banned: even the right sequence is ignored, on both doors.
+        assert!(feed(&mut tr, 7_000, syn(a, 7000)).is_empty());
+        assert!(feed(&mut tr, 7_001, syn(a, 8000)).is_empty());
+        assert_eq!(tr.budget().banned(), 1);
+        // Another source is not affected.
+        feed(&mut tr, 7_002, syn(ip(2), 7000));
+        assert_eq!(
+            opens(&feed(&mut tr, 7_003, syn(ip(2), 8000))),
+            vec![(ip(2), 0)]
+        );
+        // Lifted by hand, the source opens again.
+        assert_eq!(tr.unban(Some(crate::ban::Prefix::of(a, 32, 64))).len(), 1);
+        feed(&mut tr, 8_000, syn(a, 7000));
+        assert_eq!(opens(&feed(&mut tr, 8_001, syn(a, 8000))), vec![(a, 0)]);
     }
 
     fn one_door() -> Tracker {

@@ -42,6 +42,7 @@ fn make_door(sequence: Vec<Knock>, seq_timeout_ms: u64, tcp_flags: TcpFlags) -> 
         target: None,
         on_open: Default::default(),
         on_close: Default::default(),
+        guard: sesame_core::Guard::None,
     }
 }
 

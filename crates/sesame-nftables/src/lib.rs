@@ -6,7 +6,7 @@
 //! * chain `observe` (prerouting, priority -300): packets to a local address
 //!   on a knock port are sent to an NFLOG group and dropped, so a knock is
 //!   never answered and never reaches a socket;
-//! * chain `gate` (input, priority -10): established/related traffic passes,
+//! * chain `gate` (input, priority -10): established traffic passes,
 //!   new traffic from a granted `address . proto . port` passes, and every
 //!   other packet to a protected service is dropped;
 //! * the sets those chains look up. `grants4`/`grants6` carry per-element
@@ -67,6 +67,11 @@ pub struct Ruleset {
     pub knock_tcp_any: Vec<u16>,
     /// UDP knock ports.
     pub knock_udp: Vec<u16>,
+    /// TCP guard ports: connection attempts are logged (not dropped), so
+    /// a sweep that hits them resets the sweeper's knock attempts.
+    pub guard_tcp_syn: Vec<u16>,
+    /// UDP guard ports, logged and not dropped.
+    pub guard_udp: Vec<u16>,
     /// Services closed to everyone without a grant.
     pub protected: Vec<Service>,
     /// Knocks count only when they arrive on one of these interfaces (by
@@ -157,6 +162,15 @@ pub enum FirewallError {
         table: String,
         /// The limit.
         timeout_ms: u64,
+    },
+    /// A request could not be encoded: some netlink attribute would be
+    /// longer than 64 KiB. Nothing was sent.
+    #[error("cannot encode {op} for table {table:?}: a netlink attribute would exceed 64 KiB")]
+    TooLarge {
+        /// What was attempted.
+        op: String,
+        /// The table.
+        table: String,
     },
     /// The kernel's answer could not be decoded.
     #[error("malformed answer from nf_tables while trying to {op}: {what}")]
@@ -311,21 +325,26 @@ impl<'a> Batch<'a> {
         } else {
             (NFT_MSG_NEWSETELEM, NLM_F_CREATE, "add")
         };
-        let op = format!("{verb} {} element(s) in set {set}", keys.len());
-        self.push(msg, flags, op, |w| {
-            w.put_str(NFTA_SET_ELEM_LIST_TABLE, t);
-            w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-            w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
-                for key in keys {
-                    w.nest(NFTA_LIST_ELEM, |w| {
-                        w.nest(NFTA_SET_ELEM_KEY, |w| w.put(NFTA_DATA_VALUE, key));
-                        if let Some(ttl) = timeout {
-                            w.put_be64(NFTA_SET_ELEM_TIMEOUT, timeout_ms(ttl));
-                        }
-                    });
-                }
+        // The element list is one attribute with a 16-bit length, so a
+        // large set (a TOTP range, a guard) goes in several messages of the
+        // same batch: still one transaction.
+        for chunk in keys.chunks(ELEMENTS_PER_MESSAGE) {
+            let op = format!("{verb} {} element(s) in set {set}", chunk.len());
+            self.push(msg, flags, op, |w| {
+                w.put_str(NFTA_SET_ELEM_LIST_TABLE, t);
+                w.put_str(NFTA_SET_ELEM_LIST_SET, set);
+                w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
+                    for key in chunk {
+                        w.nest(NFTA_LIST_ELEM, |w| {
+                            w.nest(NFTA_SET_ELEM_KEY, |w| w.put(NFTA_DATA_VALUE, key));
+                            if let Some(ttl) = timeout {
+                                w.put_be64(NFTA_SET_ELEM_TIMEOUT, timeout_ms(ttl));
+                            }
+                        });
+                    }
+                });
             });
-        });
+        }
     }
 
     fn new_chain(&mut self, c: &ChainSpec) {
@@ -381,8 +400,9 @@ impl<'a> Batch<'a> {
     }
 
     /// Closes the batch: its bytes, its acknowledged messages, the
-    /// `BATCH_BEGIN` sequence number and the last one used.
-    fn finish(mut self) -> (Vec<u8>, Vec<Pending>, u32, u32) {
+    /// `BATCH_BEGIN` sequence number and the last one used; `None` for the
+    /// bytes when an attribute overflowed.
+    fn finish(mut self) -> (Option<Vec<u8>>, Vec<Pending>, u32, u32) {
         self.seq = self.seq.wrapping_add(1);
         self.w.message(
             NFNL_MSG_BATCH_END,
@@ -392,7 +412,8 @@ impl<'a> Batch<'a> {
             NFNL_SUBSYS_NFTABLES,
             |_| {},
         );
-        (self.w.into_bytes(), self.msgs, self.begin_seq, self.seq)
+        let bytes = (!self.w.overflowed()).then(|| self.w.into_bytes());
+        (bytes, self.msgs, self.begin_seq, self.seq)
     }
 }
 
@@ -417,6 +438,36 @@ pub struct Firewall {
     table: String,
     seq: u32,
     buf: Vec<u8>,
+    /// Send buffer size last asked for (0: the system default).
+    sndbuf: usize,
+}
+
+/// Elements per `NEWSETELEM` message: 1024 of the largest keys (IPv6 grants
+/// with a timeout, 48 bytes each) stay well inside a 64 KiB attribute.
+const ELEMENTS_PER_MESSAGE: usize = 1024;
+
+/// Encodes the transaction that installs `rules` in `table` without sending
+/// it, exactly as [`Firewall::install`] would (updating in place), and
+/// returns its size in bytes. `sesamed --check-config` runs this so that a
+/// ruleset the daemon could not encode is refused before it runs.
+///
+/// # Errors
+///
+/// [`FirewallError::BadTableName`] or [`FirewallError::TooLarge`].
+pub fn encode_install(table: &str, rules: &Ruleset) -> Result<usize, FirewallError> {
+    validate_table_name(table)?;
+    let mut b = Batch::new(table, 0);
+    b.ruleset(rules, true);
+    match b.finish() {
+        (Some(bytes), ..) => Ok(bytes.len()),
+        (None, msgs, ..) => Err(FirewallError::TooLarge {
+            op: msgs
+                .first()
+                .map_or("install", |m| m.op.as_str())
+                .to_string(),
+            table: table.to_string(),
+        }),
+    }
 }
 
 impl Firewall {
@@ -441,6 +492,7 @@ impl Firewall {
             table: table.to_string(),
             seq: std::process::id().wrapping_mul(1 << 12),
             buf: Vec::with_capacity(64 * 1024),
+            sndbuf: 0,
         })
     }
 
@@ -594,6 +646,24 @@ impl Firewall {
         }
     }
 
+    /// A batch is one datagram, and netlink refuses one larger than the
+    /// socket's send buffer: grow it (forced, as CAP_NET_ADMIN may) for a
+    /// large ruleset. A failure shows up as the send's own error.
+    fn fit_send_buffer(&mut self, len: usize) {
+        const DEFAULT_SNDBUF: usize = 200 * 1024;
+        let want = len + 64 * 1024;
+        if want <= DEFAULT_SNDBUF.max(self.sndbuf) {
+            return;
+        }
+        let fd = self.sock.as_fd();
+        let forced =
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBufForce, &want);
+        if forced.is_err() {
+            let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &want);
+        }
+        self.sndbuf = want;
+    }
+
     fn send(&mut self, op: &str, bytes: &[u8]) -> Result<(), FirewallError> {
         loop {
             match self.sock.send(bytes, 0) {
@@ -639,6 +709,13 @@ impl Firewall {
         let (bytes, msgs, begin_seq, last_seq) = batch.finish();
         self.seq = last_seq;
         let what = msgs.first().map_or("commit", |m| m.op.as_str()).to_string();
+        let Some(bytes) = bytes else {
+            return Err(FirewallError::TooLarge {
+                op: what,
+                table: self.table.clone(),
+            });
+        };
+        self.fit_send_buffer(bytes.len());
         self.send(&what, &bytes)?;
         let mut acked = vec![false; msgs.len()];
         let mut first_error: Option<(usize, i32, Option<String>)> = None;
@@ -792,6 +869,60 @@ fn parse_elements(set: &str, msg: &Msg<'_>, out: &mut Vec<Grant>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every attribute of `buf`, nested ones included, lies inside its
+    /// parent: what the kernel checks first.
+    fn well_formed(buf: &[u8], depth: usize) -> bool {
+        wire::attrs(buf).all(|a| match a {
+            Ok((ty, body)) => depth == 0 || ty & NLA_F_NESTED == 0 || well_formed(body, depth - 1),
+            Err(_) => false,
+        })
+    }
+
+    fn ports() -> impl Strategy<Value = Vec<u16>> {
+        prop_oneof![
+            prop::collection::vec(1u16.., 0..64),
+            (1u16..=65535, 0usize..=65535)
+                .prop_map(|(a, n)| { (a..=a.saturating_add(n as u16)).collect::<Vec<u16>>() }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any ruleset, up to every port in every set, encodes without a
+        /// panic into messages whose attributes are all well formed.
+        #[test]
+        fn any_ruleset_encodes(
+            syn in ports(),
+            any in ports(),
+            udp in ports(),
+            guard in ports(),
+            ifaces in prop::collection::vec("[a-z0-9]{1,15}", 0..300),
+        ) {
+            let rules = Ruleset {
+                nflog_group: 7,
+                knock_tcp_syn: syn,
+                knock_tcp_any: any,
+                knock_udp: udp,
+                guard_tcp_syn: guard.clone(),
+                guard_udp: guard,
+                interfaces: ifaces,
+                ..Ruleset::default()
+            };
+            let mut b = Batch::new("sesame", 0);
+            b.ruleset(&rules, true);
+            let (bytes, ..) = b.finish();
+            let bytes = bytes.expect("encodable");
+            prop_assert_eq!(encode_install("sesame", &rules).unwrap(), bytes.len());
+            let msgs = wire::messages(&bytes).unwrap();
+            for m in msgs {
+                prop_assert!(m.payload.len() >= 4);
+                prop_assert!(well_formed(&m.payload[4..], 6));
+            }
+        }
+    }
 
     #[test]
     fn table_names_are_checked() {
@@ -809,6 +940,7 @@ mod tests {
         b.ruleset(&Ruleset::default(), true);
         let n = b.msgs.len();
         let (bytes, msgs, begin, last) = b.finish();
+        let bytes = bytes.unwrap();
         assert_eq!(begin, 11);
         let parsed = wire::messages(&bytes).unwrap();
         assert_eq!(parsed.len(), n + 2);
@@ -818,9 +950,10 @@ mod tests {
             assert_eq!(p.seq, m.seq);
             assert_ne!(p.flags & NLM_F_ACK, 0);
         }
-        // Empty config sets get no element message; the table, 9 sets,
-        // 7 flushes, 2 chains, 2 chain flushes and 8 rules remain.
-        assert_eq!(n, 1 + 9 + 7 + 2 + 2 + 8);
+        // Empty config sets get no element message, and no guard means no
+        // guard rules; the table, 11 sets, 9 flushes, 2 chains, 2 chain
+        // flushes and 8 rules remain.
+        assert_eq!(n, 1 + 11 + 9 + 2 + 2 + 8);
         assert_eq!(last, 10 + n as u32 + 2);
     }
 

@@ -21,6 +21,10 @@ pub(crate) const SET_KNOCK_TCP_SYN: &str = "knock_tcp_syn";
 pub(crate) const SET_KNOCK_TCP_ANY: &str = "knock_tcp_any";
 /// UDP knock ports.
 pub(crate) const SET_KNOCK_UDP: &str = "knock_udp";
+/// TCP guard ports: SYNs are logged, never dropped.
+pub(crate) const SET_GUARD_TCP_SYN: &str = "guard_tcp_syn";
+/// UDP guard ports: logged, never dropped.
+pub(crate) const SET_GUARD_UDP: &str = "guard_udp";
 /// Interfaces knocks must arrive on (used only when non-empty).
 pub(crate) const SET_KNOCK_IFACES: &str = "knock_ifaces";
 /// Non-local IPv4 destinations that doors listen on (knockd's `Target`).
@@ -59,7 +63,7 @@ pub(crate) struct SetSpec {
 }
 
 /// The sets, in creation order.
-pub(crate) const SETS: [SetSpec; 9] = [
+pub(crate) const SETS: [SetSpec; 11] = [
     SetSpec {
         name: SET_GRANTS4,
         key_type: concat_type(&[
@@ -100,6 +104,18 @@ pub(crate) const SETS: [SetSpec; 9] = [
     },
     SetSpec {
         name: SET_KNOCK_UDP,
+        key_type: NFT_TYPE_INET_SERVICE,
+        key_len: 2,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_GUARD_TCP_SYN,
+        key_type: NFT_TYPE_INET_SERVICE,
+        key_len: 2,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_GUARD_UDP,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
@@ -506,6 +522,19 @@ pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
         udp.push(log.clone());
         udp.push(drop.clone());
         out.extend([syn_log, syn_drop, any, udp]);
+        // Guards are observed, not dropped: they may hold real services,
+        // and a sweep hitting them is all the daemon needs to see.
+        if !rules.guard_tcp_syn.is_empty() {
+            let mut guard = prefix(TCP, SET_GUARD_TCP_SYN);
+            guard.extend(tcp_syn_without_ack());
+            guard.push(log.clone());
+            out.push(guard);
+        }
+        if !rules.guard_udp.is_empty() {
+            let mut guard = prefix(UDP, SET_GUARD_UDP);
+            guard.push(log.clone());
+            out.push(guard);
+        }
     }
     out
 }
@@ -520,9 +549,11 @@ pub(crate) fn gate_rules() -> Vec<Vec<Expr>> {
         Expr::Bitwise {
             sreg: NFT_REG_1,
             dreg: NFT_REG_1,
-            mask: (NF_CT_STATE_ESTABLISHED | NF_CT_STATE_RELATED)
-                .to_ne_bytes()
-                .to_vec(),
+            // Not RELATED: a conntrack helper's expectation (FTP, SIP, …)
+            // would let a new connection to a protected port in without a
+            // grant. ICMP errors, the one related traffic that matters, carry
+            // no port and never meet the `protected` drop below.
+            mask: NF_CT_STATE_ESTABLISHED.to_ne_bytes().to_vec(),
             xor: 0u32.to_ne_bytes().to_vec(),
         },
         Expr::Cmp {
@@ -668,7 +699,7 @@ pub(crate) fn ifname_key(name: &str) -> Vec<u8> {
 }
 
 /// The element keys of the configuration-derived sets.
-pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 7] {
+pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 9] {
     let ports = |p: &[u16]| unique_ports(p).into_iter().map(port_key).collect();
     let mut services = rules.protected.clone();
     services.sort_unstable();
@@ -681,6 +712,8 @@ pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>);
         (SET_KNOCK_TCP_SYN, ports(&rules.knock_tcp_syn)),
         (SET_KNOCK_TCP_ANY, ports(&rules.knock_tcp_any)),
         (SET_KNOCK_UDP, ports(&rules.knock_udp)),
+        (SET_GUARD_TCP_SYN, ports(&rules.guard_tcp_syn)),
+        (SET_GUARD_UDP, ports(&rules.guard_udp)),
         (
             SET_KNOCK_IFACES,
             rules.interfaces.iter().map(|i| ifname_key(i)).collect(),

@@ -13,6 +13,9 @@ pub(crate) const fn align4(len: usize) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     buf: Vec<u8>,
+    /// Set when an attribute did not fit its 16-bit length: the bytes are
+    /// unusable, and the caller must refuse them rather than send them.
+    overflow: bool,
 }
 
 impl Writer {
@@ -22,6 +25,11 @@ impl Writer {
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.buf
+    }
+
+    /// True when some attribute was longer than 64 KiB (see `overflow`).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflow
     }
 
     fn pad(&mut self) {
@@ -59,7 +67,10 @@ impl Writer {
     /// Writes an attribute with a raw payload.
     pub(crate) fn put(&mut self, ty: u16, data: &[u8]) {
         let len = NLA_HDRLEN + data.len();
-        let len16 = u16::try_from(len).expect("netlink attribute longer than 64 KiB");
+        let len16 = u16::try_from(len).unwrap_or_else(|_| {
+            self.overflow = true;
+            u16::MAX
+        });
         self.buf.extend_from_slice(&len16.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
@@ -96,7 +107,10 @@ impl Writer {
             .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         body(self);
         let len = self.buf.len() - start;
-        let len16 = u16::try_from(len).expect("nested netlink attribute longer than 64 KiB");
+        let len16 = u16::try_from(len).unwrap_or_else(|_| {
+            self.overflow = true;
+            u16::MAX
+        });
         self.buf[start..start + 2].copy_from_slice(&len16.to_ne_bytes());
         self.pad();
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 
 use sesame_core::door::{CommandTemplate, Commands};
-use sesame_core::{Door, DoorError, Knock, Proto, Service, TcpFlags};
+use sesame_core::{BanPolicy, Door, DoorError, Guard, Knock, PortRange, Proto, Service, TcpFlags};
 use toml::Spanned;
 
 /// NFLOG group used when the config does not name one.
@@ -179,6 +179,8 @@ pub struct DaemonSettings {
     pub control_group: Option<String>,
     /// Address of the Prometheus metrics endpoint (off when unset).
     pub metrics: Option<std::net::SocketAddr>,
+    /// The failure budget of knock doors: when a source prefix is banned.
+    pub ban: BanPolicy,
 }
 
 impl Default for DaemonSettings {
@@ -199,6 +201,7 @@ impl Default for DaemonSettings {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             control_group: None,
             metrics: None,
+            ban: BanPolicy::DEFAULT,
         }
     }
 }
@@ -305,11 +308,18 @@ struct RawDaemon {
     control_socket: Option<String>,
     control_group: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
+    ban_after: Option<Spanned<i64>>,
+    ban_window: Option<Spanned<RawDuration>>,
+    ban_for: Option<Spanned<RawDuration>>,
+    ban_prefix_v4: Option<Spanned<i64>>,
+    ban_prefix_v6: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDoor {
+    /// `"auto"`, `"none"`, or port ranges (`"7000-7100"`, `"8000-8100:udp"`).
+    guard: Option<Spanned<toml::Value>>,
     /// `"7000,8000:udp"` or `["7000", "8000:udp"]` (or bare integers).
     sequence: Option<Spanned<toml::Value>>,
     /// knockd-style one-time sequences file (instead of `sequence`).
@@ -567,6 +577,47 @@ impl Ctx<'_> {
         }
         out.pid_file = raw.pid_file.map(PathBuf::from);
         out.syslog = raw.syslog;
+        if let Some(n) = raw.ban_after {
+            out.ban.max_failures = u32::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| {
+                    self.invalid(
+                        n.span(),
+                        format!("daemon.ban_after {}", n.get_ref()),
+                        "expected a number of failures from 0 (never ban) to 1000",
+                    )
+                })?;
+        }
+        out.ban.window = self.duration("daemon", "ban_window", raw.ban_window, out.ban.window)?;
+        out.ban.ban_for = self.duration("daemon", "ban_for", raw.ban_for, out.ban.ban_for)?;
+        for (key, field, width, target) in [
+            (
+                "ban_prefix_v4",
+                raw.ban_prefix_v4,
+                32,
+                &mut out.ban.v4_prefix,
+            ),
+            (
+                "ban_prefix_v6",
+                raw.ban_prefix_v6,
+                128,
+                &mut out.ban.v6_prefix,
+            ),
+        ] {
+            if let Some(v) = field {
+                *target = u8::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|n| (1..=width).contains(n))
+                    .ok_or_else(|| {
+                        self.invalid(
+                            v.span(),
+                            format!("daemon.{key} {}", v.get_ref()),
+                            format!("expected a prefix length from 1 to {width}"),
+                        )
+                    })?;
+            }
+        }
         for (key, field, target) in [
             ("max_tracked", raw.max_tracked, &mut out.max_tracked),
             ("max_grants", raw.max_grants, &mut out.max_grants),
@@ -731,6 +782,7 @@ impl Ctx<'_> {
             })?),
         };
 
+        let guard = self.guard(&label, raw.guard, special.as_ref().map(|(_, _, k)| k))?;
         let mut door = Door {
             name: name.clone(),
             sequence,
@@ -741,6 +793,7 @@ impl Ctx<'_> {
             target,
             on_open,
             on_close,
+            guard,
         };
         door.validate().map_err(|e| {
             // Point at the most specific place we know for the failing check.
@@ -791,6 +844,70 @@ impl Ctx<'_> {
             }
         };
         Ok((door, one_time, kind))
+    }
+
+    /// A door's `guard`: plain doors default to [`Guard::Auto`]; a TOTP
+    /// door's range is always its guard; SPA doors have none.
+    fn guard(
+        &self,
+        label: &str,
+        raw: Option<Spanned<toml::Value>>,
+        kind: Option<&DoorKind>,
+    ) -> Result<Guard, ConfigError> {
+        let fixed = match kind {
+            None => None,
+            Some(DoorKind::Totp(t)) => Some(Guard::Ranges(vec![PortRange {
+                proto: t.proto,
+                first: *t.ports.start(),
+                last: *t.ports.end(),
+            }])),
+            Some(DoorKind::Spa(_) | DoorKind::Fwknop(_)) => Some(Guard::None),
+        };
+        let Some(raw) = raw else {
+            return Ok(fixed.unwrap_or(Guard::Auto));
+        };
+        let span = raw.span();
+        if fixed.is_some() {
+            return Err(self.invalid(
+                span,
+                format!("{label} guard"),
+                "guard is for sequence doors: a TOTP door's whole range is its guard, and SPA doors need none",
+            ));
+        }
+        let items: Vec<String> = match raw.into_inner() {
+            toml::Value::String(s) if s.trim() == "auto" => return Ok(Guard::Auto),
+            toml::Value::String(s) if s.trim() == "none" => return Ok(Guard::None),
+            toml::Value::String(s) => s.split(',').map(|i| i.trim().to_string()).collect(),
+            toml::Value::Array(values) => values
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+            other => {
+                return Err(self.invalid(
+                    span,
+                    format!("{label} guard"),
+                    format!(
+                        "expected \"auto\", \"none\" or a list of port ranges such as [\"7000-7255\", \"8000-8255:udp\"], found {}",
+                        other.type_str()
+                    ),
+                ))
+            }
+        };
+        let mut ranges = Vec::with_capacity(items.len());
+        for (i, text) in items.iter().enumerate() {
+            let range: PortRange = text.parse().map_err(|e: DoorError| {
+                self.invalid(
+                    self.item_span(&span, text),
+                    format!("{label} guard[{i}] {text:?}"),
+                    e,
+                )
+            })?;
+            ranges.push(range);
+        }
+        Ok(Guard::Ranges(ranges))
     }
 
     /// A positive duration: integer seconds or a humantime string.

@@ -424,6 +424,7 @@ impl FwknopConfig {
             target: None,
             on_open: Commands::default(),
             on_close: Commands::default(),
+            guard: sesame_core::Guard::None,
         };
         door.validate().map_err(|e| FwknopConfError::File {
             path: self.access_conf.display().to_string(),

@@ -733,6 +733,7 @@ impl KnockdConfig {
                 target: kd.target.as_ref().map(|t| t.value),
                 on_open: commands(kd.start_commands()),
                 on_close: commands(kd.stop_commands()),
+                guard: sesame_core::Guard::Auto,
             };
             door.validate().map_err(|e| {
                 let line = match &e {

@@ -52,6 +52,8 @@ enum Command {
     Grants(ctl::ListArgs),
     /// Remove a grant from the kernel now: `sesame revoke ADDR [--door D]`.
     Revoke(ctl::RevokeArgs),
+    /// Lift a knock ban (a source prefix that used up its failure budget).
+    Unban(ctl::UnbanArgs),
     /// Manual (emergency) grant, logged as such: `sesame open ADDR --door D
     /// --for 10m`.
     Open(ctl::OpenArgs),
@@ -662,6 +664,7 @@ fn main() -> ExitCode {
         Command::Status(args) => ctl::status(&args),
         Command::Grants(args) => ctl::grants(&args),
         Command::Revoke(args) => ctl::revoke(&args),
+        Command::Unban(args) => ctl::unban(&args),
         Command::Open(args) => ctl::open(&args),
         Command::Reload(args) => ctl::reload(&args),
     };

@@ -144,12 +144,15 @@ fn main() -> ExitCode {
         };
         // Key files are part of the config: read them too (nothing else).
         let checked = checked.and_then(|cfg| {
-            sesame::daemon::auth::load(&cfg)
-                .map(|_| cfg)
-                .map_err(|e| e.to_string())
+            sesame::daemon::auth::load(&cfg).map_err(|e| e.to_string())?;
+            let findings = sesame::daemon::checks::check(&cfg)?;
+            Ok((cfg, findings))
         });
         return match checked {
-            Ok(cfg) => {
+            Ok((cfg, findings)) => {
+                for w in &findings.warnings {
+                    eprintln!("sesamed: warning: {w}");
+                }
                 println!(
                     "{}: OK, {} door(s): {}",
                     path.display(),

@@ -40,6 +40,20 @@ pub struct RevokeArgs {
     pub socket: SocketArg,
 }
 
+/// `sesame unban PREFIX|--all`.
+#[derive(clap::Args, Debug)]
+pub struct UnbanArgs {
+    /// The banned address or prefix (`2001:db8::/64`, `192.0.2.7`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub prefix: Option<sesame_core::Prefix>,
+    /// Lift every ban.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub socket: SocketArg,
+}
+
 /// `sesame open ADDR --door D --for DURATION`.
 #[derive(clap::Args, Debug)]
 pub struct OpenArgs {
@@ -139,6 +153,12 @@ pub fn status(args: &ListArgs) -> Result<(), String> {
             d.in_progress
         );
     }
+    if !s.bans.is_empty() {
+        println!("banned source prefixes ({}):", s.bans.len());
+        for b in &s.bans {
+            println!("  {:<44} {} left", b.prefix, left(b.secs_left));
+        }
+    }
     println!("grants ({}):", s.grants.len());
     print_grants(&s.grants);
     let c = &s.counters;
@@ -192,6 +212,18 @@ pub fn open(args: &OpenArgs) -> Result<(), String> {
             addr: args.addr,
             door: args.door.clone(),
             secs,
+        },
+    )?;
+    println!("{}", r.message.unwrap_or_default());
+    Ok(())
+}
+
+/// `sesame unban`.
+pub fn unban(args: &UnbanArgs) -> Result<(), String> {
+    let r = send(
+        &args.socket,
+        &Request::Unban {
+            prefix: args.prefix.map(|p| p.to_string()),
         },
     )?;
     println!("{}", r.message.unwrap_or_default());

@@ -40,6 +40,21 @@ pub enum Request {
     },
     /// Re-read the config and apply it.
     Reload,
+    /// Lift knock bans: those overlapping `prefix` (an address or
+    /// `ADDRESS/LENGTH`), or every ban when it is `None`.
+    Unban {
+        /// The address or prefix.
+        prefix: Option<String>,
+    },
+}
+
+/// One banned source prefix as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanInfo {
+    /// The prefix, `ADDRESS/LENGTH`.
+    pub prefix: String,
+    /// Seconds until the ban ends (rounded up).
+    pub secs_left: u64,
 }
 
 /// One door as `status` shows it.
@@ -106,6 +121,9 @@ pub struct StatusInfo {
     pub grants: Vec<GrantInfo>,
     /// Knocks in progress (all doors).
     pub in_progress: usize,
+    /// Source prefixes whose knocks are ignored (failure budget used up).
+    #[serde(default)]
+    pub bans: Vec<BanInfo>,
     /// Counters.
     pub counters: CountersInfo,
 }
@@ -162,6 +180,10 @@ mod tests {
             Request::Status,
             Request::Grants,
             Request::Reload,
+            Request::Unban { prefix: None },
+            Request::Unban {
+                prefix: Some("2001:db8::/64".into()),
+            },
             Request::Revoke {
                 addr: "10.0.0.1".parse().unwrap(),
                 door: Some("ssh".into()),

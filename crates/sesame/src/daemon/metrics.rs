@@ -68,6 +68,12 @@ pub struct Metrics {
     pub nflog_batching: Gauge,
     /// Config reloads by outcome.
     reloads: Family<Vec<(String, String)>, Counter>,
+    /// Bans started (a source prefix used up its failure budget).
+    pub bans: Counter,
+    /// Source prefixes banned now.
+    pub banned_prefixes: Gauge,
+    /// Knock packets ignored because their source prefix was banned.
+    pub banned_knocks: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +91,9 @@ impl Default for Metrics {
             nflog_malformed: Counter::default(),
             nflog_batching: Gauge::default(),
             reloads: Family::default(),
+            bans: Counter::default(),
+            banned_prefixes: Gauge::default(),
+            banned_knocks: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -138,6 +147,21 @@ impl Default for Metrics {
             m.nflog_batching.clone(),
         );
         r.register("reloads", "Config reloads by result", m.reloads.clone());
+        r.register(
+            "bans",
+            "Source prefixes banned for using up their knock failure budget",
+            m.bans.clone(),
+        );
+        r.register(
+            "banned_prefixes",
+            "Source prefixes whose knocks are ignored now",
+            m.banned_prefixes.clone(),
+        );
+        r.register(
+            "banned_knocks",
+            "Knock packets ignored because their source prefix is banned",
+            m.banned_knocks.clone(),
+        );
         m
     }
 }

@@ -5,6 +5,7 @@
 //! nothing runs inside a signal handler.
 
 pub mod auth;
+pub mod checks;
 pub mod commands;
 pub mod load;
 pub mod metrics;
@@ -38,6 +39,9 @@ use source::ConfigSource;
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The config cannot run on this host (see [`checks::check`]).
+    #[error("{0}")]
+    Config(String),
     /// Installing or talking to the nftables table failed.
     #[error("firewall: {0}")]
     Firewall(#[from] sesame_nftables::FirewallError),
@@ -157,6 +161,8 @@ pub struct Counters {
     pub opened: u64,
     /// Grants refreshed by a repeated knock.
     pub refreshed: u64,
+    /// Knocks ignored from banned prefixes, as last exported.
+    pub banned_knocks: u64,
 }
 
 /// First knocks and evictions counted instead of logged during a flood.
@@ -244,6 +250,10 @@ impl Daemon {
             ),
             None => None,
         };
+        let findings = checks::check(&config).map_err(DaemonError::Config)?;
+        for w in &findings.warnings {
+            warn!(event = "config_warning", "{w}");
+        }
         let mut firewall = Firewall::open(&config.daemon.table)?;
         let ruleset = rules::for_config(&config, &config.doors);
         let mut one_time = HashMap::new();
@@ -294,6 +304,7 @@ impl Daemon {
             config.daemon.max_tracked,
             random_seed()?,
         );
+        tracker.set_ban_policy(config.daemon.ban);
         if let Some(r) = &replay {
             for (slot, sequence) in auth.roll(now_unix, &r.cache) {
                 tracker.set_sequence(slot, sequence);
@@ -623,6 +634,18 @@ impl Daemon {
         let now = self.now();
         self.tracker.expire(now, &mut self.events);
         self.handle_events(now);
+        for prefix in self.tracker.expire_bans(now) {
+            info!(event = "ban_ended", prefix = %prefix, "ban of {prefix} ended: its knocks count again");
+        }
+        let budget = self.tracker.budget();
+        self.metrics.banned_prefixes.set(budget.banned() as i64);
+        let ignored = budget.ignored();
+        if ignored > self.counters.banned_knocks {
+            self.metrics
+                .banned_knocks
+                .inc_by(ignored - self.counters.banned_knocks);
+        }
+        self.counters.banned_knocks = ignored;
         self.grants.expire(now, &mut self.closed);
         let closed = std::mem::take(&mut self.closed);
         for (src, door) in &closed {
@@ -833,6 +856,18 @@ impl Daemon {
     fn handle_events(&mut self, now: Instant) {
         let events = std::mem::take(&mut self.events);
         for event in &events {
+            if let Event::Banned {
+                src,
+                door,
+                prefix,
+                until,
+            } = *event
+            {
+                self.metrics.bans.inc();
+                let ban_for = until.saturating_since(now);
+                warn!(event = "banned", source = %src, door = %self.door(door).name, prefix = %prefix, "{prefix} used up its knock failure budget ({} failures within {:?}): its knocks are ignored for {ban_for:?} (lift with `sesame unban {prefix}`)", self.config.daemon.ban.max_failures, self.config.daemon.ban.window);
+                continue;
+            }
             // Indexes into metrics::KNOCK_RESULTS.
             let result = match event {
                 Event::Stage { .. } => 0,
@@ -841,7 +876,9 @@ impl Daemon {
                 Event::Timeout { .. } => 3,
                 Event::Evicted { .. } => 4,
                 Event::Open { .. } => 5,
+                Event::Banned { .. } => continue,
             };
+
             if matches!(event, Event::Evicted { .. }) {
                 self.metrics.tracker_evictions.inc();
             }
@@ -888,6 +925,7 @@ impl Daemon {
                 Event::Evicted { src, door, matched } => {
                     warn!(event = "evicted", source = %src, door = %self.door(door).name, "knock state table full: dropped the oldest attempt ({matched} knock(s))")
                 }
+                Event::Banned { .. } => {}
                 Event::Open { src, door } if self.auth.slot_owner.contains_key(&door) => {
                     let owner = self.auth.slot_owner[&door];
                     self.totp_open(now, src, door, owner);

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::{auth, random_seed, rules, Daemon};
 use crate::config::DoorKind;
 use crate::control::server::{ControlServer, Pending};
-use crate::control::{CountersInfo, DoorInfo, GrantInfo, Request, Response, StatusInfo};
+use crate::control::{BanInfo, CountersInfo, DoorInfo, GrantInfo, Request, Response, StatusInfo};
 use crate::one_time::OneTimeFile;
 
 fn services_text(services: &[Service]) -> Vec<String> {
@@ -51,10 +51,38 @@ impl Daemon {
             },
             Request::Revoke { addr, door } => self.revoke(*addr, door.as_deref(), uid),
             Request::Open { addr, door, secs } => self.manual_open(*addr, door, *secs, uid),
+            Request::Unban { prefix } => self.unban(prefix.as_deref(), uid),
             Request::Reload => match self.reload(&format!("control socket (uid {uid})")) {
                 Ok(msg) => Response::message(msg),
                 Err(e) => Response::error(e),
             },
+        }
+    }
+
+    fn unban(&mut self, prefix: Option<&str>, uid: u32) -> Response {
+        let which = match prefix.map(str::parse::<sesame_core::Prefix>) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => return Response::error(e.to_string()),
+        };
+        let lifted = self.tracker.unban(which);
+        self.metrics
+            .banned_prefixes
+            .set(self.tracker.budget().banned() as i64);
+        for p in &lifted {
+            info!(event = "unban", prefix = %p, uid, "ban of {p} lifted by the control socket (uid {uid})");
+        }
+        match (lifted.len(), prefix) {
+            (0, Some(p)) => Response::error(format!("no ban overlaps {p}")),
+            (0, None) => Response::message("no bans to lift"),
+            (n, _) => Response::message(format!(
+                "lifted {n} ban(s): {}",
+                lifted
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 
@@ -127,6 +155,18 @@ impl Daemon {
             doors,
             grants: self.grant_list(),
             in_progress: self.tracker.in_progress(),
+            bans: {
+                let now = self.now();
+                self.tracker
+                    .budget()
+                    .bans(now)
+                    .into_iter()
+                    .map(|(prefix, until)| BanInfo {
+                        prefix: prefix.to_string(),
+                        secs_left: until.saturating_since(now).as_millis().div_ceil(1000) as u64,
+                    })
+                    .collect()
+            },
             counters: CountersInfo {
                 packets: c.packets,
                 malformed: c.malformed,
@@ -310,6 +350,10 @@ impl Daemon {
                 "log_file, syslog and pid_file changes take effect at the next restart"
             );
         }
+        let findings = super::checks::check(&cfg)?;
+        for w in &findings.warnings {
+            warn!(event = "config_warning", "{w}");
+        }
         let mut auth = auth::load(&cfg).map_err(|e| e.to_string())?;
         let mut one_time = HashMap::new();
         for (id, door) in cfg.doors.iter().enumerate() {
@@ -338,6 +382,7 @@ impl Daemon {
         let seed = random_seed().map_err(|e| e.to_string())?;
         let mut tracker =
             Tracker::new(auth.tracker_doors(&cfg.doors), cfg.daemon.max_tracked, seed);
+        tracker.set_ban_policy(cfg.daemon.ban);
         if let Some(r) = new_replay.as_ref().or(self.replay.as_ref()) {
             for (slot, sequence) in auth.roll(now_unix, &r.cache) {
                 tracker.set_sequence(slot, sequence);
@@ -414,6 +459,8 @@ impl Daemon {
             |o| mapping.get(o).copied().flatten(),
             &mut self.events,
         );
+        let carry_at = self.now();
+        tracker.carry_bans_from(&mut self.tracker, carry_at);
 
         let now = self.now();
         let mut grants = Grants::new(

@@ -58,6 +58,30 @@ pub fn ruleset(doors: &[Door], settings: &DaemonSettings) -> Ruleset {
         protected.extend(door.services.iter().copied());
     }
     tcp_syn.retain(|p| !tcp_any.contains(p));
+    // Guard ports are logged without being dropped; a port that is also a
+    // knock is a knock, and a protected service needs no observing.
+    let mut guard_tcp = BTreeSet::new();
+    let mut guard_udp = BTreeSet::new();
+    for range in doors.iter().flat_map(Door::guard_ranges) {
+        for port in range.ports() {
+            let service = sesame_core::Service {
+                proto: range.proto,
+                port,
+            };
+            if protected.contains(&service) {
+                continue;
+            }
+            match range.proto {
+                Proto::Tcp if !tcp_syn.contains(&port) && !tcp_any.contains(&port) => {
+                    guard_tcp.insert(port);
+                }
+                Proto::Udp if !udp.contains(&port) => {
+                    guard_udp.insert(port);
+                }
+                _ => {}
+            }
+        }
+    }
     let targets: BTreeSet<IpAddr> = doors.iter().filter_map(|d| d.target).collect();
     Ruleset {
         nflog_group: settings.nflog_group,
@@ -66,6 +90,8 @@ pub fn ruleset(doors: &[Door], settings: &DaemonSettings) -> Ruleset {
         knock_tcp_syn: tcp_syn.into_iter().collect(),
         knock_tcp_any: tcp_any.into_iter().collect(),
         knock_udp: udp.into_iter().collect(),
+        guard_tcp_syn: guard_tcp.into_iter().collect(),
+        guard_udp: guard_udp.into_iter().collect(),
         protected: protected.into_iter().collect(),
     }
 }

@@ -251,3 +251,97 @@ pub fn nft(bed: &Testbed, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Ones' complement sum of `data`, folded, as TCP checksums need.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A bare TCP SYN header from `src:sport` to `dst:dport`, checksummed.
+pub fn syn_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, seq: u32) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = sesame_core::door::tcp_flag::SYN;
+    h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo: Vec<u8> = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => [&s.octets()[..], &d.octets(), &[0, 6, 0, 20]].concat(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            [&s.octets()[..], &d.octets(), &[0, 0, 0, 20, 0, 0, 0, 6]].concat()
+        }
+        _ => panic!("mixed families"),
+    };
+    let sum = checksum(&[&pseudo, &h]);
+    h[16..18].copy_from_slice(&sum.to_be_bytes());
+    h
+}
+
+/// A small fixed-seed generator for sweep orders (xorshift64*).
+pub struct SweepRng(pub u64);
+
+impl SweepRng {
+    /// Shuffles `v` (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            v.swap(i, (r % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+/// Sends `sweeps` random-order TCP SYN sweeps of `ports` from `src` (a
+/// client-namespace address) to `dst`, with a raw socket: one SYN per port
+/// per sweep, back to back. Bounded by the port count and by `limit`.
+pub fn syn_sweeps(
+    bed: &Testbed,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: Vec<u16>,
+    sweeps: usize,
+    seed: u64,
+    limit: Duration,
+) -> usize {
+    bed.run_in(Side::Client, move || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let domain = if src.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let sock = Socket::new(domain, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
+        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+        let to = SocketAddr::new(dst, 0).into();
+        let mut rng = SweepRng(seed | 1);
+        let mut order = ports;
+        let end = Instant::now() + limit;
+        let mut sent = 0usize;
+        for sweep in 0..sweeps {
+            rng.shuffle(&mut order);
+            for &port in &order {
+                let seg = syn_segment(src, dst, 40_000 + (sweep as u16 % 1000), port, sent as u32);
+                // A full send buffer is a dropped probe, as on a real wire.
+                if sock.send_to(&seg, &to).is_ok() {
+                    sent += 1;
+                }
+            }
+            assert!(Instant::now() < end, "sweeps took longer than {limit:?}");
+        }
+        sent
+    })
+    .unwrap()
+}
