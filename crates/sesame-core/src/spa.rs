@@ -535,11 +535,29 @@ impl Payload {
     }
 }
 
-/// False for addresses no grant should ever go to.
-fn usable_address(addr: IpAddr) -> bool {
+/// False for addresses no grant should ever go to, wherever the server
+/// runs: unspecified, multicast, broadcast, loopback and link-local (an
+/// IPv4-mapped IPv6 address is judged as IPv4). The host's own addresses
+/// are the daemon's to refuse: only it knows them.
+pub fn usable_address(addr: IpAddr) -> bool {
     match addr {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_multicast() || a.is_broadcast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        IpAddr::V4(a) => {
+            !(a.is_unspecified()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.octets()[0] == 0)
+        }
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => usable_address(IpAddr::V4(v4)),
+            None => {
+                !(a.is_unspecified()
+                    || a.is_multicast()
+                    || a.is_loopback()
+                    || a.is_unicast_link_local())
+            }
+        },
     }
 }
 
@@ -555,8 +573,10 @@ pub enum EncodeError {
     /// A service listed twice.
     #[error("service {0} listed twice")]
     DuplicateService(Service),
-    /// Unspecified, multicast or broadcast explicit address.
-    #[error("{0} cannot be granted access")]
+    /// An explicit address no grant may go to (see [`usable_address`]).
+    #[error(
+        "{0} cannot be granted access (unspecified, multicast, broadcast, loopback or link-local)"
+    )]
     BadAddress(IpAddr),
     /// The server public key is a small-order point (no shared secret).
     #[error("the server public key is invalid (small-order point)")]
@@ -1753,6 +1773,37 @@ mod tests {
                 "offset {at}"
             );
         }
+        // A key holder allowed explicit addresses still cannot aim a grant
+        // at loopback, link-local or mapped forms of them.
+        for (kind, bytes) in [
+            (4u8, vec![127, 0, 0, 1]),
+            (4, vec![169, 254, 1, 1]),
+            (6, Ipv6Addr::LOCALHOST.octets().to_vec()),
+            (6, "fe80::1".parse::<Ipv6Addr>().unwrap().octets().to_vec()),
+            (
+                6,
+                "::ffff:127.0.0.1"
+                    .parse::<Ipv6Addr>()
+                    .unwrap()
+                    .octets()
+                    .to_vec(),
+            ),
+        ] {
+            let mut p = good;
+            p[P_ADDR_KIND] = kind;
+            p[P_ADDR..P_ADDR + bytes.len()].copy_from_slice(&bytes);
+            let packet = seal_symmetric(&aead, id, &p, &[1; 24]);
+            assert!(
+                matches!(
+                    v.verify(&packet, NOW),
+                    Err(SpaError::Malformed {
+                        reason: MalformedPayload::Address(_),
+                        ..
+                    })
+                ),
+                "{bytes:?}"
+            );
+        }
         let mut p = good;
         p[P_COUNT] = 2;
         p[P_SERVICES + 3..P_SERVICES + 6].copy_from_slice(&[6, 0, 22]);
@@ -1780,7 +1831,18 @@ mod tests {
         p.services = vec![tcp(22), tcp(22)];
         assert_eq!(p.encode(), Err(EncodeError::DuplicateService(tcp(22))));
         p.services = vec![tcp(22)];
-        for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1"] {
+        for bad in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "ff02::1",
+            "127.0.0.1",
+            "::1",
+            "169.254.0.7",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             p.address = Some(bad.parse().unwrap());
             assert!(
                 matches!(p.encode(), Err(EncodeError::BadAddress(_))),

@@ -693,6 +693,13 @@ impl Daemon {
                     return;
                 }
                 let target = v.payload.address.unwrap_or(src);
+                if let Some(explicit) = v.payload.address {
+                    if let Err(why) = explicit_target_allowed(explicit) {
+                        info!(event = "spa_refused", source = %src, door = %name, user = %v.user, reason = "address_refused", "SPA request refused: {why}");
+                        self.metrics.reject(&name, "spa", "address_refused");
+                        return;
+                    }
+                }
                 info!(event = "spa_accepted", source = %src, door = %name, user = %v.user, mode = %v.mode, "SPA request from user {} accepted", v.user);
                 self.open_with(now, target, door_id, &v.services, v.duration);
                 self.compact_replay();
@@ -1190,6 +1197,48 @@ fn fwknop_command(
 /// What an authenticated fwknop request may open, with fwknopd's policy:
 /// (address, services, lifetime), or (reason, detail) when refused.
 #[allow(clippy::type_complexity)]
+/// An address an authenticated request names explicitly (SPA's NAT
+/// address, fwknop's allow IP) may be granted unless it is one no grant
+/// should go to: loopback, link-local and the like (see
+/// [`sesame_core::spa::usable_address`]), this host's own addresses, or an
+/// interface's broadcast address. When the host's addresses cannot be read
+/// the request is refused (fail closed).
+pub fn explicit_target_allowed(addr: IpAddr) -> Result<(), String> {
+    let addr = match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    };
+    if !sesame_core::spa::usable_address(addr) {
+        return Err(format!(
+            "{addr} cannot be granted (unspecified, multicast, broadcast, loopback or link-local)"
+        ));
+    }
+    let interfaces = nix::ifaddrs::getifaddrs()
+        .map_err(|e| format!("cannot read this host's addresses to check {addr}: {e}"))?;
+    for ifa in interfaces {
+        let as_ip = |a: Option<&nix::sys::socket::SockaddrStorage>| -> Option<IpAddr> {
+            let a = a?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+        };
+        if as_ip(ifa.address.as_ref()) == Some(addr) {
+            return Err(format!(
+                "{addr} is an address of this host ({}): a grant to it would open the service to the host itself",
+                ifa.interface_name
+            ));
+        }
+        if as_ip(ifa.broadcast.as_ref()) == Some(addr) {
+            return Err(format!(
+                "{addr} is the broadcast address of {}",
+                ifa.interface_name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn fwknop_grant(
     stanza: &FwknopStanza,
     msg: &FwknopMessage,
@@ -1227,7 +1276,10 @@ fn fwknop_grant(
                 .into(),
         )),
         None => src,
-        Some(ip) => ip,
+        Some(ip) => {
+            explicit_target_allowed(ip).map_err(|why| ("address_refused", why))?;
+            ip
+        }
     };
     let mut services = Vec::new();
     for port in &msg.access {
