@@ -298,12 +298,71 @@ pub struct Under {
     pub metrics: Option<SocketAddr>,
     /// sesamed's control socket, if any.
     pub control: Option<PathBuf>,
+    /// sesamed's syslog socket, if any: a reader that drains it until
+    /// paused (see [`Syslog::pause`]).
+    pub syslog: Option<Syslog>,
     _service: Service,
     // Field order = drop order: the testbed (daemon, namespaces) goes
     // before its scratch directory.
     /// The namespaces.
     pub bed: Testbed,
     _scratch: Scratch,
+}
+
+/// A syslog daemon for sesamed: a datagram socket drained by a thread,
+/// which can be paused to play a syslog reader that stopped reading.
+pub struct Syslog {
+    /// The socket's path.
+    pub path: PathBuf,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Syslog {
+    fn start(path: PathBuf) -> Result<Syslog, String> {
+        use std::os::unix::net::UnixDatagram;
+        let _ = std::fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).map_err(|e| format!("syslog socket: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, s) = (Arc::clone(&paused), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if p.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                } else {
+                    let _ = sock.recv(&mut buf);
+                }
+            }
+        });
+        Ok(Syslog { path, paused, stop })
+    }
+
+    /// Stops (or resumes) reading. Stopping also fills the socket's queue,
+    /// so that the daemon meets a full syslog at once.
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+        if paused {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Ok(filler) = std::os::unix::net::UnixDatagram::unbound() {
+                let _ = filler.set_nonblocking(true);
+                for _ in 0..100_000 {
+                    if filler.send_to(b"<13>bench: filler", &self.path).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 const GATE: &str = "table inet gate {
@@ -440,6 +499,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
     let mut out = Output::default();
     let mut metrics = None;
     let mut control = None;
+    let mut syslog = None;
     let (program, args, ready): (PathBuf, Vec<String>, &str) = match name {
         "sesamed" | "sesamed-spa" => {
             let state = dir.join("state");
@@ -454,16 +514,22 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
                 METRICS.into(),
             ];
             if name == "sesamed" {
-                // [daemon] left at its defaults: max_tracked is
-                // sesame::config::DEFAULT_MAX_TRACKED.
+                // [daemon] left at its defaults (max_tracked is
+                // sesame::config::DEFAULT_MAX_TRACKED), but for syslog, as
+                // knockd's UseSyslog deploys it: the slow-peer rows stop
+                // its reader.
+                let log = Syslog::start(dir.join("syslog.sock"))?;
                 let conf = dir.join("sesame.toml");
                 write_private(
                     &conf,
                     &format!(
-                        "[door.bench]\nsequence = [\"7000\", \"8000:udp\", \"9000\"]\n\
-                         seq_timeout = \"5s\"\nopen_for = \"{OPEN_FOR_SECS}s\"\nprotect = [\"tcp/{PORT}\"]\n"
+                        "[daemon]\nsyslog = true\nsyslog_socket = \"{}\"\n\
+                         [door.bench]\nsequence = [\"7000\", \"8000:udp\", \"9000\"]\n\
+                         seq_timeout = \"5s\"\nopen_for = \"{OPEN_FOR_SECS}s\"\nprotect = [\"tcp/{PORT}\"]\n",
+                        log.path.display()
                     ),
                 )?;
+                syslog = Some(log);
                 args.extend(["--config".into(), conf.display().to_string()]);
             } else {
                 let access = dir.join("access.conf");
@@ -634,6 +700,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
         legit,
         metrics,
         control,
+        syslog,
         _service: service,
         bed,
         _scratch: scratch,

@@ -672,7 +672,8 @@ fn bench_daemon(
     let fixed = kind == Kind::Knock && cfg.fixed_kpps > 0;
     let distinct = name == "sesamed" && cfg.distinct > 0;
     let during = floods.len() + usize::from(fixed) + usize::from(distinct);
-    let n4 = 1 + cfg.knocks + cfg.legit * during + if distinct { 5 } else { 0 };
+    let slow_rows = if name == "sesamed" { 3 * cfg.knocks } else { 0 };
+    let n4 = 1 + cfg.knocks + cfg.legit * during + if distinct { 5 } else { 0 } + slow_rows;
     let n6 = 1 + cfg.knocks + cfg.legit * floods_v6.len();
     eprintln!("== {name}: setting up");
     let mut u = daemons::setup(name, n4, n6, keys)?;
@@ -713,6 +714,9 @@ fn bench_daemon(
             eprintln!("   openings over 1 ms (index, time): {:?}", lat.slow);
         }
         put_lat(t, &prefix, name, &lat);
+    }
+    if name == "sesamed" {
+        slow_peer_runs(cfg, &mut u, t, name)?;
     }
     let lines = u.out.count();
     t.put(
@@ -820,6 +824,85 @@ fn bench_daemon(
             "{name} exited during the run ({st}):\n{}",
             u.out.tail()
         ));
+    }
+    Ok(())
+}
+
+/// Peers that never finish: what each slow-peer row holds open.
+#[derive(Copy, Clone, Debug)]
+enum SlowPeer {
+    Metrics,
+    Control,
+    Syslog,
+}
+
+/// The slow-peer rows (issue 13, items 3-4): IPv4 openings back to back,
+/// as in the idle row, while 16 clients drip one byte every 250 ms into
+/// `/metrics` (reconnecting when cut off), while 16 do the same on the
+/// control socket, and while the syslog reader has stopped reading.
+fn slow_peer_runs(cfg: &Cfg, u: &mut Under, t: &mut Table, name: &str) -> Result<(), String> {
+    for (label, peer) in [
+        ("16 slow /metrics clients", SlowPeer::Metrics),
+        ("16 slow control clients", SlowPeer::Control),
+        ("syslog reader stopped", SlowPeer::Syslog),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut drippers = Vec::new();
+        match peer {
+            SlowPeer::Syslog => {
+                if let Some(s) = &u.syslog {
+                    s.pause(true);
+                }
+            }
+            SlowPeer::Metrics | SlowPeer::Control => {
+                let metrics = u.metrics.ok_or("no metrics endpoint")?;
+                let control = u.control.clone().ok_or("no control socket")?;
+                for _ in 0..16 {
+                    let (stop, control) = (Arc::clone(&stop), control.clone());
+                    let h = u
+                        .bed
+                        .spawn_in(Side::Server, move || {
+                            let end = Instant::now() + Duration::from_secs(120);
+                            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                                let conn: Option<Box<dyn Write>> = match peer {
+                                    SlowPeer::Metrics => TcpStream::connect(metrics)
+                                        .ok()
+                                        .map(|c| Box::new(c) as Box<dyn Write>),
+                                    _ => std::os::unix::net::UnixStream::connect(&control)
+                                        .ok()
+                                        .map(|c| Box::new(c) as Box<dyn Write>),
+                                };
+                                let Some(mut conn) = conn else {
+                                    std::thread::sleep(Duration::from_millis(50));
+                                    continue;
+                                };
+                                while !stop.load(Ordering::Relaxed)
+                                    && Instant::now() < end
+                                    && conn.write_all(b"G").is_ok()
+                                {
+                                    std::thread::sleep(Duration::from_millis(250));
+                                }
+                            }
+                        })
+                        .map_err(|e| e.to_string())?;
+                    drippers.push(h);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        eprintln!(
+            "== {name}: latency IPv4 while {label}, {} openings",
+            cfg.knocks
+        );
+        let lat = latency_run(cfg.pin.as_ref(), u, false, cfg.knocks, cfg.connect_limit);
+        stop.store(true, Ordering::Relaxed);
+        for h in drippers {
+            let _ = h.join();
+        }
+        if let Some(s) = &u.syslog {
+            s.pause(false);
+        }
+        put_lat(t, &format!("latency IPv4 while {label}:"), name, &lat?);
     }
     Ok(())
 }

@@ -189,6 +189,24 @@ pub fn acceptance(t: &Table, daemons: &[String], fixed_kpps: u64, distinct: u64,
         }
     }
     if has("sesamed") {
+        let idle = t.num("latency IPv4 (last knock → connect): p99 (µs)", "sesamed");
+        for label in [
+            "16 slow /metrics clients",
+            "16 slow control clients",
+            "syslog reader stopped",
+        ] {
+            let m = format!("latency IPv4 while {label}: p99 (µs)");
+            let Some(p99) = t.num(&m, "sesamed") else {
+                continue;
+            };
+            println!(
+                "  [{}] sesamed latency p99 while {label} ≤ 2× idle p99: {} µs vs {} µs idle (ratio {})",
+                verdict(idle.map(|i| p99 <= 2.0 * i)),
+                f(Some(p99), 0),
+                f(idle, 0),
+                idle.map_or("-".into(), |i| ratio(p99 / i))
+            );
+        }
         for l in ["a", "b", "c", "d", "c v6"] {
             let label = format!("flood {l}");
             let Some(ok) = t.text(&format!("{label}: legit ok/tried"), "sesamed") else {

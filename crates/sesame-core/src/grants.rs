@@ -101,6 +101,17 @@ impl Grants {
         outcome
     }
 
+    /// Takes the grants evicted by a full table since the last call (they
+    /// are no longer reported by [`Grants::expire`]), for the caller to
+    /// remove from the firewall now rather than at their timeout.
+    pub fn drain_evicted(&mut self) -> Vec<(IpAddr, DoorId)> {
+        self.evicted
+            .drain()
+            .into_iter()
+            .map(|(key, ())| key)
+            .collect()
+    }
+
     /// Appends every grant due to close by `now` to `closed` (grants evicted
     /// early first, then expired ones soonest first) and forgets them.
     pub fn expire(&mut self, now: Instant, closed: &mut Vec<(IpAddr, DoorId)>) {

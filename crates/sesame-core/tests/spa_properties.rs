@@ -58,7 +58,14 @@ fn verifier() -> Verifier {
     v
 }
 
+/// Addresses a grant may go to (see `sesame_core::spa::usable_address`).
 fn address() -> impl Strategy<Value = Option<IpAddr>> {
+    any_address().prop_filter("a grantable address", |a| {
+        a.is_none_or(sesame_core::spa::usable_address)
+    })
+}
+
+fn any_address() -> impl Strategy<Value = Option<IpAddr>> {
     prop_oneof![
         Just(None),
         (1u8..=223, any::<[u8; 3]>())

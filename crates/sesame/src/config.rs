@@ -161,6 +161,8 @@ pub struct DaemonSettings {
     pub log_file: Option<PathBuf>,
     /// Also send log lines to syslog (`/dev/log`).
     pub syslog: bool,
+    /// The syslog socket, when not `/dev/log`.
+    pub syslog_socket: Option<PathBuf>,
     /// Write the daemon's pid here while it runs.
     pub pid_file: Option<PathBuf>,
     /// Where the replay cache is persisted.
@@ -193,6 +195,7 @@ impl Default for DaemonSettings {
             interfaces: Vec::new(),
             log_file: None,
             syslog: false,
+            syslog_socket: None,
             pid_file: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             server_key: None,
@@ -300,6 +303,7 @@ struct RawDaemon {
     log_file: Option<String>,
     #[serde(default)]
     syslog: bool,
+    syslog_socket: Option<String>,
     pid_file: Option<String>,
     state_dir: Option<String>,
     server_key: Option<String>,
@@ -577,6 +581,7 @@ impl Ctx<'_> {
         }
         out.pid_file = raw.pid_file.map(PathBuf::from);
         out.syslog = raw.syslog;
+        out.syslog_socket = raw.syslog_socket.map(PathBuf::from);
         if let Some(n) = raw.ban_after {
             out.ban.max_failures = u32::try_from(*n.get_ref())
                 .ok()

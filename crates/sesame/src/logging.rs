@@ -47,6 +47,8 @@ pub struct LogTargets {
     pub file: Option<PathBuf>,
     /// Send every line to the local syslog daemon (`/dev/log`).
     pub syslog: bool,
+    /// The syslog socket, when not [`SYSLOG_SOCKET`].
+    pub syslog_socket: Option<PathBuf>,
     /// Append audit events only to this file.
     pub audit_log: Option<PathBuf>,
     /// Send lines natively to the journal instead of stderr (see
@@ -340,7 +342,7 @@ pub enum LogError {
         source: io::Error,
     },
     /// No socket for syslog could be created.
-    #[error("syslog ({SYSLOG_SOCKET}): {0}")]
+    #[error("syslog: {0}")]
     Syslog(io::Error),
 }
 
@@ -360,9 +362,13 @@ struct Syslog {
 impl Syslog {
     /// Prepares the sender; `Err` only if no datagram socket can be made.
     /// Whether `path` is listening is reported by [`Syslog::reachable`].
+    /// The socket is non-blocking: a syslog daemon that stops reading fills
+    /// its queue, and then lines are dropped and counted, never waited for.
     fn new(path: &Path) -> io::Result<Self> {
+        let sock = UnixDatagram::unbound()?;
+        sock.set_nonblocking(true)?;
         Ok(Syslog {
-            sock: UnixDatagram::unbound()?,
+            sock,
             path: path.to_path_buf(),
             tag: format!("sesamed[{}]", std::process::id()),
         })
@@ -384,7 +390,9 @@ impl Write for SyslogLine<'_> {
         let line = String::from_utf8_lossy(buf);
         let msg = format!("<{USER_NOTICE}>{}: {}", self.0.tag, line.trim_end());
         // A full or absent syslog daemon must never stall knock handling.
-        let _ = self.0.sock.send_to(msg.as_bytes(), &self.0.path);
+        if self.0.sock.send_to(msg.as_bytes(), &self.0.path).is_err() {
+            SYSLOG_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(buf.len())
     }
 
@@ -397,6 +405,57 @@ impl<'a> MakeWriter<'a> for Syslog {
     type Writer = SyslogLine<'a>;
     fn make_writer(&'a self) -> Self::Writer {
         SyslogLine(self)
+    }
+}
+
+/// Syslog lines dropped (queue full or no syslog daemon).
+static SYSLOG_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The drop counters of the non-blocking stderr and file writers.
+static DROP_COUNTERS: Mutex<Vec<tracing_appender::non_blocking::ErrorCounter>> =
+    Mutex::new(Vec::new());
+
+/// The writer threads' guards: dropping one flushes what it still holds.
+static WRITER_GUARDS: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>> =
+    Mutex::new(Vec::new());
+
+/// Lines each non-blocking writer holds before it drops (and counts) more.
+const BUFFERED_LINES: usize = 16_384;
+
+/// Wraps `writer` in a lossy non-blocking writer with a thread of its own:
+/// a sink that stops taking lines (a stalled pipe, a slow disk) makes lines
+/// drop and be counted, never makes the caller wait.
+fn non_blocking<W: Write + Send + 'static>(
+    writer: W,
+    name: &str,
+) -> tracing_appender::non_blocking::NonBlocking {
+    let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name(name)
+        .finish(writer);
+    if let Ok(mut c) = DROP_COUNTERS.lock() {
+        c.push(w.error_counter());
+    }
+    if let Ok(mut g) = WRITER_GUARDS.lock() {
+        g.push(guard);
+    }
+    w
+}
+
+/// Log lines dropped so far by every sink (full, stalled or absent).
+pub fn dropped_lines() -> u64 {
+    let queued: u64 = DROP_COUNTERS
+        .lock()
+        .map(|c| c.iter().map(|e| e.dropped_lines() as u64).sum())
+        .unwrap_or(0);
+    queued + SYSLOG_DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes out what the non-blocking writers still hold (at exit).
+pub fn flush() {
+    if let Ok(mut g) = WRITER_GUARDS.lock() {
+        g.clear();
     }
 }
 
@@ -447,8 +506,12 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
     } else {
         None
     };
+    let syslog_path = targets
+        .syslog_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSLOG_SOCKET));
     let syslog = if targets.syslog {
-        Some(Syslog::new(Path::new(SYSLOG_SOCKET)).map_err(LogError::Syslog)?)
+        Some(Syslog::new(&syslog_path).map_err(LogError::Syslog)?)
     } else {
         None
     };
@@ -476,19 +539,31 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
         layers.push(j.with_filter(AuditOnly(false)).boxed());
         layers.push(audit.with_filter(AuditOnly(true)).boxed());
     } else {
-        layers.push(layer(BoxMakeWriter::new(io::stderr), json, true));
+        layers.push(layer(
+            BoxMakeWriter::new(non_blocking(io::stderr(), "sesame-log-stderr")),
+            json,
+            true,
+        ));
     }
     if let Some(f) = file {
-        layers.push(layer(BoxMakeWriter::new(Mutex::new(f)), json, true));
+        layers.push(layer(
+            BoxMakeWriter::new(non_blocking(f, "sesame-log-file")),
+            json,
+            true,
+        ));
     }
     if let Some(s) = syslog {
         layers.push(layer(BoxMakeWriter::new(s), json, false));
     }
     if let Some(f) = audit_file {
         layers.push(
-            layer(BoxMakeWriter::new(Mutex::new(f)), json, true)
-                .with_filter(AuditOnly(true))
-                .boxed(),
+            layer(
+                BoxMakeWriter::new(non_blocking(f, "sesame-log-audit")),
+                json,
+                true,
+            )
+            .with_filter(AuditOnly(true))
+            .boxed(),
         );
     }
     let limiter = RateLimitLayer::new(RateLimiter::default());
@@ -505,7 +580,8 @@ pub fn init_with(format: LogFormat, verbose: bool, targets: &LogTargets) -> Resu
     if let Some(e) = syslog_down {
         tracing::warn!(
             event = "syslog_unavailable",
-            "syslog ({SYSLOG_SOCKET}) is not accepting messages yet ({e}); lines will reach it once it does"
+            "syslog ({}) is not accepting messages yet ({e}); lines will reach it once it does",
+            syslog_path.display()
         );
     }
     Ok(())
@@ -530,6 +606,33 @@ mod tests {
         let got = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(got.starts_with("<13>sesamed["), "{got}");
         assert!(got.ends_with("]: door opened"), "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Item 4 of the audit: a syslog reader that stops reading used to
+    /// block the daemon in sendto. Now lines are dropped and counted.
+    #[test]
+    fn a_stalled_syslog_reader_never_blocks_the_writer() {
+        let dir = std::env::temp_dir().join(format!("sesame-stall-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let _ = std::fs::remove_file(&path);
+        let _never_read = UnixDatagram::bind(&path).unwrap();
+        let s = Syslog::new(&path).unwrap();
+        let before = SYSLOG_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Far more than any socket queue holds.
+            for i in 0..20_000 {
+                let _ = s.make_writer().write_all(format!("line {i}\n").as_bytes());
+            }
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "writing to a stalled syslog blocked"
+        );
+        assert!(SYSLOG_DROPPED.load(std::sync::atomic::Ordering::Relaxed) > before);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -204,7 +204,7 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
     keygen("totp", &secret);
     let config = format!(
         "[daemon]\nstate_dir = \"{state}\"\n[door.vpn]\ntotp_ports = \"30000-30999\"\ntotp_length = 3\n\
-         seq_timeout = \"5s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n\
+         totp_period = \"10s\"\nseq_timeout = \"5s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n\
          [door.vpn.users.bob]\ntotp_secret = \"{secret}\"\n",
         state = dir.join("state").display(),
         secret = secret.display()
@@ -213,18 +213,24 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
     std::fs::write(
         &client,
         format!(
-            "[server.srv]\nhost = \"{}\"\n[server.srv.totp.vpn]\nsecret = \"{}\"\nports = \"30000-30999\"\nlength = 3\n",
+            "[server.srv]\nhost = \"{}\"\n[server.srv.totp.vpn]\nsecret = \"{}\"\nports = \"30000-30999\"\nlength = 3\nperiod = \"10s\"\n",
             Testbed::addr(Side::Server, false),
             secret.display()
         ),
     )
     .unwrap();
     let _service = Service::start(&bed, PORT);
+    let started = unix_now();
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, false);
-    // Stay clear of a step boundary so both knocks use the same step.
-    while unix_now() % 30 > 20 {
-        std::thread::sleep(Duration::from_millis(200));
+    // A step that began after the first start (earlier ones are refused:
+    // see SECURITY.md), clear of its end so both knocks use it.
+    for _ in 0..300 {
+        let now = unix_now();
+        if now / 10 > started / 10 && now % 10 < 6 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     // What the client will knock, as the client computes it.
     let out = Command::new(bin("sesame"))

@@ -20,6 +20,13 @@ fn scratch(bed: &Testbed, what: &str) -> PathBuf {
     dir
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn sesame(args: &[&str]) -> (bool, String) {
     let out = Command::new(bin("sesame")).args(args).output().unwrap();
     (
@@ -46,12 +53,13 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
     assert!(ok, "{out}");
     let config = format!(
         "[daemon]\nstate_dir = \"{state}\"\nban_after = 0\n[door.vpn]\ntotp_ports = \"20000-22999\"\n\
-         seq_timeout = \"10s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n\
+         totp_period = \"10s\"\nseq_timeout = \"10s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n\
          [door.vpn.users.carol]\ntotp_secret = \"{secret}\"\n",
         state = dir.join("state").display(),
         secret = secret.display()
     );
     let _service = Service::start(&bed, PORT);
+    let started = unix_now();
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, true);
     let client = Testbed::addr(Side::Client, true);
@@ -78,12 +86,22 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
     assert_eq!(daemon.log.count("door opened"), 0, "{}", daemon.log.dump());
     assert!(!can_connect(&bed, server, PORT));
 
-    // The real user still gets in, from the sweeping address itself.
+    // The real user still gets in, from the sweeping address itself, once
+    // a step has begun after the daemon's first start (the steps before are
+    // refused: a lost state directory must not re-open their sequences).
+    // Not in a step's last seconds, so that the knock uses one step.
+    for _ in 0..300 {
+        let now = unix_now();
+        if now / 10 > started / 10 && now % 10 < 7 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let client_toml = dir.join("client.toml");
     std::fs::write(
         &client_toml,
         format!(
-            "[server.srv]\nhost = \"{server}\"\n[server.srv.totp.vpn]\nsecret = \"{}\"\nports = \"20000-22999\"\nlength = 4\n",
+            "[server.srv]\nhost = \"{server}\"\n[server.srv.totp.vpn]\nsecret = \"{}\"\nports = \"20000-22999\"\nlength = 4\nperiod = \"10s\"\n",
             secret.display()
         ),
     )

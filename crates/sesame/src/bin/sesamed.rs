@@ -202,6 +202,7 @@ fn main() -> ExitCode {
     let targets = LogTargets {
         file: cfg.daemon.log_file.clone(),
         syslog: cfg.daemon.syslog,
+        syslog_socket: cfg.daemon.syslog_socket.clone(),
         audit_log: cfg.daemon.audit_log.clone(),
         journald: logging::journald_wanted(),
     };
@@ -260,8 +261,10 @@ fn main() -> ExitCode {
     service::notify_ready();
     let result = daemon.run();
     service::notify_stopping();
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fatal(&e),
-    }
+    };
+    logging::flush();
+    code
 }

@@ -35,6 +35,9 @@ const COMPACT_MIN_RECORDS: usize = 4096;
 pub const WINDOW_FILE: &str = "replay.window";
 /// Kernel boot id the image was written under.
 pub const BOOT_FILE: &str = "replay.boot";
+/// The unix second of the last first start (a missing or empty state
+/// directory), kept while credentials made before it could still be valid.
+pub const FIRST_START_FILE: &str = "replay.first_start";
 /// Where Linux publishes the current boot id.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -427,6 +430,9 @@ pub struct PersistentReplay {
     /// An append failed, possibly after writing part of a record: the next
     /// record would be misaligned behind it, so compact first.
     journal_dirty: bool,
+    /// After a first start: credentials made before this unix second are
+    /// refused (see [`PersistentReplay::not_before`]).
+    not_before: Option<u64>,
 }
 
 impl PersistentReplay {
@@ -548,6 +554,25 @@ impl PersistentReplay {
             .append(true)
             .open(&journal_path)
             .map_err(|e| state(e, &journal_path))?;
+        // A first start cannot tell a fresh install from a lost state
+        // directory, whose credentials may have been captured: refuse
+        // everything made before now, for as long as any of it could still
+        // be valid, also across the restarts in between.
+        let first_start_path = state_dir.join(FIRST_START_FILE);
+        let not_before = if first_start {
+            write_synced(&first_start_path, format!("{now_unix}\n").as_bytes())
+                .map_err(|e| state(e, &first_start_path))?;
+            Some(now_unix)
+        } else {
+            let kept = std::fs::read_to_string(&first_start_path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .filter(|&t| now_unix < t.saturating_add(widest_window));
+            if kept.is_none() {
+                let _ = std::fs::remove_file(&first_start_path);
+            }
+            kept
+        };
         let mut this = PersistentReplay {
             cache,
             path,
@@ -555,6 +580,7 @@ impl PersistentReplay {
             journal,
             journal_records: 0,
             journal_dirty: false,
+            not_before,
         };
         this.write_image()?;
         // From here on the journal always starts with a valid header:
@@ -565,6 +591,21 @@ impl PersistentReplay {
         };
         reset(&mut this.journal).map_err(|e| this.journal_error(e))?;
         Ok((this, warning.or(torn)))
+    }
+
+    /// After a first start (no state directory, or an empty one), the unix
+    /// second it happened, while a credential made before it could still
+    /// be valid: such credentials are refused (reason `before_first_start`),
+    /// since the state that would have caught their replay may have been
+    /// lost. `None` otherwise.
+    pub fn not_before(&self) -> Option<u64> {
+        self.not_before
+    }
+
+    /// True when a credential made at unix second `made` is refused by
+    /// [`PersistentReplay::not_before`].
+    pub fn before_first_start(&self, made: u64) -> bool {
+        self.not_before.is_some_and(|t| made < t)
     }
 
     /// Persists `key`, just inserted into [`PersistentReplay::cache`] with
@@ -670,6 +711,30 @@ mod tests {
         let d = std::env::temp_dir().join(format!("sesame-replay-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn a_first_start_refuses_credentials_made_before_it_across_restarts() {
+        let d = dir("first");
+        let now = 1_800_000_000;
+        let (r, _) = PersistentReplay::open(&d, 16, 60, now).unwrap();
+        assert!(r.before_first_start(now - 1), "captured before the loss");
+        assert!(!r.before_first_start(now));
+        drop(r);
+        // A restart 10 s later still knows: the capture is still in window.
+        let (r, _) = PersistentReplay::open(&d, 16, 60, now + 10).unwrap();
+        assert!(r.before_first_start(now - 1));
+        drop(r);
+        // Once nothing made before it can be valid, it is forgotten.
+        let (r, _) = PersistentReplay::open(&d, 16, 60, now + 60).unwrap();
+        assert_eq!(r.not_before(), None);
+        assert!(!d.join(FIRST_START_FILE).exists());
+        drop(r);
+        // Losing the whole directory is a first start again.
+        std::fs::remove_dir_all(&d).unwrap();
+        let (r, _) = PersistentReplay::open(&d, 16, 60, now + 100).unwrap();
+        assert!(r.before_first_start(now + 99));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

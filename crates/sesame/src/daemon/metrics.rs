@@ -4,8 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,6 +78,12 @@ pub struct Metrics {
     pub banned_prefixes: Gauge,
     /// Knock packets ignored because their source prefix was banned.
     pub banned_knocks: Counter,
+    /// Metrics connections closed unserved ([`MAX_SCRAPERS`] busy).
+    pub scrapes_refused: Counter,
+    /// Log lines dropped because a log sink was full or gone.
+    pub log_dropped: Counter,
+    /// Control connections closed unserved (too many at once, or too slow).
+    pub control_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -94,6 +104,9 @@ impl Default for Metrics {
             bans: Counter::default(),
             banned_prefixes: Gauge::default(),
             banned_knocks: Counter::default(),
+            scrapes_refused: Counter::default(),
+            log_dropped: Counter::default(),
+            control_refused: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -156,6 +169,21 @@ impl Default for Metrics {
             "banned_prefixes",
             "Source prefixes whose knocks are ignored now",
             m.banned_prefixes.clone(),
+        );
+        r.register(
+            "scrapes_refused",
+            "Metrics connections closed unserved because too many were open",
+            m.scrapes_refused.clone(),
+        );
+        r.register(
+            "log_dropped",
+            "Log lines dropped because a log sink (stderr, file, syslog) was full or gone",
+            m.log_dropped.clone(),
+        );
+        r.register(
+            "control_refused",
+            "Control connections closed unserved (too many at once, or too slow)",
+            m.control_refused.clone(),
         );
         r.register(
             "banned_knocks",
@@ -221,47 +249,113 @@ impl Metrics {
     }
 }
 
-/// The metrics endpoint's listener.
+/// Most scrapes served at once; more connections are closed at once.
+pub const MAX_SCRAPERS: usize = 16;
+
+/// How long one scrape may take, from accept to the last byte written: a
+/// client that drips its request is cut off, and it only ever holds its own
+/// thread, never the packet loop.
+pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The metrics endpoint: a thread of its own accepts connections and serves
+/// each on a short-lived thread (at most [`MAX_SCRAPERS`] at once), reading
+/// the counters the packet loop updates atomically. Nothing here can make
+/// the packet loop wait. Dropping it stops the threads' accepting.
 pub struct MetricsServer {
-    listener: TcpListener,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Bound but not yet serving (see [`MetricsServer::start`]).
+    idle: Option<(TcpListener, Arc<Metrics>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MetricsServer {
-    /// Binds `addr` (non-blocking).
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+    /// Binds `addr` for serving `metrics` once started.
+    pub fn bind(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        Ok(MetricsServer { listener })
+        let addr = listener.local_addr()?;
+        Ok(MetricsServer {
+            addr,
+            stop: Arc::new(AtomicBool::new(false)),
+            idle: Some((listener, metrics)),
+            thread: None,
+        })
+    }
+
+    /// Starts serving. Called once the daemon has dropped its privileges,
+    /// so that no thread keeps more than the loop has.
+    pub fn start(&mut self) -> std::io::Result<()> {
+        let Some((listener, metrics)) = self.idle.take() else {
+            return Ok(());
+        };
+        let flag = Arc::clone(&self.stop);
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name("sesame-metrics".into())
+                .spawn(move || accept_loop(&listener, &metrics, &flag))?,
+        );
+        Ok(())
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        Some(self.addr)
     }
+}
 
-    /// For poll().
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            // The accept loop wakes at least every 100 ms.
+            let _ = t.join();
+        }
     }
+}
 
-    /// Serves every waiting connection (bounded per call) with `body()`.
-    pub fn serve(&self, body: impl Fn() -> String) {
-        for _ in 0..16 {
-            let Ok((stream, _)) = self.listener.accept() else {
-                return;
-            };
-            let _ = answer(stream, &body);
+fn accept_loop(listener: &TcpListener, metrics: &Arc<Metrics>, stop: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        while let Ok((stream, _)) = listener.accept() {
+            if active.load(Ordering::Relaxed) >= MAX_SCRAPERS {
+                metrics.scrapes_refused.inc();
+                continue; // closed by drop
+            }
+            active.fetch_add(1, Ordering::Relaxed);
+            let (m, count) = (Arc::clone(metrics), Arc::clone(&active));
+            let spawned = std::thread::Builder::new()
+                .name("sesame-scrape".into())
+                .spawn(move || {
+                    let _ = answer(stream, &|| m.encode());
+                    count.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                active.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
 
 fn answer(mut stream: TcpStream, body: &impl Fn() -> String) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + SCRAPE_DEADLINE;
+    let left = || {
+        deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(Duration::from_millis(1))
+    };
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_millis(300)))?;
-    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left()))?;
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             break;
@@ -289,6 +383,7 @@ fn answer(mut stream: TcpStream, body: &impl Fn() -> String) -> std::io::Result<
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
+    stream.set_write_timeout(Some(left()))?;
     stream.write_all(response.as_bytes())
 }
 
@@ -318,23 +413,57 @@ mod tests {
 
     #[test]
     fn serves_get_metrics_over_http() {
-        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let m = Arc::new(Metrics::default());
+        m.active_grants.set(3);
+        let mut server =
+            MetricsServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
+        server.start().unwrap();
         let addr = server.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        });
-        let end = std::time::Instant::now() + Duration::from_secs(5);
-        while !client.is_finished() && std::time::Instant::now() < end {
-            server.serve(|| "x 1\n# EOF\n".into());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let out = client.join().unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-        assert!(out.ends_with("\r\n\r\nx 1\n# EOF\n"));
+        assert!(out.contains("sesame_active_grants 3"), "{out}");
+        assert!(out.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn slow_scrapers_are_cut_off_and_do_not_block_others() {
+        let m = Arc::new(Metrics::default());
+        let mut server =
+            MetricsServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&m)).unwrap();
+        server.start().unwrap();
+        let addr = server.local_addr().unwrap();
+        // Slow clients that never finish their request hold every slot.
+        let slow: Vec<TcpStream> = (0..MAX_SCRAPERS)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /met").unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // One more is refused at once, not queued behind them.
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let started = std::time::Instant::now();
+        let _ = extra.read_to_end(&mut buf);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // After the deadline the slow ones are gone and scrapes work again.
+        std::thread::sleep(SCRAPE_DEADLINE + Duration::from_millis(300));
+        drop(slow);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(m.encode().contains("sesame_scrapes_refused_total 1"));
     }
 }

@@ -163,6 +163,10 @@ pub struct Counters {
     pub refreshed: u64,
     /// Knocks ignored from banned prefixes, as last exported.
     pub banned_knocks: u64,
+    /// Control connections refused, as last exported.
+    pub control_refused: u64,
+    /// Log lines dropped, as last exported.
+    pub log_dropped: u64,
 }
 
 /// First knocks and evictions counted instead of logged during a flood.
@@ -208,7 +212,7 @@ pub struct Daemon {
     /// The control socket.
     control: Option<ControlServer>,
     /// Metrics, and their endpoint when enabled.
-    metrics: metrics::Metrics,
+    metrics: std::sync::Arc<metrics::Metrics>,
     metrics_server: Option<metrics::MetricsServer>,
     /// Switches NFLOG batching on during floods.
     load: load::LoadGovernor,
@@ -243,9 +247,10 @@ impl Daemon {
             &config.daemon.control_socket,
             config.daemon.control_group.as_deref(),
         )?;
+        let metrics = std::sync::Arc::new(metrics::Metrics::default());
         let metrics_server = match config.daemon.metrics {
             Some(addr) => Some(
-                metrics::MetricsServer::bind(addr)
+                metrics::MetricsServer::bind(addr, std::sync::Arc::clone(&metrics))
                     .map_err(|source| DaemonError::Metrics { addr, source })?,
             ),
             None => None,
@@ -330,7 +335,7 @@ impl Daemon {
             source,
             granted: HashMap::new(),
             control: Some(control),
-            metrics: metrics::Metrics::default(),
+            metrics,
             metrics_server,
             load: load::LoadGovernor::new(std::time::Instant::now()),
             scratch_observations: Vec::new(),
@@ -399,6 +404,9 @@ impl Daemon {
             self.config.doors.len(),
             self.config.daemon.nflog_group
         );
+        // Privileges are dropped by now: only now do the control and metrics
+        // threads start, with no more than the loop has.
+        self.start_servers();
         // Packets logged while the NFLOG bind was being acknowledged are held
         // in user space, where poll() cannot see them.
         self.read_packets();
@@ -406,7 +414,6 @@ impl Daemon {
             crate::service::notify_watchdog_if_due();
             let timeout = self.poll_timeout();
             let control = self.control.take();
-            let metrics_server = self.metrics_server.take();
             let mut fds = vec![
                 PollFd::new(self.nflog.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.terminate.as_fd(), PollFlags::POLLIN),
@@ -415,9 +422,6 @@ impl Daemon {
             ];
             if let Some(c) = &control {
                 fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some(m) = &metrics_server {
-                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
             }
             let polled = poll(&mut fds, timeout);
             let readable = |fd: &PollFd| {
@@ -430,22 +434,13 @@ impl Daemon {
                 readable(&fds[2]),
                 readable(&fds[3]),
             );
-            let mut next = 4;
-            let control_ready = control.is_some() && {
-                next += 1;
-                readable(&fds[next - 1])
-            };
-            let metrics_ready = metrics_server.is_some() && readable(&fds[next]);
+            let control_ready = control.is_some() && readable(&fds[4]);
             drop(fds);
             self.control = control;
-            self.metrics_server = metrics_server;
             match polled {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(os("poll")(e.into())),
-            }
-            if metrics_ready {
-                self.serve_metrics();
             }
             if control_ready {
                 self.serve_control();
@@ -470,6 +465,26 @@ impl Daemon {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Starts the control and metrics threads (idempotent).
+    fn start_servers(&mut self) {
+        if let Some(c) = self.control.as_mut() {
+            if let Err(e) = c.start() {
+                error!(
+                    event = "control_error",
+                    "cannot start the control socket's thread: {e}"
+                );
+            }
+        }
+        if let Some(m) = self.metrics_server.as_mut() {
+            if let Err(e) = m.start() {
+                error!(
+                    event = "metrics_error",
+                    "cannot start the metrics thread: {e}"
+                );
+            }
+        }
     }
 
     /// Time until the next core deadline, capped so a missed wake-up costs at
@@ -646,6 +661,7 @@ impl Daemon {
                 .inc_by(ignored - self.counters.banned_knocks);
         }
         self.counters.banned_knocks = ignored;
+        self.update_gauges();
         self.grants.expire(now, &mut self.closed);
         let closed = std::mem::take(&mut self.closed);
         for (src, door) in &closed {
@@ -685,6 +701,11 @@ impl Daemon {
             .verify_and_record(datagram, now_unix, &mut replay.cache)
         {
             Ok(v) => {
+                if replay.before_first_start(v.payload.timestamp) {
+                    info!(event = "spa_refused", source = %src, door = %name, user = %v.user, reason = "before_first_start", "SPA packet refused: made at {} (unix), before this daemon's first start with an empty state directory at {}; a lost state directory must not let captured packets be replayed", v.payload.timestamp, replay.not_before().unwrap_or(0));
+                    self.metrics.reject(&name, "spa", "before_first_start");
+                    return;
+                }
                 if let Err(e) = replay.record(v.replay_key, v.replay_expires) {
                     // Fail closed: an accept that cannot be remembered across
                     // a restart is not honoured.
@@ -763,6 +784,17 @@ impl Daemon {
         let Some(replay) = self.replay.as_mut() else {
             return;
         };
+        if replay.before_first_start(msg.timestamp) {
+            refuse(
+                "before_first_start",
+                format!(
+                    "made at {} (unix), before this daemon's first start with an empty state directory at {}",
+                    msg.timestamp,
+                    replay.not_before().unwrap_or(0)
+                ),
+            );
+            return;
+        }
         let (replay_key, replay_expiry) = (msg.replay_key(), msg.replay_expiry(max_age));
         if let Err(e) = replay
             .cache
@@ -822,6 +854,12 @@ impl Daemon {
         let Some(replay) = self.replay.as_mut() else {
             return;
         };
+        let step_start = step.saturating_mul(self.auth.totp[owner.totp].spec.period);
+        if replay.before_first_start(step_start) {
+            info!(event = "totp_refused", source = %src, door = %name, user = %user, step, reason = "before_first_start", "TOTP sequence refused: its step began before this daemon's first start with an empty state directory; use the next step's sequence");
+            self.metrics.reject(&name, "totp", "before_first_start");
+            return;
+        }
         if let Err(e) = replay
             .cache
             .check_and_insert(key, expires, auth::unix_now())
@@ -1021,6 +1059,38 @@ impl Daemon {
                 self.metrics.grant(&door.name, "refresh");
                 info!(event = "refresh", source = %src, door = %door.name, "door already open: grant extended to {:?}", door.open_for);
             }
+        }
+        self.close_evicted_grants();
+    }
+
+    /// Grants pushed out by `max_grants` are closed now, in the kernel too:
+    /// the books and the kernel must agree, or `revoke` would say "no active
+    /// grant" while the address still connects. A service another live grant
+    /// of the same address still covers stays open.
+    fn close_evicted_grants(&mut self) {
+        for (src, door_id) in self.grants.drain_evicted() {
+            let door = self.door(door_id).clone();
+            let services = self
+                .granted
+                .remove(&(src, door_id))
+                .unwrap_or_else(|| door.services.clone());
+            let still: Vec<sesame_core::Service> = self
+                .granted
+                .iter()
+                .filter(|((a, _), _)| *a == src)
+                .flat_map(|(_, s)| s.iter().copied())
+                .collect();
+            let remove: Vec<sesame_core::Service> = services
+                .into_iter()
+                .filter(|s| !still.contains(s))
+                .collect();
+            if !remove.is_empty() {
+                if let Err(e) = self.firewall.revoke(src, &remove) {
+                    error!(event = "revoke_failed", source = %src, door = %door.name, "could not remove an evicted grant from the kernel (it closes at its timeout): {e}");
+                }
+            }
+            warn!(event = "grant_evicted", source = %src, door = %door.name, "max_grants ({}) reached: the oldest-closing grant was closed to make room", self.grants.capacity());
+            self.on_close(src, door_id, "evicted: max_grants reached");
         }
     }
 

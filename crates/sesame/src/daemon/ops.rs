@@ -16,6 +16,16 @@ use crate::control::server::{ControlServer, Pending};
 use crate::control::{BanInfo, CountersInfo, DoorInfo, GrantInfo, Request, Response, StatusInfo};
 use crate::one_time::OneTimeFile;
 
+/// The same address, an IPv4-mapped IPv6 form counting as IPv4 (as the
+/// kernel sets store it).
+fn same_addr(a: IpAddr, b: IpAddr) -> bool {
+    let canon = |x: IpAddr| match x {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(x, IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}
+
 fn services_text(services: &[Service]) -> Vec<String> {
     services.iter().map(|s| s.to_string()).collect()
 }
@@ -26,7 +36,7 @@ impl Daemon {
         let Some(control) = self.control.take() else {
             return;
         };
-        let pending: Vec<Pending> = control.accept();
+        let pending: Vec<Pending> = control.take();
         self.control = Some(control);
         for p in pending {
             let response = match &p.request {
@@ -238,12 +248,6 @@ impl Daemon {
             .filter(|&(a, d, _)| a == addr && only.is_none_or(|o| o == d))
             .map(|(a, d, _)| (a, d))
             .collect();
-        if targets.is_empty() {
-            return Response::error(match door {
-                Some(d) => format!("no active grant for {addr} on door {d}"),
-                None => format!("no active grant for {addr}"),
-            });
-        }
         let mut done = Vec::new();
         for (a, d) in targets {
             let door = self.door(d).clone();
@@ -257,6 +261,44 @@ impl Daemon {
                 return Response::error(e);
             }
             done.push(info);
+        }
+        // What the kernel holds is what lets the address in, whatever the
+        // daemon remembers (a grant from before a restart, an external
+        // `nft add element`): remove the rest of it too.
+        let wanted: Option<Vec<Service>> = only.map(|d| self.door(d).services.clone());
+        let leftover: Vec<Service> = match self.firewall.grants() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|g| same_addr(g.addr, addr))
+                .map(|g| g.service)
+                .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(s)))
+                .collect(),
+            Err(e) => {
+                return Response::error(format!(
+                    "revoked {} tracked grant(s) of {addr}, but could not read the kernel's grants to remove the rest: {e}",
+                    done.len()
+                ))
+            }
+        };
+        if !leftover.is_empty() {
+            if let Err(e) = self.firewall.revoke(addr, &leftover) {
+                return Response::error(format!("removing the kernel's grants of {addr}: {e}"));
+            }
+            info!(event = "revoke", source = %addr, uid, "kernel grant(s) the daemon did not track removed: {}", services_text(&leftover).join(","));
+            done.push(GrantInfo {
+                addr,
+                door: "(kernel)".into(),
+                services: services_text(&leftover),
+                secs_left: 0,
+            });
+        }
+        if done.is_empty() {
+            return Response::error(match door {
+                Some(d) => format!(
+                    "no active grant for {addr} on door {d}, in the daemon or in the kernel"
+                ),
+                None => format!("no active grant for {addr}, in the daemon or in the kernel"),
+            });
         }
         Response {
             ok: true,
@@ -405,6 +447,7 @@ impl Daemon {
                         self.control =
                             ControlServer::bind(&old.control_socket, old.control_group.as_deref())
                                 .ok();
+                        self.start_servers();
                     }
                     return Err(e.to_string());
                 }
@@ -415,7 +458,7 @@ impl Daemon {
         let metrics_server = if cfg.daemon.metrics != old.metrics {
             match cfg.daemon.metrics {
                 Some(addr) => Some(Some(
-                    super::metrics::MetricsServer::bind(addr)
+                    super::metrics::MetricsServer::bind(addr, std::sync::Arc::clone(&self.metrics))
                         .map_err(|e| format!("metrics endpoint {addr}: {e}"))?,
                 )),
                 None => Some(None),
@@ -520,19 +563,33 @@ impl Daemon {
         if let Some(m) = metrics_server {
             self.metrics_server = m;
         }
+        self.start_servers();
         self.handle_events(now);
         Ok(summary)
     }
 
-    /// Answers metrics scrapes.
-    pub(super) fn serve_metrics(&mut self) {
+    /// Brings the gauges the metrics thread exports up to date (atomic
+    /// stores; called on every turn of the loop).
+    pub(super) fn update_gauges(&mut self) {
         self.metrics.active_grants.set(self.grants.len() as i64);
         self.metrics
             .tracker_size
             .set(self.tracker.in_progress() as i64);
-        if let Some(server) = &self.metrics_server {
-            let metrics = &self.metrics;
-            server.serve(|| metrics.encode());
+        if let Some(c) = &self.control {
+            let refused = c.refused();
+            if refused > self.counters.control_refused {
+                self.metrics
+                    .control_refused
+                    .inc_by(refused - self.counters.control_refused);
+                self.counters.control_refused = refused;
+            }
+        }
+        let dropped = crate::logging::dropped_lines();
+        if dropped > self.counters.log_dropped {
+            self.metrics
+                .log_dropped
+                .inc_by(dropped - self.counters.log_dropped);
+            self.counters.log_dropped = dropped;
         }
     }
 }
