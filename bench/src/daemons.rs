@@ -47,10 +47,11 @@ pub const OPEN_FOR_SECS: u32 = 900;
 /// sesamed's metrics endpoint inside the server namespace.
 pub const METRICS: &str = "127.0.0.1:9751";
 /// Every daemon the bench knows, in run order.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     "sesamed",
     "knockd",
     "sesamed-spa",
+    "sesamed-pk",
     "fwknopd-pcap",
     "fwknopd-udp",
 ];
@@ -62,6 +63,8 @@ pub enum Kind {
     Knock,
     /// fwknop SPA (flood e).
     Spa,
+    /// Sesame's public-key SPA, version 2 (floods e and f).
+    Pk,
 }
 
 /// The kind of a daemon name, `None` if unknown.
@@ -69,6 +72,7 @@ pub fn kind(name: &str) -> Option<Kind> {
     match name {
         "sesamed" | "knockd" => Some(Kind::Knock),
         "sesamed-spa" | "fwknopd-pcap" | "fwknopd-udp" => Some(Kind::Spa),
+        "sesamed-pk" => Some(Kind::Pk),
         _ => None,
     }
 }
@@ -190,6 +194,8 @@ pub enum Legit {
     Knock,
     /// One fresh fwknop SPA packet.
     Spa(Box<spa::Client>),
+    /// One fresh Sesame public-key SPA packet (version 2).
+    Pk(Box<spa::PkClient>),
 }
 
 impl Legit {
@@ -201,6 +207,7 @@ impl Legit {
                 attack_bench::probe::knock_sequence(src, dst, &SEQ, Duration::from_micros(200))
             }
             Legit::Spa(c) => c.send(src, dst),
+            Legit::Pk(c) => c.send(src, dst),
         }
     }
 }
@@ -301,6 +308,8 @@ pub struct Under {
     /// sesamed's syslog socket, if any: a reader that drains it until
     /// paused (see [`Syslog::pause`]).
     pub syslog: Option<Syslog>,
+    /// The `sesamed-pk` row's client (flood f's template comes from it).
+    pub pk: Option<spa::PkClient>,
     _service: Service,
     // Field order = drop order: the testbed (daemon, namespaces) goes
     // before its scratch directory.
@@ -500,7 +509,41 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
     let mut metrics = None;
     let mut control = None;
     let mut syslog = None;
+    let mut pk = None;
     let (program, args, ready): (PathBuf, Vec<String>, &str) = match name {
+        "sesamed-pk" => {
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+            let sock = dir.join("control.sock");
+            let server_key = dir.join("server.key");
+            let (client, identity) = spa::PkClient::generate(&server_key, SPA_PORT)?;
+            let conf = dir.join("sesame.toml");
+            write_private(
+                &conf,
+                &format!(
+                    "[daemon]\nserver_key = \"{}\"\n[door.pk]\nspa_port = {SPA_PORT}\nopen_for = \"{OPEN_FOR_SECS}s\"\n\
+                     protect = [\"tcp/{PORT}\"]\n[door.pk.users.bench]\nidentity = \"{identity}\"\n",
+                    server_key.display()
+                ),
+            )?;
+            pk = Some(client);
+            metrics = Some(METRICS.parse().expect("metrics address"));
+            control = Some(sock.clone());
+            (
+                sesamed_path()?,
+                vec![
+                    "--state-dir".into(),
+                    state.display().to_string(),
+                    "--control-socket".into(),
+                    sock.display().to_string(),
+                    "--metrics".into(),
+                    METRICS.into(),
+                    "--config".into(),
+                    conf.display().to_string(),
+                ],
+                "sesamed ready",
+            )
+        }
         "sesamed" | "sesamed-spa" => {
             let state = dir.join("state");
             std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
@@ -685,6 +728,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
     let legit = match kind {
         Kind::Knock => Legit::Knock,
         Kind::Spa => Legit::Spa(Box::new(spa::Client::new(keys, PORT))),
+        Kind::Pk => Legit::Pk(Box::new(pk.clone().ok_or("sesamed-pk without its client")?)),
     };
     Ok(Under {
         name: name.into(),
@@ -701,6 +745,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
         metrics,
         control,
         syslog,
+        pk,
         _service: service,
         bed,
         _scratch: scratch,

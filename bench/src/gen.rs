@@ -51,6 +51,11 @@ pub enum Mode {
     /// (e) random UDP payloads (16..=400 bytes) from random spoofed sources
     /// to the SPA port.
     SpaUdp,
+    /// (f) Sesame public-key SPA datagrams from one source: a genuine
+    /// packet's key id and header, its ciphertext changed per packet, and
+    /// `mac1` valid (the sender knows the server's public key), so each
+    /// would cost an X25519.
+    PkFlood,
 }
 
 impl Mode {
@@ -62,6 +67,7 @@ impl Mode {
             "c" => Mode::SpoofFirst,
             "d" => Mode::SpoofAll,
             "e" => Mode::SpaUdp,
+            "f" => Mode::PkFlood,
             _ => return None,
         })
     }
@@ -74,6 +80,7 @@ impl Mode {
             Mode::SpoofFirst => "c",
             Mode::SpoofAll => "d",
             Mode::SpaUdp => "e",
+            Mode::PkFlood => "f",
         }
     }
 
@@ -85,6 +92,7 @@ impl Mode {
             Mode::SpoofFirst => "spoofed sources to the first knock port",
             Mode::SpoofAll => "spoofed sources to every knock port",
             Mode::SpaUdp => "random UDP payloads to the SPA port",
+            Mode::PkFlood => "public-key SPA with a valid key id and mac1, one source",
         }
     }
 }
@@ -119,6 +127,8 @@ pub struct Spec {
     pub duration: Duration,
     /// Packets per `sendmmsg` call.
     pub batch: usize,
+    /// Mode (f): a genuine packet to vary, and the `mac1` key to re-MAC it.
+    pub pk_template: Option<(Vec<u8>, [u8; 32])>,
     /// Seed for the xorshift generator (0: from the clock).
     pub seed: u64,
     /// Offered rate in packets per second; 0 = as fast as possible. Paced
@@ -257,7 +267,7 @@ fn craft(spec: &Spec, rng: &mut Rng, counter: u64, buf: &mut [u8; BUF]) -> usize
     let v6 = spec.dst.is_ipv6();
     // Source address.
     let src: IpAddr = match spec.mode {
-        Mode::Sweep => spec.sweep_src,
+        Mode::Sweep | Mode::PkFlood => spec.sweep_src,
         _ if spec.sequential_from.is_some() => {
             let i = spec.sequential_from.unwrap_or(0).wrapping_add(counter);
             if v6 {
@@ -314,16 +324,16 @@ fn craft(spec: &Spec, rng: &mut Rng, counter: u64, buf: &mut [u8; BUF]) -> usize
             let k = spec.knocks[(counter % spec.knocks.len() as u64) as usize];
             (k.port, k.udp)
         }
-        Mode::SpaUdp => (spec.spa_port, true),
+        Mode::SpaUdp | Mode::PkFlood => (spec.spa_port, true),
     };
     let r = rng.next();
     let sport = 1024 + (r as u16 % 64000);
     let l4_off = if v6 { IP6_HDR } else { IP4_HDR };
     let l4_len = if udp {
-        let payload = if spec.mode == Mode::SpaUdp {
-            16 + (r >> 16) as usize % 385
-        } else {
-            1
+        let payload = match (spec.mode, &spec.pk_template) {
+            (Mode::SpaUdp, _) => 16 + (r >> 16) as usize % 385,
+            (Mode::PkFlood, Some((t, _))) => t.len(),
+            _ => 1,
         };
         8 + payload
     } else {
@@ -339,13 +349,22 @@ fn craft(spec: &Spec, rng: &mut Rng, counter: u64, buf: &mut [u8; BUF]) -> usize
         if udp {
             l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
             l4[6..8].copy_from_slice(&[0, 0]);
-            // Random payload.
-            let mut i = 8;
-            while i < l4_len {
-                let w = rng.next().to_le_bytes();
-                let n = (l4_len - i).min(8);
-                l4[i..i + n].copy_from_slice(&w[..n]);
-                i += n;
+            if let (Mode::PkFlood, Some((t, key))) = (spec.mode, &spec.pk_template) {
+                let body = &mut l4[8..8 + t.len()];
+                body.copy_from_slice(t);
+                body[100..108].copy_from_slice(&counter.to_be_bytes());
+                let mac_at = sesame_core::spa::PUBLIC_PACKET_LEN;
+                let tag = sesame_core::spa::mac1(key, &body[..mac_at]);
+                body[mac_at..].copy_from_slice(&tag);
+            } else {
+                // Random payload.
+                let mut i = 8;
+                while i < l4_len {
+                    let w = rng.next().to_le_bytes();
+                    let n = (l4_len - i).min(8);
+                    l4[i..i + n].copy_from_slice(&w[..n]);
+                    i += n;
+                }
             }
         } else {
             l4[4..8].copy_from_slice(&((r >> 32) as u32).to_be_bytes()); // seq

@@ -76,7 +76,7 @@ impl Cfg {
                 env("BENCH_CONNECT_LIMIT_MS", 3000u64).clamp(100, 10_000),
             ),
             daemons: env_list("BENCH_DAEMONS", &daemons::ALL.join(",")),
-            floods: modes("BENCH_FLOODS", "a,b,c,d,e"),
+            floods: modes("BENCH_FLOODS", "a,b,c,d,e,f"),
             floods_v6: modes("BENCH_FLOODS_V6", "c"),
             fixed_kpps: env("BENCH_FIXED_KPPS", 100u64),
             distinct: env("BENCH_DISTINCT_SOURCES", 1_000_000u64).min(0x00ff_fffe),
@@ -353,6 +353,7 @@ fn flood_run(u: &mut Under, plan: &Plan, cfg: &Cfg) -> Result<FloodRow, String> 
                 .collect(),
             avoid: vec![7000, 8000, 9000, PORT, SPA_PORT],
             spa_port: SPA_PORT,
+            pk_template: u.pk.as_ref().map(|c| (c.packet(), c.mac1_key())),
             sweep_src: if plan.v6 {
                 CLIENT_V6.into()
             } else {
@@ -661,13 +662,21 @@ fn bench_daemon(
         .floods
         .iter()
         .copied()
-        .filter(|m| (*m == Mode::SpaUdp) == (kind == Kind::Spa))
+        .filter(|m| match kind {
+            Kind::Knock => *m != Mode::SpaUdp && *m != Mode::PkFlood,
+            Kind::Spa => *m == Mode::SpaUdp,
+            Kind::Pk => *m == Mode::SpaUdp || *m == Mode::PkFlood,
+        })
         .collect();
     let floods_v6: Vec<Mode> = cfg
         .floods_v6
         .iter()
         .copied()
-        .filter(|m| (*m == Mode::SpaUdp) == (kind == Kind::Spa))
+        .filter(|m| match kind {
+            Kind::Knock => *m != Mode::SpaUdp && *m != Mode::PkFlood,
+            Kind::Spa => *m == Mode::SpaUdp,
+            Kind::Pk => *m == Mode::SpaUdp || *m == Mode::PkFlood,
+        })
         .collect();
     let fixed = kind == Kind::Knock && cfg.fixed_kpps > 0;
     let distinct = name == "sesamed" && cfg.distinct > 0;

@@ -188,6 +188,32 @@ pub fn acceptance(t: &Table, daemons: &[String], fixed_kpps: u64, distinct: u64,
             );
         }
     }
+    if has("sesamed-pk") {
+        let ok = t.text("flood f: legit ok/tried", "sesamed-pk");
+        let kpps = t.num("flood f: offered kpps", "sesamed-pk");
+        let p99 = t.num("flood f: legit p99 (µs)", "sesamed-pk");
+        if ok.is_some() {
+            println!(
+                "  [{}] sesamed-pk: every genuine user through under a one-source public-key flood (valid key id and mac1): {} at {} kpps, legit p99 {} µs",
+                verdict(ok_all(ok)),
+                ok.unwrap_or_default(),
+                f(kpps, 0),
+                f(p99, 0)
+            );
+        }
+        let cpu = t.num("flood e: daemon CPU (s)", "sesamed-pk");
+        let seen = t.num("flood e: seen by daemon (NFLOG)", "sesamed-pk");
+        let sent = t.num("flood e: delivered pkts (sesame0 rx)", "sesamed-pk");
+        if cpu.is_some() {
+            println!(
+                "  [{}] sesamed-pk: random junk to the SPA port dropped in the kernel: {} of {} packets reached the daemon, daemon CPU {} s",
+                verdict(seen.map(|s| s < 100.0)),
+                f(seen, 0),
+                f(sent, 0),
+                f(cpu, 2)
+            );
+        }
+    }
     if has("sesamed") {
         let idle = t.num("latency IPv4 (last knock → connect): p99 (µs)", "sesamed");
         for label in [

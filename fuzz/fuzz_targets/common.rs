@@ -58,6 +58,20 @@ pub fn fixture() -> &'static Fixture {
     })
 }
 
+impl Fixture {
+    /// The server's public key.
+    #[allow(dead_code)]
+    pub fn server_public(&self) -> sesame_core::spa::ServerPublic {
+        self.server.public()
+    }
+
+    /// The public-key user's identity key.
+    #[allow(dead_code)]
+    pub fn identity_key(&self) -> IdentityKey {
+        self.identity.clone()
+    }
+}
+
 /// Reads fixed-size fields off the front of the input, zero-padded.
 struct Reader<'a>(&'a [u8]);
 

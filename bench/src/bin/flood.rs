@@ -82,6 +82,7 @@ fn main() {
         ],
         avoid: vec![7000, 8000, 9000, 2222],
         spa_port: 62201,
+        pk_template: None,
         sweep_src: if v6 {
             CLIENT_V6.into()
         } else {

@@ -15,6 +15,7 @@ mod first_knocks;
 pub mod fwknop;
 pub mod grants;
 pub mod packet;
+pub mod rate;
 pub mod replay;
 pub mod spa;
 pub mod table;

@@ -83,19 +83,47 @@ const KIND_FWKNOP: u8 = 3;
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplayKey {
     kind: u8,
+    /// Whose credential it is (see [`ReplayKey::owner_id`]); 0 when
+    /// unattributed. The cache gives each owner a fair share.
+    owner: u32,
     id: [u8; 16],
 }
 
 impl ReplayKey {
     /// Length of [`ReplayKey::to_bytes`].
-    pub const LEN: usize = 17;
+    pub const LEN: usize = 21;
 
     /// The key of an SPA packet: its 16-byte payload nonce.
     pub const fn spa(nonce: [u8; 16]) -> Self {
         ReplayKey {
             kind: KIND_SPA,
+            owner: 0,
             id: nonce,
         }
+    }
+
+    /// This key, attributed to `owner` (see [`ReplayKey::owner_id`]).
+    pub const fn with_owner(mut self, owner: u32) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The owner the key is attributed to (0: none).
+    pub const fn owner(&self) -> u32 {
+        self.owner
+    }
+
+    /// A stable owner id for the credential holder `who` within `scope`
+    /// (e.g. an SPA key id, or a door and user name): the first 4 bytes of
+    /// SHA-256 over both, never 0.
+    pub fn owner_id(scope: &[u8], who: &[u8]) -> u32 {
+        let mut h = Sha256::new();
+        h.update(b"sesame-replay-owner-v1");
+        h.update((scope.len() as u64).to_be_bytes());
+        h.update(scope);
+        h.update(who);
+        let d = h.finalize();
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]]).max(1)
     }
 
     /// The key of a TOTP sequence that opened `door` in time step `step`:
@@ -118,6 +146,7 @@ impl ReplayKey {
         id.copy_from_slice(&digest[..16]);
         ReplayKey {
             kind: KIND_TOTP,
+            owner: 0,
             id,
         }
     }
@@ -138,16 +167,18 @@ impl ReplayKey {
         id.copy_from_slice(&digest[..16]);
         ReplayKey {
             kind: KIND_FWKNOP,
+            owner: 0,
             id,
         }
     }
 
-    /// Binary form: the kind byte (1 = SPA, 2 = TOTP, 3 = fwknop), then the
-    /// 16-byte id.
+    /// Binary form: the kind byte (1 = SPA, 2 = TOTP, 3 = fwknop), the
+    /// owner (big-endian u32), then the 16-byte id.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[0] = self.kind;
-        out[1..].copy_from_slice(&self.id);
+        out[1..5].copy_from_slice(&self.owner.to_be_bytes());
+        out[5..].copy_from_slice(&self.id);
         out
     }
 
@@ -157,8 +188,12 @@ impl ReplayKey {
             return None;
         }
         let mut id = [0u8; 16];
-        id.copy_from_slice(&bytes[1..]);
-        Some(ReplayKey { kind: bytes[0], id })
+        id.copy_from_slice(&bytes[5..]);
+        Some(ReplayKey {
+            kind: bytes[0],
+            owner: u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
+            id,
+        })
     }
 }
 
@@ -170,7 +205,7 @@ impl fmt::Debug for ReplayKey {
             KIND_FWKNOP => "fwknop",
             _ => "?",
         };
-        write!(f, "ReplayKey({kind}:")?;
+        write!(f, "ReplayKey({kind}:{:08x}:", self.owner)?;
         for b in self.id {
             write!(f, "{b:02x}")?;
         }
@@ -196,6 +231,13 @@ pub enum ReplayError {
     Full {
         /// The cache's capacity.
         capacity: usize,
+    },
+    /// This credential's owner holds its whole share of the cache: its
+    /// own earlier credentials, still valid. Only that owner is refused.
+    #[error("refused: this user's share of the replay cache is full ({quota} credentials still within the time window)")]
+    OwnerFull {
+        /// The owner's share.
+        quota: usize,
     },
 }
 
@@ -233,7 +275,7 @@ pub enum ReplayStateError {
 /// Magic of the persisted image.
 const STATE_MAGIC: [u8; 4] = *b"SSMR";
 /// Version of the persisted image.
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
 /// Magic, version, floor, count.
 const STATE_HEADER_LEN: usize = 4 + 1 + 8 + 4;
 /// Key and expiry.
@@ -258,17 +300,17 @@ fn decode_entry(bytes: &[u8]) -> Option<(ReplayKey, u64)> {
 /// SHA-256.
 const STATE_CHECKSUM_LEN: usize = 32;
 
-/// First bytes of a replay journal: magic `SSMJ`, version 1, three zero
+/// First bytes of a replay journal: magic `SSMJ`, version 2, three zero
 /// bytes.
-pub const JOURNAL_HEADER: [u8; 8] = *b"SSMJ\x01\0\0\0";
-/// Length of one journal record: key (17), expiry (8, big-endian), check (8).
+pub const JOURNAL_HEADER: [u8; 8] = *b"SSMJ\x02\0\0\0";
+/// Length of one journal record: key (21), expiry (8, big-endian), check (8).
 pub const JOURNAL_RECORD_LEN: usize = STATE_ENTRY_LEN + JOURNAL_CHECK_LEN;
 /// Bytes of SHA-256 kept as a record's check.
 const JOURNAL_CHECK_LEN: usize = 8;
 /// Domain tag of a record's check.
 const JOURNAL_CHECK_TAG: &[u8] = b"sesame-replay-journal-v1";
 
-/// The check of a record's first 25 bytes.
+/// The check of a record's first 29 bytes.
 fn journal_check(body: &[u8]) -> [u8; JOURNAL_CHECK_LEN] {
     let mut h = Sha256::new();
     h.update(JOURNAL_CHECK_TAG);
@@ -328,7 +370,15 @@ pub struct ReplayCache {
     by_expiry: BTreeSet<(u64, ReplayKey)>,
     /// Every credential with an expiry at or below this is refused.
     floor: u64,
+    /// Most live entries one owner may hold ([`ReplayCache::set_owners`]).
+    quota: usize,
+    /// Live entries per owner.
+    owned: BTreeMap<u32, usize>,
 }
+
+/// The smallest share of the cache an owner gets, however many owners
+/// there are: credentials a busy user may use within one time window.
+pub const MIN_OWNER_QUOTA: usize = 256;
 
 impl fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,6 +402,44 @@ impl ReplayCache {
             entries: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
             floor: 0,
+            quota: capacity.max(1),
+            owned: BTreeMap::new(),
+        }
+    }
+
+    /// Shares the cache fairly among `owners` credential holders: each may
+    /// hold at most `capacity / owners` live entries (at least
+    /// [`MIN_OWNER_QUOTA`]), so one key holder who floods valid requests
+    /// fills only their own share and is refused alone
+    /// ([`ReplayError::OwnerFull`]), never evicting or blocking anyone
+    /// else's. The capacity grows to `owners · MIN_OWNER_QUOTA` if that is
+    /// larger, so that the shares always fit.
+    pub fn set_owners(&mut self, owners: usize) {
+        let owners = owners.max(1);
+        self.capacity = self.capacity.max(owners.saturating_mul(MIN_OWNER_QUOTA));
+        self.quota = (self.capacity / owners).max(MIN_OWNER_QUOTA);
+    }
+
+    /// The share of one owner (see [`ReplayCache::set_owners`]).
+    pub fn quota(&self) -> usize {
+        self.quota
+    }
+
+    fn insert_entry(&mut self, key: ReplayKey, expires: u64) {
+        if self.entries.insert(key, expires).is_none() {
+            *self.owned.entry(key.owner).or_default() += 1;
+        }
+        self.by_expiry.insert((expires, key));
+    }
+
+    fn forget_entry(&mut self, key: &ReplayKey) {
+        if self.entries.remove(key).is_some() {
+            if let Some(n) = self.owned.get_mut(&key.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    self.owned.remove(&key.owner);
+                }
+            }
         }
     }
 
@@ -390,7 +478,7 @@ impl ReplayCache {
                 break;
             }
             self.by_expiry.pop_first();
-            self.entries.remove(&key);
+            self.forget_entry(&key);
         }
     }
 
@@ -403,7 +491,7 @@ impl ReplayCache {
                 break;
             }
             self.by_expiry.pop_first();
-            self.entries.remove(&key);
+            self.forget_entry(&key);
             self.floor = self.floor.max(expiry);
             purged += 1;
         }
@@ -429,6 +517,9 @@ impl ReplayCache {
         if expires <= self.floor || expires < now {
             return Err(ReplayError::Forgotten { floor: self.floor });
         }
+        if key.owner != 0 && self.owned.get(&key.owner).copied().unwrap_or(0) >= self.quota {
+            return Err(ReplayError::OwnerFull { quota: self.quota });
+        }
         if self.entries.len() >= self.capacity {
             let Some(&(soonest, old)) = self.by_expiry.first() else {
                 return Err(ReplayError::Full {
@@ -441,11 +532,10 @@ impl ReplayCache {
                 });
             }
             self.by_expiry.pop_first();
-            self.entries.remove(&old);
+            self.forget_entry(&old);
             self.floor = self.floor.max(soonest);
         }
-        self.entries.insert(key, expires);
-        self.by_expiry.insert((expires, key));
+        self.insert_entry(key, expires);
         Ok(())
     }
 
@@ -466,8 +556,7 @@ impl ReplayCache {
             }
             self.by_expiry.remove(&(old, key));
         }
-        self.entries.insert(key, expires);
-        self.by_expiry.insert((expires, key));
+        self.insert_entry(key, expires);
         self.shrink_to_capacity();
     }
 
@@ -478,7 +567,7 @@ impl ReplayCache {
             let Some((expiry, old)) = self.by_expiry.pop_first() else {
                 break;
             };
-            self.entries.remove(&old);
+            self.forget_entry(&old);
             self.floor = self.floor.max(expiry);
         }
     }
@@ -583,10 +672,10 @@ impl ReplayCache {
             .enumerate()
         {
             let (key, expiry) = decode_entry(entry).ok_or(ReplayStateError::BadEntry(i))?;
-            if cache.entries.insert(key, expiry).is_some() {
+            if cache.entries.contains_key(&key) {
                 return Err(ReplayStateError::DuplicateEntry(i));
             }
-            cache.by_expiry.insert((expiry, key));
+            cache.insert_entry(key, expiry);
         }
         // Entries at or below the floor are refused anyway.
         cache.raise_floor(floor);
@@ -690,7 +779,7 @@ mod tests {
         cache.check_and_insert(totp, 155, 100).unwrap();
         cache.raise_floor(20);
         let bytes = cache.to_bytes();
-        assert_eq!(bytes.len(), 17 + 3 * 25 + 32);
+        assert_eq!(bytes.len(), 17 + 3 * 29 + 32);
         let mut back = ReplayCache::from_bytes(&bytes, 10).unwrap();
         assert_eq!(back, cache);
         assert_eq!(back.to_bytes(), bytes);
@@ -707,15 +796,55 @@ mod tests {
     }
 
     #[test]
+    fn each_owner_fills_only_its_own_share() {
+        let mut cache = ReplayCache::new(1_000);
+        cache.set_owners(2);
+        assert_eq!(cache.quota(), 500);
+        let (a, b) = (
+            ReplayKey::owner_id(b"t", b"a"),
+            ReplayKey::owner_id(b"t", b"b"),
+        );
+        let k = |owner: u32, i: u32| {
+            let mut n = [0u8; 16];
+            n[..4].copy_from_slice(&i.to_be_bytes());
+            ReplayKey::spa(n).with_owner(owner)
+        };
+        // A floods with credentials that expire late.
+        for i in 0..500 {
+            cache.check_and_insert(k(a, i), 215, 100).unwrap();
+        }
+        assert_eq!(
+            cache.check_and_insert(k(a, 500), 215, 100),
+            Err(ReplayError::OwnerFull { quota: 500 })
+        );
+        // B, with a credential that expires sooner than all of A's, is
+        // still accepted, and nothing of A's was evicted for it.
+        cache.check_and_insert(k(b, 0), 160, 100).unwrap();
+        assert_eq!(cache.len(), 501);
+        assert_eq!(cache.floor(), 0);
+        // Counts survive the image.
+        let mut back = ReplayCache::from_bytes(&cache.to_bytes(), 1_000).unwrap();
+        back.set_owners(2);
+        assert_eq!(
+            back.check_and_insert(k(a, 501), 215, 100),
+            Err(ReplayError::OwnerFull { quota: 500 })
+        );
+        back.check_and_insert(k(b, 1), 160, 100).unwrap();
+    }
+
+    #[test]
     fn image_layout_is_fixed() {
         let mut cache = ReplayCache::new(10);
-        cache.check_and_insert(key(0xab), 0x0102, 1).unwrap();
+        cache
+            .check_and_insert(key(0xab).with_owner(0x0a0b_0c0d), 0x0102, 1)
+            .unwrap();
         let bytes = cache.to_bytes();
         let mut expected = Vec::new();
-        expected.extend_from_slice(b"SSMR\x01");
+        expected.extend_from_slice(b"SSMR\x02");
         expected.extend_from_slice(&[0; 8]); // floor
         expected.extend_from_slice(&[0, 0, 0, 1]); // count
         expected.push(1); // SPA key
+        expected.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]); // owner
         expected.extend_from_slice(&[0xab; 16]);
         expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(&bytes[..bytes.len() - 32], &expected[..]);
@@ -764,10 +893,10 @@ mod tests {
             Err(ReplayStateError::BadMagic)
         );
         let mut bad = good.clone();
-        bad[4] = 2;
+        bad[4] = 1;
         assert_eq!(
             ReplayCache::from_bytes(&bad, 10),
-            Err(ReplayStateError::UnsupportedVersion(2))
+            Err(ReplayStateError::UnsupportedVersion(1))
         );
         for i in 5..good.len() {
             if (13..17).contains(&i) {
@@ -782,8 +911,8 @@ mod tests {
             );
         }
         // A well-formed image with an unknown key kind or a duplicate.
-        let forge = |entries: &[[u8; 25]]| {
-            let mut body = b"SSMR\x01".to_vec();
+        let forge = |entries: &[[u8; 29]]| {
+            let mut body = b"SSMR\x02".to_vec();
             body.extend_from_slice(&[0; 8]);
             body.extend_from_slice(&(entries.len() as u32).to_be_bytes());
             for e in entries {
@@ -793,14 +922,14 @@ mod tests {
             body.extend_from_slice(&sum);
             body
         };
-        let mut entry = [0u8; 25];
+        let mut entry = [0u8; 29];
         entry[0] = 9;
         assert_eq!(
             ReplayCache::from_bytes(&forge(&[entry]), 10),
             Err(ReplayStateError::BadEntry(0))
         );
         entry[0] = 1;
-        entry[24] = 5;
+        entry[28] = 5;
         assert_eq!(
             ReplayCache::from_bytes(&forge(&[entry, entry]), 10),
             Err(ReplayStateError::DuplicateEntry(1))
@@ -817,17 +946,17 @@ mod tests {
 
     #[test]
     fn journal_record_layout_is_fixed() {
-        let record = journal_record(&key(0xab), 0x0102);
-        let mut body = vec![1];
+        let record = journal_record(&key(0xab).with_owner(7), 0x0102);
+        let mut body = vec![1, 0, 0, 0, 7];
         body.extend_from_slice(&[0xab; 16]);
         body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(record.len(), 33);
-        assert_eq!(&record[..25], &body[..]);
+        assert_eq!(record.len(), 37);
+        assert_eq!(&record[..29], &body[..]);
         let mut h = Sha256::new();
         h.update(b"sesame-replay-journal-v1");
         h.update(&body);
-        assert_eq!(&record[25..], &h.finalize()[..8]);
-        assert_eq!(&JOURNAL_HEADER, b"SSMJ\x01\0\0\0");
+        assert_eq!(&record[29..], &h.finalize()[..8]);
+        assert_eq!(&JOURNAL_HEADER, b"SSMJ\x02\0\0\0");
     }
 
     #[test]
@@ -906,8 +1035,8 @@ mod tests {
         bad[0] = b'X';
         check(&bad, ReplayJournalError::BadMagic);
         let mut bad = good.clone();
-        bad[4] = 2;
-        check(&bad, ReplayJournalError::UnsupportedVersion(2));
+        bad[4] = 1;
+        check(&bad, ReplayJournalError::UnsupportedVersion(1));
         // Every byte of the second record, flipped.
         for i in 8 + JOURNAL_RECORD_LEN..good.len() {
             let mut bad = good.clone();
@@ -917,8 +1046,8 @@ mod tests {
         // A record with a valid check but an unknown key kind.
         let mut forged = journal_record(&key(3), 180);
         forged[0] = 9;
-        let check_bytes = journal_check(&forged[..25]);
-        forged[25..].copy_from_slice(&check_bytes);
+        let check_bytes = journal_check(&forged[..STATE_ENTRY_LEN]);
+        forged[STATE_ENTRY_LEN..].copy_from_slice(&check_bytes);
         let mut bad = good.clone();
         bad.extend_from_slice(&forged);
         check(&bad, ReplayJournalError::BadRecord(2));

@@ -45,8 +45,15 @@ use crate::table::SeededState;
 
 /// First bytes of every packet.
 pub const MAGIC: [u8; 3] = *b"SSM";
-/// Protocol version carried in byte 3.
+/// Protocol version carried in byte 3 of symmetric packets (and of legacy
+/// public-key packets).
 pub const VERSION: u8 = 1;
+/// Protocol version of public-key packets: version 1's layout followed by
+/// `mac1`, a MAC keyed by the server's public key that the server checks
+/// before any public-key work.
+pub const VERSION_2: u8 = 2;
+/// Length of `mac1`.
+pub const MAC1_LEN: usize = 16;
 /// Version byte at the start of the payload.
 pub const PAYLOAD_VERSION: u8 = 1;
 /// Length of a key id.
@@ -71,8 +78,10 @@ pub const PUBLIC_HEADER_LEN: usize = SYMMETRIC_HEADER_LEN + EPHEMERAL_LEN;
 pub const SYMMETRIC_PACKET_LEN: usize = SYMMETRIC_HEADER_LEN + PAYLOAD_LEN + TAG_LEN;
 /// Length of every public-key-mode packet.
 pub const PUBLIC_PACKET_LEN: usize = PUBLIC_HEADER_LEN + PAYLOAD_LEN + SIGNATURE_LEN + TAG_LEN;
+/// Length of every version 2 public-key packet.
+pub const PUBLIC_V2_PACKET_LEN: usize = PUBLIC_PACKET_LEN + MAC1_LEN;
 /// Longest valid packet.
-pub const MAX_PACKET_LEN: usize = PUBLIC_PACKET_LEN;
+pub const MAX_PACKET_LEN: usize = PUBLIC_V2_PACKET_LEN;
 /// Default time window: a packet's timestamp may differ from the server's
 /// clock by this many seconds either way.
 pub const DEFAULT_WINDOW_SECS: u64 = 60;
@@ -93,6 +102,8 @@ const INFO_SYMMETRIC_AEAD: &[u8] = b"sesame-spa-v1 symmetric aead key";
 const INFO_PUBLIC_AEAD: &[u8] = b"sesame-spa-v1 x25519 aead key";
 /// Hash prefix of an Ed25519 key's id.
 const LABEL_ED25519_KEY_ID: &[u8] = b"sesame-spa-v1 ed25519 key id";
+/// Hash prefix of the `mac1` key (version 2).
+const LABEL_MAC1: &[u8] = b"sesame-spa-v2 mac1";
 /// Prefix of the signed message.
 const LABEL_SIGNATURE: &[u8] = b"sesame-spa-v1 signature";
 const SIGNED_LEN: usize = LABEL_SIGNATURE.len() + 32 + PUBLIC_HEADER_LEN + PAYLOAD_LEN;
@@ -583,9 +594,15 @@ pub enum EncodeError {
     WeakServerKey,
 }
 
-fn header_prefix(out: &mut Vec<u8>, mode: Mode, key_id: KeyId, nonce: &[u8; NONCE_LEN]) {
+fn header_prefix(
+    out: &mut Vec<u8>,
+    version: u8,
+    mode: Mode,
+    key_id: KeyId,
+    nonce: &[u8; NONCE_LEN],
+) {
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     out.push(mode.byte());
     out.extend_from_slice(&key_id.0);
     out.extend_from_slice(nonce);
@@ -621,7 +638,7 @@ fn seal_symmetric(
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(SYMMETRIC_PACKET_LEN);
-    header_prefix(&mut out, Mode::Symmetric, key_id, nonce);
+    header_prefix(&mut out, VERSION, Mode::Symmetric, key_id, nonce);
     out.extend_from_slice(plaintext);
     seal(&mut out, SYMMETRIC_HEADER_LEN, aead_key, nonce);
     debug_assert_eq!(out.len(), SYMMETRIC_PACKET_LEN);
@@ -640,6 +657,7 @@ pub fn encode_public(
 ) -> Result<Vec<u8>, EncodeError> {
     let plaintext = Zeroizing::new(payload.encode()?);
     seal_public(
+        VERSION_2,
         identity,
         identity.public().key_id(),
         server,
@@ -649,9 +667,53 @@ pub fn encode_public(
     )
 }
 
+/// A version 1 public-key packet (no `mac1`), for servers that predate
+/// version 2. A version 2 server accepts it only where configured to.
+pub fn encode_public_v1(
+    identity: &IdentityKey,
+    server: &ServerPublic,
+    payload: &Payload,
+    ephemeral_secret: &[u8; 32],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, EncodeError> {
+    let plaintext = Zeroizing::new(payload.encode()?);
+    seal_public(
+        VERSION,
+        identity,
+        identity.public().key_id(),
+        server,
+        &plaintext,
+        ephemeral_secret,
+        &nonce,
+    )
+}
+
+/// The key of `mac1`: `SHA-256("sesame-spa-v2 mac1" || S_pub)`. Whoever
+/// knows the server's public key can compute it; a blind attacker cannot,
+/// and is refused before any public-key work.
+pub fn mac1_key(server: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(LABEL_MAC1);
+    h.update(server);
+    h.finalize().into()
+}
+
+/// `mac1` of `body` (everything before it): the first 16 bytes of
+/// HMAC-SHA-256 under [`mac1_key`].
+pub fn mac1(key: &[u8; 32], body: &[u8]) -> [u8; MAC1_LEN] {
+    use hmac::Mac;
+    let mut m = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    m.update(body);
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; MAC1_LEN];
+    out.copy_from_slice(&full[..MAC1_LEN]);
+    out
+}
+
 /// The public-key packet of an already encoded payload under an explicit
 /// key id (tests craft wrong-user packets with it).
 fn seal_public(
+    version: u8,
     identity: &IdentityKey,
     key_id: KeyId,
     server: &ServerPublic,
@@ -667,7 +729,7 @@ fn seal_public(
     }
     let aead_key = public_aead_key(shared.as_bytes(), ephemeral_public.as_bytes(), &server.0);
     let mut out = Vec::with_capacity(PUBLIC_PACKET_LEN);
-    header_prefix(&mut out, Mode::Public, key_id, nonce);
+    header_prefix(&mut out, version, Mode::Public, key_id, nonce);
     out.extend_from_slice(ephemeral_public.as_bytes());
     let signed = signed_message(&server.0, &out, plaintext);
     let signature = identity.0.sign(&signed);
@@ -675,6 +737,10 @@ fn seal_public(
     out.extend_from_slice(&signature.to_bytes());
     seal(&mut out, PUBLIC_HEADER_LEN, &aead_key, nonce);
     debug_assert_eq!(out.len(), PUBLIC_PACKET_LEN);
+    if version == VERSION_2 {
+        let tag = mac1(&mac1_key(&server.0), &out);
+        out.extend_from_slice(&tag);
+    }
     Ok(out)
 }
 
@@ -734,6 +800,15 @@ pub enum SpaError {
     /// A protocol version this server does not speak.
     #[error("unsupported SPA version {0}")]
     UnsupportedVersion(u8),
+    /// A version 1 public-key packet, refused: version 1 lacks `mac1`, so
+    /// it costs an X25519 before it can be refused. Accepted only where the
+    /// door allows legacy clients.
+    #[error("version 1 public-key packet refused (no mac1; update the client, or set spa_accept_v1 on the door)")]
+    LegacyPublic,
+    /// A version 2 packet whose `mac1` is wrong: not made with this server's
+    /// public key. Refused before any public-key work.
+    #[error("bad mac1: not made for this server's public key")]
+    BadMac1,
     /// A mode byte other than 0 or 1.
     #[error("unsupported SPA mode {0}")]
     UnsupportedMode(u8),
@@ -852,6 +927,8 @@ impl SpaError {
             SpaError::Truncated { .. } => "truncated",
             SpaError::BadMagic => "bad_magic",
             SpaError::UnsupportedVersion(_) => "unsupported_version",
+            SpaError::LegacyPublic => "v1_public_refused",
+            SpaError::BadMac1 => "bad_mac1",
             SpaError::UnsupportedMode(_) => "unsupported_mode",
             SpaError::UnknownKey { .. } => "unknown_key",
             SpaError::BadEphemeral { .. } => "bad_ephemeral",
@@ -977,8 +1054,22 @@ pub struct Verified {
 pub struct Verifier {
     window: u64,
     server: Option<ServerKey>,
+    /// [`mac1_key`] of the server's public key.
+    mac1_key: Option<[u8; 32]>,
+    /// Whether version 1 public-key packets (no `mac1`) are accepted.
+    accept_v1_public: bool,
     users: Vec<UserEntry>,
     index: HashMap<(Mode, KeyId), usize, SeededState>,
+}
+
+/// What verifying a packet that passed [`Verifier::precheck`] will cost.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Symmetric mode: an AEAD over ~110 bytes (about a microsecond).
+    Cheap,
+    /// Public-key mode: an X25519 and an Ed25519 verification (tens of
+    /// microseconds): worth a per-source budget.
+    PublicKey,
 }
 
 impl fmt::Debug for Verifier {
@@ -996,12 +1087,22 @@ impl Verifier {
     /// difference either way ([`DEFAULT_WINDOW_SECS`] by default);
     /// `server` is needed for public-key users.
     pub fn new(window_secs: u64, server: Option<ServerKey>) -> Self {
+        let mac1_key = server.as_ref().map(|s| mac1_key(&s.public().0));
         Verifier {
             window: window_secs,
             server,
+            mac1_key,
+            accept_v1_public: false,
             users: Vec::new(),
             index: HashMap::with_hasher(SeededState::new([0x5e5a_3e00, 0x5ba1])),
         }
+    }
+
+    /// Accepts (or not, the default) version 1 public-key packets, which
+    /// lack `mac1` and so cost an X25519 before they can be refused. For
+    /// clients that predate version 2.
+    pub fn accept_v1_public(&mut self, accept: bool) {
+        self.accept_v1_public = accept;
     }
 
     /// The time window in seconds.
@@ -1072,10 +1173,21 @@ impl Verifier {
         Ok(key_id)
     }
 
-    /// Runs every check but the replay check on `datagram` (the UDP payload)
-    /// received at `now_unix` (unix seconds). See [`SpaError`] for the order.
-    /// Use [`Verifier::verify_and_record`] to open doors.
-    pub fn verify(&self, datagram: &[u8], now_unix: u64) -> Result<Verified, SpaError> {
+    /// The checks that need no secret and cost about a microsecond: length,
+    /// magic, version, mode, `mac1` (version 2) and the key id. A daemon
+    /// runs this first and spends a per-source budget on what it returns as
+    /// [`Cost::PublicKey`] before calling [`Verifier::verify`].
+    pub fn precheck(&self, datagram: &[u8]) -> Result<Cost, SpaError> {
+        let (mode, ..) = self.prelude(datagram)?;
+        Ok(match mode {
+            Mode::Symmetric => Cost::Cheap,
+            Mode::Public => Cost::PublicKey,
+        })
+    }
+
+    /// Steps 1-2 of the check order: returns the mode, the key id, the
+    /// user's index and the packet without `mac1`.
+    fn prelude<'a>(&self, datagram: &'a [u8]) -> Result<(Mode, KeyId, usize, &'a [u8]), SpaError> {
         // 1. Length, magic, version, mode: no key, no cryptography.
         let len = datagram.len();
         if len > MAX_PACKET_LEN {
@@ -1093,24 +1205,46 @@ impl Verifier {
         if datagram[..3] != MAGIC {
             return Err(SpaError::BadMagic);
         }
-        if datagram[3] != VERSION {
-            return Err(SpaError::UnsupportedVersion(datagram[3]));
-        }
+        let version = datagram[3];
         let mode = Mode::from_byte(datagram[4]).ok_or(SpaError::UnsupportedMode(datagram[4]))?;
-        let expected = mode.packet_len();
+        let expected = match (version, mode) {
+            (VERSION, Mode::Symmetric) => SYMMETRIC_PACKET_LEN,
+            (VERSION, Mode::Public) if self.accept_v1_public => PUBLIC_PACKET_LEN,
+            (VERSION, Mode::Public) => return Err(SpaError::LegacyPublic),
+            (VERSION_2, Mode::Public) => PUBLIC_V2_PACKET_LEN,
+            (v, _) => return Err(SpaError::UnsupportedVersion(v)),
+        };
         if len < expected {
             return Err(SpaError::Truncated { len, expected });
         }
         if len > expected {
             return Err(SpaError::Oversized { len, max: expected });
         }
-
-        // 2. Key id: one lookup, before any cryptography.
-        let key_id = KeyId(datagram[OFF_KEY_ID..OFF_NONCE].try_into().expect("8 bytes"));
+        // 2. mac1 (version 2): one HMAC, before anything that costs more.
+        let body = if version == VERSION_2 {
+            let (body, tag) = datagram.split_at(PUBLIC_PACKET_LEN);
+            let key = self.mac1_key.as_ref().ok_or(SpaError::BadMac1)?;
+            if !bool::from(mac1(key, body).ct_eq(tag)) {
+                return Err(SpaError::BadMac1);
+            }
+            body
+        } else {
+            datagram
+        };
+        // 3. Key id: one lookup, before any cryptography.
+        let key_id = KeyId(body[OFF_KEY_ID..OFF_NONCE].try_into().expect("8 bytes"));
         let &index = self
             .index
             .get(&(mode, key_id))
             .ok_or(SpaError::UnknownKey { mode, key_id })?;
+        Ok((mode, key_id, index, body))
+    }
+
+    /// Runs every check but the replay check on `datagram` (the UDP payload)
+    /// received at `now_unix` (unix seconds). See [`SpaError`] for the order.
+    /// Use [`Verifier::verify_and_record`] to open doors.
+    pub fn verify(&self, datagram: &[u8], now_unix: u64) -> Result<Verified, SpaError> {
+        let (mode, key_id, index, datagram) = self.prelude(datagram)?;
         let user = &self.users[index];
         let claimed = || user.name.clone();
 
@@ -1216,7 +1350,9 @@ impl Verifier {
             key_id,
             services,
             duration: Duration::from_secs(u64::from(seconds)),
-            replay_key: ReplayKey::spa(payload.nonce),
+            // Each key gets its own share of the replay cache.
+            replay_key: ReplayKey::spa(payload.nonce)
+                .with_owner(ReplayKey::owner_id(b"spa-key", &key_id.0)),
             replay_expires: payload.timestamp.saturating_add(window),
             payload,
         })
@@ -1243,6 +1379,12 @@ impl Verifier {
                 reason,
             }),
         }
+    }
+
+    /// Number of keys (users' credentials) this verifier knows: what the
+    /// replay cache shares itself among ([`ReplayCache::set_owners`]).
+    pub fn key_count(&self) -> usize {
+        self.users.len()
     }
 }
 
@@ -1312,6 +1454,7 @@ mod tests {
     /// carol: public key. dave is unknown to the server.
     fn verifier() -> Verifier {
         let mut v = Verifier::new(DEFAULT_WINDOW_SECS, Some(server_key()));
+        v.accept_v1_public(true);
         v.add_user("alice", Credential::Symmetric(alice_key()), policy())
             .unwrap();
         let mut bob = policy();
@@ -1332,8 +1475,10 @@ mod tests {
         encode_symmetric(&alice_key(), p, seq_bytes(0xc0)).unwrap()
     }
 
+    /// A version 1 public-key packet: the tests of the checks behind `mac1`
+    /// use it (the verifier accepts v1); version 2 has tests of its own.
     fn public(p: &Payload) -> Vec<u8> {
-        encode_public(
+        encode_public_v1(
             &carol_identity(),
             &server_key().public(),
             p,
@@ -1372,6 +1517,17 @@ mod tests {
         "c796cd26ec8fe4be152eb8d994a3172b47982440bb2f7e9c107e45ad",
     );
 
+    const PUBLIC_V2_VECTOR: &str = concat!(
+        "53534d020131f14ed720794cadc0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2",
+        "d3d4d5d6d7675dd574ed7789310b3d2e7681f3790b466c773b1521fecf365779",
+        "58371ea52f638049aef1886829d041a33e9f885837dc479cdc484b11bb1c30b6",
+        "38358d56872449e062d4e9cfec70e073b0b831f27da047842a2c26536492162a",
+        "8e3e795a1527e9d3fd0bdc005eb629abb20eb89b9de986e9ae034ebe2dbbfa12",
+        "b70c2f191845db3add247cccf45cebfb409b6c62246d50843ae66ec4a1e4e5e8",
+        "4b269bc94aab6531dc1042dcfc5cd8e0b55c10288b9e06a9c54773fcf28f102f",
+        "90e1dbdd83c88398449e5dc3",
+    );
+
     #[test]
     fn test_vectors() {
         assert_eq!(alice_key().key_id().to_string(), SYMMETRIC_KEY_ID);
@@ -1385,6 +1541,11 @@ mod tests {
         let packet = public(&payload());
         assert_eq!(packet.len(), PUBLIC_PACKET_LEN);
         assert_eq!(hex(&packet), PUBLIC_VECTOR);
+        // Version 2: the same bytes but for the version byte (so a new
+        // tag and signature), then mac1.
+        let packet = public_v2(&payload());
+        assert_eq!(packet.len(), PUBLIC_V2_PACKET_LEN);
+        assert_eq!(hex(&packet), PUBLIC_V2_VECTOR);
     }
 
     #[test]
@@ -1416,7 +1577,10 @@ mod tests {
         assert_eq!(ok.payload, payload());
         assert_eq!(ok.services, vec![tcp(22)]);
         assert_eq!(ok.duration, Duration::from_secs(30));
-        assert_eq!(ok.replay_key, ReplayKey::spa(payload().nonce));
+        assert_eq!(
+            ok.replay_key.owner(),
+            ReplayKey::owner_id(b"spa-key", &ok.key_id.0)
+        );
         assert_eq!(ok.replay_expires, NOW + 60);
     }
 
@@ -1522,6 +1686,69 @@ mod tests {
         }
     }
 
+    fn public_v2(p: &Payload) -> Vec<u8> {
+        encode_public(
+            &carol_identity(),
+            &server_key().public(),
+            p,
+            &seq_bytes(0x60),
+            seq_bytes(0xc0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn version_2_round_trips_and_every_tampered_byte_fails_mac1() {
+        let mut v = verifier();
+        v.accept_v1_public(false);
+        let good = public_v2(&payload());
+        assert_eq!(good.len(), PUBLIC_V2_PACKET_LEN);
+        assert_eq!(good[3], VERSION_2);
+        assert_eq!(v.precheck(&good), Ok(Cost::PublicKey));
+        assert_eq!(v.precheck(&sym(&payload())), Ok(Cost::Cheap));
+        assert!(v.verify(&good, NOW).is_ok());
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            let reason = v.precheck(&bad).unwrap_err().reason();
+            let expected = match i {
+                0..=2 => "bad_magic",
+                // 2 -> 3; mode 1 -> 0 (version 2 has no symmetric mode).
+                3 | 4 => "unsupported_version",
+                _ => "bad_mac1",
+            };
+            assert_eq!(reason, expected, "byte {i}");
+        }
+        // Version 1 public-key packets are refused unless allowed.
+        let v1 = public(&payload());
+        assert_eq!(v.precheck(&v1), Err(SpaError::LegacyPublic));
+        v.accept_v1_public(true);
+        assert!(v.verify(&v1, NOW).is_ok());
+        // A server without a public key cannot check mac1.
+        let bare = Verifier::new(DEFAULT_WINDOW_SECS, None);
+        assert_eq!(bare.precheck(&good), Err(SpaError::BadMac1));
+    }
+
+    #[test]
+    fn mac1_holders_still_meet_every_inner_check() {
+        // Someone who knows the server's public key passes mac1, and then
+        // meets the same checks as in version 1.
+        let v = verifier();
+        let mut packet = public_v2(&payload());
+        packet[OFF_EPHEMERAL..PUBLIC_HEADER_LEN].fill(0);
+        let tag = mac1(
+            &mac1_key(&server_key().public().0),
+            &packet[..PUBLIC_PACKET_LEN],
+        );
+        packet[PUBLIC_PACKET_LEN..].copy_from_slice(&tag);
+        assert_eq!(
+            v.verify(&packet, NOW),
+            Err(SpaError::BadEphemeral {
+                user: user("carol")
+            })
+        );
+    }
+
     #[test]
     fn stale_and_future_are_distinct_with_inclusive_window() {
         let v = verifier();
@@ -1618,6 +1845,7 @@ mod tests {
         // Dave signs a packet claiming to be Carol: it decrypts (anyone can
         // encrypt to the server) but the signature is not Carol's.
         let packet = seal_public(
+            VERSION_2,
             &dave_identity(),
             carol_identity().public().key_id(),
             &server_key().public(),
@@ -1647,7 +1875,7 @@ mod tests {
     fn packet_for_another_server_is_refused() {
         let v = verifier();
         let other = ServerKey::from_bytes(&[0x99; 32]);
-        let packet = encode_public(
+        let packet = encode_public_v1(
             &carol_identity(),
             &other.public(),
             &payload(),
@@ -1661,6 +1889,16 @@ mod tests {
                 user: user("carol")
             })
         );
+        // Version 2: refused by mac1, before any public-key work.
+        let packet = encode_public(
+            &carol_identity(),
+            &other.public(),
+            &payload(),
+            &[3; 32],
+            [1; 24],
+        )
+        .unwrap();
+        assert_eq!(v.verify(&packet, NOW), Err(SpaError::BadMac1));
     }
 
     #[test]
@@ -1727,7 +1965,7 @@ mod tests {
             v.verify(&[0; 1500], NOW),
             Err(SpaError::Oversized {
                 len: 1500,
-                max: 220
+                max: 236
             })
         );
         let mut bad = good.clone();
@@ -1851,6 +2089,41 @@ mod tests {
         }
     }
 
+    /// Audit item 6: one key holder sent more valid packets, dated near
+    /// the end of the window, than the replay cache holds; everyone else
+    /// was refused as unverifiable for two minutes. Now the flood fills
+    /// only the sender's share.
+    #[test]
+    fn one_key_holder_cannot_fill_the_replay_cache_for_everyone() {
+        let v = verifier();
+        let mut cache = ReplayCache::new(2_000);
+        cache.set_owners(v.key_count());
+        let quota = cache.quota();
+        let mut refused_own = 0;
+        for i in 0..(2_000 + 500u32) {
+            let mut p = payload();
+            p.timestamp = NOW + 55;
+            p.nonce[..4].copy_from_slice(&i.to_be_bytes());
+            let packet = encode_symmetric(&alice_key(), &p, seq_bytes(i as u8)).unwrap();
+            match v.verify_and_record(&packet, NOW, &mut cache) {
+                Ok(_) => {}
+                Err(SpaError::ReplayUnverifiable {
+                    reason: ReplayError::OwnerFull { .. },
+                    ..
+                }) => refused_own += 1,
+                Err(e) => panic!("packet {i}: {e}"),
+            }
+        }
+        assert_eq!(refused_own, 2_500 - quota, "alice fills exactly her share");
+        // Bob, with a packet dated now, is still accepted; so is carol.
+        let mut p = payload();
+        p.services = vec![tcp(443)];
+        let bob = encode_symmetric(&bob_key(), &p, seq_bytes(0x11)).unwrap();
+        v.verify_and_record(&bob, NOW, &mut cache).unwrap();
+        v.verify_and_record(&public(&payload()), NOW, &mut cache)
+            .unwrap();
+    }
+
     #[test]
     fn replay_is_refused_also_after_a_restart() {
         let v = verifier();
@@ -1873,7 +2146,9 @@ mod tests {
             "replay"
         );
         let public_packet = public(&payload());
-        // Same nonce as Alice's packet: the replay id is the payload nonce.
+        // Same nonce as Alice's packet, but another key: another credential
+        // (the replay key is the key's owner id and the payload nonce).
+        assert!(v.verify_and_record(&public_packet, NOW, &mut cache).is_ok());
         assert_eq!(
             v.verify_and_record(&public_packet, NOW, &mut cache)
                 .unwrap_err()
@@ -2029,6 +2304,8 @@ mod tests {
             },
             SpaError::BadMagic,
             SpaError::UnsupportedVersion(0),
+            SpaError::LegacyPublic,
+            SpaError::BadMac1,
             SpaError::UnsupportedMode(0),
             SpaError::UnknownKey {
                 mode: Mode::Symmetric,

@@ -148,7 +148,7 @@ proptest! {
     fn public_round_trip(p in valid_payload(), nonce in any::<[u8; 24]>(), eph in any::<[u8; 32]>()) {
         let v = verifier();
         let packet = spa::encode_public(&identity(), &server().public(), &p, &eph, nonce).unwrap();
-        prop_assert_eq!(packet.len(), spa::PUBLIC_PACKET_LEN);
+        prop_assert_eq!(packet.len(), spa::PUBLIC_V2_PACKET_LEN);
         let ok = v.verify(&packet, NOW).unwrap();
         prop_assert_eq!(&*ok.user, "pub");
         prop_assert_eq!(ok.mode, Mode::Public);
@@ -173,10 +173,16 @@ proptest! {
         } else {
             (Mode::Symmetric, sym_key().key_id())
         };
-        let mut packet = b"SSM\x01".to_vec();
+        // Version 2 public-key packets carry a valid mac1 here (the sender
+        // knows the server's public key): what is left is the tag.
+        let mut packet = if public { b"SSM\x02".to_vec() } else { b"SSM\x01".to_vec() };
         packet.push(mode.byte());
         packet.extend_from_slice(&key_id.0);
         packet.extend_from_slice(&body[..mode.packet_len() - packet.len()]);
+        if public {
+            let tag = spa::mac1(&spa::mac1_key(&server().public().0), &packet);
+            packet.extend_from_slice(&tag);
+        }
         let err = v.verify(&packet, NOW).unwrap_err();
         prop_assert!(
             matches!(err.reason(), "bad_tag" | "bad_ephemeral"),

@@ -72,6 +72,9 @@ pub struct Ruleset {
     pub guard_tcp_syn: Vec<u16>,
     /// UDP guard ports, logged and not dropped.
     pub guard_udp: Vec<u16>,
+    /// UDP ports of Sesame SPA doors (also in `knock_udp`): datagrams whose
+    /// length, magic or version cannot be SPA are dropped in the kernel.
+    pub spa_udp: Vec<u16>,
     /// Services closed to everyone without a grant.
     pub protected: Vec<Service>,
     /// Knocks count only when they arrive on one of these interfaces (by
@@ -634,6 +637,38 @@ impl Firewall {
         Ok(out)
     }
 
+    /// Every destination-NAT rule of the host's ruleset, in any table and
+    /// family (Docker's `-p`, libvirt, Kubernetes NodePorts, a hand-written
+    /// `dnat to`): traffic it forwards never passes the input hook, so
+    /// Sesame's gate does not see it. Rules of legacy (x_tables) iptables
+    /// are not visible here.
+    pub fn dnat_rules(&mut self) -> Result<Vec<DnatRule>, FirewallError> {
+        let op = "list the ruleset's DNAT rules";
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut w = Writer::new();
+        w.message(
+            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETRULE),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            NFPROTO_UNSPEC,
+            0,
+            |_| {},
+        );
+        self.send(op, &w.into_bytes())?;
+        let mut out = Vec::new();
+        self.collect(op, seq, |msg| {
+            if let Some(rule) = parse_dnat_rule(msg).map_err(|what| FirewallError::Malformed {
+                op: op.to_string(),
+                what,
+            })? {
+                out.push(rule);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Deletes the table and everything in it. Returns whether it existed.
     pub fn remove(&mut self) -> Result<bool, FirewallError> {
         let table = self.table.clone();
@@ -834,6 +869,114 @@ impl Firewall {
     }
 }
 
+/// A destination-NAT rule of the host's ruleset (see
+/// [`Firewall::dnat_rules`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnatRule {
+    /// `ip`, `ip6`, `inet`, … as `nft` names the family.
+    pub family: &'static str,
+    /// The rule's table.
+    pub table: String,
+    /// The rule's chain.
+    pub chain: String,
+    /// Destination ports it matches with `th dport == PORT`.
+    pub ports: Vec<u16>,
+    /// It matches ports some other way (a set, a range) or not at all: any
+    /// port may be forwarded.
+    pub any_port: bool,
+}
+
+impl DnatRule {
+    /// True when the rule may forward traffic to `port`.
+    pub fn may_forward(&self, port: u16) -> bool {
+        self.any_port || self.ports.contains(&port)
+    }
+}
+
+fn family_name(f: u8) -> &'static str {
+    match f {
+        NFPROTO_INET => "inet",
+        2 => "ip",
+        NFPROTO_IPV6 => "ip6",
+        3 => "arp",
+        7 => "bridge",
+        5 => "netdev",
+        _ => "?",
+    }
+}
+
+/// Reads one `NEWRULE` dump message: a DNAT rule, or `None`. Port matches
+/// are recognised as nft writes them: a transport-header payload load of
+/// offset 2, length 2 into a register, then an equality compare on it.
+fn parse_dnat_rule(msg: &Msg<'_>) -> Result<Option<DnatRule>, &'static str> {
+    let family = *msg.payload.first().ok_or("short message")?;
+    let attrs = msg.payload.get(NFGENMSG_LEN..).ok_or("short message")?;
+    let text = |ty| -> Result<String, &'static str> {
+        let raw = wire::find_attr(attrs, ty).map_err(|m| m.0)?.unwrap_or(&[]);
+        Ok(String::from_utf8_lossy(raw)
+            .trim_end_matches('\0')
+            .to_string())
+    };
+    let Some(exprs) = wire::find_attr(attrs, NFTA_RULE_EXPRESSIONS).map_err(|m| m.0)? else {
+        return Ok(None);
+    };
+    let be32 = |p: Option<&[u8]>| -> Option<u32> {
+        p.and_then(|p| p.get(..4))
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (mut dport_reg, mut ports, mut dnat, mut other_match) = (None, Vec::new(), false, false);
+    for elem in wire::attrs(exprs) {
+        let (ty, elem) = elem.map_err(|m| m.0)?;
+        if ty != NFTA_LIST_ELEM {
+            continue;
+        }
+        let name = wire::find_attr(elem, NFTA_EXPR_NAME)
+            .map_err(|m| m.0)?
+            .unwrap_or(&[]);
+        let data = wire::find_attr(elem, NFTA_EXPR_DATA)
+            .map_err(|m| m.0)?
+            .unwrap_or(&[]);
+        let get = |t| wire::find_attr(data, t).ok().flatten();
+        match name {
+            b"payload\0" => {
+                let is_dport = be32(get(NFTA_PAYLOAD_BASE)) == Some(NFT_PAYLOAD_TRANSPORT_HEADER)
+                    && be32(get(NFTA_PAYLOAD_OFFSET)) == Some(2)
+                    && be32(get(NFTA_PAYLOAD_LEN)) == Some(2);
+                if is_dport {
+                    dport_reg = be32(get(NFTA_PAYLOAD_DREG));
+                }
+            }
+            b"cmp\0" if dport_reg.is_some() && be32(get(NFTA_CMP_SREG)) == dport_reg => {
+                let value = get(NFTA_CMP_DATA)
+                    .and_then(|d| wire::find_attr(d, NFTA_DATA_VALUE).ok().flatten());
+                match (be32(get(NFTA_CMP_OP)), value) {
+                    (Some(NFT_CMP_EQ), Some([hi, lo, ..])) => {
+                        ports.push(u16::from_be_bytes([*hi, *lo]))
+                    }
+                    _ => other_match = true,
+                }
+            }
+            // A set or a range of ports (NFTA_RANGE_SREG is attribute 1).
+            b"lookup\0" if dport_reg.is_some() && be32(get(NFTA_LOOKUP_SREG)) == dport_reg => {
+                other_match = true
+            }
+            b"range\0" if dport_reg.is_some() && be32(get(1)) == dport_reg => other_match = true,
+            b"nat\0" if be32(get(NFTA_NAT_TYPE)) == Some(NFT_NAT_DNAT) => dnat = true,
+            _ => {}
+        }
+    }
+    if !dnat {
+        return Ok(None);
+    }
+    Ok(Some(DnatRule {
+        family: family_name(family),
+        table: text(NFTA_RULE_TABLE)?,
+        chain: text(NFTA_RULE_CHAIN)?,
+        any_port: other_match || ports.is_empty(),
+        ports,
+    }))
+}
+
 /// Decodes the grant elements of one `NEWSETELEM` dump message.
 fn parse_elements(set: &str, msg: &Msg<'_>, out: &mut Vec<Grant>) -> Result<(), &'static str> {
     let attrs = msg.payload.get(NFGENMSG_LEN..).ok_or("short message")?;
@@ -950,10 +1093,10 @@ mod tests {
             assert_eq!(p.seq, m.seq);
             assert_ne!(p.flags & NLM_F_ACK, 0);
         }
-        // Empty config sets get no element message, and no guard means no
-        // guard rules; the table, 11 sets, 9 flushes, 2 chains, 2 chain
-        // flushes and 8 rules remain.
-        assert_eq!(n, 1 + 11 + 9 + 2 + 2 + 8);
+        // Empty config sets get no element message, and no guard or SPA
+        // port means no rules for them; the table, 13 sets, 11 flushes, 2
+        // chains, 2 chain flushes and 8 rules remain.
+        assert_eq!(n, 1 + 13 + 11 + 2 + 2 + 8);
         assert_eq!(last, 10 + n as u32 + 2);
     }
 

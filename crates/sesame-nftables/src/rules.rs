@@ -25,6 +25,11 @@ pub(crate) const SET_KNOCK_UDP: &str = "knock_udp";
 pub(crate) const SET_GUARD_TCP_SYN: &str = "guard_tcp_syn";
 /// UDP guard ports: logged, never dropped.
 pub(crate) const SET_GUARD_UDP: &str = "guard_udp";
+/// UDP ports of Sesame SPA doors: datagrams that cannot be SPA are dropped
+/// in the kernel.
+pub(crate) const SET_SPA_UDP: &str = "spa_udp";
+/// UDP lengths (header included) a Sesame SPA datagram can have.
+pub(crate) const SET_SPA_LEN: &str = "spa_len";
 /// Interfaces knocks must arrive on (used only when non-empty).
 pub(crate) const SET_KNOCK_IFACES: &str = "knock_ifaces";
 /// Non-local IPv4 destinations that doors listen on (knockd's `Target`).
@@ -63,7 +68,7 @@ pub(crate) struct SetSpec {
 }
 
 /// The sets, in creation order.
-pub(crate) const SETS: [SetSpec; 11] = [
+pub(crate) const SETS: [SetSpec; 13] = [
     SetSpec {
         name: SET_GRANTS4,
         key_type: concat_type(&[
@@ -116,6 +121,18 @@ pub(crate) const SETS: [SetSpec; 11] = [
     },
     SetSpec {
         name: SET_GUARD_UDP,
+        key_type: NFT_TYPE_INET_SERVICE,
+        key_len: 2,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_SPA_UDP,
+        key_type: NFT_TYPE_INET_SERVICE,
+        key_len: 2,
+        flags: 0,
+    },
+    SetSpec {
+        name: SET_SPA_LEN,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
@@ -214,6 +231,11 @@ pub(crate) enum Expr {
         set: &'static str,
         sreg: u32,
     },
+    /// A lookup that matches when the key is *not* in the set.
+    LookupNot {
+        set: &'static str,
+        sreg: u32,
+    },
     Fib {
         dreg: u32,
         result: u32,
@@ -236,7 +258,7 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
-            Expr::Lookup { .. } => "lookup",
+            Expr::Lookup { .. } | Expr::LookupNot { .. } => "lookup",
             Expr::Fib { .. } => "fib",
             Expr::Ct { .. } => "ct",
             Expr::Log { .. } => "log",
@@ -293,6 +315,11 @@ impl Expr {
             Expr::Lookup { set, sreg } => {
                 w.put_str(NFTA_LOOKUP_SET, set);
                 w.put_be32(NFTA_LOOKUP_SREG, *sreg);
+            }
+            Expr::LookupNot { set, sreg } => {
+                w.put_str(NFTA_LOOKUP_SET, set);
+                w.put_be32(NFTA_LOOKUP_SREG, *sreg);
+                w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
             }
             Expr::Fib {
                 dreg,
@@ -521,7 +548,51 @@ pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
         let mut udp = prefix(UDP, SET_KNOCK_UDP);
         udp.push(log.clone());
         udp.push(drop.clone());
-        out.extend([syn_log, syn_drop, any, udp]);
+        out.extend([syn_log, syn_drop, any]);
+        // On SPA ports, what cannot be a Sesame SPA datagram (length, magic,
+        // version at fixed offsets) is dropped here, before it costs the
+        // daemon anything.
+        if !rules.spa_udp.is_empty() {
+            let payload = |offset: u32, len: u32| Expr::Payload {
+                base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                offset,
+                len,
+                dreg: NFT_REG_1,
+            };
+            let mut bad_len = prefix(UDP, SET_SPA_UDP);
+            bad_len.push(payload(4, 2));
+            bad_len.push(Expr::LookupNot {
+                set: SET_SPA_LEN,
+                sreg: NFT_REG_1,
+            });
+            bad_len.push(drop.clone());
+            let mut bad_magic = prefix(UDP, SET_SPA_UDP);
+            bad_magic.push(payload(8, 3));
+            bad_magic.push(Expr::Cmp {
+                sreg: NFT_REG_1,
+                op: NFT_CMP_NEQ,
+                data: b"SSM".to_vec(),
+            });
+            bad_magic.push(drop.clone());
+            let mut bad_version = prefix(UDP, SET_SPA_UDP);
+            bad_version.push(payload(11, 1));
+            bad_version.push(Expr::Cmp {
+                sreg: NFT_REG_1,
+                op: NFT_CMP_GT,
+                data: vec![2],
+            });
+            bad_version.push(drop.clone());
+            let mut zero_version = prefix(UDP, SET_SPA_UDP);
+            zero_version.push(payload(11, 1));
+            zero_version.push(Expr::Cmp {
+                sreg: NFT_REG_1,
+                op: NFT_CMP_EQ,
+                data: vec![0],
+            });
+            zero_version.push(drop.clone());
+            out.extend([bad_len, bad_magic, bad_version, zero_version]);
+        }
+        out.push(udp);
         // Guards are observed, not dropped: they may hold real services,
         // and a sweep hitting them is all the daemon needs to see.
         if !rules.guard_tcp_syn.is_empty() {
@@ -605,6 +676,10 @@ pub(crate) fn rule_attrs(w: &mut Writer, table: &str, chain: &str, exprs: &[Expr
 }
 
 // ---- set element keys --------------------------------------------------------
+
+/// UDP lengths (8-byte header included) of Sesame SPA datagrams: symmetric
+/// (124), public-key version 1 (220) and version 2 (236).
+pub(crate) const SPA_UDP_LENGTHS: [u16; 3] = [8 + 124, 8 + 220, 8 + 236];
 
 /// Element key of `knock_*`: the port in network byte order.
 pub(crate) fn port_key(port: u16) -> Vec<u8> {
@@ -699,7 +774,7 @@ pub(crate) fn ifname_key(name: &str) -> Vec<u8> {
 }
 
 /// The element keys of the configuration-derived sets.
-pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 9] {
+pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>); 11] {
     let ports = |p: &[u16]| unique_ports(p).into_iter().map(port_key).collect();
     let mut services = rules.protected.clone();
     services.sort_unstable();
@@ -714,6 +789,15 @@ pub(crate) fn config_elements(rules: &Ruleset) -> [(&'static str, Vec<Vec<u8>>);
         (SET_KNOCK_UDP, ports(&rules.knock_udp)),
         (SET_GUARD_TCP_SYN, ports(&rules.guard_tcp_syn)),
         (SET_GUARD_UDP, ports(&rules.guard_udp)),
+        (SET_SPA_UDP, ports(&rules.spa_udp)),
+        (
+            SET_SPA_LEN,
+            if rules.spa_udp.is_empty() {
+                Vec::new()
+            } else {
+                SPA_UDP_LENGTHS.iter().map(|&l| port_key(l)).collect()
+            },
+        ),
         (
             SET_KNOCK_IFACES,
             rules.interfaces.iter().map(|i| ifname_key(i)).collect(),

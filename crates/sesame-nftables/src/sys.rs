@@ -80,6 +80,7 @@ pub const NFT_MSG_GETTABLE: u8 = 1;
 pub const NFT_MSG_DELTABLE: u8 = 2;
 pub const NFT_MSG_NEWCHAIN: u8 = 3;
 pub const NFT_MSG_NEWRULE: u8 = 6;
+pub const NFT_MSG_GETRULE: u8 = 7;
 pub const NFT_MSG_DELRULE: u8 = 8;
 pub const NFT_MSG_NEWSET: u8 = 9;
 pub const NFT_MSG_NEWSETELEM: u8 = 12;
@@ -159,13 +160,20 @@ pub const NFTA_BITWISE_XOR: u16 = 5;
 
 // enum nft_cmp_ops / nft_cmp_attributes
 pub const NFT_CMP_EQ: u32 = 0;
+
+// enum nft_nat_attributes, enum nft_nat_types
+pub const NFTA_NAT_TYPE: u16 = 1;
+pub const NFT_NAT_DNAT: u32 = 1;
 pub const NFT_CMP_NEQ: u32 = 1;
+pub const NFT_CMP_GT: u32 = 4;
 pub const NFTA_CMP_SREG: u16 = 1;
 pub const NFTA_CMP_OP: u16 = 2;
 pub const NFTA_CMP_DATA: u16 = 3;
 
 // enum nft_lookup_attributes
 pub const NFTA_LOOKUP_SET: u16 = 1;
+pub const NFTA_LOOKUP_FLAGS: u16 = 5;
+pub const NFT_LOOKUP_F_INV: u32 = 1;
 pub const NFTA_LOOKUP_SREG: u16 = 2;
 
 // enum nft_payload_bases / nft_payload_attributes

@@ -67,6 +67,9 @@ pub struct SpaDoor {
     pub window: Duration,
     /// Who may open it.
     pub users: Vec<SpaUser>,
+    /// Also accept version 1 public-key packets, which lack `mac1` and so
+    /// cost an X25519 before they can be refused (legacy clients).
+    pub accept_v1: bool,
 }
 
 /// One SPA user of a door.
@@ -183,6 +186,8 @@ pub struct DaemonSettings {
     pub metrics: Option<std::net::SocketAddr>,
     /// The failure budget of knock doors: when a source prefix is banned.
     pub ban: BanPolicy,
+    /// Public-key SPA verifications each source prefix may ask for.
+    pub spa_pk_rate: sesame_core::rate::RatePolicy,
 }
 
 impl Default for DaemonSettings {
@@ -205,6 +210,7 @@ impl Default for DaemonSettings {
             control_group: None,
             metrics: None,
             ban: BanPolicy::DEFAULT,
+            spa_pk_rate: sesame_core::rate::RatePolicy::default(),
         }
     }
 }
@@ -317,6 +323,8 @@ struct RawDaemon {
     ban_for: Option<Spanned<RawDuration>>,
     ban_prefix_v4: Option<Spanned<i64>>,
     ban_prefix_v6: Option<Spanned<i64>>,
+    spa_pk_rate: Option<Spanned<i64>>,
+    spa_pk_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +353,8 @@ struct RawDoor {
     /// SPA door: UDP port.
     spa_port: Option<Spanned<i64>>,
     spa_window: Option<Spanned<RawDuration>>,
+    /// SPA door: accept version 1 public-key packets (no mac1).
+    spa_accept_v1: Option<Spanned<bool>>,
     /// TOTP door: `"20000-29999"`.
     totp_ports: Option<Spanned<String>>,
     totp_length: Option<Spanned<i64>>,
@@ -623,6 +633,29 @@ impl Ctx<'_> {
                     })?;
             }
         }
+        for (key, field, target) in [
+            (
+                "spa_pk_rate",
+                raw.spa_pk_rate,
+                &mut out.spa_pk_rate.per_second,
+            ),
+            ("spa_pk_burst", raw.spa_pk_burst, &mut out.spa_pk_rate.burst),
+        ] {
+            if let Some(v) = field {
+                *target = u32::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|n| *n <= 1_000_000)
+                    .ok_or_else(|| {
+                        self.invalid(
+                            v.span(),
+                            format!("daemon.{key} {}", v.get_ref()),
+                            "expected a number from 0 (no limit) to 1000000",
+                        )
+                    })?;
+            }
+        }
+        out.spa_pk_rate.v4_prefix = out.ban.v4_prefix;
+        out.spa_pk_rate.v6_prefix = out.ban.v6_prefix;
         for (key, field, target) in [
             ("max_tracked", raw.max_tracked, &mut out.max_tracked),
             ("max_grants", raw.max_grants, &mut out.max_grants),
@@ -982,7 +1015,10 @@ impl Ctx<'_> {
             }
         }
         if spa.is_none() {
-            for (key, given) in [("spa_window", raw.spa_window.is_some())] {
+            for (key, given) in [
+                ("spa_window", raw.spa_window.is_some()),
+                ("spa_accept_v1", raw.spa_accept_v1.is_some()),
+            ] {
                 if given {
                     return Err(self.invalid(
                         door_span.clone(),
@@ -1097,6 +1133,7 @@ impl Ctx<'_> {
                     port: port_num,
                     window,
                     users: out,
+                    accept_v1: raw.spa_accept_v1.take().is_some_and(|v| *v.get_ref()),
                 }),
             )));
         }

@@ -1137,6 +1137,8 @@ impl AccessParser {
                 "%include_folder" => {
                     need_value()?;
                     let dir = Path::new(l.value);
+                    // Whoever could add a file there could add a stanza.
+                    crate::privilege::check_not_writable_by_others(dir)?;
                     let entries = std::fs::read_dir(dir).map_err(|e| {
                         invalid(
                             path,
@@ -1225,6 +1227,7 @@ impl AccessParser {
         from_line: usize,
     ) -> Result<(), FwknopConfError> {
         let kw = "%include_keys";
+        crate::privilege::check_not_writable_by_others(file)?;
         let text = std::fs::read_to_string(file).map_err(|e| {
             invalid(
                 from,
@@ -2331,6 +2334,28 @@ mod tests {
             msg.contains("rel.conf:1: %include: cannot read more.conf"),
             "{msg}"
         );
+
+        // Included keys and folders are checked like the top file: a key
+        // file others can write, or a folder others can add to, is refused.
+        use std::os::unix::fs::PermissionsExt;
+        let keys = dir.0.join("keys/alice.keys");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(msg.contains("alice.keys is writable by"), "{msg}");
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let folder = dir.0.join("access.d");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let msg = load(&top, None).unwrap_err().to_string();
+        assert!(msg.contains("access.d/ is writable by"), "{msg}");
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            // Owned by a stranger: its owner could rewrite it.
+            nix::unistd::chown(&keys, Some(nix::unistd::Uid::from_raw(54_321)), None).unwrap();
+            let msg = load(&top, None).unwrap_err().to_string();
+            assert!(msg.contains("owned by uid 54321"), "{msg}");
+            nix::unistd::chown(&keys, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        }
+        load(&top, None).unwrap();
 
         // Loops, direct and indirect.
         let a = dir.write("loop/a.conf", &format!("%include {d}/loop/b.conf\n"));

@@ -431,7 +431,7 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), KeyFileErr
     }
     let uid = nix::unistd::geteuid().as_raw();
     let owner = meta.uid();
-    if owner != uid && owner != 0 {
+    if !crate::privilege::trusted_owner(owner) {
         return Err(KeyFileError::BadOwner {
             file: display(path),
             owner,

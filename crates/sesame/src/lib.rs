@@ -17,5 +17,6 @@ pub mod knockd;
 pub mod logging;
 pub mod one_time;
 pub mod privilege;
+pub mod safe_fs;
 pub mod service;
 pub mod testbed;

@@ -26,6 +26,9 @@ use crate::knockd::parse_sequence;
 /// Why a one-time sequence file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OneTimeError {
+    /// The file is writable by others or owned by a stranger.
+    #[error(transparent)]
+    Permissions(#[from] crate::privilege::WritableByOthers),
     /// The file could not be opened or read.
     #[error("{path}: cannot read one-time sequence file: {source}")]
     Read {
@@ -98,6 +101,7 @@ impl OneTimeFile {
     /// and the offending item.
     pub fn open(path: &Path) -> Result<Self, OneTimeError> {
         let shown = path.display().to_string();
+        crate::privilege::check_not_writable_by_others(path)?;
         let bytes = std::fs::read(path).map_err(|source| OneTimeError::Read {
             path: shown.clone(),
             source,
@@ -211,6 +215,21 @@ impl OneTimeFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sequences_file_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("sesame-otperm-{}", std::process::id()));
+        std::fs::write(&path, "7000,8000,9000\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let Err(e) = OneTimeFile::open(&path) else {
+            panic!("a file others can write was accepted")
+        };
+        assert!(e.to_string().contains("writable by others"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(OneTimeFile::open(&path).is_ok());
+        std::fs::remove_file(&path).unwrap();
+    }
     use sesame_core::Proto;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

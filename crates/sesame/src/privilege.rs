@@ -16,7 +16,7 @@
 //! for a later reload.
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -64,6 +64,10 @@ pub enum PrivilegeError {
         /// Cause.
         source: nix::Error,
     },
+    /// The state directory could not be handed over safely (a symlink or
+    /// hard link planted in it, an untrusted owner).
+    #[error("handing the state directory over: {0}")]
+    Unsafe(#[from] crate::safe_fs::SafeFsError),
     /// After the switch, root could be regained: refuse to run.
     #[error("privilege drop did not stick: setuid(0) still succeeds")]
     NotDropped,
@@ -98,23 +102,13 @@ pub fn lookup(name: &str) -> Result<Target, PrivilegeError> {
 /// Gives `dir` (when it exists) and the regular files directly in it to
 /// `target`, so the daemon can keep writing its state after the switch.
 pub fn hand_over(dir: &Path, target: &Target) -> Result<(), PrivilegeError> {
-    let chown = |p: &Path| {
-        nix::unistd::chown(p, Some(target.uid), Some(target.gid)).map_err(|source| {
-            PrivilegeError::Chown {
-                path: p.display().to_string(),
-                source,
-            }
-        })
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    if std::fs::symlink_metadata(dir).is_err() {
         return Ok(());
-    };
-    chown(dir)?;
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            chown(&entry.path())?;
-        }
     }
+    // By descriptor: a path-based chown races a file-to-symlink swap by
+    // whoever already owns the directory (the daemon user).
+    let checked = crate::safe_fs::CheckedDir::open(dir, false, trusted_owner)?;
+    checked.chown_all(target.uid, target.gid)?;
     Ok(())
 }
 
@@ -194,18 +188,30 @@ pub fn restrict_in_place() -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// A file that others could change: refused, since whoever can write a
-/// config or key file can open doors (or run commands as the daemon).
+/// A file or directory that others could change: refused, since whoever
+/// can write a config or key file can open doors (or run commands as the
+/// daemon).
 #[derive(Debug, PartialEq, Eq)]
 pub struct WritableByOthers {
     /// The file.
     pub path: PathBuf,
     /// Its permission bits.
     pub mode: u32,
+    /// Its owner, when that is the problem (neither root nor the daemon
+    /// user).
+    pub foreign_owner: Option<u32>,
 }
 
 impl fmt::Display for WritableByOthers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(uid) = self.foreign_owner {
+            return write!(
+                f,
+                "{} is owned by uid {uid}, neither root nor the daemon's user; refusing it (its owner could change it). Fix: chown root {}",
+                self.path.display(),
+                self.path.display()
+            );
+        }
         let who = match (self.mode & 0o020 != 0, self.mode & 0o002 != 0) {
             (true, true) => "its group and others",
             (true, false) => "its group",
@@ -223,19 +229,50 @@ impl fmt::Display for WritableByOthers {
 
 impl std::error::Error for WritableByOthers {}
 
-/// Refuses `path` when its group or others may write it. A file that cannot
-/// be inspected passes: reading it reports that error better. Symlinks are
-/// followed (the target is what gets read); only regular files are checked.
+/// The uid of `[daemon] user`, also trusted to own config and key files
+/// (it must be able to read them after the privilege drop). Unset: 0.
+static DAEMON_USER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Trusts `uid` (the daemon user) as the owner of config and key files,
+/// besides root and the effective user.
+pub fn trust_daemon_user(uid: u32) {
+    DAEMON_USER.store(uid, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True when `uid` may own a file the daemon trusts: root, the user the
+/// daemon runs as, or the configured daemon user.
+pub fn trusted_owner(uid: u32) -> bool {
+    uid == 0
+        || uid == nix::unistd::geteuid().as_raw()
+        || uid == DAEMON_USER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Refuses `path` when its group or others may write it, or when it is
+/// owned by anyone but root or the daemon's user. A file that cannot be
+/// inspected passes: reading it reports that error better. Symlinks are
+/// followed (the target is what gets read); regular files and directories
+/// (`%include_folder`) are checked.
 pub fn check_not_writable_by_others(path: &Path) -> Result<(), WritableByOthers> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(());
     };
     let mode = meta.permissions().mode();
     // Only regular files hold config text (/dev/null reads as empty).
-    if meta.is_file() && mode & 0o022 != 0 {
+    if !(meta.is_file() || meta.is_dir()) {
+        return Ok(());
+    }
+    if mode & 0o022 != 0 {
         return Err(WritableByOthers {
             path: path.to_path_buf(),
             mode: mode & 0o7777,
+            foreign_owner: None,
+        });
+    }
+    if !trusted_owner(meta.uid()) {
+        return Err(WritableByOthers {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+            foreign_owner: Some(meta.uid()),
         });
     }
     Ok(())
@@ -244,6 +281,22 @@ pub fn check_not_writable_by_others(path: &Path) -> Result<(), WritableByOthers>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_owned_by_strangers_are_refused_unless_the_daemon_user_owns_them() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // chown needs root; CI runs as root
+        }
+        let path = file("stranger", 0o600);
+        nix::unistd::chown(&path, Some(Uid::from_raw(54_322)), None).unwrap();
+        let e = check_not_writable_by_others(&path).unwrap_err();
+        assert_eq!(e.foreign_owner, Some(54_322));
+        assert!(e.to_string().contains("owned by uid 54322"), "{e}");
+        trust_daemon_user(54_322);
+        let trusted = check_not_writable_by_others(&path);
+        trust_daemon_user(0);
+        trusted.unwrap();
+    }
 
     fn file(tag: &str, mode: u32) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sesame-fsperm-{}", std::process::id()));

@@ -204,7 +204,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sesame::keys;
-use sesame_core::spa::{Credential, UserPolicy, Verifier, PUBLIC_PACKET_LEN, SYMMETRIC_PACKET_LEN};
+use sesame_core::spa::{
+    Credential, UserPolicy, Verifier, PUBLIC_V2_PACKET_LEN, SYMMETRIC_PACKET_LEN,
+};
 use sesame_core::totp::TotpSpec;
 use sesame_core::{Knock, Proto, Service};
 
@@ -405,7 +407,7 @@ fn spa_dry_run_prints_the_packet_and_sends_nothing() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("mode:        public-key"), "{stdout}");
     assert!(
-        stdout.contains(&format!("packet:      {PUBLIC_PACKET_LEN} bytes")),
+        stdout.contains(&format!("packet:      {PUBLIC_V2_PACKET_LEN} bytes")),
         "{stdout}"
     );
     nothing_arrives(&rx);
@@ -446,7 +448,7 @@ fn spa_knock_sends_one_datagram_the_verifier_accepts() {
     let v = verifier(&dir);
     for (door, len, user, duration) in [
         ("ssh", SYMMETRIC_PACKET_LEN, "alice", 600),
-        ("pk", PUBLIC_PACKET_LEN, "bob", 600),
+        ("pk", PUBLIC_V2_PACKET_LEN, "bob", 600),
     ] {
         let (ok, stdout, stderr) = run("sesame", &["knock", "-v", "-c", &cfg, "local", door]);
         assert!(ok, "{stderr}");

@@ -140,3 +140,77 @@ fn unknown_user_fails_before_touching_the_firewall() {
     assert!(err.contains("no-such-user-sesame-xyz"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// Audit item 13: the state directory belongs to the daemon user, who can
+/// plant symlinks and hard links there. A restart as root must not write
+/// through them, nor hand a root file to the user by a path-based chown.
+#[test]
+fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
+    let Some(mut bed) = testbed("privlnk") else {
+        return;
+    };
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let dir = std::env::temp_dir().join(format!("{}-lnk", bed.server));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = dir.join("alice.key");
+    let out = std::process::Command::new(bin("sesame"))
+        .args(["keygen", "spa", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A root-only file the daemon user would love to own or overwrite.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "root secret\n").unwrap();
+    std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = format!(
+        "[door.ssh]\nspa_port = 62201\nprotect = [\"tcp/{PORT}\"]\n[door.ssh.users.alice]\nkey = \"{}\"\n",
+        key.display()
+    );
+    // First run as nobody: the directory and its files become nobody's.
+    let daemon = start_daemon(
+        &mut bed,
+        &config,
+        &["--user", "nobody", "--state-dir", state.to_str().unwrap()],
+    );
+    stop_daemon(&mut bed, &daemon, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().uid(),
+        nobody.uid.as_raw()
+    );
+    // What the daemon user does next: every state file becomes a link to
+    // the victim.
+    for name in [
+        "replay.boot",
+        "replay.window",
+        "replay.journal",
+        ".replay.bin.tmp",
+    ] {
+        let p = state.join(name);
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        std::os::unix::fs::lchown(&p, Some(nobody.uid.as_raw()), None).ok();
+    }
+    // The restart as root refuses (a symlink where a state file belongs)
+    // or replaces the links; it never writes through them.
+    let mut cmd = bed.command(Side::Server, bin("sesamed").to_str().unwrap());
+    cmd.args(["--config"])
+        .arg(dir.join("sesame.toml"))
+        .args(["--user", "nobody", "--state-dir", state.to_str().unwrap()])
+        .args(["--control-socket", dir.join("c.sock").to_str().unwrap()]);
+    std::fs::write(dir.join("sesame.toml"), &config).unwrap();
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started through planted links:\n{stderr}"
+    );
+    assert!(stderr.contains("symlink"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root secret\n");
+    let meta = std::fs::metadata(&victim).unwrap();
+    assert_eq!(meta.uid(), 0, "the victim was handed to the daemon user");
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -97,23 +97,40 @@ fn load(args: &Args, sesame_path: &Path) -> Result<config::Config, String> {
 }
 
 /// Removes the pid file when the daemon exits by any path.
-struct PidFile(Option<PathBuf>);
+/// The pid file, written through its checked directory (never through a
+/// planted symlink) and removed on exit.
+struct PidFile(Option<(sesame::safe_fs::CheckedDir, String)>);
 
 impl PidFile {
     fn create(path: Option<&Path>) -> Result<Self, String> {
         let Some(path) = path else {
             return Ok(PidFile(None));
         };
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
-        Ok(PidFile(Some(path.to_path_buf())))
+        let fail = |e: &dyn std::fmt::Display| format!("pid file {}: {e}", path.display());
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| fail(&"not a file name"))?
+            .to_string();
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // Symlinks among root's own directories (/var/run → /run) are fine;
+        // the directory itself must be one others cannot write.
+        let parent = parent.canonicalize().map_err(|e| fail(&e))?;
+        let dir = sesame::safe_fs::CheckedDir::open(&parent, false, privilege::trusted_owner)
+            .map_err(|e| fail(&e))?;
+        dir.write_atomic(&name, format!("{}\n", std::process::id()).as_bytes(), false)
+            .map_err(|e| fail(&e))?;
+        Ok(PidFile(Some((dir, name))))
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
+        if let Some((dir, name)) = &self.0 {
+            let _ = dir.remove(name);
         }
     }
 }
@@ -144,6 +161,10 @@ fn main() -> ExitCode {
         };
         // Key files are part of the config: read them too (nothing else).
         let checked = checked.and_then(|cfg| {
+            if let Some(user) = &cfg.daemon.user {
+                let t = privilege::lookup(user).map_err(|e| e.to_string())?;
+                privilege::trust_daemon_user(t.uid.as_raw());
+            }
             sesame::daemon::auth::load(&cfg).map_err(|e| e.to_string())?;
             let findings = sesame::daemon::checks::check(&cfg)?;
             Ok((cfg, findings))
@@ -233,6 +254,9 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fatal(&e),
     };
+    if let Some(t) = &target {
+        privilege::trust_daemon_user(t.uid.as_raw());
+    }
     let state_dir = cfg.daemon.state_dir.clone();
     let daemon = match Daemon::start(cfg, source(&args, &args.config)) {
         Ok(d) => d,

@@ -957,7 +957,7 @@ mod tests {
             server: server.public(),
         };
         let a = public.encode(&payload).unwrap();
-        assert_eq!(a.len(), sesame_core::spa::PUBLIC_PACKET_LEN);
+        assert_eq!(a.len(), sesame_core::spa::PUBLIC_V2_PACKET_LEN);
         assert_ne!(a, public.encode(&payload).unwrap(), "fresh randomness");
         assert_eq!(public.mode(), Mode::Public);
         assert_eq!(

@@ -103,13 +103,6 @@ pub enum AuthError {
     },
 }
 
-/// Writes `bytes` to `path` durably (start-up files only).
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
 /// One SPA door, ready to verify packets.
 pub struct SpaDoorState {
     /// The door (index into the tracker's doors).
@@ -165,6 +158,24 @@ pub struct AuthDoors {
     pub slot_owner: HashMap<DoorId, SlotOwner>,
     /// fwknop doors by UDP port.
     pub fwknop: HashMap<u16, FwknopDoorState>,
+}
+
+/// The replay key of a TOTP sequence, attributed to its user so that each
+/// user gets a fair share of the replay cache.
+pub fn totp_key(door: &str, user: &str, step: u64, sequence: &[Knock]) -> ReplayKey {
+    ReplayKey::totp(door, step, sequence).with_owner(ReplayKey::owner_id(
+        b"totp",
+        format!("{door}/{user}").as_bytes(),
+    ))
+}
+
+/// The replay key of an fwknop request accepted by stanza `line` of `door`
+/// (a stanza holds one user's keys).
+pub fn fwknop_key(door: &str, line: usize, msg: &sesame_core::fwknop::FwknopMessage) -> ReplayKey {
+    msg.replay_key().with_owner(ReplayKey::owner_id(
+        b"fwknop",
+        format!("{door}/{line}").as_bytes(),
+    ))
 }
 
 /// Seconds since the Unix epoch.
@@ -233,6 +244,7 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
             }
             Some(DoorKind::Spa(spa)) => {
                 let mut verifier = Verifier::new(spa.window.as_secs(), server.clone());
+                verifier.accept_v1_public(spa.accept_v1);
                 for user in &spa.users {
                     let key_err = |source| AuthError::Key {
                         door: door.name.clone(),
@@ -362,7 +374,12 @@ impl AuthDoors {
                     }
                     totp.slots[user][slot].1 = Some(step);
                     let sequence = totp.spec.sequence(secret, step).unwrap_or_default();
-                    let used = replay.contains(&ReplayKey::totp(&totp.name, step, &sequence));
+                    let used = replay.contains(&totp_key(
+                        &totp.name,
+                        &totp.users[user].0,
+                        step,
+                        &sequence,
+                    ));
                     changes.push((id, if used { Vec::new() } else { sequence }));
                 }
             }
@@ -377,8 +394,17 @@ impl AuthDoors {
         let step = step?;
         let (user, secret) = &totp.users[owner.user];
         let sequence = totp.spec.sequence(secret, step).ok()?;
-        let key = ReplayKey::totp(&totp.name, step, &sequence);
+        let key = totp_key(&totp.name, user, step, &sequence);
         Some((key, totp.spec.replay_expires(step), step, user.clone()))
+    }
+
+    /// How many credential holders share the replay cache: SPA keys, TOTP
+    /// users and fwknop stanzas (see [`ReplayCache::set_owners`]).
+    pub fn owner_count(&self) -> usize {
+        let spa: usize = self.spa.values().map(|s| s.verifier.key_count()).sum();
+        let totp: usize = self.totp.iter().map(|t| t.users.len()).sum();
+        let fwknop: usize = self.fwknop.values().map(|f| f.stanzas.len()).sum();
+        spa + totp + fwknop
     }
 
     /// The widest time window any door accepts, in seconds (for the
@@ -433,6 +459,8 @@ pub struct PersistentReplay {
     /// After a first start: credentials made before this unix second are
     /// refused (see [`PersistentReplay::not_before`]).
     not_before: Option<u64>,
+    /// The state directory, checked and held open.
+    dir: crate::safe_fs::CheckedDir,
 }
 
 impl PersistentReplay {
@@ -450,17 +478,23 @@ impl PersistentReplay {
         widest_window: u64,
         now_unix: u64,
     ) -> Result<(Self, Option<String>), AuthError> {
-        let state = |source, path: &Path| AuthError::State {
-            path: path.display().to_string(),
-            source,
+        let unsafe_state = |e: crate::safe_fs::SafeFsError| AuthError::State {
+            path: state_dir.display().to_string(),
+            source: e.into_io(),
         };
         // Nothing ever written there (no directory, or an empty one): a first
         // start, not a lost image.
-        let first_start = std::fs::read_dir(state_dir).map_or(true, |mut d| d.next().is_none());
-        std::fs::create_dir_all(state_dir).map_err(|e| state(e, state_dir))?;
+        let existed = std::fs::symlink_metadata(state_dir).is_ok();
+        // Every file below is reached through this descriptor, never by
+        // path: the directory may belong to the daemon user, who must not be
+        // able to redirect a write made as root with a planted link.
+        let dir =
+            crate::safe_fs::CheckedDir::open(state_dir, true, crate::privilege::trusted_owner)
+                .map_err(unsafe_state)?;
+        let first_start = !existed || dir.names().map_err(unsafe_state)?.is_empty();
         let path = state_dir.join(REPLAY_FILE);
-        let (cache, warning) = match std::fs::read(&path) {
-            Ok(bytes) => match ReplayCache::from_bytes(&bytes, capacity) {
+        let (cache, warning) = match dir.read(REPLAY_FILE).map_err(unsafe_state)? {
+            Some(bytes) => match ReplayCache::from_bytes(&bytes, capacity) {
                 Ok(cache) => (cache, None),
                 Err(e) => {
                     let mut cache = ReplayCache::new(capacity);
@@ -474,10 +508,8 @@ impl PersistentReplay {
                     )
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && first_start => {
-                (ReplayCache::new(capacity), None)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None if first_start => (ReplayCache::new(capacity), None),
+            None => {
                 let mut cache = ReplayCache::new(capacity);
                 cache.raise_floor(now_unix + widest_window);
                 (
@@ -488,7 +520,6 @@ impl PersistentReplay {
                     )),
                 )
             }
-            Err(e) => return Err(state(e, &path)),
         };
         let (mut cache, mut warning) = (cache, warning);
         // The journal holds what was accepted since the image was written.
@@ -496,8 +527,8 @@ impl PersistentReplay {
         // version without journal, which rewrote the image per credential).
         let journal_path = state_dir.join(JOURNAL_FILE);
         let mut torn = None;
-        match std::fs::read(&journal_path) {
-            Ok(bytes) => match cache.apply_journal(&bytes) {
+        if let Some(bytes) = dir.read(JOURNAL_FILE).map_err(unsafe_state)? {
+            match cache.apply_journal(&bytes) {
                 Ok(summary) if summary.torn_bytes > 0 => {
                     torn = Some(format!(
                         "ignored the last {} bytes of {}: an append cut short by a crash (its credential opened nothing)",
@@ -515,61 +546,58 @@ impl PersistentReplay {
                         )
                     });
                 }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(state(e, &journal_path)),
+            }
         }
         // Neither file is fsynced (that would cost ~1 ms per grant): a
         // process crash or restart keeps them (same page cache), but a host
         // crash may lose the last writes. So state from another boot cannot
         // vouch for recent credentials: fail closed.
-        let boot_path = state_dir.join(BOOT_FILE);
         let boot_now = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
-        let boot_then = std::fs::read_to_string(&boot_path).ok();
+        let boot_then = dir
+            .read(BOOT_FILE)
+            .map_err(unsafe_state)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         if !first_start && boot_then.as_deref() != Some(boot_now.as_str()) {
             cache.raise_floor(now_unix + widest_window);
             warning.get_or_insert_with(|| {
                 "the host rebooted since the replay image was written; refusing every credential still valid now".to_string()
             });
         }
-        write_synced(&boot_path, boot_now.as_bytes()).map_err(|e| state(e, &boot_path))?;
+        dir.write_atomic(BOOT_FILE, boot_now.as_bytes(), true)
+            .map_err(unsafe_state)?;
         // Stored expiries were computed with the old window: a wider one
         // would let credentials outlive their entries, so fail closed.
-        let window_path = state_dir.join(WINDOW_FILE);
-        let old_window = std::fs::read_to_string(&window_path)
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok());
+        let old_window = dir
+            .read(WINDOW_FILE)
+            .map_err(unsafe_state)?
+            .and_then(|t| String::from_utf8_lossy(&t).trim().parse::<u64>().ok());
         if old_window.is_some_and(|old| widest_window > old) {
             cache.raise_floor(now_unix + widest_window);
             warning.get_or_insert_with(|| {
                 format!("the time window grew to {widest_window}s since the last run; refusing every credential still valid now")
             });
         }
-        std::fs::write(&window_path, format!("{widest_window}\n"))
-            .map_err(|e| state(e, &window_path))?;
+        dir.write_atomic(WINDOW_FILE, format!("{widest_window}\n").as_bytes(), false)
+            .map_err(unsafe_state)?;
         // Not truncated here: until the compaction below has written the
         // image, the journal's records exist nowhere else.
-        let journal = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(|e| state(e, &journal_path))?;
+        let journal = dir.open_append(JOURNAL_FILE).map_err(unsafe_state)?;
         // A first start cannot tell a fresh install from a lost state
         // directory, whose credentials may have been captured: refuse
         // everything made before now, for as long as any of it could still
         // be valid, also across the restarts in between.
-        let first_start_path = state_dir.join(FIRST_START_FILE);
         let not_before = if first_start {
-            write_synced(&first_start_path, format!("{now_unix}\n").as_bytes())
-                .map_err(|e| state(e, &first_start_path))?;
+            dir.write_atomic(FIRST_START_FILE, format!("{now_unix}\n").as_bytes(), true)
+                .map_err(unsafe_state)?;
             Some(now_unix)
         } else {
-            let kept = std::fs::read_to_string(&first_start_path)
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
+            let kept = dir
+                .read(FIRST_START_FILE)
+                .map_err(unsafe_state)?
+                .and_then(|t| String::from_utf8_lossy(&t).trim().parse::<u64>().ok())
                 .filter(|&t| now_unix < t.saturating_add(widest_window));
             if kept.is_none() {
-                let _ = std::fs::remove_file(&first_start_path);
+                let _ = dir.remove(FIRST_START_FILE);
             }
             kept
         };
@@ -581,6 +609,7 @@ impl PersistentReplay {
             journal_records: 0,
             journal_dirty: false,
             not_before,
+            dir,
         };
         this.write_image()?;
         // From here on the journal always starts with a valid header:
@@ -683,16 +712,12 @@ impl PersistentReplay {
     /// Writes the image: temporary file, then rename, so a crash of the
     /// daemon leaves either the old or the new image.
     fn write_image(&self) -> Result<(), AuthError> {
-        let tmp = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.cache.to_bytes())?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|source| AuthError::State {
-            path: self.path.display().to_string(),
-            source,
-        })
+        self.dir
+            .write_atomic(REPLAY_FILE, &self.cache.to_bytes(), false)
+            .map_err(|e| AuthError::State {
+                path: self.path.display().to_string(),
+                source: e.into_io(),
+            })
     }
 
     fn journal_error(&self, source: std::io::Error) -> AuthError {

@@ -44,7 +44,64 @@ pub fn check(cfg: &Config) -> Result<Findings, String> {
     if let Some(range) = read_ephemeral_range(Path::new(EPHEMERAL_RANGE_FILE)) {
         out.warnings.extend(ephemeral_overlaps(cfg, &range));
     }
+    out.warnings.extend(dnat_findings(cfg));
     Ok(out)
+}
+
+/// Protected services the host also publishes by destination NAT: such
+/// traffic is forwarded at prerouting and never meets the `input` hook
+/// where Sesame's gate sits, so the door does not protect it. Reads the
+/// nftables ruleset (needs CAP_NET_ADMIN; without it, says it could not
+/// look) and notes legacy iptables NAT, which it cannot read.
+pub fn dnat_findings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let protected: Vec<(String, sesame_core::Service)> = cfg
+        .doors
+        .iter()
+        .flat_map(|d| d.services.iter().map(move |s| (d.name.clone(), *s)))
+        .collect();
+    if protected.is_empty() {
+        return out;
+    }
+    let rules =
+        sesame_nftables::Firewall::open(&cfg.daemon.table).and_then(|mut fw| fw.dnat_rules());
+    match rules {
+        Ok(rules) => out.extend(dnat_overlaps(&protected, &rules)),
+        Err(e) => out.push(format!(
+            "could not read the host's nftables ruleset to look for DNAT rules that bypass protected ports ({e}); run --check-config as root to check"
+        )),
+    }
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names").unwrap_or_default()
+        + &std::fs::read_to_string("/proc/net/ip6_tables_names").unwrap_or_default();
+    if legacy.lines().any(|l| l.trim() == "nat") {
+        out.push(
+            "legacy iptables has a nat table, which Sesame cannot inspect: any port it forwards by DNAT (iptables -t nat -L -n) bypasses Sesame's gate. See SECURITY.md, \"DNAT'd ports\"".into(),
+        );
+    }
+    out
+}
+
+/// The warnings for `protected` (door, service) pairs that a DNAT rule may
+/// forward.
+pub fn dnat_overlaps(
+    protected: &[(String, sesame_core::Service)],
+    rules: &[sesame_nftables::DnatRule],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (door, service) in protected {
+        for r in rules.iter().filter(|r| r.may_forward(service.port)) {
+            let how = if r.ports.contains(&service.port) {
+                format!("forwards port {} by DNAT", service.port)
+            } else {
+                "forwards ports by DNAT (through a set, a range or without a port match)".into()
+            };
+            out.push(format!(
+                "door {door:?} protects {service}, but table {} {} chain {} {how}: forwarded connections never reach the input hook, so Sesame does NOT protect them. Protect the service where it runs, or stop publishing it by DNAT (see SECURITY.md, \"DNAT'd ports\")",
+                r.family, r.table, r.chain
+            ));
+        }
+    }
+    out
 }
 
 /// Probability that one random-order sweep of every port delivers `k`

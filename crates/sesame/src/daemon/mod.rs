@@ -221,6 +221,8 @@ pub struct Daemon {
     scratch_datagrams: Vec<(IpAddr, u16, Vec<u8>)>,
     /// Lines not written one by one in flood mode, for the next summary.
     flood_quiet: FloodQuiet,
+    /// Public-key SPA verifications per source prefix.
+    pk_budget: sesame_core::rate::PrefixBudget,
     /// Per-door knock counters (see [`Daemon::knock_counter`]).
     knock_counters: Vec<[prometheus_client::metrics::counter::Counter; 6]>,
 }
@@ -302,6 +304,8 @@ impl Daemon {
             if let Some(w) = warning {
                 warn!(event = "replay_state", "{w}");
             }
+            let mut replay = replay;
+            replay.cache.set_owners(auth.owner_count());
             Some(replay)
         };
         let mut tracker = Tracker::new(
@@ -316,6 +320,7 @@ impl Daemon {
             }
         }
         let grants = Grants::new(config.daemon.max_grants, random_seed()?);
+        let config_pk_rate = config.daemon.spa_pk_rate;
         Ok(Daemon {
             config,
             tracker,
@@ -342,6 +347,7 @@ impl Daemon {
             scratch_datagrams: Vec::new(),
             knock_counters: Vec::new(),
             flood_quiet: FloodQuiet::default(),
+            pk_budget: sesame_core::rate::PrefixBudget::new(config_pk_rate, random_seed()?),
         })
     }
 
@@ -696,6 +702,22 @@ impl Daemon {
             return;
         };
         let now_unix = auth::unix_now();
+        // Cheap checks first (length, magic, version, mac1, key id); a
+        // public-key verification then spends the source prefix's budget,
+        // so one prefix's flood cannot take the others' share.
+        match spa.verifier.precheck(datagram) {
+            Err(e) => {
+                debug!(event = "spa_refused", source = %src, door = %name, reason = e.reason(), "SPA packet refused: {e}");
+                self.metrics.reject(&name, "spa", e.reason());
+                return;
+            }
+            Ok(sesame_core::spa::Cost::PublicKey) if !self.pk_budget.allow(now, src) => {
+                debug!(event = "spa_refused", source = %src, door = %name, reason = "rate_limited", "public-key SPA packet refused: this source's budget of verifications is spent");
+                self.metrics.reject(&name, "spa", "rate_limited");
+                return;
+            }
+            Ok(_) => {}
+        }
         match spa
             .verifier
             .verify_and_record(datagram, now_unix, &mut replay.cache)
@@ -795,7 +817,10 @@ impl Daemon {
             );
             return;
         }
-        let (replay_key, replay_expiry) = (msg.replay_key(), msg.replay_expiry(max_age));
+        let (replay_key, replay_expiry) = (
+            auth::fwknop_key(&name, stanza.line, &msg),
+            msg.replay_expiry(max_age),
+        );
         if let Err(e) = replay
             .cache
             .check_and_insert(replay_key, replay_expiry, now_unix)

@@ -422,6 +422,12 @@ impl Daemon {
             None
         };
         let seed = random_seed().map_err(|e| e.to_string())?;
+        let mut new_replay = new_replay;
+        if let Some(r) = new_replay.as_mut() {
+            r.cache.set_owners(auth.owner_count());
+        } else if let Some(r) = self.replay.as_mut() {
+            r.cache.set_owners(auth.owner_count());
+        }
         let mut tracker =
             Tracker::new(auth.tracker_doors(&cfg.doors), cfg.daemon.max_tracked, seed);
         tracker.set_ban_policy(cfg.daemon.ban);
@@ -546,6 +552,12 @@ impl Daemon {
             cfg.doors.len(),
             cfg.doors.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
         );
+        if cfg.daemon.spa_pk_rate != *self.pk_budget.policy() {
+            self.pk_budget = sesame_core::rate::PrefixBudget::new(
+                cfg.daemon.spa_pk_rate,
+                random_seed().map_err(|e| e.to_string())?,
+            );
+        }
         self.config = cfg;
         self.tracker = tracker;
         self.knock_counters.clear();

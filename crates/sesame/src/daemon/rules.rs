@@ -16,6 +16,14 @@ use crate::config::{observed_knocks, Config, DaemonSettings};
 /// current sequence at the same index (one-time sequences move on; extra
 /// tracker-only doors after them are ignored).
 pub fn for_config(config: &Config, current: &[Door]) -> Ruleset {
+    let spa_udp: Vec<u16> = config
+        .kinds
+        .values()
+        .filter_map(|k| match k {
+            crate::config::DoorKind::Spa(spa) => Some(spa.port),
+            _ => None,
+        })
+        .collect();
     let doors: Vec<Door> = config
         .doors
         .iter()
@@ -31,7 +39,9 @@ pub fn for_config(config: &Config, current: &[Door]) -> Ruleset {
             d
         })
         .collect();
-    ruleset(&doors, &config.daemon)
+    let mut r = ruleset(&doors, &config.daemon);
+    r.spa_udp = spa_udp;
+    r
 }
 
 /// `doors` carry the knocks to observe in `sequence` (see
@@ -92,6 +102,7 @@ pub fn ruleset(doors: &[Door], settings: &DaemonSettings) -> Ruleset {
         knock_udp: udp.into_iter().collect(),
         guard_tcp_syn: guard_tcp.into_iter().collect(),
         guard_udp: guard_udp.into_iter().collect(),
+        spa_udp: Vec::new(),
         protected: protected.into_iter().collect(),
     }
 }
