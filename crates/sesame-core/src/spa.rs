@@ -655,15 +655,13 @@ pub fn encode_public(
     ephemeral_secret: &[u8; 32],
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, EncodeError> {
-    let plaintext = Zeroizing::new(payload.encode()?);
-    seal_public(
+    encode_public_version(
         VERSION_2,
         identity,
-        identity.public().key_id(),
         server,
-        &plaintext,
+        payload,
         ephemeral_secret,
-        &nonce,
+        nonce,
     )
 }
 
@@ -676,9 +674,20 @@ pub fn encode_public_v1(
     ephemeral_secret: &[u8; 32],
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, EncodeError> {
+    encode_public_version(VERSION, identity, server, payload, ephemeral_secret, nonce)
+}
+
+fn encode_public_version(
+    version: u8,
+    identity: &IdentityKey,
+    server: &ServerPublic,
+    payload: &Payload,
+    ephemeral_secret: &[u8; 32],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, EncodeError> {
     let plaintext = Zeroizing::new(payload.encode()?);
     seal_public(
-        VERSION,
+        version,
         identity,
         identity.public().key_id(),
         server,

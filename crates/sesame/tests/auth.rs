@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -24,19 +24,6 @@ fn scratch(bed: &Testbed, what: &str) -> PathBuf {
     dir
 }
 
-/// `sesame keygen KIND FILE`.
-fn keygen(kind: &str, file: &Path) {
-    let out = Command::new(bin("sesame"))
-        .args(["keygen", kind, file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keygen {kind}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Runs `sesame --config CLIENT knock ARGS` in the client namespace.
 fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {
     let out = bed
@@ -53,37 +40,6 @@ fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Sends `datagram` to the server's SPA port from `src` in the client namespace.
-fn send_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16, datagram: Vec<u8>) {
-    bed.run_in(Side::Client, move || {
-        let s = UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
-        s.send_to(&datagram, SocketAddr::new(server, port)).unwrap();
-    })
-    .unwrap();
-}
-
-/// A TCP connect to the service from `src` (a client-namespace address).
-fn connects_from(bed: &Testbed, src: IpAddr, server: IpAddr) -> bool {
-    bed.run_in(Side::Client, move || {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
-        sock.connect_timeout(
-            &SocketAddr::new(server, PORT).into(),
-            Duration::from_millis(300),
-        )
-        .is_ok()
-    })
-    .unwrap()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]
@@ -158,7 +114,7 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
         daemon.log.dump()
     );
     assert!(
-        !connects_from(&bed, CLIENT2_V4.into(), server),
+        !connects_from(&bed, CLIENT2_V4.into(), server, PORT),
         "the replay opened the door"
     );
 
@@ -190,7 +146,7 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
         "replay after restart not refused:\n{}",
         daemon.log.dump()
     );
-    assert!(!connects_from(&bed, CLIENT2_V4.into(), server));
+    assert!(!connects_from(&bed, CLIENT2_V4.into(), server, PORT));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -277,7 +233,7 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        !connects_from(&bed, CLIENT2_V4.into(), server),
+        !connects_from(&bed, CLIENT2_V4.into(), server, PORT),
         "a replayed TOTP sequence opened the door:\n{}",
         daemon.log.dump()
     );

@@ -95,13 +95,6 @@ fn a_related_connection_to_a_protected_port_still_needs_a_grant() {
     ));
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// Item 12: a key holder allowed to name an address (NAT) cannot aim a
 /// grant at the server itself (or loopback, link-local, broadcast).
 #[test]
@@ -113,11 +106,7 @@ fn an_explicit_spa_address_cannot_be_the_server_itself() {
     let dir = std::env::temp_dir().join(format!("{}-ownaddr", bed.server));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("bob.key");
-    let out = Command::new(bin("sesame"))
-        .args(["keygen", "spa", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    keygen("spa", &key);
     let config = format!(
         "[daemon]\nstate_dir = \"{}\"\n[door.ssh]\nspa_port = 62201\nprotect = [\"tcp/{PORT}\"]\n\
          [door.ssh.users.bob]\nkey = \"{}\"\nallow_address = true\n",
@@ -180,11 +169,7 @@ fn a_lost_state_directory_does_not_reopen_replays() {
     let dir = std::env::temp_dir().join(format!("{}-lost", bed.server));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("alice.key");
-    let out = Command::new(bin("sesame"))
-        .args(["keygen", "spa", key.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    keygen("spa", &key);
     let state = dir.join("state");
     let config = format!(
         "[daemon]\nstate_dir = \"{}\"\n[door.ssh]\nspa_port = 62201\nprotect = [\"tcp/{PORT}\"]\n\
@@ -241,38 +226,6 @@ fn a_lost_state_directory_does_not_reopen_replays() {
     assert_eq!(daemon.log.count("door opened"), 0, "{}", daemon.log.dump());
 }
 
-/// TCP SYN knocks on `ports` from `src`, a client-namespace address.
-fn knock_from(bed: &Testbed, src: std::net::IpAddr, server: std::net::IpAddr, ports: &[u16]) {
-    let ports = ports.to_vec();
-    bed.run_in(Side::Client, move || {
-        for port in ports {
-            let sock =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
-            let _ = sock.connect_timeout(
-                &SocketAddr::new(server, port).into(),
-                Duration::from_millis(30),
-            );
-        }
-    })
-    .unwrap();
-}
-
-/// A TCP connect to the protected port from `src`.
-fn connects_from(bed: &Testbed, src: std::net::IpAddr, server: std::net::IpAddr) -> bool {
-    bed.run_in(Side::Client, move || {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
-        sock.connect_timeout(
-            &SocketAddr::new(server, PORT).into(),
-            Duration::from_millis(300),
-        )
-        .is_ok()
-    })
-    .unwrap()
-}
-
 /// Item 7: a grant pushed out by `max_grants` is gone from the kernel too,
 /// and `revoke` removes what the kernel holds even when the daemon does not
 /// remember it.
@@ -308,7 +261,7 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
         "{}",
         daemon.log.dump()
     );
-    assert!(connects_from(&bed, a, server));
+    assert!(connects_from(&bed, a, server, PORT));
     knock_from(&bed, b, server, &[7000, 8000, 9000, 10000]);
     assert!(
         daemon
@@ -318,9 +271,9 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
         "{}",
         daemon.log.dump()
     );
-    assert!(connects_from(&bed, b, server));
+    assert!(connects_from(&bed, b, server, PORT));
     assert!(
-        !connects_from(&bed, a, server),
+        !connects_from(&bed, a, server, PORT),
         "the evicted address still connects"
     );
     let set = nft(&bed, &["list", "set", "inet", "sesame", "grants4"]);
@@ -338,7 +291,7 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
             &format!("{{ 198.18.0.2 . tcp . {PORT} timeout 60s }}"),
         ],
     );
-    assert!(connects_from(&bed, a, server));
+    assert!(connects_from(&bed, a, server, PORT));
     let out = Command::new(bin("sesame"))
         .args(["revoke", "198.18.0.2", "--socket", socket.to_str().unwrap()])
         .output()
@@ -349,9 +302,9 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!connects_from(&bed, a, server));
+    assert!(!connects_from(&bed, a, server, PORT));
     assert!(
-        connects_from(&bed, b, server),
+        connects_from(&bed, b, server, PORT),
         "the other grant is untouched"
     );
 }
@@ -425,7 +378,7 @@ fn slow_peers_and_a_stalled_syslog_do_not_delay_an_opening() {
         knock_from(&bed, src, server, &[7000, 8000, 9000, 10000]);
         let mut opened = false;
         while started.elapsed() < Duration::from_secs(2) {
-            if connects_from(&bed, src, server) {
+            if connects_from(&bed, src, server, PORT) {
                 opened = true;
                 break;
             }

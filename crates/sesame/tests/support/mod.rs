@@ -345,3 +345,67 @@ pub fn syn_sweeps(
     })
     .unwrap()
 }
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `sesame keygen KIND FILE`, which must succeed.
+pub fn keygen(kind: &str, file: &std::path::Path) {
+    let out = Command::new(bin("sesame"))
+        .args(["keygen", kind, file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keygen {kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TCP connect to `server:port` from `src` (a client-namespace IPv4
+/// address): true if it completes.
+pub fn connects_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16) -> bool {
+    bed.run_in(Side::Client, move || {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+        sock.connect_timeout(
+            &SocketAddr::new(server, port).into(),
+            Duration::from_millis(300),
+        )
+        .is_ok()
+    })
+    .unwrap()
+}
+
+/// TCP SYN knocks on `ports` from `src`, a client-namespace IPv4 address.
+pub fn knock_from(bed: &Testbed, src: IpAddr, server: IpAddr, ports: &[u16]) {
+    let ports = ports.to_vec();
+    bed.run_in(Side::Client, move || {
+        for port in ports {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            sock.bind(&SocketAddr::new(src, 0).into()).unwrap();
+            let _ = sock.connect_timeout(
+                &SocketAddr::new(server, port).into(),
+                Duration::from_millis(30),
+            );
+        }
+    })
+    .unwrap();
+}
+
+/// Sends `datagram` from `src` (a client-namespace address) to
+/// `server:port`.
+pub fn send_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16, datagram: Vec<u8>) {
+    bed.run_in(Side::Client, move || {
+        let s = std::net::UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
+        s.send_to(&datagram, SocketAddr::new(server, port)).unwrap();
+    })
+    .unwrap();
+}
