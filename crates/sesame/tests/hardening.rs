@@ -659,3 +659,54 @@ fn junk_to_an_spa_port_is_dropped_in_the_kernel() {
         "{delivered} junk datagrams reached the daemon"
     );
 }
+
+/// Issue 14 (in part): `nft flush ruleset`, which Debian's nftables.service
+/// runs on start, reload and stop, deleted Sesame's table without a word, and
+/// every protected port answered everyone. Now the daemon notices within a
+/// second, reinstalls the table with its active grants, and says so.
+#[test]
+fn a_flushed_ruleset_is_restored_with_its_grants() {
+    let Some(mut bed) = testbed("flush") else {
+        return;
+    };
+    let _service = Service::start(&bed, PORT);
+    let daemon = start_daemon(
+        &mut bed,
+        &format!(
+            "[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nopen_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
+        ),
+        &[],
+    );
+    let server = Testbed::addr(Side::Server, false);
+    let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+        "198.18.0.2".parse().unwrap(),
+        sesame::testbed::CLIENT2_V4.into(),
+    );
+    knock_from(&bed, a, server, &[7000, 8000, 9000, 10000]);
+    assert!(daemon
+        .log
+        .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
+        .is_some());
+    nft(&bed, &["flush", "ruleset"]);
+    assert!(
+        daemon
+            .log
+            .wait_for(
+                &["table_restored", "1 active grant"],
+                Duration::from_secs(3)
+            )
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    let tables = nft(&bed, &["list", "tables"]);
+    assert!(tables.contains("inet sesame"), "{tables}");
+    assert!(
+        connects_from(&bed, a, server, PORT),
+        "the grant was not restored"
+    );
+    assert!(
+        !connects_from(&bed, b, server, PORT),
+        "the restored table does not protect the port"
+    );
+}

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub log_dropped: Counter,
     /// Control connections closed unserved (too many at once, or too slow).
     pub control_refused: Counter,
+    /// Times the table was found deleted from outside and reinstalled.
+    pub table_restores: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +109,7 @@ impl Default for Metrics {
             scrapes_refused: Counter::default(),
             log_dropped: Counter::default(),
             control_refused: Counter::default(),
+            table_restores: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -179,6 +182,11 @@ impl Default for Metrics {
             "log_dropped",
             "Log lines dropped because a log sink (stderr, file, syslog) was full or gone",
             m.log_dropped.clone(),
+        );
+        r.register(
+            "table_restores",
+            "Times Sesame's nftables table was found deleted from outside and reinstalled",
+            m.table_restores.clone(),
         );
         r.register(
             "control_refused",

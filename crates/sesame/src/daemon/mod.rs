@@ -178,6 +178,9 @@ struct FloodQuiet {
     summarized: Option<std::time::Instant>,
 }
 
+/// How often the daemon checks that its nftables table still exists.
+const TABLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a flood's summary line is written.
 const FLOOD_SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
@@ -223,6 +226,8 @@ pub struct Daemon {
     flood_quiet: FloodQuiet,
     /// Public-key SPA verifications per source prefix.
     pk_budget: sesame_core::rate::PrefixBudget,
+    /// When the table was last checked (see [`Daemon::watch_table`]).
+    table_checked: Option<std::time::Instant>,
     /// Per-door knock counters (see [`Daemon::knock_counter`]).
     knock_counters: Vec<[prometheus_client::metrics::counter::Counter; 6]>,
 }
@@ -347,6 +352,7 @@ impl Daemon {
             scratch_datagrams: Vec::new(),
             knock_counters: Vec::new(),
             flood_quiet: FloodQuiet::default(),
+            table_checked: None,
             pk_budget: sesame_core::rate::PrefixBudget::new(config_pk_rate, random_seed()?),
         })
     }
@@ -652,6 +658,7 @@ impl Daemon {
     /// Fires due timers: knock timeouts and grant closes.
     fn tick(&mut self) {
         self.roll_totp();
+        self.watch_table();
         let now = self.now();
         self.tracker.expire(now, &mut self.events);
         self.handle_events(now);
@@ -675,6 +682,54 @@ impl Daemon {
         }
         self.closed = closed;
         self.closed.clear();
+    }
+
+    /// Checks, at most once a second, that the kernel still holds Sesame's
+    /// table. Host tooling (`nft flush ruleset` from nftables.service on
+    /// start, reload and stop; firewalld; a hand-run flush) deletes it, and
+    /// then every protected port answers everyone. It is reinstalled at once,
+    /// with every grant the daemon still holds, and said loudly.
+    fn watch_table(&mut self) {
+        let wall = std::time::Instant::now();
+        if self
+            .table_checked
+            .is_some_and(|t| wall.saturating_duration_since(t) < TABLE_CHECK_EVERY)
+        {
+            return;
+        }
+        self.table_checked = Some(wall);
+        match self.firewall.exists() {
+            Ok(true) => {}
+            Ok(false) => self.restore_table(),
+            Err(e) => warn!(
+                event = "table_check_failed",
+                "cannot check the nftables table: {e}"
+            ),
+        }
+    }
+
+    fn restore_table(&mut self) {
+        let ruleset = rules::for_config(&self.config, self.tracker.doors());
+        if let Err(e) = self.firewall.install(&ruleset) {
+            error!(event = "table_restore_failed", table = %self.config.daemon.table, "the nftables table inet {} was deleted from outside and cannot be reinstalled: {e}; protected ports are OPEN until it is", self.config.daemon.table);
+            return;
+        }
+        let now = self.now();
+        let mut restored = 0usize;
+        let grants: Vec<(IpAddr, DoorId, Instant)> = self.grants.iter().collect();
+        for (src, door, until) in grants {
+            let services = self
+                .granted
+                .get(&(src, door))
+                .cloned()
+                .unwrap_or_else(|| self.door(door).services.clone());
+            let left = until.saturating_since(now).max(Duration::from_millis(1));
+            if !services.is_empty() && self.firewall.grant(src, &services, left).is_ok() {
+                restored += 1;
+            }
+        }
+        self.metrics.table_restores.inc();
+        error!(event = "table_restored", table = %self.config.daemon.table, grants = restored, "the nftables table inet {} was deleted from outside (e.g. `nft flush ruleset` by nftables.service): reinstalled with {restored} active grant(s). Protected ports were open to everyone until now; keep host tooling from flushing it (see README)", self.config.daemon.table);
     }
 
     /// Loads the TOTP sequences of a new time step into their slots. The
