@@ -553,43 +553,36 @@ pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
         // version at fixed offsets) is dropped here, before it costs the
         // daemon anything.
         if !rules.spa_udp.is_empty() {
-            let payload = |offset: u32, len: u32| Expr::Payload {
-                base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                offset,
-                len,
-                dreg: NFT_REG_1,
+            // `th payload[offset, len] <test>` on an SPA port: drop.
+            let spa_drop = |offset: u32, len: u32, test: Expr| -> Vec<Expr> {
+                let mut r = prefix(UDP, SET_SPA_UDP);
+                r.push(Expr::Payload {
+                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
+                    offset,
+                    len,
+                    dreg: NFT_REG_1,
+                });
+                r.push(test);
+                r.push(drop.clone());
+                r
             };
-            let mut bad_len = prefix(UDP, SET_SPA_UDP);
-            bad_len.push(payload(4, 2));
-            bad_len.push(Expr::LookupNot {
-                set: SET_SPA_LEN,
+            let cmp = |op: u32, data: &[u8]| Expr::Cmp {
                 sreg: NFT_REG_1,
-            });
-            bad_len.push(drop.clone());
-            let mut bad_magic = prefix(UDP, SET_SPA_UDP);
-            bad_magic.push(payload(8, 3));
-            bad_magic.push(Expr::Cmp {
-                sreg: NFT_REG_1,
-                op: NFT_CMP_NEQ,
-                data: b"SSM".to_vec(),
-            });
-            bad_magic.push(drop.clone());
-            let mut bad_version = prefix(UDP, SET_SPA_UDP);
-            bad_version.push(payload(11, 1));
-            bad_version.push(Expr::Cmp {
-                sreg: NFT_REG_1,
-                op: NFT_CMP_GT,
-                data: vec![2],
-            });
-            bad_version.push(drop.clone());
-            let mut zero_version = prefix(UDP, SET_SPA_UDP);
-            zero_version.push(payload(11, 1));
-            zero_version.push(Expr::Cmp {
-                sreg: NFT_REG_1,
-                op: NFT_CMP_EQ,
-                data: vec![0],
-            });
-            zero_version.push(drop.clone());
+                op,
+                data: data.to_vec(),
+            };
+            // UDP length, magic, version (1 or 2) at fixed offsets.
+            let bad_len = spa_drop(
+                4,
+                2,
+                Expr::LookupNot {
+                    set: SET_SPA_LEN,
+                    sreg: NFT_REG_1,
+                },
+            );
+            let bad_magic = spa_drop(8, 3, cmp(NFT_CMP_NEQ, b"SSM"));
+            let bad_version = spa_drop(11, 1, cmp(NFT_CMP_GT, &[2]));
+            let zero_version = spa_drop(11, 1, cmp(NFT_CMP_EQ, &[0]));
             out.extend([bad_len, bad_magic, bad_version, zero_version]);
         }
         out.push(udp);

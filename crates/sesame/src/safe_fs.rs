@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -260,11 +260,6 @@ impl CheckedDir {
             fchown(f.as_fd(), Some(uid), Some(gid)).map_err(|e| self.io(&name, errno_io(e)))?;
         }
         fchown(self.fd.as_fd(), Some(uid), Some(gid)).map_err(|e| self.io(".", errno_io(e)))
-    }
-
-    /// The raw descriptor (for tests).
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
     }
 }
 

@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,12 +17,6 @@ use support::*;
 
 const PORT: u16 = 2222;
 const SPA_PORT: u16 = 62201;
-
-fn scratch(bed: &Testbed, what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{}-{what}", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs `sesame --config CLIENT knock ARGS` in the client namespace.
 fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {

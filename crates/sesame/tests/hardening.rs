@@ -103,8 +103,7 @@ fn an_explicit_spa_address_cannot_be_the_server_itself() {
     let Some(mut bed) = testbed("ownaddr") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("{}-ownaddr", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&bed, "ownaddr");
     let key = dir.join("bob.key");
     keygen("spa", &key);
     let config = format!(
@@ -166,8 +165,7 @@ fn a_lost_state_directory_does_not_reopen_replays() {
     let Some(mut bed) = testbed("lost") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("{}-lost", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&bed, "lost");
     let key = dir.join("alice.key");
     keygen("spa", &key);
     let state = dir.join("state");
@@ -234,8 +232,7 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
     let Some(mut bed) = testbed("evict") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("{}-evict", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&bed, "evict");
     let socket = dir.join("control.sock");
     let config = format!(
         "[daemon]\nmax_grants = 1\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\n\
@@ -321,8 +318,7 @@ fn slow_peers_and_a_stalled_syslog_do_not_delay_an_opening() {
     let Some(mut bed) = testbed("slowpeer") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("{}-slowpeer", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&bed, "slowpeer");
     let socket = dir.join("control.sock");
     let syslog = dir.join("syslog.sock");
     let _ = std::fs::remove_file(&syslog);
@@ -435,8 +431,7 @@ fn a_protected_port_published_by_dnat_is_reported() {
         0,
         "only the forwarded port is named"
     );
-    let dir = std::env::temp_dir().join(format!("{}-dnat", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&bed, "dnat");
     let path = dir.join("check.toml");
     std::fs::write(&path, config).unwrap();
     let out = bed
@@ -453,30 +448,9 @@ fn a_protected_port_published_by_dnat_is_reported() {
     );
 }
 
-/// Reads `/metrics` (server namespace) and returns the value of the first
-/// line that starts with `series`.
-fn metric(bed: &Testbed, addr: &'static str, series: &str) -> f64 {
-    let body = bed
-        .run_in(Side::Server, move || {
-            use std::io::Read;
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut body = String::new();
-            s.read_to_string(&mut body).unwrap();
-            body
-        })
-        .unwrap();
-    body.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A public-key SPA door for `dana`, with its keys, in a fresh directory.
 fn pk_door(bed: &Testbed, tag: &str) -> (std::path::PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("{}-{tag}", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(bed, tag);
     for (kind, name) in [("identity", "id"), ("server", "server")] {
         let out = Command::new(bin("sesame"))
             .args(["keygen", kind, dir.join(name).to_str().unwrap()])

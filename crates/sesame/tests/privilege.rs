@@ -152,7 +152,7 @@ fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody");
-    let dir = std::env::temp_dir().join(format!("{}-lnk", bed.server));
+    let dir = scratch(&bed, "lnk");
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     let key = dir.join("alice.key");

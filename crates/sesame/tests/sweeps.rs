@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,12 +12,6 @@ use support::*;
 
 const PORT: u16 = 2222;
 const SWEEPS: usize = 30;
-
-fn scratch(bed: &Testbed, what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{}-{what}", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn sesame(args: &[&str]) -> (bool, String) {
     let out = Command::new(bin("sesame")).args(args).output().unwrap();
@@ -178,16 +171,7 @@ fn thirty_full_sweeps_of_a_plain_door_open_nothing_and_ban_the_sweeper() {
     let sock = socket.to_str().unwrap();
     let (ok, status) = sesame(&["status", "--socket", sock]);
     assert!(ok && status.contains("198.18.0.2/32"), "{status}");
-    let metrics = bed
-        .run_in(Side::Server, || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect("127.0.0.1:9761").unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            let mut body = String::new();
-            s.read_to_string(&mut body).unwrap();
-            body
-        })
-        .unwrap();
+    let metrics = scrape(&bed, "127.0.0.1:9761");
     assert!(metrics.contains("sesame_bans_total 1"), "{metrics}");
     assert!(metrics.contains("sesame_banned_prefixes 1"), "{metrics}");
 

@@ -1154,11 +1154,12 @@ impl Daemon {
                 .granted
                 .remove(&(src, door_id))
                 .unwrap_or_else(|| door.services.clone());
-            let still: Vec<sesame_core::Service> = self
-                .granted
-                .iter()
-                .filter(|((a, _), _)| *a == src)
-                .flat_map(|(_, s)| s.iter().copied())
+            // One lookup per door, not a scan of every grant: a flood of
+            // openings at max_grants evicts once per opening.
+            let still: Vec<sesame_core::Service> = (0..self.tracker.doors().len())
+                .filter_map(|d| self.granted.get(&(src, d)))
+                .flatten()
+                .copied()
                 .collect();
             let remove: Vec<sesame_core::Service> = services
                 .into_iter()

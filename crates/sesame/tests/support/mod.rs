@@ -409,3 +409,33 @@ pub fn send_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16, datagram
     })
     .unwrap();
 }
+
+/// A scratch directory for `bed`, named after its namespaces and `what`.
+pub fn scratch(bed: &Testbed, what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{}-{what}", bed.server));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The body of `GET /metrics` from `addr` in the server namespace.
+pub fn scrape(bed: &Testbed, addr: &'static str) -> String {
+    bed.run_in(Side::Server, move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    })
+    .unwrap()
+}
+
+/// The value of the first series in `/metrics` at `addr` that starts with
+/// `series` (0 when absent).
+pub fn metric(bed: &Testbed, addr: &'static str, series: &str) -> f64 {
+    scrape(bed, addr)
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
