@@ -29,9 +29,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod host;
 mod rules;
 mod sys;
+mod watch;
 mod wire;
+
+pub use host::{HostChain, HostRule, HostRuleset, Verdict};
+pub use watch::{ChangeWatch, Tampering};
 
 use std::io;
 use std::net::IpAddr;
@@ -499,6 +504,12 @@ impl Firewall {
         })
     }
 
+    /// The netlink port id of this handle's socket: its changes carry it in
+    /// nf_tables notifications (see [`ChangeWatch::drain`]).
+    pub fn port_id(&self) -> u32 {
+        watch::port_id(&self.sock)
+    }
+
     /// The table this handle manages.
     pub fn table(&self) -> &str {
         &self.table
@@ -666,6 +677,45 @@ impl Firewall {
             }
             Ok(())
         })?;
+        Ok(out)
+    }
+
+    /// Every chain and rule of the host's other tables (families ip, ip6,
+    /// inet), for [`HostRuleset::blockers`].
+    pub fn host_ruleset(&mut self) -> Result<HostRuleset, FirewallError> {
+        let mut out = HostRuleset::default();
+        for (kind, op) in [
+            (host::GET_CHAIN, "list the ruleset's chains"),
+            (NFT_MSG_GETRULE, "list the ruleset's rules"),
+        ] {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            let mut w = Writer::new();
+            w.message(
+                (NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind),
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                NFPROTO_UNSPEC,
+                0,
+                |_| {},
+            );
+            self.send(op, &w.into_bytes())?;
+            let own = self.table.clone();
+            self.collect(op, seq, |msg| {
+                if kind == NFT_MSG_GETRULE {
+                    if let Some(r) =
+                        host::parse_rule(msg).filter(|r| !(r.family == "inet" && r.table == own))
+                    {
+                        out.rules.push(r);
+                    }
+                } else if let Some(c) =
+                    host::parse_chain(msg).filter(|c| !(c.family == "inet" && c.table == own))
+                {
+                    out.chains.push(c);
+                }
+                Ok(())
+            })?;
+        }
         Ok(out)
     }
 

@@ -122,6 +122,9 @@ pub(crate) struct Msg<'a> {
     pub ty: u16,
     pub flags: u16,
     pub seq: u32,
+    /// The sender's port id; in an nf_tables notification, the socket whose
+    /// transaction made the change (0: the kernel itself).
+    pub pid: u32,
     /// Everything after the 16-byte `nlmsghdr`.
     pub payload: &'a [u8],
 }
@@ -150,6 +153,7 @@ pub(crate) fn messages(mut buf: &[u8]) -> Result<Vec<Msg<'_>>, Malformed> {
             ty: ne_u16(&buf[4..6]),
             flags: ne_u16(&buf[6..8]),
             seq: ne_u32(&buf[8..12]),
+            pid: ne_u32(&buf[12..16]),
             payload: &buf[NLMSG_HDRLEN..len],
         });
         buf = &buf[align4(len).min(buf.len())..];
@@ -313,6 +317,7 @@ mod tests {
             ty: NLMSG_ERROR,
             flags: NLM_F_CAPPED | NLM_F_ACK_TLVS,
             seq: 1,
+            pid: 0,
             payload: &p,
         };
         let e = parse_error(&m).unwrap();

@@ -29,12 +29,30 @@ pub enum DemoError {
     /// Ctrl-C.
     #[error("interrupted; namespaces removed")]
     Interrupted,
+    /// Whoever read the output stopped reading (`sesame demo | head`).
+    #[error("output closed; stopped early, namespaces removed")]
+    OutputClosed,
     /// Something the demo expected did not happen.
     #[error("unexpected result: {0}")]
     Unexpected(String),
     /// Local I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Set once a write to stdout fails (its reader went away): the demo then
+/// stops at its next step and cleans up, instead of dying on a panic.
+static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// `println!` that never panics: a closed stdout only sets
+/// [`OUTPUT_CLOSED`].
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }};
 }
 
 fn sesamed_path() -> Result<std::path::PathBuf, DemoError> {
@@ -62,6 +80,15 @@ protect = ["tcp/{SERVICE_PORT}"]
     )
 }
 
+/// Removes the demo's config folder however the demo ends.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Demo {
     bed: Testbed,
     stop: Arc<AtomicBool>,
@@ -74,6 +101,9 @@ impl Demo {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(DemoError::Interrupted);
             }
+            if OUTPUT_CLOSED.load(Ordering::Relaxed) {
+                return Err(DemoError::OutputClosed);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
@@ -81,6 +111,9 @@ impl Demo {
 
     /// Tries the protected service from the client namespace.
     fn probe(&self, server: IpAddr) -> Result<Result<String, String>, DemoError> {
+        if OUTPUT_CLOSED.load(Ordering::Relaxed) {
+            return Err(DemoError::OutputClosed);
+        }
         let addr = SocketAddr::new(server, SERVICE_PORT);
         Ok(self.bed.run_in(Side::Client, move || {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
@@ -106,7 +139,7 @@ impl Demo {
     fn expect_closed(&self, server: IpAddr, step: &str) -> Result<(), DemoError> {
         match self.probe(server)? {
             Err(e) => {
-                println!("   ✓ {step}: service unreachable ({e}) — the door is closed");
+                say!("   ✓ {step}: service unreachable ({e}) — the door is closed");
                 Ok(())
             }
             Ok(banner) => Err(DemoError::Unexpected(format!(
@@ -118,7 +151,7 @@ impl Demo {
     fn expect_open(&self, server: IpAddr) -> Result<(), DemoError> {
         match self.probe(server)? {
             Ok(banner) => {
-                println!("   ✓ connected! the service says {banner:?}");
+                say!("   ✓ connected! the service says {banner:?}");
                 Ok(())
             }
             Err(e) => Err(DemoError::Unexpected(format!(
@@ -136,23 +169,24 @@ pub fn run() -> Result<(), DemoError> {
     }
     let sesamed = sesamed_path()?;
     let mut bed = Testbed::create("demo")?;
-    println!("Sesame demo");
-    println!(
+    say!("Sesame demo");
+    say!(
         "   server namespace {} ({}, {}) runs sesamed and a TCP service on port {SERVICE_PORT}",
         bed.server,
         Testbed::addr(Side::Server, false),
         Testbed::addr(Side::Server, true)
     );
-    println!(
+    say!(
         "   client namespace {} ({}, {}) knocks and connects",
         bed.client,
         Testbed::addr(Side::Client, false),
         Testbed::addr(Side::Client, true)
     );
-    println!("   door \"demo\": knock 7000/tcp, 8000/udp, 9000/tcp → tcp/{SERVICE_PORT} opens for your address for {}s\n", OPEN_FOR.as_secs());
+    say!("   door \"demo\": knock 7000/tcp, 8000/udp, 9000/tcp → tcp/{SERVICE_PORT} opens for your address for {}s\n", OPEN_FOR.as_secs());
 
     let dir = std::env::temp_dir().join(format!("sesame-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let _remove_dir = RemoveDir(dir.clone());
     let config_path = dir.join("sesame.toml");
     std::fs::write(&config_path, demo_config())?;
 
@@ -183,7 +217,7 @@ pub fn run() -> Result<(), DemoError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            println!("      sesamed │ {line}");
+            say!("      sesamed │ {line}");
             if line.contains("sesamed ready") {
                 let _ = ready_tx.send(());
             }
@@ -202,29 +236,28 @@ pub fn run() -> Result<(), DemoError> {
     for v6 in [false, true] {
         let server = Testbed::addr(Side::Server, v6);
         let family = if v6 { "IPv6" } else { "IPv4" };
-        println!(
+        say!(
             "\n── {family}: client {} → server {server}",
             Testbed::addr(Side::Client, v6)
         );
-        println!(" 1. Before knocking, try to connect to port {SERVICE_PORT}");
+        say!(" 1. Before knocking, try to connect to port {SERVICE_PORT}");
         demo.expect_closed(server, "before the knock")?;
-        println!(" 2. Knock in the wrong order: 7000, 9000, 8000/udp");
+        say!(" 2. Knock in the wrong order: 7000, 9000, 8000/udp");
         demo.knock(server, wrong.clone())?;
         demo.sleep(Duration::from_millis(200))?;
         demo.expect_closed(server, "after a wrong knock")?;
-        println!(" 3. Knock the right sequence: 7000, 8000/udp, 9000");
+        say!(" 3. Knock the right sequence: 7000, 8000/udp, 9000");
         demo.knock(server, right.clone())?;
         demo.sleep(Duration::from_millis(100))?;
         demo.expect_open(server)?;
-        println!(
+        say!(
             " 4. Wait {}s for the grant to expire in the kernel",
             OPEN_FOR.as_secs() + 1
         );
         demo.sleep(OPEN_FOR + Duration::from_secs(1))?;
         demo.expect_closed(server, "after open_for")?;
     }
-    println!("\nDemo complete: the door opened only for the right knock, only for the client, and closed by itself.");
-    std::fs::remove_dir_all(&dir).ok();
+    say!("\nDemo complete: the door opened only for the right knock, only for the client, and closed by itself.");
     // Dropping `demo` stops sesamed and deletes both namespaces.
     drop(demo);
     Ok(())

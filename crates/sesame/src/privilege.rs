@@ -165,6 +165,18 @@ pub fn drop_to(target: &Target) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
+/// Becomes `target` for good, with no capability left (the uid change from
+/// root clears them): for checks that must see files as the daemon will.
+pub fn become_user(target: &Target) -> Result<(), PrivilegeError> {
+    nix::unistd::setgroups(&[target.gid]).map_err(os("setgroups"))?;
+    nix::unistd::setresgid(target.gid, target.gid, target.gid).map_err(os("setresgid"))?;
+    nix::unistd::setresuid(target.uid, target.uid, target.uid).map_err(os("setresuid"))?;
+    if !target.uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        return Err(PrivilegeError::NotDropped);
+    }
+    Ok(())
+}
+
 /// For a daemon started unprivileged with CAP_NET_ADMIN (the systemd unit:
 /// `User=sesame`, `AmbientCapabilities=CAP_NET_ADMIN`): keeps only
 /// CAP_NET_ADMIN permitted and effective, empties the inheritable and

@@ -282,8 +282,18 @@ fn keygen_creates_private_files_and_public_halves() {
     let key = keys::load_spa_key(&dir.path("ssh.key")).unwrap();
     assert_eq!(mode(&dir.path("ssh.key")), 0o600);
     assert!(out.contains(&key.key_id().to_string()), "{out}");
-    assert!(out.contains("install -m 600"), "{out}");
+    // The server copy must be readable by the service user.
+    assert!(
+        out.contains("install -D -m 600 -o sesame -g sesame"),
+        "{out}"
+    );
     assert!(!dir.path("ssh.key.pub").exists());
+
+    // Missing folders are made, private.
+    keygen(&dir, "spa", "new/deeper/ssh.key");
+    assert_eq!(mode(&dir.path("new")), 0o700);
+    assert_eq!(mode(&dir.path("new/deeper")), 0o700);
+    assert_eq!(mode(&dir.path("new/deeper/ssh.key")), 0o600);
 
     let out = keygen(&dir, "identity", "id");
     assert_eq!(mode(&dir.path("id")), 0o600);

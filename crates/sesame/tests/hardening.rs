@@ -662,11 +662,13 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
         .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
         .is_some());
     nft(&bed, &["flush", "ruleset"]);
+    // Healed from the change notification (which names the program), not
+    // from the fallback one-second check.
     assert!(
         daemon
             .log
             .wait_for(
-                &["table_restored", "1 active grant"],
+                &["table_restored", "table deleted by nft[", "1 active grant"],
                 Duration::from_secs(3)
             )
             .is_some(),
@@ -682,5 +684,226 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
     assert!(
         !connects_from(&bed, b, server, PORT),
         "the restored table does not protect the port"
+    );
+    // Partial damage leaves the table in place (the periodic check would
+    // not see it): a flushed chain and a hand-deleted grant are healed too.
+    nft(&bed, &["flush", "chain", "inet", "sesame", "gate"]);
+    assert!(
+        daemon
+            .log
+            .wait_for(
+                &["table_restored", "rule deleted by nft["],
+                Duration::from_secs(3)
+            )
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    assert!(
+        !connects_from(&bed, b, server, PORT),
+        "the flushed gate chain was not restored"
+    );
+    nft(
+        &bed,
+        &[
+            "delete",
+            "element",
+            "inet",
+            "sesame",
+            "grants4",
+            &format!("{{ 198.18.0.2 . tcp . {PORT} }}"),
+        ],
+    );
+    assert!(
+        daemon
+            .log
+            .wait_for(
+                &["table_restored", "set elements deleted by nft["],
+                Duration::from_secs(3)
+            )
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    assert!(
+        connects_from(&bed, a, server, PORT),
+        "the hand-deleted grant was not restored"
+    );
+    let status = status_json(&bed);
+    let restores = status["counters"]["table_restores"].as_u64().unwrap_or(0);
+    assert!(
+        restores >= 3,
+        "status counts {restores} table restores: {status}"
+    );
+}
+
+/// A drop of the protected port in another table (a knockd/fwknop setup's
+/// `tcp dport 22 drop`, iptables-nft, a default-deny chain) cancels every
+/// grant; `--check-config` and the start name table, chain and rule.
+#[test]
+fn drops_of_protected_ports_in_other_tables_are_named() {
+    let Some(mut bed) = testbed("foreign") else {
+        return;
+    };
+    let dir = scratch(&bed, "foreign");
+    let path = dir.join("sesame.toml");
+    std::fs::write(
+        &path,
+        format!("[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nprotect = [\"tcp/{PORT}\"]\n"),
+    )
+    .unwrap();
+    let check = |bed: &Testbed| -> String {
+        let out = bed
+            .command(Side::Server, bin("sesamed").to_str().unwrap())
+            .arg("--check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(
+        !check(&bed).contains("does not override"),
+        "a clean host warns"
+    );
+
+    // 1. nft: a plain port drop, and an accept of another port (no finding).
+    nft(&bed, &["add", "table", "ip", "filter"]);
+    nft(
+        &bed,
+        &[
+            "add",
+            "chain",
+            "ip",
+            "filter",
+            "INPUT",
+            "{ type filter hook input priority 0; policy accept; }",
+        ],
+    );
+    nft(
+        &bed,
+        &[
+            "add", "rule", "ip", "filter", "INPUT", "tcp", "dport", "80", "accept",
+        ],
+    );
+    nft(
+        &bed,
+        &[
+            "add",
+            "rule",
+            "ip",
+            "filter",
+            "INPUT",
+            "tcp",
+            "dport",
+            &PORT.to_string(),
+            "drop",
+        ],
+    );
+    let warned = check(&bed);
+    assert!(
+        warned.contains(&format!(
+            "door \"ssh\" protects tcp/{PORT}, but table ip filter, chain INPUT, rule handle"
+        )) && warned.contains(&format!("dport {PORT}) drops it")),
+        "{warned}"
+    );
+    nft(&bed, &["delete", "table", "ip", "filter"]);
+
+    // 2. A default-deny chain (ufw, firewalld): policy drop, conntrack
+    //    accept only. Then the fix: accept the port there.
+    nft(&bed, &["add", "table", "inet", "fw"]);
+    nft(
+        &bed,
+        &[
+            "add",
+            "chain",
+            "inet",
+            "fw",
+            "input",
+            "{ type filter hook input priority 0; policy drop; }",
+        ],
+    );
+    nft(
+        &bed,
+        &[
+            "add",
+            "rule",
+            "inet",
+            "fw",
+            "input",
+            "ct",
+            "state",
+            "established,related",
+            "accept",
+        ],
+    );
+    let warned = check(&bed);
+    assert!(
+        warned.contains("table inet fw, chain input: policy drop, and no rule there accepts it"),
+        "{warned}"
+    );
+    nft(
+        &bed,
+        &[
+            "add",
+            "rule",
+            "inet",
+            "fw",
+            "input",
+            "tcp",
+            "dport",
+            &PORT.to_string(),
+            "accept",
+        ],
+    );
+    assert!(
+        !check(&bed).contains("does not override"),
+        "{}",
+        check(&bed)
+    );
+    nft(&bed, &["delete", "table", "inet", "fw"]);
+
+    // 3. iptables-nft, as knockd's and fwknop's guides set it up; the
+    //    running daemon logs it at start.
+    let out = bed
+        .command(Side::Server, "iptables")
+        .args([
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            &PORT.to_string(),
+            "-j",
+            "REJECT",
+        ])
+        .output()
+        .expect("run iptables (install iptables)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let warned = check(&bed);
+    assert!(
+        warned.contains("table ip filter, chain INPUT, rule handle")
+            && warned.contains("rejects it"),
+        "{warned}"
+    );
+    let daemon = start_daemon(&mut bed, &std::fs::read_to_string(&path).unwrap(), &[]);
+    assert!(
+        daemon
+            .log
+            .wait_for(
+                &["config_warning", "does not override a drop"],
+                Duration::from_secs(3)
+            )
+            .is_some(),
+        "{}",
+        daemon.log.dump()
     );
 }

@@ -375,3 +375,67 @@ fn commands_run_once_per_open_and_close_runs_on_sigterm() {
     assert_eq!(text, format!("{client}\n"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `sesame demo | head`: the reader goes away after a few lines; the demo
+/// must stop and remove its namespaces, its daemon and its files, not die
+/// on a write error and leak them.
+#[test]
+fn the_demo_cleans_up_when_its_output_is_closed() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but not root"
+        );
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sesame demo");
+    let pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    for _ in 0..3 {
+        out.read_line(&mut seen).unwrap();
+    }
+    assert!(seen.contains("Sesame demo"), "{seen}");
+    drop(out);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop within 30 s of its output closing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("output closed"), "{status}: {stderr}");
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    let prefix = format!("sesame-demo-{pid}-");
+    assert!(
+        !namespaces.contains(&prefix),
+        "namespaces left behind: {namespaces}"
+    );
+    let config_dir = std::env::temp_dir().join(format!("sesame-demo-{pid}"));
+    assert!(!config_dir.exists(), "{} left behind", config_dir.display());
+    let daemons = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&format!("sesame-demo-{pid}/")))
+        .count();
+    assert_eq!(daemons, 0, "a sesamed of the demo still runs");
+}

@@ -393,6 +393,18 @@ fn metrics_scrape_matches_the_knocks_sent() {
     let empty = scrape(&bed, addr);
     assert!(empty.starts_with("HTTP/1.1 200 OK"), "{empty}");
     assert!(empty.contains("sesame_active_grants 0"), "{empty}");
+    // Every per-door series exists from the start, at zero; build and
+    // uptime are there too.
+    for series in [
+        r#"sesame_knocks_total{door="ssh",result="open"} 0"#,
+        r#"sesame_grant_events_total{door="ssh",event="open"} 0"#,
+        r#"sesame_grant_events_total{door="ssh",event="revoke"} 0"#,
+        r#"sesame_open_latency_seconds_count{door="ssh"} 0"#,
+        r#"sesame_build_info{version=""#,
+        "sesame_uptime_seconds ",
+    ] {
+        assert!(empty.contains(series), "no {series} in\n{empty}");
+    }
 
     // One wrong order (7000 stage, 9000 reset), then the right knock twice.
     knock(&bed, server, &["7000", "9000", "8000:udp"]);
@@ -432,6 +444,12 @@ fn metrics_scrape_matches_the_knocks_sent() {
         1.0
     );
     assert_eq!(get("sesame_active_grants"), 1.0);
+    // One opening (the refresh is not one), well under the last bucket.
+    assert_eq!(get(r#"sesame_open_latency_seconds_count{door="ssh"}"#), 1.0);
+    assert_eq!(
+        get(r#"sesame_open_latency_seconds_bucket{le="0.1",door="ssh"}"#),
+        1.0
+    );
     assert_eq!(get("sesame_nflog_packets_total"), 9.0);
     assert_eq!(get("sesame_nflog_overruns_total"), 0.0);
     assert_eq!(get("sesame_tracker_evictions_total"), 0.0);

@@ -214,3 +214,85 @@ fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
     assert_eq!(meta.mode() & 0o777, 0o600);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--check-config --user U` reads every file as U: a key only root can
+/// read fails there, naming the user and the file, instead of after the
+/// table is installed. A start with such a key fails before the firewall
+/// is touched.
+#[test]
+fn check_config_reads_keys_as_the_service_user() {
+    let Some(mut bed) = testbed("ckuser") else {
+        return;
+    };
+    let dir = scratch(&bed, "ckuser");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let key = dir.join("laptop.key");
+    keygen("spa", &key);
+    let config = dir.join("sesame.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[door.ssh]\nspa_port = 62201\nprotect = [\"tcp/{PORT}\"]\n[door.ssh.users.laptop]\nkey = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let check = || {
+        std::process::Command::new(bin("sesamed"))
+            .args(["--check-config"])
+            .arg(&config)
+            .args(["--user", "nobody"])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a root-only key passed as nobody");
+    assert!(
+        stderr.contains("as user nobody")
+            && stderr.contains("laptop.key")
+            && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    // Root alone (no --user) reads it: the check is the user's, not root's.
+    let as_root = std::process::Command::new(bin("sesamed"))
+        .arg("--check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        as_root.status.success(),
+        "{}",
+        String::from_utf8_lossy(&as_root.stderr)
+    );
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    std::os::unix::fs::chown(&key, Some(nobody.uid.as_raw()), None).unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A start whose key cannot be read fails before the table exists
+    // (it would drop the protected port with no daemon to open it).
+    std::fs::remove_file(&key).unwrap();
+    let failed = bed
+        .command(Side::Server, bin("sesamed").to_str().unwrap())
+        .arg("--config")
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("laptop.key"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let tables = nft(&bed, &["list", "tables"]);
+    assert!(!tables.contains("sesame"), "a failed start left {tables}");
+    let _ = &mut bed;
+}

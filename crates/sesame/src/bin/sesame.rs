@@ -1,6 +1,7 @@
 //! `sesame`: the Sesame client and admin CLI.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -88,7 +89,7 @@ struct KnockArgs {
     /// Host name or address, or a server name from the client config.
     host: String,
     /// Ports as `port[:tcp|udp]`, or one door name from the client config.
-    #[arg(required_unless_present = "one_time", value_name = "PORT[:PROTO]|DOOR")]
+    #[arg(required_unless_present_any = ["one_time", "spa_key"], value_name = "PORT[:PROTO]|DOOR")]
     ports: Vec<String>,
     /// Knock the first unused sequence of a knockd one-time sequences file,
     /// then mark it used ('#' over the line's first character) once every
@@ -122,6 +123,18 @@ struct KnockArgs {
     /// ~/.config/sesame/client.toml).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Send one SPA packet made with this symmetric key file (`sesame
+    /// keygen spa`) to HOST, without a client config.
+    #[arg(long, value_name = "FILE", conflicts_with = "one_time")]
+    spa_key: Option<PathBuf>,
+    /// With --spa-key: the door's spa_port.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 62201,
+        requires = "spa_key"
+    )]
+    spa_port: u16,
 }
 
 #[derive(Args)]
@@ -149,6 +162,10 @@ struct KeygenArgs {
     /// Replace existing files.
     #[arg(long)]
     force: bool,
+    /// Give the secret file to this user (run as root on the server:
+    /// `--owner sesame`, the service user, which must read it).
+    #[arg(long, value_name = "USER")]
+    owner: Option<String>,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -209,6 +226,22 @@ fn knock(args: KnockArgs) -> Result<(), String> {
     if let Some(path) = &args.one_time {
         return knock_one_time(&args, path, family);
     }
+    if let Some(key) = &args.spa_key {
+        if let Some(extra) = args.ports.first() {
+            return Err(format!(
+                "{extra:?}: with --spa-key give only HOST (the port is --spa-port)"
+            ));
+        }
+        let door = SpaDoor {
+            port: args.spa_port,
+            credential: profile::SpaCredential::Symmetric { key: key.clone() },
+            services: Vec::new(),
+            duration: 0,
+            address: None,
+        };
+        let addr = client::resolve(&args.host, family).map_err(|e| e.to_string())?;
+        return knock_spa(&args, &args.host, addr, "(--spa-key)", &door);
+    }
     let looks_like_ports = args.ports.iter().all(|p| {
         p.split(':')
             .next()
@@ -251,7 +284,7 @@ fn knock(args: KnockArgs) -> Result<(), String> {
     match door {
         ClientDoor::Plain(knocks) => send_sequence(&args, addr, knocks, delay),
         ClientDoor::Totp(totp) => knock_totp(&args, addr, door_name, totp, delay),
-        ClientDoor::Spa(spa) => knock_spa(&args, server, addr, door_name, spa),
+        ClientDoor::Spa(spa) => knock_spa(&args, &server.host, addr, door_name, spa),
         ClientDoor::Fwknop(door) => knock_fwknop(&args, &path, server, addr, door_name, door),
     }
 }
@@ -333,7 +366,7 @@ fn knock_totp(
 /// An SPA door: one UDP datagram from an unprivileged socket.
 fn knock_spa(
     args: &KnockArgs,
-    server: &ServerProfile,
+    host: &str,
     addr: IpAddr,
     name: &str,
     door: &SpaDoor,
@@ -363,7 +396,7 @@ fn knock_spa(
             |a| a.to_string(),
         );
         println!("dry run: nothing sent");
-        println!("door:        {name} (SPA) on {}", server.host);
+        println!("door:        {name} (SPA) on {host}");
         println!("mode:        {}", key.mode());
         println!("key id:      {}", key.key_id());
         println!("destination: {dest} (udp)");
@@ -508,6 +541,20 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
             .to_string());
         }
     }
+    // Missing folders are made private (0700): they hold secrets.
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("cannot create the folder {}: {e}", parent.display()))?;
+    }
+    let owner = args
+        .owner
+        .as_deref()
+        .map(sesame::privilege::lookup)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let user = std::env::var("USER")
         .ok()
         .filter(|u| {
@@ -528,8 +575,11 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
                 key.key_id()
             );
             println!();
-            println!("On the server: copy the file there over a secure channel, private to root");
-            println!("(install -m 600 -o root {file} /etc/sesame/keys/{user}.key),");
+            println!("On the server: copy the file there over a secure channel, owned by the");
+            println!("service user, which must read it (the packaged unit runs as sesame):");
+            println!(
+                "    sudo install -D -m 600 -o sesame -g sesame {file} /etc/sesame/keys/{user}.key"
+            );
             println!("and give the user this key in the SPA door of sesamed's config:");
             println!();
             println!("    [door.ssh.users.{user}]");
@@ -605,8 +655,9 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
             keys::write_secret(out, KeyKind::Totp, &bytes, args.force).map_err(err)?;
             println!("wrote TOTP secret {file} (mode 0600)");
             println!();
-            println!("On the server: copy the file there over a secure channel, private to root");
-            println!("(install -m 600 -o root {file} /etc/sesame/keys/{user}.totp),");
+            println!("On the server: copy the file there over a secure channel, owned by the");
+            println!("service user, which must read it (the packaged unit runs as sesame):");
+            println!("    sudo install -D -m 600 -o sesame -g sesame {file} /etc/sesame/keys/{user}.totp");
             println!("and give the user this secret in the TOTP door of sesamed's config:");
             println!();
             println!("    [door.vpn.users.{user}]");
@@ -622,7 +673,34 @@ fn keygen(args: KeygenArgs) -> Result<(), String> {
             println!("    length = 4                     # the door's totp_length");
         }
     }
+    if let Some(owner) = &owner {
+        give_to(out, owner)?;
+        println!();
+        println!(
+            "{file} now belongs to {} (uid {}), mode 0600",
+            owner.name, owner.uid
+        );
+    }
     Ok(())
+}
+
+/// Hands a freshly written secret file to `owner`, by descriptor and never
+/// through a symlink.
+fn give_to(path: &Path, owner: &sesame::privilege::Target) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::os::unix::fs::fchown(&file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw())).map_err(
+        |e| {
+            format!(
+                "cannot give {} to {}: {e} (run as root, or leave --owner out)",
+                path.display(),
+                owner.name
+            )
+        },
+    )
 }
 
 fn import_knockd(file: &Path) -> Result<(), String> {

@@ -13,7 +13,7 @@ use sesame::{privilege, service};
 /// Sesame port-knocking daemon: watches knocks through NFLOG and opens
 /// protected ports per source address with nftables kernel timeouts.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "sesamed", version, about, long_about = None)]
 struct Args {
     /// Config file.
     #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
@@ -96,6 +96,35 @@ fn load(args: &Args, sesame_path: &Path) -> Result<config::Config, String> {
     Ok(cfg)
 }
 
+/// `--check-config` with a daemon user: reads every file again as that user
+/// (the daemon reads them as it on reload, and from the start under the
+/// packaged unit), so an unreadable key is found now, not after the table
+/// is installed. This process ends right after, so it simply drops to the
+/// user itself.
+fn check_as(args: &Args, path: &Path, target: &privilege::Target) -> Result<(), String> {
+    let me = nix::unistd::geteuid();
+    if me == target.uid {
+        return Ok(());
+    }
+    if !me.is_root() {
+        eprintln!(
+            "sesamed: warning: not root, so the files were not checked as user {} (run --check-config with sudo)",
+            target.name
+        );
+        return Ok(());
+    }
+    privilege::become_user(target).map_err(|e| e.to_string())?;
+    let as_user = |e: String| {
+        format!(
+            "as user {} (the user sesamed runs as): {e}\n  Fix: make it readable by {}, e.g. for a key: chown {} FILE && chmod 600 FILE",
+            target.name, target.name, target.name
+        )
+    };
+    let cfg = load(args, path).map_err(as_user)?;
+    sesame::daemon::auth::load(&cfg).map_err(|e| as_user(e.to_string()))?;
+    Ok(())
+}
+
 /// Removes the pid file when the daemon exits by any path.
 /// The pid file, written through its checked directory (never through a
 /// planted symlink) and removed on exit.
@@ -154,19 +183,21 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let checked = if other.is_some() {
-            load(&args, path)
-        } else {
-            config::load(path).map_err(|e| e.to_string())
-        };
         // Key files are part of the config: read them too (nothing else).
-        let checked = checked.and_then(|cfg| {
-            if let Some(user) = &cfg.daemon.user {
-                let t = privilege::lookup(user).map_err(|e| e.to_string())?;
-                privilege::trust_daemon_user(t.uid.as_raw());
-            }
+        let checked = load(&args, path).and_then(|cfg| {
+            let target = match &cfg.daemon.user {
+                Some(user) => {
+                    let t = privilege::lookup(user).map_err(|e| e.to_string())?;
+                    privilege::trust_daemon_user(t.uid.as_raw());
+                    Some(t)
+                }
+                None => None,
+            };
             sesame::daemon::auth::load(&cfg).map_err(|e| e.to_string())?;
             let findings = sesame::daemon::checks::check(&cfg)?;
+            if let Some(t) = &target {
+                check_as(&args, path, t)?;
+            }
             Ok((cfg, findings))
         });
         return match checked {

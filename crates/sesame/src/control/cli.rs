@@ -163,8 +163,8 @@ pub fn status(args: &ListArgs) -> Result<(), String> {
     print_grants(&s.grants);
     let c = &s.counters;
     println!(
-        "knocks in progress: {}\ncounters: {} packets, {} malformed, {} overruns, {} opened, {} refreshed, {} revoked, {} manual, {} reloads",
-        s.in_progress, c.packets, c.malformed, c.overruns, c.opened, c.refreshed, c.revoked, c.manual_opens, c.reloads
+        "knocks in progress: {}\ncounters: {} packets, {} malformed, {} overruns, {} opened, {} refreshed, {} revoked, {} manual, {} reloads, {} table restores",
+        s.in_progress, c.packets, c.malformed, c.overruns, c.opened, c.refreshed, c.revoked, c.manual_opens, c.reloads, c.table_restores
     );
     Ok(())
 }

@@ -104,6 +104,10 @@ pub struct CountersInfo {
     pub manual_opens: u64,
     /// Successful reloads.
     pub reloads: u64,
+    /// Times the nftables table was re-installed after others deleted or
+    /// flushed part of it.
+    #[serde(default)]
+    pub table_restores: u64,
 }
 
 /// The `status` answer.

@@ -45,7 +45,49 @@ pub fn check(cfg: &Config) -> Result<Findings, String> {
         out.warnings.extend(ephemeral_overlaps(cfg, &range));
     }
     out.warnings.extend(dnat_findings(cfg));
+    out.warnings.extend(foreign_drop_findings(cfg));
     Ok(out)
+}
+
+/// Protected services that another table drops or rejects: an accept in
+/// Sesame's table does not override a drop elsewhere, so such a rule (left
+/// from knockd or fwknop, or ufw's and firewalld's default deny) cancels
+/// every grant in silence.
+pub fn foreign_drop_findings(cfg: &Config) -> Vec<String> {
+    let protected: Vec<(String, sesame_core::Service)> = cfg
+        .doors
+        .iter()
+        .flat_map(|d| d.services.iter().map(move |s| (d.name.clone(), *s)))
+        .collect();
+    if protected.is_empty() {
+        return Vec::new();
+    }
+    match sesame_nftables::Firewall::open(&cfg.daemon.table).and_then(|mut fw| fw.host_ruleset()) {
+        Ok(host) => foreign_drops(&protected, &host),
+        Err(e) => vec![format!(
+            "could not read the host's nftables ruleset to look for rules in other tables that drop protected ports ({e}); run --check-config as root to check"
+        )],
+    }
+}
+
+/// The warnings for `protected` (door, service) pairs that `host` drops.
+pub fn foreign_drops(
+    protected: &[(String, sesame_core::Service)],
+    host: &sesame_nftables::HostRuleset,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (door, service) in protected {
+        let l4 = match service.proto {
+            sesame_core::Proto::Tcp => 6,
+            sesame_core::Proto::Udp => 17,
+        };
+        for what in host.blockers(l4, service.port) {
+            out.push(format!(
+                "door {door:?} protects {service}, but {what}: an accept in Sesame's table does not override a drop in another table, so every grant is cancelled. Let the other table accept {service} (Sesame then decides who gets in): see README, \"Host firewall tooling\""
+            ));
+        }
+    }
+    out
 }
 
 /// Protected services the host also publishes by destination NAT: such

@@ -212,6 +212,10 @@ pub struct Daemon {
     /// Services actually granted per (source, door) (SPA and fwknop may
     /// grant a subset), for revocations.
     granted: HashMap<(IpAddr, DoorId), Vec<sesame_core::Service>>,
+    /// Grants found in the kernel at start (left by the previous run, which
+    /// already ran their on_close): tracked so a flushed table gets them
+    /// back, closed without running on_close again.
+    adopted: std::collections::HashSet<(IpAddr, DoorId)>,
     /// The control socket.
     control: Option<ControlServer>,
     /// Metrics, and their endpoint when enabled.
@@ -228,6 +232,11 @@ pub struct Daemon {
     pk_budget: sesame_core::rate::PrefixBudget,
     /// When the table was last checked (see [`Daemon::watch_table`]).
     table_checked: Option<std::time::Instant>,
+    /// nf_tables change notifications: deletions in the table by others are
+    /// healed at once (the 1 s check stays as a fallback).
+    table_watch: Option<sesame_nftables::ChangeWatch>,
+    /// Times the table was restored (for `status`).
+    table_restores: u64,
     /// Per-door knock counters (see [`Daemon::knock_counter`]).
     knock_counters: Vec<[prometheus_client::metrics::counter::Counter; 6]>,
 }
@@ -278,23 +287,9 @@ impl Daemon {
                 one_time.insert(id, file);
             }
         }
-        // Bind first so no knock logged right after the rules appear is lost.
-        let nflog = NflogSocket::bind(&sesame_nflog::Config {
-            group: config.daemon.nflog_group,
-            ..Default::default()
-        })?;
-        let outcome = firewall.install(&ruleset)?;
-        match outcome {
-            InstallOutcome::Created => {
-                info!(event = "table", table = %config.daemon.table, "created nftables table inet {}", config.daemon.table)
-            }
-            InstallOutcome::Updated => {
-                info!(event = "table", table = %config.daemon.table, "updated nftables table inet {} in place; active grants kept", config.daemon.table)
-            }
-            InstallOutcome::Recreated => {
-                warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were carried over", config.daemon.table)
-            }
-        }
+        // Keys, secrets and the replay state are read before the firewall is
+        // touched: an unreadable key must not leave a table that drops the
+        // protected ports with no daemon to open them.
         let mut auth = auth::load(&config)?;
         let now_unix = auth::unix_now();
         let replay = if auth.is_empty() {
@@ -313,6 +308,31 @@ impl Daemon {
             replay.cache.set_owners(auth.owner_count());
             Some(replay)
         };
+        // Bind first so no knock logged right after the rules appear is lost.
+        let nflog = NflogSocket::bind(&sesame_nflog::Config {
+            group: config.daemon.nflog_group,
+            ..Default::default()
+        })?;
+        // Subscribed before the install, so no deletion after it is missed.
+        let table_watch = match sesame_nftables::ChangeWatch::open(&config.daemon.table) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(event = "table_watch", "cannot subscribe to nftables change notifications ({e}); the table is checked every second instead");
+                None
+            }
+        };
+        let outcome = firewall.install(&ruleset)?;
+        match outcome {
+            InstallOutcome::Created => {
+                info!(event = "table", table = %config.daemon.table, "created nftables table inet {}", config.daemon.table)
+            }
+            InstallOutcome::Updated => {
+                info!(event = "table", table = %config.daemon.table, "updated nftables table inet {} in place; active grants kept", config.daemon.table)
+            }
+            InstallOutcome::Recreated => {
+                warn!(event = "table", table = %config.daemon.table, "replaced an incompatible nftables table inet {}; its grants were carried over", config.daemon.table)
+            }
+        }
         let mut tracker = Tracker::new(
             auth.tracker_doors(&config.doors),
             config.daemon.max_tracked,
@@ -326,7 +346,7 @@ impl Daemon {
         }
         let grants = Grants::new(config.daemon.max_grants, random_seed()?);
         let config_pk_rate = config.daemon.spa_pk_rate;
-        Ok(Daemon {
+        let mut daemon = Daemon {
             config,
             tracker,
             grants,
@@ -344,6 +364,7 @@ impl Daemon {
             rolled_at: now_unix,
             source,
             granted: HashMap::new(),
+            adopted: std::collections::HashSet::new(),
             control: Some(control),
             metrics,
             metrics_server,
@@ -353,8 +374,17 @@ impl Daemon {
             knock_counters: Vec::new(),
             flood_quiet: FloodQuiet::default(),
             table_checked: None,
+            table_watch,
+            table_restores: 0,
             pk_budget: sesame_core::rate::PrefixBudget::new(config_pk_rate, random_seed()?),
-        })
+        };
+        if outcome != InstallOutcome::Created {
+            daemon.adopt_kernel_grants();
+        }
+        for door in &daemon.config.doors {
+            daemon.metrics.register_door(&door.name);
+        }
+        Ok(daemon)
     }
 
     fn now(&self) -> Instant {
@@ -432,6 +462,11 @@ impl Daemon {
                 PollFd::new(signals.hangup.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signals.child.as_fd(), PollFlags::POLLIN),
             ];
+            let watch_at = fds.len();
+            if let Some(w) = &self.table_watch {
+                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+            }
+            let control_at = fds.len();
             if let Some(c) = &control {
                 fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
             }
@@ -446,13 +481,19 @@ impl Daemon {
                 readable(&fds[2]),
                 readable(&fds[3]),
             );
-            let control_ready = control.is_some() && readable(&fds[4]);
+            let control_ready = control.is_some() && readable(&fds[control_at]);
+            let table_changed = self.table_watch.is_some() && readable(&fds[watch_at]);
             drop(fds);
             self.control = control;
             match polled {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(os("poll")(e.into())),
+            }
+            // Before packets: every millisecond the table is missing, the
+            // protected ports answer everyone.
+            if table_changed {
+                self.table_changed();
             }
             if control_ready {
                 self.serve_control();
@@ -700,7 +741,7 @@ impl Daemon {
         self.table_checked = Some(wall);
         match self.firewall.exists() {
             Ok(true) => {}
-            Ok(false) => self.restore_table(),
+            Ok(false) => self.restore_table("table deleted (seen by the periodic check)"),
             Err(e) => warn!(
                 event = "table_check_failed",
                 "cannot check the nftables table: {e}"
@@ -708,7 +749,72 @@ impl Daemon {
         }
     }
 
-    fn restore_table(&mut self) {
+    /// A restart found the table with live grants (kernel timeouts kept them
+    /// while no daemon ran): they are tracked again, so `status` lists them
+    /// and a flushed table is restored with them.
+    fn adopt_kernel_grants(&mut self) {
+        let found = match self.firewall.grants() {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(
+                    event = "adopt_failed",
+                    "cannot list the grants left in the kernel: {e}"
+                );
+                return;
+            }
+        };
+        let now = self.now();
+        let mut adopted = 0usize;
+        for g in found {
+            let Some(left) = g.expires_in else { continue };
+            let Some(door) = self
+                .config
+                .doors
+                .iter()
+                .position(|d| d.services.contains(&g.service))
+            else {
+                continue;
+            };
+            self.grants.open(now, g.addr, door, left);
+            let services = self.granted.entry((g.addr, door)).or_default();
+            if !services.contains(&g.service) {
+                services.push(g.service);
+            }
+            self.adopted.insert((g.addr, door));
+            adopted += 1;
+        }
+        if adopted > 0 {
+            info!(
+                event = "adopted",
+                grants = adopted,
+                "took over {adopted} grant(s) left in the kernel by the previous run"
+            );
+        }
+    }
+
+    /// Notifications arrived: re-installs the table if anyone else deleted
+    /// any part of it.
+    fn table_changed(&mut self) {
+        let own = [self.firewall.port_id()];
+        let Some(watch) = self.table_watch.as_mut() else {
+            return;
+        };
+        let found = watch.drain(&own);
+        if found.is_empty() {
+            return;
+        }
+        let mut what: Vec<&str> = found.iter().map(|t| t.what).collect();
+        what.dedup();
+        let by: Vec<String> = found.iter().filter_map(|t| t.by.clone()).collect();
+        let cause = format!(
+            "{} deleted by {}",
+            what.join(", "),
+            by.first().map_or("another program", String::as_str)
+        );
+        self.restore_table(&cause);
+    }
+
+    fn restore_table(&mut self, cause: &str) {
         let ruleset = rules::for_config(&self.config, self.tracker.doors());
         if let Err(e) = self.firewall.install(&ruleset) {
             error!(event = "table_restore_failed", table = %self.config.daemon.table, "the nftables table inet {} was deleted from outside and cannot be reinstalled: {e}; protected ports are OPEN until it is", self.config.daemon.table);
@@ -729,7 +835,8 @@ impl Daemon {
             }
         }
         self.metrics.table_restores.inc();
-        error!(event = "table_restored", table = %self.config.daemon.table, grants = restored, "the nftables table inet {} was deleted from outside (e.g. `nft flush ruleset` by nftables.service): reinstalled with {restored} active grant(s). Protected ports were open to everyone until now; keep host tooling from flushing it (see README)", self.config.daemon.table);
+        self.table_restores += 1;
+        error!(event = "table_restored", table = %self.config.daemon.table, grants = restored, cause = %cause, "nftables table inet {} changed from outside ({cause}; e.g. `nft flush ruleset` by nftables.service): reinstalled with {restored} active grant(s). Keep host tooling from flushing it (see README)", self.config.daemon.table);
     }
 
     /// Loads the TOTP sequences of a new time step into their slots. The
@@ -1124,7 +1231,9 @@ impl Daemon {
             GrantOutcome::New => {
                 self.counters.opened += 1;
                 self.metrics.grant(&door.name, "open");
-                let open_us = self.received_at.elapsed().as_micros() as u64;
+                let took = self.received_at.elapsed();
+                self.metrics.open_latency(&door.name, took);
+                let open_us = took.as_micros() as u64;
                 if services.is_empty() {
                     info!(event = "open", source = %src, door = %door.name, open_us, "door opened (commands only; closes in {:?})", door.open_for);
                 } else {
@@ -1217,9 +1326,13 @@ impl Daemon {
 
     fn on_close(&mut self, src: IpAddr, door_id: DoorId, why: &str) {
         self.granted.remove(&(src, door_id));
+        let adopted = self.adopted.remove(&(src, door_id));
         let door = self.door(door_id).clone();
         self.metrics.grant(&door.name, "close");
         info!(event = "close", source = %src, door = %door.name, "door closed ({why})");
+        if adopted {
+            return;
+        }
         if let Some(cmd) = door.on_close.for_addr(src) {
             self.run_command(cmd, "on_close", src, &door);
         }

@@ -186,6 +186,7 @@ impl Daemon {
                 revoked: c.revoked,
                 manual_opens: c.manual_opens,
                 reloads: c.reloads,
+                table_restores: self.table_restores,
             },
         }
     }
@@ -559,6 +560,9 @@ impl Daemon {
             );
         }
         self.config = cfg;
+        for door in &self.config.doors {
+            self.metrics.register_door(&door.name);
+        }
         self.tracker = tracker;
         self.knock_counters.clear();
         self.grants = grants;

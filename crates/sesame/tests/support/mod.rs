@@ -439,3 +439,22 @@ pub fn metric(bed: &Testbed, addr: &'static str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// `sesame status --json` of the daemon [`start_daemon`] started in `bed`.
+#[allow(dead_code)]
+pub fn status_json(bed: &Testbed) -> serde_json::Value {
+    let socket = std::env::temp_dir()
+        .join(format!("{}-cfg", bed.server))
+        .join("control.sock");
+    let out = std::process::Command::new(bin("sesame"))
+        .args(["status", "--json", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("run sesame status");
+    assert!(
+        out.status.success(),
+        "sesame status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
