@@ -128,7 +128,7 @@ pub enum FirewallError {
     #[error("cannot open a netfilter netlink socket: {0}")]
     Socket(#[source] io::Error),
     /// The kernel refused for lack of privilege.
-    #[error("permission denied by nf_tables while trying to {op} in table {table:?} (run as root or with CAP_NET_ADMIN)")]
+    #[error("permission denied by nf_tables while trying to {op} in table {table:?} (run as root or with CAP_NET_ADMIN; if `nft list table inet {table}` shows `flags owner`, another running sesamed owns it: stop that one first)")]
     PermissionDenied {
         /// What was attempted.
         op: String,
@@ -240,6 +240,8 @@ struct Pending {
 struct Batch<'a> {
     w: Writer,
     table: &'a str,
+    /// `NFTA_TABLE_FLAGS` of the table this batch creates or updates.
+    table_flags: u32,
     begin_seq: u32,
     seq: u32,
     msgs: Vec<Pending>,
@@ -261,6 +263,7 @@ impl<'a> Batch<'a> {
         Self {
             w,
             table,
+            table_flags: 0,
             begin_seq: seq,
             seq,
             msgs: Vec::new(),
@@ -283,11 +286,17 @@ impl<'a> Batch<'a> {
 
     fn new_table(&mut self) {
         let t = self.table;
+        let flags = self.table_flags;
         self.push(
             NFT_MSG_NEWTABLE,
             NLM_F_CREATE,
             format!("create table {t}"),
-            |w| w.put_str(NFTA_TABLE_NAME, t),
+            |w| {
+                w.put_str(NFTA_TABLE_NAME, t);
+                if flags != 0 {
+                    w.put_be32(NFTA_TABLE_FLAGS, flags);
+                }
+            },
         );
     }
 
@@ -448,7 +457,23 @@ pub struct Firewall {
     buf: Vec<u8>,
     /// Send buffer size last asked for (0: the system default).
     sndbuf: usize,
+    /// Ask the kernel to make the table this socket's own (see
+    /// [`Firewall::set_owned`]).
+    want_owned: bool,
+    /// The kernel refused owned tables once (older than Linux 6.9).
+    owner_unsupported: bool,
+    /// The table is owned by this socket now.
+    owned: bool,
 }
+
+/// `NFTA_TABLE_FLAGS`.
+const NFTA_TABLE_FLAGS: u16 = 2;
+/// Only the owning socket may change or delete the table; `nft flush
+/// ruleset` by anyone else leaves it alone (Linux 5.12).
+const NFT_TABLE_F_OWNER: u32 = 2;
+/// An owned table outlives its owner (fail closed) and is taken over by
+/// the next one (Linux 6.9).
+const NFT_TABLE_F_PERSIST: u32 = 4;
 
 /// Elements per `NEWSETELEM` message: 1024 of the largest keys (IPv6 grants
 /// with a timeout, 48 bytes each) stay well inside a 64 KiB attribute.
@@ -501,6 +526,9 @@ impl Firewall {
             seq: std::process::id().wrapping_mul(1 << 12),
             buf: Vec::with_capacity(64 * 1024),
             sndbuf: 0,
+            want_owned: false,
+            owner_unsupported: false,
+            owned: false,
         })
     }
 
@@ -542,15 +570,58 @@ impl Firewall {
     /// an incompatible shape (e.g. written by another version), it is
     /// replaced atomically and its grants are carried over.
     pub fn install(&mut self, rules: &Ruleset) -> Result<InstallOutcome, FirewallError> {
+        let flags = if self.want_owned && !self.owner_unsupported {
+            NFT_TABLE_F_OWNER | NFT_TABLE_F_PERSIST
+        } else {
+            0
+        };
+        match self.install_with(rules, flags) {
+            Err(e) if flags != 0 && matches!(e.errno(), Some(EOPNOTSUPP) | Some(EINVAL)) => {
+                // A kernel without persistent owned tables: an owner-only
+                // table would vanish with a crashed daemon, so none at all.
+                self.owner_unsupported = true;
+                self.owned = false;
+                self.install_with(rules, 0)
+            }
+            Ok(outcome) => {
+                self.owned = flags != 0;
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the table this socket's own from the next [`Firewall::install`]
+    /// on, when the kernel can (Linux 6.9 and later): then no other program
+    /// can delete, flush or change it (`nft flush ruleset` from
+    /// nftables.service leaves it alone), it stays when the daemon exits
+    /// (fail closed), and the next daemon takes it over. Older kernels keep
+    /// a plain table (see [`Firewall::owns_table`]).
+    pub fn set_owned(&mut self, owned: bool) {
+        self.want_owned = owned;
+    }
+
+    /// Whether the kernel holds the table as this socket's own.
+    pub fn owns_table(&self) -> bool {
+        self.owned
+    }
+
+    fn install_with(
+        &mut self,
+        rules: &Ruleset,
+        flags: u32,
+    ) -> Result<InstallOutcome, FirewallError> {
         if !self.exists()? {
             let table = self.table.clone();
             let mut b = Batch::new(&table, self.seq);
+            b.table_flags = flags;
             b.ruleset(rules, false);
             self.commit(b)?;
             return Ok(InstallOutcome::Created);
         }
         let table = self.table.clone();
         let mut b = Batch::new(&table, self.seq);
+        b.table_flags = flags;
         b.ruleset(rules, true);
         let first_try = match self.commit(b) {
             Ok(()) => return Ok(InstallOutcome::Updated),
@@ -559,6 +630,7 @@ impl Firewall {
         };
         let carried = self.grants().unwrap_or_default();
         let mut b = Batch::new(&table, self.seq);
+        b.table_flags = flags;
         b.del_table();
         b.ruleset(rules, false);
         for g in &carried {

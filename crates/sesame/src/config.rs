@@ -151,6 +151,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/sesame";
 pub struct DaemonSettings {
     /// nftables table name (family `inet`).
     pub table: String,
+    /// Ask the kernel to make the table sesamed's own (Linux 6.9+): no
+    /// other program can delete or flush it.
+    pub owned_table: bool,
     /// NFLOG group the knock rules log to.
     pub nflog_group: u16,
     /// Bound on in-progress knocks.
@@ -201,6 +204,7 @@ impl Default for DaemonSettings {
             log_file: None,
             syslog: false,
             syslog_socket: None,
+            owned_table: true,
             pid_file: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             server_key: None,
@@ -310,6 +314,7 @@ struct RawDaemon {
     #[serde(default)]
     syslog: bool,
     syslog_socket: Option<String>,
+    owned_table: Option<bool>,
     pid_file: Option<String>,
     state_dir: Option<String>,
     server_key: Option<String>,
@@ -393,6 +398,10 @@ struct RawStanza {
     require_source_address: bool,
     #[serde(default)]
     enable_cmd_exec: bool,
+    cmd_exec_user: Option<Spanned<String>>,
+    cmd_exec_group: Option<Spanned<String>>,
+    /// `["ANY"]` or addresses and networks the packet must be sent to.
+    destination: Option<Spanned<Vec<String>>>,
     access_expire: Option<Spanned<i64>>,
 }
 
@@ -591,6 +600,9 @@ impl Ctx<'_> {
         }
         out.pid_file = raw.pid_file.map(PathBuf::from);
         out.syslog = raw.syslog;
+        if let Some(owned) = raw.owned_table {
+            out.owned_table = owned;
+        }
         out.syslog_socket = raw.syslog_socket.map(PathBuf::from);
         if let Some(n) = raw.ban_after {
             out.ban.max_failures = u32::try_from(*n.get_ref())
@@ -1329,6 +1341,11 @@ impl Ctx<'_> {
         }
         let source = fk::parse_source(&raw.source.get_ref().join(","))
             .map_err(|e| bad(raw.source.span(), "source", e))?;
+        let destination = match &raw.destination {
+            None => Vec::new(),
+            Some(d) => fk::parse_source(&d.get_ref().join(","))
+                .map_err(|e| bad(d.span(), "destination", e))?,
+        };
         let open_ports = match &raw.open_ports {
             None => Vec::new(),
             Some(list) if list.get_ref().is_empty() => {
@@ -1414,6 +1431,16 @@ impl Ctx<'_> {
                 )
             })?),
         };
+        let name =
+            |v: Option<Spanned<String>>, what: &str| -> Result<Option<String>, ConfigError> {
+                match v {
+                    None => Ok(None),
+                    Some(v) if valid_user_name(v.get_ref()) => Ok(Some(v.into_inner())),
+                    Some(v) => Err(bad(v.span(), what, "expected a user or group name".into())),
+                }
+            };
+        let cmd_exec_user = name(raw.cmd_exec_user, "cmd_exec_user")?;
+        let cmd_exec_group = name(raw.cmd_exec_group, "cmd_exec_group")?;
         Ok(fk::FwknopStanza {
             line,
             source,
@@ -1428,6 +1455,9 @@ impl Ctx<'_> {
             require_username: raw.require_username.map(Spanned::into_inner),
             require_source_address: raw.require_source_address,
             enable_cmd_exec: raw.enable_cmd_exec,
+            cmd_exec_user,
+            cmd_exec_group,
+            destination,
             access_expire,
         })
     }

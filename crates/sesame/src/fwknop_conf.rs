@@ -32,11 +32,11 @@
 //! error names `file:line` and the keyword; key values are never printed.
 //!
 //! Features Sesame does not have are refused with the reason: GPG (out of
-//! scope), NAT and forwarding, command cycles and commands run as another
-//! user, `DESTINATION` other than `ANY`, and a stanza without `OPEN_PORTS`
-//! (fwknopd then opened whatever port the packet asked for behind its
-//! default-drop policy; Sesame closes only the services it protects, so it
-//! must be told which ones).
+//! scope), NAT and forwarding, command cycles and sudo. A stanza without
+//! `OPEN_PORTS` may open what the client asks for among the services Sesame
+//! protects (every stanza's `OPEN_PORTS` and [`load_protecting`]'s list),
+//! minus its `RESTRICT_PORTS`: fwknopd relied on the host's default drop,
+//! Sesame closes only what it protects.
 //!
 //! # fwknopd.conf
 //! Sesame uses the SPA port (`PCAP_FILTER` of the form `udp port N` in
@@ -180,6 +180,14 @@ pub struct FwknopStanza {
     pub require_source_address: bool,
     /// `ENABLE_CMD_EXEC`: command messages are refused unless set.
     pub enable_cmd_exec: bool,
+    /// `CMD_EXEC_USER`: command messages run as this user (sesamed must run
+    /// as root to switch to it).
+    pub cmd_exec_user: Option<String>,
+    /// `CMD_EXEC_GROUP`: and with this group (default: the user's own).
+    pub cmd_exec_group: Option<String>,
+    /// `DESTINATION`: the addresses (networks) the SPA packet must be sent
+    /// to, as fwknopd checks them; empty is `ANY`.
+    pub destination: Vec<(IpAddr, u8)>,
     /// `ACCESS_EXPIRE_EPOCH`: Unix time (seconds) from which the stanza no
     /// longer matches any packet. `None`: it never expires.
     pub access_expire: Option<u64>,
@@ -233,17 +241,15 @@ impl FwknopStanza {
         if let Some(u) = &self.require_username {
             check_username(u)?;
         }
-        if self.open_ports.is_empty() {
-            return Err(NO_OPEN_PORTS.into());
-        }
         Ok(())
     }
 }
 
 const NO_OPEN_PORTS: &str =
-    "the stanza has no OPEN_PORTS. fwknopd then opened any port the packet \
-     asked for, behind its default-drop firewall; Sesame closes only the services it protects, so \
-     list them, e.g. `OPEN_PORTS tcp/22`";
+    "the stanza has no OPEN_PORTS, and nothing else names a service to protect. fwknopd then \
+     opened any port the packet asked for, behind the host's default-drop firewall; Sesame \
+     closes and opens only the services it protects: name them with `sesamed --fwknop-access \
+     FILE --protect tcp/22` (repeatable), or give the stanza `OPEN_PORTS tcp/22`";
 
 /// Why an fwknop configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +363,21 @@ pub fn load(
     access_conf: &Path,
     fwknopd_conf: Option<&Path>,
 ) -> Result<FwknopConfig, FwknopConfError> {
+    load_protecting(access_conf, fwknopd_conf, &[])
+}
+
+/// [`load`], with services to protect beyond the stanzas' `OPEN_PORTS`
+/// (`sesamed --fwknop-access FILE --protect tcp/22`). A stanza without
+/// `OPEN_PORTS` may open, as in fwknopd, whatever the client asks for minus
+/// its `RESTRICT_PORTS`, but within what Sesame protects: every stanza's
+/// `OPEN_PORTS` and `protect`. fwknopd relied on the host's default-drop
+/// policy to close every other port; Sesame closes only what it protects,
+/// and an accept cannot override another table's drop.
+pub fn load_protecting(
+    access_conf: &Path,
+    fwknopd_conf: Option<&Path>,
+    protect: &[Service],
+) -> Result<FwknopConfig, FwknopConfError> {
     let settings = match fwknopd_conf {
         None => FwknopdSettings::default(),
         Some(path) => {
@@ -383,12 +404,43 @@ pub fn load(
             message: "no SOURCE stanza: every access rule starts with a SOURCE line".into(),
         });
     }
-    let mut stanzas = Vec::with_capacity(parser.slots.len());
+    let mut stanzas: Vec<FwknopStanza> = Vec::with_capacity(parser.slots.len());
     let mut origins = Vec::with_capacity(parser.slots.len());
     for slot in parser.slots {
         let (stanza, file, line) = slot.expect("every reserved stanza is finished");
         stanzas.push(stanza);
         origins.push((file, line));
+    }
+    let mut protected: Vec<Service> = protect.to_vec();
+    for s in stanzas.iter().flat_map(|st| &st.open_ports) {
+        if !protected.contains(s) {
+            protected.push(*s);
+        }
+    }
+    for (i, stanza) in stanzas.iter_mut().enumerate() {
+        if !stanza.open_ports.is_empty() {
+            continue;
+        }
+        let (file, line) = &origins[i];
+        stanza.open_ports = protected
+            .iter()
+            .filter(|s| !stanza.restrict_ports.contains(s))
+            .copied()
+            .collect();
+        if stanza.open_ports.is_empty() {
+            return Err(invalid(file, *line, "SOURCE", NO_OPEN_PORTS));
+        }
+        let list: Vec<String> = stanza.open_ports.iter().map(ToString::to_string).collect();
+        parser.notes.push(Note {
+            path: file.display().to_string(),
+            line: *line,
+            keyword: "SOURCE".into(),
+            stanza: Some(i),
+            text: format!(
+                "no OPEN_PORTS: the client may open what it asks for among the services Sesame protects ({}), as fwknopd opened what it asked for behind the host's default drop",
+                list.join(", ")
+            ),
+        });
     }
     Ok(FwknopConfig {
         access_conf: access_conf.to_path_buf(),
@@ -614,6 +666,13 @@ fn put_stanza(put: &mut impl FnMut(&str), st: &FwknopStanza) {
     let source = format_source(&st.source);
     let source: Vec<String> = source.iter().map(|s| toml_str(s)).collect();
     put(&format!("source = [{}]", source.join(", ")));
+    if !st.destination.is_empty() {
+        let dest: Vec<String> = format_source(&st.destination)
+            .iter()
+            .map(|s| toml_str(s))
+            .collect();
+        put(&format!("destination = [{}]", dest.join(", ")));
+    }
     let list = |v: &[Service]| {
         v.iter()
             .map(|s| toml_str(&s.to_string()))
@@ -660,6 +719,12 @@ fn put_stanza(put: &mut impl FnMut(&str), st: &FwknopStanza) {
     if st.enable_cmd_exec {
         put("# ENABLE_CMD_EXEC Y: command messages are allowed for this stanza.");
         put("enable_cmd_exec = true");
+    }
+    if let Some(user) = &st.cmd_exec_user {
+        put(&format!("cmd_exec_user = {}", toml_str(user)));
+    }
+    if let Some(group) = &st.cmd_exec_group {
+        put(&format!("cmd_exec_group = {}", toml_str(group)));
     }
     if let Some(t) = st.access_expire {
         put("# ACCESS_EXPIRE_EPOCH: the stanza stops matching at this Unix time.");
@@ -889,47 +954,28 @@ fn seconds(value: &str, max: u64) -> Result<Duration, String> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `MM/DD/YYYY` → Unix time of 00:00 UTC that day.
-fn date_epoch(value: &str) -> Option<i64> {
-    let mut parts = value.split('/');
+/// fwknopd's `ACCESS_EXPIRE MM/DD/YYYY`: midnight at the start of that day,
+/// in the host's local time zone (fwknopd used `mktime`), as Unix seconds.
+/// Years read as fwknopd reads them: under 100 are 2000 + YY, over 1900 as
+/// written, others as years since 1900.
+fn fwknop_expire_date(value: &str) -> Option<i64> {
+    use chrono::TimeZone;
+    let mut parts = value.trim().split('/');
     let (m, d, y) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
+    if parts.next().is_some() || m.len() > 2 || d.len() > 2 || y.len() > 4 {
         return None;
     }
-    let (m, d, y): (u32, u32, i64) = (m.parse().ok()?, d.parse().ok()?, y.parse().ok()?);
-    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
-        return None;
-    }
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days_in = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if d == 0 || d > days_in[m as usize - 1] {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) * 86_400)
+    let (m, d, y): (u32, u32, i32) = (m.parse().ok()?, d.parse().ok()?, y.parse().ok()?);
+    let year = match y {
+        y if y > 1900 => y,
+        y if y < 100 => 2000 + y,
+        y => 1900 + y,
+    };
+    let day = chrono::NaiveDate::from_ymd_opt(year, m, d)?;
+    let midnight = day.and_hms_opt(0, 0, 0)?;
+    let local = chrono::Local.from_local_datetime(&midnight).earliest()?;
+    Some(local.timestamp())
 }
 
 // ---------------------------------------------------------------------------
@@ -1042,6 +1088,9 @@ struct Pending {
     require_username: Option<String>,
     require_source_address: bool,
     enable_cmd_exec: bool,
+    cmd_exec_user: Option<String>,
+    cmd_exec_group: Option<String>,
+    destination: Vec<(IpAddr, u8)>,
     access_expire: Option<u64>,
     hmac_digest_line: Option<usize>,
 }
@@ -1237,23 +1286,41 @@ impl AccessParser {
             )
         })?;
         self.files.push(file.to_path_buf());
+        // As fwknopd: only the key lines count, and they replace the keys
+        // the stanza had; every other line (fwknop's own pattern includes a
+        // whole access.conf) is ignored, with a note.
+        let mut ignored = Vec::new();
         for l in conf_lines(&text) {
             match l.keyword {
                 "KEY" | "KEY_BASE64" | "HMAC_KEY" | "HMAC_KEY_BASE64" => {
+                    let group = if l.keyword.starts_with("HMAC") {
+                        p.hmac_key = None;
+                        "HMAC_KEY"
+                    } else {
+                        p.key = None;
+                        "KEY"
+                    };
+                    p.seen.remove(group);
                     self.keyword(p, file, l.number, l.keyword, l.value)?
                 }
                 other if GPG_KEYWORDS.contains(&other) => {
                     return Err(invalid(file, l.number, other, GPG_REFUSED))
                 }
-                other => {
-                    return Err(invalid(
-                        file,
-                        l.number,
-                        other,
-                        "a %include_keys file holds only KEY, KEY_BASE64, HMAC_KEY and HMAC_KEY_BASE64 lines",
-                    ))
-                }
+                other => ignored.push(format!("{other} (line {})", l.number)),
             }
+        }
+        if !ignored.is_empty() {
+            self.notes.push(Note {
+                path: from.display().to_string(),
+                line: from_line,
+                keyword: kw.to_string(),
+                stanza: Some(p.slot),
+                text: format!(
+                    "only KEY, KEY_BASE64, HMAC_KEY and HMAC_KEY_BASE64 are read from {}, as fwknopd does; ignored: {}",
+                    file.display(),
+                    ignored.join(", ")
+                ),
+            });
         }
         Ok(())
     }
@@ -1308,12 +1375,9 @@ impl AccessParser {
         match kw {
             "DESTINATION" => {
                 Self::once(p, "DESTINATION", path, line, kw)?;
-                if !value
-                    .split(',')
-                    .all(|i| i.trim().eq_ignore_ascii_case("ANY"))
-                {
-                    return Err(err("only DESTINATION ANY is supported: Sesame's grants and SPA port apply to every local address".into()));
-                }
+                // Same syntax as SOURCE; matched against the SPA packet's
+                // destination address, as fwknopd does.
+                p.destination = parse_source(value).map_err(err)?;
             }
             "OPEN_PORTS" => {
                 Self::once(p, "OPEN_PORTS", path, line, kw)?;
@@ -1400,15 +1464,12 @@ impl AccessParser {
                 p.access_expire = Some(t);
             }
             "ACCESS_EXPIRE" => {
-                let hint = match date_epoch(value) {
-                    Some(t) => format!(
-                        "; {value} 00:00 UTC is `ACCESS_EXPIRE_EPOCH {t}` (fwknopd used local time)"
-                    ),
-                    None => format!("; {value:?} is not a MM/DD/YYYY date either"),
-                };
-                return Err(err(format!(
-                    "give the expiry as ACCESS_EXPIRE_EPOCH (Unix seconds) so that no time zone has to be guessed{hint}"
-                )));
+                Self::once(p, "ACCESS_EXPIRE", path, line, kw)?;
+                let t = fwknop_expire_date(value)
+                    .ok_or_else(|| err(format!("expected a date MM/DD/YYYY, found {value:?}")))?;
+                // Before 1970 (fwknop's "3/10/01" reads as 2001; a year
+                // under 1900 as years since 1900): expired from the start.
+                p.access_expire = Some(u64::try_from(t).unwrap_or(0));
             }
             "ENABLE_CMD_SUDO_EXEC" => {
                 if yes_no(value).map_err(err)? {
@@ -1418,9 +1479,32 @@ impl AccessParser {
                 }
                 note(self, "N: no effect.");
             }
-            "CMD_SUDO_EXEC_USER" | "CMD_SUDO_EXEC_GROUP" | "CMD_EXEC_USER" | "CMD_EXEC_GROUP" => {
+            "CMD_EXEC_USER" | "CMD_EXEC_GROUP" => {
+                Self::once(
+                    p,
+                    if kw == "CMD_EXEC_USER" {
+                        "CMD_EXEC_USER"
+                    } else {
+                        "CMD_EXEC_GROUP"
+                    },
+                    path,
+                    line,
+                    kw,
+                )?;
+                if !crate::config::valid_user_name(value) {
+                    return Err(err(format!(
+                        "expected a user or group name, found {value:?}"
+                    )));
+                }
+                if kw == "CMD_EXEC_USER" {
+                    p.cmd_exec_user = Some(value.to_string());
+                } else {
+                    p.cmd_exec_group = Some(value.to_string());
+                }
+            }
+            "CMD_SUDO_EXEC_USER" | "CMD_SUDO_EXEC_GROUP" => {
                 return Err(err(
-                    "running commands as another user or group is not supported by Sesame (remove the line; with ENABLE_CMD_EXEC Y, commands would otherwise run as the daemon's user)".into(),
+                    "running commands through sudo is not supported by Sesame (use CMD_EXEC_USER: sesamed runs the command as that user itself)".into(),
                 ));
             }
             "CMD_CYCLE_OPEN" | "CMD_CYCLE_CLOSE" | "CMD_CYCLE_TIMER" => {
@@ -1454,9 +1538,9 @@ impl AccessParser {
                 "the stanza has no KEY or KEY_BASE64 (Sesame's fwknop door takes Rijndael keys; GPG is out of scope)",
             ));
         };
-        let Some((open_ports, open_line)) = p.open_ports else {
-            return Err(invalid(&p.file, p.line, "SOURCE", NO_OPEN_PORTS));
-        };
+        // No OPEN_PORTS: filled in once the whole file is read (see
+        // `load_protecting`).
+        let (open_ports, open_line) = p.open_ports.unwrap_or((Vec::new(), p.line));
         let (mode, mode_line) = p.encryption_mode.unwrap_or(("CBC", p.line));
         let stanza = FwknopStanza {
             line: p.line,
@@ -1472,6 +1556,9 @@ impl AccessParser {
             require_username: p.require_username,
             require_source_address: p.require_source_address,
             enable_cmd_exec: p.enable_cmd_exec,
+            cmd_exec_user: p.cmd_exec_user.clone(),
+            cmd_exec_group: p.cmd_exec_group.clone(),
+            destination: p.destination.clone(),
             access_expire: p.access_expire,
         };
         if let Err(e) = stanza.check() {
@@ -1510,10 +1597,11 @@ impl AccessParser {
                 "SOURCE ANY without REQUIRE_SOURCE_ADDRESS Y: packets may carry 0.0.0.0 (fwknop -s: open for whatever address the packet comes from), as fwknopd allowed (and warned about).",
             );
         }
-        if stanza
-            .open_ports
-            .iter()
-            .all(|s| stanza.restrict_ports.contains(s))
+        if !stanza.open_ports.is_empty()
+            && stanza
+                .open_ports
+                .iter()
+                .all(|s| stanza.restrict_ports.contains(s))
         {
             note(
                 "OPEN_PORTS",
@@ -1580,11 +1668,11 @@ fn fwknopd_treatment(kw: &str) -> Option<Treatment> {
         "ENABLE_IPT_SNAT" | "ENABLE_FIREWD_SNAT" | "SNAT_TRANSLATE_IP" | "ENABLE_NAT_DNS" => {
             Ignored("only used for NAT access, which Sesame refuses")
         }
+        "ENABLE_DESTINATION_RULE" => RefusedIfYes(
+            "with Y, fwknopd's grants admit connections to the SPA packet's destination address only; Sesame's grants admit the granted source on every local address, so ignoring it would widen access (DESTINATION itself is supported: it selects the stanza)",
+        ),
         "ENABLE_IPT_OUTPUT" | "ENABLE_FIREWD_OUTPUT" => Ignored(
             "Sesame adds no output rules; replies of granted connections need your output policy to accept established traffic",
-        ),
-        "ENABLE_DESTINATION_RULE" => RefusedIfYes(
-            "Sesame's grants match source, protocol and port on every local address; per-destination rules are not supported",
         ),
         "ENABLE_PCAP_PROMISC" | "PCAP_DISPATCH_COUNT" | "PCAP_LOOP_SLEEP" | "MAX_SNIFF_BYTES"
         | "EXIT_AT_INTF_DOWN" | "UDPSERV_SELECT_TIMEOUT" | "NFQ_TABLE" | "NFQ_CHAIN"
@@ -1857,7 +1945,14 @@ fn parse_pcap_filter(filter: &str) -> Option<u16> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["udp", "port", p] | ["udp", "dst", "port", p] => p.parse::<u16>().ok()?,
+        ["udp", "port", p]
+        | ["udp", "dst", "port", p]
+        | ["udp", "and", "port", p]
+        | ["udp", "and", "dst", "port", p]
+        | ["port", p, "and", "udp"]
+        | ["dst", "port", p, "and", "udp"]
+        | ["udp", "&&", "port", p]
+        | ["udp", "&&", "dst", "port", p] => p.parse::<u16>().ok()?,
         _ => return None,
     };
     (port != 0).then_some(port)
@@ -2177,9 +2272,9 @@ mod tests {
                 "already has OPEN_PORTS",
             ),
             (
-                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nDESTINATION 192.0.2.1",
+                "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nDESTINATION 192.0.2.300",
                 4,
-                "DESTINATION ANY",
+                "192.0.2.300",
             ),
             (
                 "SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\nFW_ACCESS_TIMEOUT 0",
@@ -2246,13 +2341,12 @@ mod tests {
                 "command cycles are not supported",
             ),
             ("CMD_CYCLE_TIMER 30", "command cycles are not supported"),
-            ("CMD_EXEC_USER nobody", "another user or group"),
-            ("CMD_EXEC_GROUP nogroup", "another user or group"),
-            ("CMD_SUDO_EXEC_USER nobody", "another user or group"),
-            ("CMD_SUDO_EXEC_GROUP nogroup", "another user or group"),
+            ("CMD_EXEC_USER no/body", "expected a user or group name"),
+            ("CMD_SUDO_EXEC_USER nobody", "through sudo"),
+            ("CMD_SUDO_EXEC_GROUP nogroup", "through sudo"),
             ("ENABLE_CMD_SUDO_EXEC Y", "sudo"),
-            ("ACCESS_EXPIRE 12/31/2030", "ACCESS_EXPIRE_EPOCH 1924905600"),
-            ("ACCESS_EXPIRE 13/01/2030", "not a MM/DD/YYYY"),
+            ("ACCESS_EXPIRE 13/01/2030", "expected a date MM/DD/YYYY"),
+            ("ACCESS_EXPIRE 12/31", "expected a date MM/DD/YYYY"),
             ("BOGUS_KEYWORD 1", "unknown access.conf keyword"),
             ("open_ports tcp/22", "keywords are upper case: OPEN_PORTS"),
         ] {
@@ -2279,6 +2373,48 @@ mod tests {
         assert!(
             msg.contains("missing.conf: cannot read access.conf"),
             "{msg}"
+        );
+    }
+
+    /// Debian's shipped access.conf (keys filled in) has no OPEN_PORTS: it
+    /// runs once Sesame is told what to protect, and such a stanza may open
+    /// any protected service, minus its RESTRICT_PORTS.
+    #[test]
+    fn stanzas_without_open_ports_open_what_sesame_protects() {
+        let dir = Scratch::new("noports");
+        let debian = dir.write(
+            "access.conf",
+            "SOURCE              ANY\nKEY_BASE64          wzNP62oPPgEc+kXDPQLHPOayQBuNbYUTPP+QrErNDmg=\nHMAC_KEY_BASE64     Yh+xizBnl6FotC5ec7FanVGClRMlsOAPh2u6eovnerfBVKwaVKzjGoblFMHMc593TNyi0dWn4opLoTIV9q/ttg==\n",
+        );
+        let msg = load(&debian, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("access.conf:1: SOURCE: the stanza has no OPEN_PORTS"),
+            "{msg}"
+        );
+        assert!(msg.contains("--protect tcp/22"), "{msg}");
+        let ssh: Service = "tcp/22".parse().unwrap();
+        let web: Service = "tcp/443".parse().unwrap();
+        let cfg = load_protecting(&debian, None, &[ssh, web]).unwrap();
+        assert_eq!(cfg.door.stanzas[0].open_ports, vec![ssh, web]);
+        assert_eq!(cfg.door.services(), vec![ssh, web]);
+        assert!(
+            cfg.notes.iter().any(|n| n.text.contains("no OPEN_PORTS")),
+            "{:?}",
+            cfg.notes
+        );
+        // Other stanzas' OPEN_PORTS are protected too; RESTRICT_PORTS is
+        // taken out.
+        let mixed = dir.write(
+            "mixed.conf",
+            "SOURCE 10.0.0.0/8\nKEY a\nOPEN_PORTS tcp/8443\nSOURCE ANY\nKEY b\nRESTRICT_PORTS tcp/443\n",
+        );
+        let cfg = load_protecting(&mixed, None, &[web]).unwrap();
+        let https_alt: Service = "tcp/8443".parse().unwrap();
+        assert_eq!(cfg.door.stanzas[1].open_ports, vec![https_alt]);
+        // The door protects what its stanzas can open.
+        assert_eq!(
+            cfg.to_config(&mixed).unwrap().doors[0].services,
+            vec![https_alt]
         );
     }
 
@@ -2389,16 +2525,28 @@ mod tests {
         let top = dir.write("bad.conf", &format!("%include_folder {d}/bad\n"));
         let msg = load(&top, None).unwrap_err().to_string();
         assert!(msg.contains("x.conf:4: WHAT: unknown"), "{msg}");
-        // %include_keys holds keys only, and only inside a stanza.
-        dir.write("bad.keys", "OPEN_PORTS tcp/22\n");
+        // %include_keys reads the key lines only, as fwknopd (fwknop's own
+        // test includes a whole access.conf), and they replace the
+        // stanza's keys; it is allowed only inside a stanza.
+        dir.write(
+            "whole.conf",
+            "SOURCE 10.0.0.0/8\nOPEN_PORTS tcp/80\nKEY included\nFW_ACCESS_TIMEOUT 9\n",
+        );
         let top = dir.write(
             "k.conf",
-            &format!("SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n%include_keys {d}/bad.keys\n"),
+            &format!("SOURCE ANY\nOPEN_PORTS tcp/22\nKEY k\n%include_keys {d}/whole.conf\n"),
         );
-        let msg = load(&top, None).unwrap_err().to_string();
+        let cfg = load(&top, None).unwrap();
+        let stanza = &cfg.door.stanzas[0];
+        assert_eq!(stanza.key.0, b"included".to_vec());
+        assert_eq!(stanza.open_ports, vec!["tcp/22".parse().unwrap()]);
+        assert_eq!(stanza.access_timeout, Duration::from_secs(30));
         assert!(
-            msg.contains("bad.keys:1: OPEN_PORTS: a %include_keys file holds only"),
-            "{msg}"
+            cfg.notes.iter().any(|n| n.text.contains(
+                "ignored: SOURCE (line 1), OPEN_PORTS (line 2), FW_ACCESS_TIMEOUT (line 4)"
+            )),
+            "{:?}",
+            cfg.notes
         );
         let top = dir.write("k2.conf", &format!("%include_keys {d}/keys/alice.keys\n"));
         let msg = load(&top, None).unwrap_err().to_string();
@@ -2487,7 +2635,6 @@ mod tests {
                 1,
                 "always checks the packet's age",
             ),
-            ("ENABLE_DESTINATION_RULE Y", 1, "per-destination"),
             ("ENABLE_IPT_FORWARDING Y", 1, "NAT and forwarding"),
             ("ENABLE_FIREWD_LOCAL_NAT Y", 1, "NAT and forwarding"),
             ("ACCESS_FOLDER /etc/fwknop/access.d", 1, "%include_folder"),
@@ -2505,6 +2652,7 @@ mod tests {
             ("\nNOT_A_KEYWORD 1", 2, "unknown fwknopd.conf keyword"),
             ("pcap_intf eth0", 1, "upper case: PCAP_INTF"),
             ("ENABLE_UDP_SERVER maybe", 1, "expected Y or N"),
+            ("ENABLE_DESTINATION_RULE Y", 1, "would widen access"),
         ] {
             let msg = fwknopd(text).expect_err(text).to_string();
             assert!(
@@ -2582,8 +2730,18 @@ mod tests {
         assert_eq!(parse_pcap_filter("  udp  dst  port 1 "), Some(1));
         assert_eq!(parse_pcap_filter("udp port 0"), None);
         assert_eq!(parse_pcap_filter("tcp port 22"), None);
-        assert_eq!(date_epoch("01/01/1970"), Some(0));
-        assert_eq!(date_epoch("02/29/2024"), Some(1_709_164_800));
-        assert_eq!(date_epoch("02/29/2023"), None);
+        assert_eq!(parse_pcap_filter("udp and dst port 40001"), Some(40001));
+        assert_eq!(parse_pcap_filter("dst port 40001 and udp"), Some(40001));
+        assert_eq!(parse_pcap_filter("udp port 1 or udp port 2"), None);
+        // Local midnights, a day apart (whatever the host's time zone).
+        let day = |d: &str| fwknop_expire_date(d).unwrap();
+        assert_eq!(day("01/02/2030") - day("01/01/2030"), 86_400);
+        assert!(fwknop_expire_date("02/29/2024").is_some());
+        assert_eq!(fwknop_expire_date("02/29/2023"), None);
+        assert_eq!(fwknop_expire_date("13/01/2030"), None);
+        // fwknop's own test suite: "3/10/01" is long past (2001), and
+        // "3/10/2500" far ahead.
+        assert!(day("3/10/01") < 1_000_000_000 + 100_000_000 && day("3/10/01") > 900_000_000);
+        assert!(day("3/10/2500") > 16_000_000_000);
     }
 }

@@ -234,8 +234,10 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
     };
     let dir = scratch(&bed, "evict");
     let socket = dir.join("control.sock");
+    // owned_table = false: the test plants a kernel grant by hand, which an
+    // owned table refuses to anyone but sesamed.
     let config = format!(
-        "[daemon]\nmax_grants = 1\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\n\
+        "[daemon]\nmax_grants = 1\nowned_table = false\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\n\
          open_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
     );
     let _service = Service::start(&bed, PORT);
@@ -639,6 +641,9 @@ fn junk_to_an_spa_port_is_dropped_in_the_kernel() {
 /// every protected port answered everyone. Now the daemon notices within a
 /// second, reinstalls the table with its active grants, and says so.
 #[test]
+/// With a table the kernel does not hold as sesamed's own (`owned_table =
+/// false`, or a kernel older than 6.9), whatever others delete is restored
+/// at once from the change notifications.
 fn a_flushed_ruleset_is_restored_with_its_grants() {
     let Some(mut bed) = testbed("flush") else {
         return;
@@ -647,7 +652,7 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
     let daemon = start_daemon(
         &mut bed,
         &format!(
-            "[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nopen_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
+            "[daemon]\nowned_table = false\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nopen_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
         ),
         &[],
     );
@@ -906,4 +911,140 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
         "{}",
         daemon.log.dump()
     );
+}
+
+/// The default on Linux 6.9+: the kernel holds the table as sesamed's own.
+/// `nft flush ruleset` leaves it and its grants alone (no exposure at all),
+/// nobody else can delete or change it, it stays when sesamed stops (fail
+/// closed: still dropping), the next sesamed takes it over, and `sesamed
+/// --remove` explains why it cannot while sesamed runs.
+#[test]
+fn an_owned_table_survives_flushes_and_its_owner() {
+    let Some(mut bed) = testbed("owned") else {
+        return;
+    };
+    let _service = Service::start(&bed, PORT);
+    let config = format!(
+        "[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nopen_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
+    );
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    if daemon
+        .log
+        .wait_for(
+            &["cannot keep table inet sesame"],
+            Duration::from_millis(200),
+        )
+        .is_some()
+    {
+        eprintln!(
+            "this kernel cannot own tables (Linux < 6.9): the restore path is tested instead"
+        );
+        return;
+    }
+    assert!(
+        daemon
+            .log
+            .wait_for(
+                &["table_owned", "holds table inet sesame"],
+                Duration::from_secs(1)
+            )
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    let listed = nft(&bed, &["list", "table", "inet", "sesame"]);
+    assert!(listed.contains("flags owner"), "{listed}");
+    let server = Testbed::addr(Side::Server, false);
+    let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
+        "198.18.0.2".parse().unwrap(),
+        sesame::testbed::CLIENT2_V4.into(),
+    );
+    knock_from(&bed, a, server, &[7000, 8000, 9000, 10000]);
+    assert!(daemon
+        .log
+        .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
+        .is_some());
+    nft(&bed, &["flush", "ruleset"]);
+    assert!(nft(&bed, &["list", "tables"]).contains("inet sesame"));
+    assert!(!connects_from(&bed, b, server, PORT), "open after a flush");
+    assert!(
+        connects_from(&bed, a, server, PORT),
+        "grant lost in a flush"
+    );
+    for attempt in [
+        vec!["delete", "table", "inet", "sesame"],
+        vec!["flush", "chain", "inet", "sesame", "gate"],
+        vec![
+            "add",
+            "element",
+            "inet",
+            "sesame",
+            "grants4",
+            "{ 198.18.0.9 . tcp . 2222 }",
+        ],
+    ] {
+        let out = bed
+            .command(Side::Server, "nft")
+            .args(&attempt)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "nft {attempt:?} changed an owned table"
+        );
+    }
+    let remove = bed
+        .command(Side::Server, bin("sesamed").to_str().unwrap())
+        .arg("--remove")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&remove.stderr);
+    assert!(
+        !remove.status.success() && said.contains("flags owner"),
+        "{said}"
+    );
+
+    // Stopped: the table stays and still drops (fail closed).
+    stop_daemon(&mut bed, &daemon, nix::sys::signal::Signal::SIGTERM);
+    assert!(nft(&bed, &["list", "tables"]).contains("inet sesame"));
+    assert!(
+        !connects_from(&bed, b, server, PORT),
+        "open after sesamed stopped"
+    );
+    assert!(
+        connects_from(&bed, a, server, PORT),
+        "the grant's kernel timeout was cut"
+    );
+
+    // The next sesamed takes the table over, grants included.
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    assert!(
+        daemon
+            .log
+            .wait_for(&["holds table inet sesame"], Duration::from_secs(1))
+            .is_some(),
+        "{}",
+        daemon.log.dump()
+    );
+    nft(&bed, &["flush", "ruleset"]);
+    assert!(
+        connects_from(&bed, a, server, PORT),
+        "grant lost after the takeover"
+    );
+    assert!(
+        !connects_from(&bed, b, server, PORT),
+        "open after the takeover"
+    );
+    stop_daemon(&mut bed, &daemon, nix::sys::signal::Signal::SIGTERM);
+    let remove = bed
+        .command(Side::Server, bin("sesamed").to_str().unwrap())
+        .arg("--remove")
+        .output()
+        .unwrap();
+    assert!(
+        remove.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remove.stderr)
+    );
+    assert!(!nft(&bed, &["list", "tables"]).contains("inet sesame"));
 }

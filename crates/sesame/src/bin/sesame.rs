@@ -81,6 +81,10 @@ enum ImportFrom {
         /// fwknopd.conf (SPA port, packet age, interface); fwknopd's
         /// defaults when left out.
         fwknopd_conf: Option<PathBuf>,
+        /// A service to protect beyond the stanzas' OPEN_PORTS
+        /// (repeatable): what a stanza without OPEN_PORTS may open.
+        #[arg(long, value_name = "PROTO/PORT")]
+        protect: Vec<sesame_core::Service>,
     },
 }
 
@@ -709,8 +713,13 @@ fn import_knockd(file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn import_fwknop(access_conf: &Path, fwknopd_conf: Option<&Path>) -> Result<(), String> {
-    let cfg = sesame::fwknop_conf::load(access_conf, fwknopd_conf).map_err(|e| e.to_string())?;
+fn import_fwknop(
+    access_conf: &Path,
+    fwknopd_conf: Option<&Path>,
+    protect: &[sesame_core::Service],
+) -> Result<(), String> {
+    let cfg = sesame::fwknop_conf::load_protecting(access_conf, fwknopd_conf, protect)
+        .map_err(|e| e.to_string())?;
     // Refuse here anything sesamed would refuse, before printing secrets.
     cfg.to_config(access_conf).map_err(|e| e.to_string())?;
     print!("{}", cfg.to_sesame_toml());
@@ -737,8 +746,9 @@ fn main() -> ExitCode {
                 ImportFrom::Fwknop {
                     access_conf,
                     fwknopd_conf,
+                    protect,
                 },
-        } => import_fwknop(&access_conf, fwknopd_conf.as_deref()),
+        } => import_fwknop(&access_conf, fwknopd_conf.as_deref(), &protect),
         Command::Status(args) => ctl::status(&args),
         Command::Grants(args) => ctl::grants(&args),
         Command::Revoke(args) => ctl::revoke(&args),

@@ -31,6 +31,11 @@ struct Args {
     /// interface); fwknopd's defaults when left out.
     #[arg(long, value_name = "FWKNOPD_CONF", requires = "fwknop_access")]
     fwknopd_conf: Option<PathBuf>,
+    /// With --fwknop-access: a service to protect beyond the stanzas'
+    /// OPEN_PORTS (repeatable), such as tcp/22. A stanza without OPEN_PORTS
+    /// may open any protected service the client asks for.
+    #[arg(long, value_name = "PROTO/PORT", requires = "fwknop_access")]
+    protect: Vec<sesame_core::Service>,
     /// Directory for the persisted replay cache (overrides the config's
     /// `[daemon] state_dir`; default /var/lib/sesame).
     #[arg(long, value_name = "DIR")]
@@ -77,6 +82,7 @@ fn source(args: &Args, sesame_path: &Path) -> ConfigSource {
         knockd_config: args.knockd_config.clone(),
         fwknop_access: args.fwknop_access.clone(),
         fwknopd_conf: args.fwknopd_conf.clone(),
+        protect: args.protect.clone(),
         state_dir: args.state_dir.clone(),
         interfaces: args.interface.clone(),
         control_socket: args.control_socket.clone(),

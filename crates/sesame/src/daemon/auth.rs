@@ -134,6 +134,9 @@ pub struct FwknopDoorState {
     pub max_age: u64,
     /// Stanzas and their keys.
     pub stanzas: Vec<(FwknopStanza, FwknopKeys)>,
+    /// `CMD_EXEC_USER` / `CMD_EXEC_GROUP` of a stanza (by its line),
+    /// resolved at load: (uid, gid).
+    pub run_as: HashMap<usize, (u32, u32)>,
 }
 
 /// What a TOTP slot stands for.
@@ -169,6 +172,35 @@ pub fn totp_key(door: &str, user: &str, step: u64, sequence: &[Knock]) -> Replay
     ))
 }
 
+/// `CMD_EXEC_USER` / `CMD_EXEC_GROUP` as (uid, gid), looked up now so the
+/// packet loop never reads the user database. Switching user needs root:
+/// a daemon that runs unprivileged (`[daemon] user`, or started as a user,
+/// as the packaged unit does) refuses the stanza.
+fn command_identity(config: &Config, stanza: &FwknopStanza) -> Result<Option<(u32, u32)>, String> {
+    if stanza.cmd_exec_user.is_none() && stanza.cmd_exec_group.is_none() {
+        return Ok(None);
+    }
+    let me = nix::unistd::geteuid();
+    if !me.is_root() || config.daemon.user.is_some() {
+        return Err(format!(
+            "CMD_EXEC_USER/CMD_EXEC_GROUP need sesamed to run as root (as fwknopd does); it runs as {}. Remove them (commands then run as sesamed's user) or run sesamed as root",
+            config.daemon.user.clone().unwrap_or_else(|| format!("uid {me}"))
+        ));
+    }
+    let (mut uid, mut gid) = (0, 0);
+    if let Some(name) = &stanza.cmd_exec_user {
+        let t = crate::privilege::lookup(name).map_err(|e| format!("CMD_EXEC_USER: {e}"))?;
+        (uid, gid) = (t.uid.as_raw(), t.gid.as_raw());
+    }
+    if let Some(name) = &stanza.cmd_exec_group {
+        let g = nix::unistd::Group::from_name(name)
+            .map_err(|e| format!("CMD_EXEC_GROUP {name:?}: {e}"))?
+            .ok_or_else(|| format!("CMD_EXEC_GROUP {name:?}: no such group"))?;
+        gid = g.gid.as_raw();
+    }
+    Ok(Some((uid, gid)))
+}
+
 /// The replay key of an fwknop request accepted by stanza `line` of `door`
 /// (a stanza holds one user's keys).
 pub fn fwknop_key(door: &str, line: usize, msg: &sesame_core::fwknop::FwknopMessage) -> ReplayKey {
@@ -198,6 +230,7 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
             None => {}
             Some(DoorKind::Fwknop(f)) => {
                 let mut stanzas = Vec::new();
+                let mut run_as = HashMap::new();
                 for stanza in &f.stanzas {
                     let bad = |what: String| AuthError::Fwknop {
                         door: door.name.clone(),
@@ -219,6 +252,9 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
                     };
                     let keys = FwknopKeys::new(&stanza.key.0, mode, hmac)
                         .map_err(|e| bad(e.to_string()))?;
+                    if let Some(ids) = command_identity(config, stanza).map_err(bad)? {
+                        run_as.insert(stanza.line, ids);
+                    }
                     stanzas.push((stanza.clone(), keys));
                 }
                 let clash = out
@@ -239,6 +275,7 @@ pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
                         door: id,
                         max_age: f.max_age.as_secs(),
                         stanzas,
+                        run_as,
                     },
                 );
             }

@@ -24,14 +24,23 @@ pub struct CommandRunner {
 impl CommandRunner {
     /// Starts `argv`; `what` describes it in logs (e.g. `on_open door=ssh source=…`).
     pub fn spawn(&mut self, argv: &[String], what: String) {
+        self.spawn_as(argv, what, None);
+    }
+
+    /// Like [`CommandRunner::spawn`], as `(uid, gid)` when given (fwknop's
+    /// `CMD_EXEC_USER`; the daemon must be root).
+    pub fn spawn_as(&mut self, argv: &[String], what: String, ids: Option<(u32, u32)>) {
         let Some((program, args)) = argv.split_first() else {
             return;
         };
-        match Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-        {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        if let Some((uid, gid)) = ids {
+            use std::os::unix::process::CommandExt;
+            // std drops supplementary groups when root sets a uid.
+            cmd.gid(gid).uid(uid);
+        }
+        match cmd.spawn() {
             Ok(child) => {
                 // The rendered command line, as knockd logs it; %IP% is the
                 // only substitution, so no secret comes from the daemon here.

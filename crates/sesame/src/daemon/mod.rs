@@ -225,7 +225,7 @@ pub struct Daemon {
     load: load::LoadGovernor,
     /// Reused per-datagram buffers (no allocation per packet).
     scratch_observations: Vec<Observation>,
-    scratch_datagrams: Vec<(IpAddr, u16, Vec<u8>)>,
+    scratch_datagrams: Vec<(IpAddr, IpAddr, u16, Vec<u8>)>,
     /// Lines not written one by one in flood mode, for the next summary.
     flood_quiet: FloodQuiet,
     /// Public-key SPA verifications per source prefix.
@@ -276,6 +276,7 @@ impl Daemon {
             warn!(event = "config_warning", "{w}");
         }
         let mut firewall = Firewall::open(&config.daemon.table)?;
+        firewall.set_owned(config.daemon.owned_table);
         let ruleset = rules::for_config(&config, &config.doors);
         let mut one_time = HashMap::new();
         for (id, door) in config.doors.iter().enumerate() {
@@ -322,6 +323,11 @@ impl Daemon {
             }
         };
         let outcome = firewall.install(&ruleset)?;
+        if firewall.owns_table() {
+            info!(event = "table_owned", table = %config.daemon.table, "the kernel holds table inet {} as sesamed's own: other programs cannot delete, flush or change it (`nft flush ruleset` leaves it alone), and it stays if sesamed stops", config.daemon.table);
+        } else if config.daemon.owned_table {
+            info!(event = "table_owned", table = %config.daemon.table, "this kernel cannot keep table inet {} as sesamed's own (Linux 6.9 can): when another program deletes or flushes it, sesamed restores it at once", config.daemon.table);
+        }
         match outcome {
             InstallOutcome::Created => {
                 info!(event = "table", table = %config.daemon.table, "created nftables table inet {}", config.daemon.table)
@@ -583,7 +589,7 @@ impl Daemon {
                         && (spa_ports.contains_key(&p.dst_port)
                             || fwknop_ports.contains_key(&p.dst_port)) =>
                 {
-                    spa_packets.push((p.src, p.dst_port, p.payload.to_vec()));
+                    spa_packets.push((p.src, p.dst, p.dst_port, p.payload.to_vec()));
                 }
                 Ok(p) => observations.push(Observation::from(&p)),
                 Err(e) => {
@@ -602,10 +608,10 @@ impl Daemon {
                 self.tracker.observe(now, obs, &mut self.events);
             }
             self.handle_events(now);
-            for (src, port, datagram) in &spa_packets {
+            for (src, dst, port, datagram) in &spa_packets {
                 self.counters.packets += 1;
                 if self.auth.fwknop.contains_key(port) {
-                    self.fwknop_packet(now, *src, *port, datagram);
+                    self.fwknop_packet(now, *src, *dst, *port, datagram);
                 } else {
                     self.spa_packet(now, *src, *port, datagram);
                 }
@@ -920,7 +926,14 @@ impl Daemon {
     /// stanza whose SOURCE matches and whose keys authenticate the packet
     /// decides; then replay, username, message type, address and ports are
     /// checked against it. Refusals are logged with a distinct `reason`.
-    fn fwknop_packet(&mut self, now: Instant, src: IpAddr, port: u16, datagram: &[u8]) {
+    fn fwknop_packet(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        port: u16,
+        datagram: &[u8],
+    ) {
         let Some(door) = self.auth.fwknop.get(&port) else {
             return;
         };
@@ -933,9 +946,18 @@ impl Daemon {
             info!(event = "fwknop_refused", source = %src, door = %name, reason, "fwknop SPA packet refused: {detail}");
         };
         let mut last_error: Option<FwknopError> = None;
+        // A stanza that authenticates the packet but refuses it on policy
+        // (username, source address, ports, commands) does not end the
+        // search: the next matching stanza may accept it, as in fwknopd
+        // (fwknop's "dual usage access key" setups rely on it).
+        let mut policy_refusal: Option<(&'static str, String)> = None;
         let mut found = None;
         for (stanza, keys) in &door.stanzas {
             if !fwknop_source_matches(stanza, src) {
+                continue;
+            }
+            // DESTINATION: the addresses the SPA packet must be sent to.
+            if !in_networks(&stanza.destination, dst) {
                 continue;
             }
             if stanza.access_expire.is_some_and(|t| now_unix >= t) {
@@ -943,8 +965,23 @@ impl Daemon {
             }
             match fwknop::decode(datagram, keys, now_unix, door.max_age) {
                 Ok(msg) => {
-                    found = Some((stanza.clone(), msg));
-                    break;
+                    let action = if msg.msg_type == MsgType::Command {
+                        fwknop_command(stanza, &msg).map(FwknopAction::Command)
+                    } else {
+                        fwknop_grant(stanza, &msg, src).map(FwknopAction::Grant)
+                    };
+                    match action {
+                        Ok(action) => {
+                            found = Some((stanza.clone(), msg, action));
+                            break;
+                        }
+                        Err((reason, detail)) => {
+                            policy_refusal = Some((
+                                reason,
+                                format!("{detail} (stanza at line {})", stanza.line),
+                            ));
+                        }
+                    }
                 }
                 // Another stanza may hold the right keys.
                 Err(e) if !packet_level(&e) => last_error = Some(e),
@@ -954,10 +991,11 @@ impl Daemon {
                 }
             }
         }
-        let Some((stanza, msg)) = found else {
-            match last_error {
-                Some(e) => refuse(e.reason(), e.to_string()),
-                None => refuse(
+        let Some((stanza, msg, action)) = found else {
+            match (policy_refusal, last_error) {
+                (Some((reason, detail)), _) => refuse(reason, detail),
+                (None, Some(e)) => refuse(e.reason(), e.to_string()),
+                (None, None) => refuse(
                     "no_stanza",
                     format!("no access.conf stanza matches source {src}"),
                 ),
@@ -998,21 +1036,22 @@ impl Daemon {
             refuse("replay_state", e.to_string());
             return;
         }
-        if msg.msg_type == MsgType::Command {
-            match fwknop_command(&stanza, &msg) {
-                Err((reason, detail)) => refuse(reason, detail),
-                Ok(command) => {
-                    info!(event = "fwknop_command", source = %src, door = %name, user = %msg.username, stanza_line = stanza.line, "fwknop command message accepted (ENABLE_CMD_EXEC)");
-                    let argv = sesame_core::CommandTemplate::shell(&command).argv;
-                    self.commands
-                        .spawn(&argv, format!("fwknop command door={name} source={src}"));
-                }
+        match action {
+            FwknopAction::Command(argv) => {
+                info!(event = "fwknop_command", source = %src, door = %name, user = %msg.username, stanza_line = stanza.line, "fwknop command message accepted (ENABLE_CMD_EXEC)");
+                let ids = self
+                    .auth
+                    .fwknop
+                    .get(&port)
+                    .and_then(|d| d.run_as.get(&stanza.line).copied());
+                self.commands.spawn_as(
+                    &argv,
+                    format!("fwknop command door={name} source={src}"),
+                    ids,
+                );
+                return;
             }
-            return;
-        }
-        match fwknop_grant(&stanza, &msg, src) {
-            Err((reason, detail)) => refuse(reason, detail),
-            Ok((target, services, open_for)) => {
+            FwknopAction::Grant((target, services, open_for)) => {
                 info!(
                     event = "fwknop_accepted",
                     source = %src,
@@ -1404,12 +1443,17 @@ fn packet_level(e: &FwknopError) -> bool {
 
 /// Whether `src` is in the stanza's SOURCE list (empty = ANY).
 fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool {
-    let src = match src {
+    in_networks(&stanza.source, src)
+}
+
+/// Whether `addr` is in one of `networks` (empty: `ANY`).
+fn in_networks(networks: &[(IpAddr, u8)], addr: IpAddr) -> bool {
+    let src = match addr {
         IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
         v4 => v4,
     };
-    stanza.source.is_empty()
-        || stanza.source.iter().any(|(net, prefix)| match (net, src) {
+    networks.is_empty()
+        || networks.iter().any(|(net, prefix)| match (net, src) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let bits = u32::from(*prefix).min(32);
                 let mask = if bits == 0 {
@@ -1432,12 +1476,21 @@ fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool {
         })
 }
 
-/// The command of an authenticated fwknop command message, run with
-/// `/bin/sh -c` as fwknopd does, only when the stanza has `ENABLE_CMD_EXEC`.
+/// What an accepted fwknop packet makes the daemon do.
+enum FwknopAction {
+    /// Run this argv (a command message).
+    Command(Vec<String>),
+    /// Open these services for this address, for this long.
+    Grant((IpAddr, Vec<sesame_core::Service>, Duration)),
+}
+
+/// The argv of an authenticated fwknop command message, only when the
+/// stanza has `ENABLE_CMD_EXEC`. Like Debian's fwknopd, the command is split
+/// at blanks and run without a shell (`echo x > FILE` prints `x > FILE`).
 fn fwknop_command(
     stanza: &FwknopStanza,
     msg: &FwknopMessage,
-) -> Result<String, (&'static str, String)> {
+) -> Result<Vec<String>, (&'static str, String)> {
     if let Some(user) = &stanza.require_username {
         if &msg.username != user {
             return Err((
@@ -1453,7 +1506,7 @@ fn fwknop_command(
         ));
     }
     match &msg.command {
-        Some(c) if !c.trim().is_empty() => Ok(c.clone()),
+        Some(c) if !c.trim().is_empty() => Ok(c.split_whitespace().map(String::from).collect()),
         _ => Err(("malformed", "empty command".into())),
     }
 }
@@ -1601,6 +1654,9 @@ mod tests {
             require_username: Some("alice".into()),
             require_source_address: false,
             enable_cmd_exec: false,
+            cmd_exec_user: None,
+            cmd_exec_group: None,
+            destination: Vec::new(),
             access_expire: None,
         }
     }

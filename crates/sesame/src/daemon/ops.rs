@@ -474,6 +474,7 @@ impl Daemon {
             None
         };
         let ruleset = rules::for_config(&cfg, tracker.doors());
+        self.firewall.set_owned(cfg.daemon.owned_table);
         self.firewall
             .install(&ruleset)
             .map_err(|e| format!("installing the new ruleset: {e}"))?;

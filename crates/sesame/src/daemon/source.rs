@@ -18,6 +18,9 @@ pub struct ConfigSource {
     pub fwknop_access: Option<PathBuf>,
     /// With `fwknop_access`: fwknopd.conf.
     pub fwknopd_conf: Option<PathBuf>,
+    /// With `fwknop_access`: services to protect beyond the stanzas'
+    /// `OPEN_PORTS` (`--protect`).
+    pub protect: Vec<sesame_core::Service>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
     /// `--interface` (repeatable).
@@ -44,9 +47,13 @@ impl ConfigSource {
             (Some(path), _) => crate::knockd::load(path)
                 .and_then(|k| k.to_config(path))
                 .map_err(|e| e.to_string())?,
-            (None, Some(access)) => crate::fwknop_conf::load(access, self.fwknopd_conf.as_deref())
-                .and_then(|f| f.to_config(access))
-                .map_err(|e| e.to_string())?,
+            (None, Some(access)) => crate::fwknop_conf::load_protecting(
+                access,
+                self.fwknopd_conf.as_deref(),
+                &self.protect,
+            )
+            .and_then(|f| f.to_config(access))
+            .map_err(|e| e.to_string())?,
             (None, None) => config::load(&self.config).map_err(|e| e.to_string())?,
         };
         if !self.interfaces.is_empty() {
