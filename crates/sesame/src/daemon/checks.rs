@@ -54,11 +54,7 @@ pub fn check(cfg: &Config) -> Result<Findings, String> {
 /// from knockd or fwknop, or ufw's and firewalld's default deny) cancels
 /// every grant in silence.
 pub fn foreign_drop_findings(cfg: &Config) -> Vec<String> {
-    let protected: Vec<(String, sesame_core::Service)> = cfg
-        .doors
-        .iter()
-        .flat_map(|d| d.services.iter().map(move |s| (d.name.clone(), *s)))
-        .collect();
+    let protected = protected_services(cfg);
     if protected.is_empty() {
         return Vec::new();
     }
@@ -90,6 +86,14 @@ pub fn foreign_drops(
     out
 }
 
+/// Every (door, service) pair the config protects.
+fn protected_services(cfg: &Config) -> Vec<(String, sesame_core::Service)> {
+    cfg.doors
+        .iter()
+        .flat_map(|d| d.services.iter().map(move |s| (d.name.clone(), *s)))
+        .collect()
+}
+
 /// Protected services the host also publishes by destination NAT: such
 /// traffic is forwarded at prerouting and never meets the `input` hook
 /// where Sesame's gate sits, so the door does not protect it. Reads the
@@ -97,11 +101,7 @@ pub fn foreign_drops(
 /// look) and notes legacy iptables NAT, which it cannot read.
 pub fn dnat_findings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let protected: Vec<(String, sesame_core::Service)> = cfg
-        .doors
-        .iter()
-        .flat_map(|d| d.services.iter().map(move |s| (d.name.clone(), *s)))
-        .collect();
+    let protected = protected_services(cfg);
     if protected.is_empty() {
         return out;
     }
