@@ -1,18 +1,25 @@
 //! Sesame's application layer: the config file, the daemon loop that wires
 //! the sans-IO core (`sesame-core`) to its adapters (`sesame-nflog` for packet
-//! observation, `sesame-nftables` for the firewall), the knocking client, and
-//! the namespace testbed used by the demo, the tests and the benchmarks.
+//! observation, `sesame-nftables` for the firewall), the CLIs, and the
+//! namespace testbed used by the demo, the tests and the benchmarks. The
+//! portable client (knocks, profiles, key files) is `sesame-client`,
+//! re-exported here as [`client`] and [`keys`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod client;
+/// The knocking client (`sesame-client`): knocks, with its profiles and
+/// fwknop doors.
+pub mod client {
+    pub use sesame_client::knock::*;
+    pub use sesame_client::{fwknop, profile};
+}
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod docs;
 pub mod fwknop_conf;
-pub mod keys;
+pub use sesame_client::keys;
 pub mod knockd;
 pub mod logging;
 pub mod one_time;

@@ -1,11 +1,8 @@
-//! The knocking client: `sesame knock`.
+//! Knocks: `sesame knock HOST PORT...`.
 //!
 //! Compatible with knockd's `knock HOST PORT[:tcp|udp]...` syntax and options,
 //! and runs unprivileged: a TCP knock is a non-blocking connect attempt (one
 //! SYN, closed at once), a UDP knock is a one-byte datagram.
-
-pub mod fwknop;
-pub mod profile;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -104,7 +101,7 @@ pub fn send_knock(addr: IpAddr, knock: Knock) -> Result<(), KnockError> {
             socket.set_nonblocking(true).map_err(err)?;
             match socket.connect(&target) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
+                Err(e) if crate::os::connect_in_progress(&e) => {}
                 // A knock port is expected to be closed: a refusal still means
                 // the SYN went out.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}

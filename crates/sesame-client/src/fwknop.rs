@@ -49,7 +49,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -218,8 +217,10 @@ impl FwknopDoor {
     pub fn load_keys(&self, config: &Path) -> Result<FwknopKeys, FwknopClientError> {
         let inline = self.key.is_inline() || self.hmac.as_ref().is_some_and(|(k, _)| k.is_inline());
         if inline {
-            if let Ok(meta) = std::fs::metadata(config) {
-                let mode = meta.mode() & 0o7777;
+            if let Some((mode, _)) = std::fs::metadata(config)
+                .ok()
+                .and_then(|meta| crate::os::mode_and_owner(&meta))
+            {
                 if mode & 0o077 != 0 {
                     return Err(FwknopClientError::ConfigTooOpen {
                         file: config.display().to_string(),
@@ -461,20 +462,21 @@ fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     if !meta.is_file() {
         return Err(KeyFileError::NotRegular { file: file_name });
     }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileError::TooOpen {
-            file: file_name,
-            mode,
-        });
-    }
-    let uid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != uid && meta.uid() != 0 {
-        return Err(KeyFileError::BadOwner {
-            file: file_name,
-            owner: meta.uid(),
-            uid,
-        });
+    if let Some((mode, owner)) = crate::os::mode_and_owner(&meta) {
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::TooOpen {
+                file: file_name,
+                mode,
+            });
+        }
+        let uid = crate::os::effective_uid();
+        if owner != uid && owner != 0 {
+            return Err(KeyFileError::BadOwner {
+                file: file_name,
+                owner,
+                uid,
+            });
+        }
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(512));
     (&mut file)
@@ -710,7 +712,7 @@ impl RawFwknop {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use sesame_core::fwknop::{decode, MsgType};

@@ -49,9 +49,9 @@ use sesame_core::totp::{TotpSecret, TotpSpec, DEFAULT_PERIOD};
 use sesame_core::{DoorError, Knock, Proto, Service};
 use zeroize::Zeroizing;
 
-use super::fwknop::{FwknopDoor, RawFwknop};
-use super::Family;
+use crate::fwknop::{FwknopDoor, RawFwknop};
 use crate::keys::{self, KeyFileError};
+use crate::knock::Family;
 
 /// A parsed and checked client config file.
 #[derive(Debug, Default)]

@@ -25,7 +25,6 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -129,7 +128,7 @@ impl fmt::Display for KeyKind {
 pub enum KeyFileError {
     /// A public key file writable by its group or others.
     #[error("{0}")]
-    Permissions(#[from] crate::privilege::WritableByOthers),
+    Permissions(#[from] crate::secure_file::WritableByOthers),
     /// The file cannot be opened or read.
     #[error("{file}: cannot read key file: {source}")]
     Read {
@@ -370,9 +369,7 @@ fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), KeyFileError> 
         file: display(path),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+    let file = crate::os::no_block_no_tty(OpenOptions::new().read(true))
         .open(path)
         .map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
@@ -422,16 +419,17 @@ fn utf8<'a>(path: &Path, bytes: &'a [u8], kind: KeyKind) -> Result<&'a str, KeyF
 /// Checks that a secret key file is private to its owner, who is the
 /// current user or root.
 fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), KeyFileError> {
-    let mode = meta.mode() & 0o7777;
+    let Some((mode, owner)) = crate::os::mode_and_owner(meta) else {
+        return Ok(());
+    };
     if mode & 0o077 != 0 {
         return Err(KeyFileError::TooOpen {
             file: display(path),
             mode,
         });
     }
-    let uid = nix::unistd::geteuid().as_raw();
-    let owner = meta.uid();
-    if !crate::privilege::trusted_owner(owner) {
+    let uid = crate::os::effective_uid();
+    if !crate::secure_file::trusted_owner(owner) {
         return Err(KeyFileError::BadOwner {
             file: display(path),
             owner,
@@ -454,7 +452,7 @@ pub fn read_secret(path: &Path, kind: KeyKind) -> Result<Zeroizing<[u8; KEY_LEN]
 /// world-writable; readable by anyone is fine).
 pub fn read_public(path: &Path, kind: KeyKind) -> Result<[u8; KEY_LEN], KeyFileError> {
     let (file, _) = open_regular(path)?;
-    crate::privilege::check_not_writable_by_others(path)?;
+    crate::secure_file::check_not_writable_by_others(path)?;
     let bytes = read_limited(path, file)?;
     parse_line(&display(path), utf8(path, &bytes, kind)?, kind).map(|k| *k)
 }
@@ -598,11 +596,7 @@ fn write_key(path: &Path, line: &str, mode: u32, force: bool) -> Result<(), KeyF
         source,
     };
     let create = |target: &Path| {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(target)
+        crate::os::create_mode(OpenOptions::new().write(true).create_new(true), mode).open(target)
     };
     let fill = |mut file: File| -> io::Result<()> {
         file.write_all(line.as_bytes())?;
@@ -655,7 +649,7 @@ fn write_key(path: &Path, line: &str, mode: u32, force: bool) -> Result<(), KeyF
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,23 @@
+//! Sesame's portable client: what `sesame knock` needs on any platform
+//! people knock from.
+//!
+//! * [`knock`]: knock sequences (a TCP knock is one non-blocking connect, a
+//!   UDP knock one datagram), name resolution by address family;
+//! * [`profile`]: the client config (`~/.config/sesame/client.toml`):
+//!   servers and their plain, TOTP, SPA and fwknop doors;
+//! * [`fwknop`]: fwknop-format doors of a profile;
+//! * [`keys`]: key files (`sesame keygen`), private from their creation;
+//! * [`secure_file`]: the refusal of files others could change.
+//!
+//! It holds no netlink and no Linux-only call outside `cfg(unix)` gates, so
+//! it builds for Linux, macOS, Windows and Android (CI checks the last
+//! three). The daemon (`sesamed`) and its adapters are not here.
+
+#![forbid(unsafe_code)]
+
+pub mod fwknop;
+pub mod keys;
+pub mod knock;
+mod os;
+pub mod profile;
+pub mod secure_file;
