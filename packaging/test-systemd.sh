@@ -111,8 +111,10 @@ echo "127.0.1.1 $ct $(hostname)" >>"$merged/etc/hosts"
 systemd-nspawn -q -D "$merged" --boot --register=no --keep-unit --kill-signal=SIGRTMIN+3 --capability=CAP_NET_ADMIN \
     --network-namespace-path="/run/netns/$ct" --machine="$ct" >"$work/console.log" 2>&1 &
 nspawn_pid=$!
+# The container's PID 1 is nspawn's child named systemd (nspawn briefly has
+# another child while it sets the container up: do not take that one).
 for _ in $(seq 100); do
-    leader=$(pgrep -P "$nspawn_pid" | head -n 1 || true)
+    leader=$(pgrep -P "$nspawn_pid" -x systemd | head -n 1 || true)
     [ -n "$leader" ] && break
     sleep 0.1
 done
