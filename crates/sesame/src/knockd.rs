@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sesame_core::door::{CommandTemplate, Commands};
-use sesame_core::{Door, DoorError, Knock, Proto, TcpFlags, MAX_SEQUENCE_LEN};
+use sesame_core::{Door, DoorError, Knock, Proto, TcpFlags};
 
 use crate::config::{Config, DaemonSettings};
 use crate::one_time::{OneTimeError, OneTimeFile};
@@ -72,82 +72,7 @@ pub enum KnockdError {
     },
 }
 
-/// Why a knockd sequence (`7000,8000:udp,9000`) is invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SequenceError {
-    /// No item at all.
-    #[error("the sequence is empty")]
-    Empty,
-    /// More than [`MAX_SEQUENCE_LEN`] items.
-    #[error("the sequence has {0} ports; at most 32 are allowed")]
-    TooLong(usize),
-    /// One item is not `port[:tcp|udp]`.
-    #[error("item {index} {item:?}: {reason}")]
-    BadItem {
-        /// 1-based position in the sequence.
-        index: usize,
-        /// The item as written (trimmed).
-        item: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-/// Parses knockd's sequence syntax: comma-separated `port[:tcp|udp]` items,
-/// 1 to 32 of them, whitespace allowed around items and around the colon,
-/// protocol case-insensitive, TCP by default. Unlike knockd, a port that is
-/// not a clean integer from 1 to 65535 and an unknown protocol are errors.
-pub fn parse_sequence(text: &str) -> Result<Vec<Knock>, SequenceError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(SequenceError::Empty);
-    }
-    let items: Vec<&str> = text.split(',').map(str::trim).collect();
-    if items.len() > MAX_SEQUENCE_LEN {
-        return Err(SequenceError::TooLong(items.len()));
-    }
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            parse_knock(item).map_err(|reason| SequenceError::BadItem {
-                index: i + 1,
-                item: item.to_string(),
-                reason,
-            })
-        })
-        .collect()
-}
-
-fn parse_knock(item: &str) -> Result<Knock, String> {
-    if item.is_empty() {
-        return Err("empty item (two commas in a row, or a trailing comma)".to_string());
-    }
-    let (port, proto) = match item.split_once(':') {
-        Some((port, proto)) => (port.trim(), Some(proto.trim())),
-        None => (item, None),
-    };
-    let bad_port = || {
-        format!(
-            "{} (knockd would silently knock on port 0)",
-            DoorError::BadPort(port.to_string())
-        )
-    };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad_port());
-    }
-    let port = match port.parse::<u32>() {
-        Ok(p) if (1..=65535).contains(&p) => p as u16,
-        _ => return Err(bad_port()),
-    };
-    let proto = match proto {
-        None => Proto::Tcp,
-        Some(p) => p
-            .parse::<Proto>()
-            .map_err(|e| format!("{e} (knockd would silently use tcp)"))?,
-    };
-    Ok(Knock { port, proto })
-}
+pub use crate::one_time::{parse_sequence, SequenceError};
 
 /// Sesame's name for a knockd door: characters other than ASCII letters,
 /// digits, `.`, `_` and `-` become `_`.

@@ -19,9 +19,84 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use sesame_core::Knock;
+use sesame_core::{DoorError, Knock, Proto, MAX_SEQUENCE_LEN};
 
-use crate::knockd::parse_sequence;
+/// Why a knockd sequence (`7000,8000:udp,9000`) is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    /// No item at all.
+    #[error("the sequence is empty")]
+    Empty,
+    /// More than [`MAX_SEQUENCE_LEN`] items.
+    #[error("the sequence has {0} ports; at most 32 are allowed")]
+    TooLong(usize),
+    /// One item is not `port[:tcp|udp]`.
+    #[error("item {index} {item:?}: {reason}")]
+    BadItem {
+        /// 1-based position in the sequence.
+        index: usize,
+        /// The item as written (trimmed).
+        item: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Parses knockd's sequence syntax: comma-separated `port[:tcp|udp]` items,
+/// 1 to 32 of them, whitespace allowed around items and around the colon,
+/// protocol case-insensitive, TCP by default. Unlike knockd, a port that is
+/// not a clean integer from 1 to 65535 and an unknown protocol are errors.
+pub fn parse_sequence(text: &str) -> Result<Vec<Knock>, SequenceError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SequenceError::Empty);
+    }
+    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+    if items.len() > MAX_SEQUENCE_LEN {
+        return Err(SequenceError::TooLong(items.len()));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            parse_knock(item).map_err(|reason| SequenceError::BadItem {
+                index: i + 1,
+                item: item.to_string(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn parse_knock(item: &str) -> Result<Knock, String> {
+    if item.is_empty() {
+        return Err("empty item (two commas in a row, or a trailing comma)".to_string());
+    }
+    let (port, proto) = match item.split_once(':') {
+        Some((port, proto)) => (port.trim(), Some(proto.trim())),
+        None => (item, None),
+    };
+    let bad_port = || {
+        format!(
+            "{} (knockd would silently knock on port 0)",
+            DoorError::BadPort(port.to_string())
+        )
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad_port());
+    }
+    let port = match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => p as u16,
+        _ => return Err(bad_port()),
+    };
+    let proto = match proto {
+        None => Proto::Tcp,
+        Some(p) => p
+            .parse::<Proto>()
+            .map_err(|e| format!("{e} (knockd would silently use tcp)"))?,
+    };
+    Ok(Knock { port, proto })
+}
 
 /// Why a one-time sequence file could not be used.
 #[derive(Debug, thiserror::Error)]
