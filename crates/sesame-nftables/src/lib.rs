@@ -579,9 +579,12 @@ impl Firewall {
             Err(e) if flags != 0 && matches!(e.errno(), Some(EOPNOTSUPP) | Some(EINVAL)) => {
                 // A kernel without persistent owned tables: an owner-only
                 // table would vanish with a crashed daemon, so none at all.
+                // Only when the plain table then installs is the kernel the
+                // cause; otherwise the ruleset was, and ownership stays.
+                let outcome = self.install_with(rules, 0).map_err(|_| e)?;
                 self.owner_unsupported = true;
                 self.owned = false;
-                self.install_with(rules, 0)
+                Ok(outcome)
             }
             Ok(outcome) => {
                 self.owned = flags != 0;
@@ -727,20 +730,8 @@ impl Firewall {
     /// are not visible here.
     pub fn dnat_rules(&mut self) -> Result<Vec<DnatRule>, FirewallError> {
         let op = "list the ruleset's DNAT rules";
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut w = Writer::new();
-        w.message(
-            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(NFT_MSG_GETRULE),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
-            NFPROTO_UNSPEC,
-            0,
-            |_| {},
-        );
-        self.send(op, &w.into_bytes())?;
         let mut out = Vec::new();
-        self.collect(op, seq, |msg| {
+        self.dump(NFT_MSG_GETRULE, op, |msg| {
             if let Some(rule) = parse_dnat_rule(msg).map_err(|what| FirewallError::Malformed {
                 op: op.to_string(),
                 what,
@@ -755,40 +746,45 @@ impl Firewall {
     /// Every chain and rule of the host's other tables (families ip, ip6,
     /// inet), for [`HostRuleset::blockers`].
     pub fn host_ruleset(&mut self) -> Result<HostRuleset, FirewallError> {
+        let own = self.table.clone();
+        let ours = |family: &str, table: &str| family == "inet" && table == own;
         let mut out = HostRuleset::default();
-        for (kind, op) in [
-            (host::GET_CHAIN, "list the ruleset's chains"),
-            (NFT_MSG_GETRULE, "list the ruleset's rules"),
-        ] {
-            self.seq = self.seq.wrapping_add(1);
-            let seq = self.seq;
-            let mut w = Writer::new();
-            w.message(
-                (NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind),
-                NLM_F_REQUEST | NLM_F_DUMP,
-                seq,
-                NFPROTO_UNSPEC,
-                0,
-                |_| {},
-            );
-            self.send(op, &w.into_bytes())?;
-            let own = self.table.clone();
-            self.collect(op, seq, |msg| {
-                if kind == NFT_MSG_GETRULE {
-                    if let Some(r) =
-                        host::parse_rule(msg).filter(|r| !(r.family == "inet" && r.table == own))
-                    {
-                        out.rules.push(r);
-                    }
-                } else if let Some(c) =
-                    host::parse_chain(msg).filter(|c| !(c.family == "inet" && c.table == own))
-                {
-                    out.chains.push(c);
-                }
-                Ok(())
-            })?;
-        }
+        self.dump(host::GET_CHAIN, "list the ruleset's chains", |msg| {
+            if let Some(c) = host::parse_chain(msg).filter(|c| !ours(c.family, &c.table)) {
+                out.chains.push(c);
+            }
+            Ok(())
+        })?;
+        self.dump(NFT_MSG_GETRULE, "list the ruleset's rules", |msg| {
+            if let Some(r) = host::parse_rule(msg).filter(|r| !ours(r.family, &r.table)) {
+                out.rules.push(r);
+            }
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Dumps every object of message type `kind` (chains, rules) of every
+    /// family, handing each message to `on_msg`.
+    fn dump(
+        &mut self,
+        kind: u8,
+        op: &str,
+        on_msg: impl FnMut(&Msg<'_>) -> Result<(), FirewallError>,
+    ) -> Result<(), FirewallError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut w = Writer::new();
+        w.message(
+            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(kind),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            NFPROTO_UNSPEC,
+            0,
+            |_| {},
+        );
+        self.send(op, &w.into_bytes())?;
+        self.collect(op, seq, on_msg)
     }
 
     /// Deletes the table and everything in it. Returns whether it existed.

@@ -435,8 +435,6 @@ struct SuiteCase {
     client: Vec<String>,
     /// Extra sesamed arguments.
     sesamed: Vec<&'static str>,
-    /// fwknopd.conf lines for both daemons (beyond the capture settings).
-    fwknopd_conf: &'static str,
     /// What both must do.
     expect: Outcome,
 }
@@ -464,14 +462,6 @@ fn run_case(case: &SuiteCase, real: bool, progs: &[PathBuf]) -> Outcome {
     }
     let access = fill(&case.access, &keys, &dir);
     let _service = Service::start(&bed, PORT);
-    std::fs::write(dir.join("fwknopd.extra"), case.fwknopd_conf).unwrap();
-    let sesamed_conf = dir.join("fwknopd.conf");
-    std::fs::write(
-        &sesamed_conf,
-        format!("PCAP_INTF sesame0;\n{}", case.fwknopd_conf),
-    )
-    .unwrap();
-    std::fs::set_permissions(&sesamed_conf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let log = if real {
         fwknop_support::start_fwknopd(&mut bed, fwknopd, &dir, &access, Capture::Pcap, PORT, true)
             .log
@@ -480,9 +470,6 @@ fn run_case(case: &SuiteCase, real: bool, progs: &[PathBuf]) -> Outcome {
         std::fs::write(&path, &access).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut args = vec!["--fwknop-access", path.to_str().unwrap()];
-        if !case.fwknopd_conf.is_empty() {
-            args.extend(["--fwknopd-conf", sesamed_conf.to_str().unwrap()]);
-        }
         args.extend(case.sesamed.iter().copied());
         fwknop_support::start_sesamed(&mut bed, &bin("sesamed"), &dir.join("var-lib"), &args, true)
             .log
@@ -570,7 +557,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: ask.clone(),
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: opened(),
         },
         // The same with REQUIRE_USERNAME in the first stanza.
@@ -584,7 +570,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: vec!["-A".into(), format!("tcp/{PORT}"), "-U".into(), "alice".into()],
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: opened(),
         },
         // Only the refusing stanza: both refuse.
@@ -594,7 +579,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: vec!["-A".into(), format!("tcp/{PORT}"), "-U".into(), "alice".into()],
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: closed(),
         },
         // test/conf/include_keys1_hmac_access.conf: the stanza's own keys
@@ -613,7 +597,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             )],
             client: ask.clone(),
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: opened(),
         },
         // test/conf/expired_stanza_access.conf and
@@ -624,7 +607,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: ask.clone(),
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: closed(),
         },
         SuiteCase {
@@ -633,7 +615,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: ask.clone(),
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: opened(),
         },
         // Debian's shipped access.conf, keys filled in: no OPEN_PORTS.
@@ -645,7 +626,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: ask.clone(),
             sesamed: vec!["--protect", "tcp/2222"],
-            fwknopd_conf: "",
             expect: opened(),
         },
         // Commands: split at blanks, no shell (the redirection is an
@@ -656,7 +636,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: vec!["--server-cmd".into(), "echo x > {DIR}/out/redirected".into()],
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: closed(),
         },
         SuiteCase {
@@ -668,7 +647,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: vec!["--server-cmd".into(), "touch {DIR}/out/made".into()],
             sesamed: vec![],
-            fwknopd_conf: "",
             expect: Outcome {
                 opened: false,
                 made: vec!["made".into()],
@@ -682,18 +660,16 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
     // refuses it, see docs/fwknop.md.)
     let server = IpAddr::from(SERVER_V4);
     let mut cases = cases;
-    for (name, destination, rule, expect) in [
+    for (name, destination, expect) in [
         (
             "DESTINATION matches",
             format!("{server}, 1.2.3.4"),
-            "",
             opened(),
         ),
-        ("DESTINATION ANY", "ANY".to_string(), "", opened()),
+        ("DESTINATION ANY", "ANY".to_string(), opened()),
         (
             "DESTINATION misses",
             "1.2.3.4, 127.0.0.1, 123.0.0.0/24".to_string(),
-            "",
             closed(),
         ),
     ] {
@@ -706,7 +682,6 @@ fn fwknop_test_suite_configurations_agree_with_fwknopd() {
             files: vec![],
             client: ask.clone(),
             sesamed: vec![],
-            fwknopd_conf: rule,
             expect,
         });
     }

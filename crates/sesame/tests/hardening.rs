@@ -734,7 +734,7 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
         connects_from(&bed, a, server, PORT),
         "the hand-deleted grant was not restored"
     );
-    let status = status_json(&bed);
+    let status = status_json(&daemon);
     let restores = status["counters"]["table_restores"].as_u64().unwrap_or(0);
     assert!(
         restores >= 3,

@@ -323,6 +323,9 @@ impl Daemon {
             }
         };
         let outcome = firewall.install(&ruleset)?;
+        // An owned table cannot be changed by others: the watch would only
+        // wake the loop for sesamed's own grants.
+        let table_watch = table_watch.filter(|_| !firewall.owns_table());
         if firewall.owns_table() {
             info!(event = "table_owned", table = %config.daemon.table, "the kernel holds table inet {} as sesamed's own: other programs cannot delete, flush or change it (`nft flush ruleset` leaves it alone), and it stays if sesamed stops", config.daemon.table);
         } else if config.daemon.owned_table {
@@ -795,6 +798,21 @@ impl Daemon {
                 grants = adopted,
                 "took over {adopted} grant(s) left in the kernel by the previous run"
             );
+        }
+    }
+
+    /// Keeps the change watch only while the table is a plain one (after a
+    /// reload changed `owned_table`): an owned table cannot be changed by
+    /// others, and the watch would only wake the loop for sesamed's own
+    /// grants.
+    pub(super) fn sync_table_watch(&mut self) {
+        if self.firewall.owns_table() {
+            self.table_watch = None;
+        } else if self.table_watch.is_none() {
+            match sesame_nftables::ChangeWatch::open(&self.config.daemon.table) {
+                Ok(w) => self.table_watch = Some(w),
+                Err(e) => warn!(event = "table_watch", "cannot subscribe to nftables change notifications ({e}); the table is checked every second instead"),
+            }
         }
     }
 

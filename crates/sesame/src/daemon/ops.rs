@@ -478,6 +478,7 @@ impl Daemon {
         self.firewall
             .install(&ruleset)
             .map_err(|e| format!("installing the new ruleset: {e}"))?;
+        self.sync_table_watch();
 
         // Committed: from here on the new config is the running one.
         let old_doors: Vec<Door> = self.tracker.doors().to_vec();

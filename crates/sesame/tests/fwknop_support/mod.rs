@@ -317,9 +317,7 @@ pub fn start_fwknopd(
     std::fs::create_dir_all(&run).unwrap();
     let conf = dir.join("fwknopd.conf");
     let access = dir.join("access.conf");
-    // Extra fwknopd.conf lines a test left in DIR/fwknopd.extra.
-    let extra = std::fs::read_to_string(dir.join("fwknopd.extra")).unwrap_or_default();
-    std::fs::write(&conf, fwknopd_conf(&run, capture, spa_port) + &extra).unwrap();
+    std::fs::write(&conf, fwknopd_conf(&run, capture, spa_port)).unwrap();
     std::fs::write(&access, access_conf).unwrap();
     for f in [&conf, &access] {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -98,6 +98,8 @@ pub struct Daemon {
     pub pid: u32,
     /// Its log.
     pub log: Log,
+    /// Its control socket.
+    pub socket: PathBuf,
 }
 
 /// Writes `config` to a temp file and starts sesamed on it; waits for ready.
@@ -110,9 +112,14 @@ pub fn start_daemon(bed: &mut Testbed, config: &str, extra: &[&str]) -> Daemon {
     cmd.arg("--config").arg(&path);
     // Each test daemon gets its own control socket (the default path is
     // shared by the whole host).
-    if !extra.contains(&"--control-socket") {
-        cmd.arg("--control-socket").arg(dir.join("control.sock"));
-    }
+    let socket = match extra.iter().position(|a| *a == "--control-socket") {
+        Some(i) => PathBuf::from(extra[i + 1]),
+        None => {
+            let socket = dir.join("control.sock");
+            cmd.arg("--control-socket").arg(&socket);
+            socket
+        }
+    };
     cmd.args(extra).stdin(Stdio::null()).stderr(Stdio::piped());
     let index = bed.spawn(cmd).expect("spawn sesamed");
     let child = bed.child(index);
@@ -134,7 +141,12 @@ pub fn start_daemon(bed: &mut Testbed, config: &str, extra: &[&str]) -> Daemon {
         "sesamed did not become ready:\n{}",
         log.dump()
     );
-    Daemon { index, pid, log }
+    Daemon {
+        index,
+        pid,
+        log,
+        socket,
+    }
 }
 
 /// Sends `signal` to the daemon and waits (bounded) for it to exit.
@@ -440,15 +452,12 @@ pub fn metric(bed: &Testbed, addr: &'static str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// `sesame status --json` of the daemon [`start_daemon`] started in `bed`.
+/// `sesame status --json` of a daemon [`start_daemon`] started.
 #[allow(dead_code)]
-pub fn status_json(bed: &Testbed) -> serde_json::Value {
-    let socket = std::env::temp_dir()
-        .join(format!("{}-cfg", bed.server))
-        .join("control.sock");
+pub fn status_json(daemon: &Daemon) -> serde_json::Value {
     let out = std::process::Command::new(bin("sesame"))
         .args(["status", "--json", "--socket"])
-        .arg(&socket)
+        .arg(&daemon.socket)
         .output()
         .expect("run sesame status");
     assert!(
