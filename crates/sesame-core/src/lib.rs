@@ -11,10 +11,12 @@
 
 pub mod ban;
 pub mod door;
+pub mod engine;
 mod first_knocks;
 pub mod fwknop;
 pub mod grants;
 pub mod packet;
+pub mod ports;
 pub mod rate;
 pub mod replay;
 pub mod spa;

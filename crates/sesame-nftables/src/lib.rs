@@ -61,34 +61,7 @@ pub const MAX_TABLE_NAME: usize = 64;
 /// How long to wait for the kernel's answer to one request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the kernel ruleset must enforce, derived from the doors.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ruleset {
-    /// NFLOG group knocks are logged to.
-    pub nflog_group: u16,
-    /// TCP knock ports where only SYN-without-ACK packets are logged.
-    pub knock_tcp_syn: Vec<u16>,
-    /// TCP knock ports where every packet is logged (custom flag predicates).
-    pub knock_tcp_any: Vec<u16>,
-    /// UDP knock ports.
-    pub knock_udp: Vec<u16>,
-    /// TCP guard ports: connection attempts are logged (not dropped), so
-    /// a sweep that hits them resets the sweeper's knock attempts.
-    pub guard_tcp_syn: Vec<u16>,
-    /// UDP guard ports, logged and not dropped.
-    pub guard_udp: Vec<u16>,
-    /// UDP ports of Sesame SPA doors (also in `knock_udp`): datagrams whose
-    /// length, magic or version cannot be SPA are dropped in the kernel.
-    pub spa_udp: Vec<u16>,
-    /// Services closed to everyone without a grant.
-    pub protected: Vec<Service>,
-    /// Knocks count only when they arrive on one of these interfaces (by
-    /// name, so interfaces may come and go); empty means every interface.
-    pub interfaces: Vec<String>,
-    /// Non-local destination addresses knocks may be sent to (knockd's
-    /// `Target`), besides the host's own addresses.
-    pub targets: Vec<IpAddr>,
-}
+pub use sesame_core::engine::Ruleset;
 
 /// What [`Firewall::install`] had to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1125,6 +1098,33 @@ fn parse_elements(set: &str, msg: &Msg<'_>, out: &mut Vec<Grant>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The core's firewall seam, on nf_tables.
+impl sesame_core::ports::Firewall for Firewall {
+    fn install(&mut self, ruleset: &Ruleset) -> Result<(), sesame_core::ports::PortError> {
+        Firewall::install(self, ruleset)
+            .map(drop)
+            .map_err(sesame_core::ports::PortError::from_display)
+    }
+
+    fn grant(
+        &mut self,
+        addr: IpAddr,
+        services: &[Service],
+        ttl: Duration,
+    ) -> Result<(), sesame_core::ports::PortError> {
+        Firewall::grant(self, addr, services, ttl)
+            .map_err(sesame_core::ports::PortError::from_display)
+    }
+
+    fn revoke(
+        &mut self,
+        addr: IpAddr,
+        services: &[Service],
+    ) -> Result<(), sesame_core::ports::PortError> {
+        Firewall::revoke(self, addr, services).map_err(sesame_core::ports::PortError::from_display)
+    }
 }
 
 #[cfg(test)]

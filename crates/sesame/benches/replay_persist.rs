@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use sesame::client::fwknop::{AllowIp, FwknopDoor, KeySource};
-use sesame::daemon::auth::PersistentReplay;
+use sesame::daemon::replay_file::PersistentReplay;
 use sesame_core::fwknop::{self, AccessPort, DigestType, EncMode, FwknopKeys};
 use sesame_core::replay::{ReplayCache, ReplayKey};
 use zeroize::Zeroizing;
@@ -63,7 +63,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let now = sesame::daemon::auth::unix_now();
+    let now = sesame::daemon::unix_now();
     let (door, keys) = door();
 
     let packets: Vec<Vec<u8>> = (0..n)

@@ -1489,7 +1489,7 @@ impl Ctx<'_> {
                     "not among the door's protect list",
                 ));
             }
-            st.check()
+            crate::fwknop_conf::check_stanza(st)
                 .map_err(|e| self.invalid(at..at, format!("{label} stanzas[{i}]"), e))?;
         }
         Ok(())

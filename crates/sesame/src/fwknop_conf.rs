@@ -51,7 +51,6 @@
 //! keywords are errors.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,11 +67,9 @@ use crate::config::{Config, DaemonSettings, DoorKind};
 pub const DEFAULT_PORT: u16 = 62201;
 /// Default accepted packet age (fwknopd's `MAX_SPA_PACKET_AGE`).
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(120);
-/// Default grant lifetime (`FW_ACCESS_TIMEOUT`).
-pub const DEFAULT_ACCESS_TIMEOUT: Duration = Duration::from_secs(30);
-/// fwknopd's cap on a client-requested timeout when a stanza has no
-/// `MAX_FW_TIMEOUT`.
-pub const DEFAULT_MAX_FW_TIMEOUT: Duration = Duration::from_secs(300);
+pub use sesame_core::fwknop::stanza::{
+    FwknopDoor, FwknopStanza, Secret, DEFAULT_ACCESS_TIMEOUT, DEFAULT_MAX_FW_TIMEOUT,
+};
 /// Largest `FW_ACCESS_TIMEOUT` / `MAX_FW_TIMEOUT` fwknopd accepts, seconds.
 pub const MAX_TIMEOUT_SECS: u64 = 8_388_608;
 /// Largest `MAX_SPA_PACKET_AGE` fwknopd accepts, seconds.
@@ -97,152 +94,48 @@ pub const ENCRYPTION_MODES: [&str; 6] = ["CBC", "CTR", "CFB", "OFB", "ECB", "leg
 /// The placeholder the packaged access.conf ships with.
 const CHANGEME: &str = "__CHANGEME__";
 
-/// An fwknop-compatible SPA door: one UDP port, the access.conf stanzas in
-/// file order (the first stanza whose SOURCE matches and whose keys verify
-/// the packet wins, as in fwknopd).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwknopDoor {
-    /// UDP port packets are sent to (observed, never bound).
-    pub port: u16,
-    /// Accepted clock difference, either way.
-    pub max_age: Duration,
-    /// Stanzas in file order.
-    pub stanzas: Vec<FwknopStanza>,
-}
-
-impl FwknopDoor {
-    /// The longest grant any stanza can give: the largest of every
-    /// stanza's `FW_ACCESS_TIMEOUT` and (effective) `MAX_FW_TIMEOUT`.
-    pub fn longest_grant(&self) -> Duration {
-        self.stanzas
-            .iter()
-            .map(|s| s.access_timeout.max(s.effective_max_timeout()))
-            .max()
-            .unwrap_or(DEFAULT_ACCESS_TIMEOUT)
+/// Checks the invariants shared by every way of writing a stanza (key
+/// sizes, known digest and mode, timeouts in range, legacy mode without
+/// HMAC, OPEN_PORTS present). Messages never contain key material.
+pub fn check_stanza(stanza: &FwknopStanza) -> Result<(), String> {
+    if stanza.key.0.is_empty() || stanza.key.0.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "the key is {} bytes; fwknop keys are 1 to {MAX_KEY_LEN} bytes",
+            stanza.key.0.len()
+        ));
     }
-
-    /// Every stanza's `OPEN_PORTS`, without duplicates, in first-seen order:
-    /// the services the door protects.
-    pub fn services(&self) -> Vec<Service> {
-        let mut out: Vec<Service> = Vec::new();
-        for s in self.stanzas.iter().flat_map(|st| &st.open_ports) {
-            if !out.contains(s) {
-                out.push(*s);
-            }
-        }
-        out
-    }
-}
-
-/// A secret from access.conf; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub Vec<u8>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
-    }
-}
-
-/// One `SOURCE` stanza.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwknopStanza {
-    /// Line of the SOURCE keyword (for logs). For a stanza read from
-    /// Sesame's TOML, the line of its `[[door.NAME.stanzas]]` header.
-    pub line: usize,
-    /// Networks allowed to use it: (address, prefix length); empty = ANY.
-    /// Addresses are stored with their host bits cleared.
-    pub source: Vec<(IpAddr, u8)>,
-    /// `OPEN_PORTS`: services opened; a request must stay within them.
-    /// Empty = whatever the request asks for (minus RESTRICT_PORTS). The
-    /// loaders in this crate never produce an empty list: Sesame protects
-    /// only listed services, so access.conf stanzas must list them.
-    pub open_ports: Vec<Service>,
-    /// `RESTRICT_PORTS`: services never opened.
-    pub restrict_ports: Vec<Service>,
-    /// `KEY` (raw passphrase bytes) or `KEY_BASE64` (decoded).
-    pub key: Secret,
-    /// `HMAC_KEY` / `HMAC_KEY_BASE64`, if any.
-    pub hmac_key: Option<Secret>,
-    /// `HMAC_DIGEST_TYPE` (fwknop name, e.g. "SHA256"); default SHA256.
-    pub hmac_digest: String,
-    /// `ENCRYPTION_MODE` (fwknop name, e.g. "CBC"); default CBC.
-    pub encryption_mode: String,
-    /// `FW_ACCESS_TIMEOUT`.
-    pub access_timeout: Duration,
-    /// `MAX_FW_TIMEOUT`: cap on a client-requested timeout. `None` means
-    /// fwknopd's default, [`DEFAULT_MAX_FW_TIMEOUT`] (see
-    /// [`FwknopStanza::effective_max_timeout`]).
-    pub max_timeout: Option<Duration>,
-    /// `REQUIRE_USERNAME`.
-    pub require_username: Option<String>,
-    /// `REQUIRE_SOURCE_ADDRESS`: refuse `0.0.0.0` (use-source) requests.
-    pub require_source_address: bool,
-    /// `ENABLE_CMD_EXEC`: command messages are refused unless set.
-    pub enable_cmd_exec: bool,
-    /// `CMD_EXEC_USER`: command messages run as this user (sesamed must run
-    /// as root to switch to it).
-    pub cmd_exec_user: Option<String>,
-    /// `CMD_EXEC_GROUP`: and with this group (default: the user's own).
-    pub cmd_exec_group: Option<String>,
-    /// `DESTINATION`: the addresses (networks) the SPA packet must be sent
-    /// to, as fwknopd checks them; empty is `ANY`.
-    pub destination: Vec<(IpAddr, u8)>,
-    /// `ACCESS_EXPIRE_EPOCH`: Unix time (seconds) from which the stanza no
-    /// longer matches any packet. `None`: it never expires.
-    pub access_expire: Option<u64>,
-}
-
-impl FwknopStanza {
-    /// The cap on a client-requested timeout: `MAX_FW_TIMEOUT`, or
-    /// fwknopd's default of 300 s.
-    pub fn effective_max_timeout(&self) -> Duration {
-        self.max_timeout.unwrap_or(DEFAULT_MAX_FW_TIMEOUT)
-    }
-
-    /// Checks the invariants shared by every way of writing a stanza (key
-    /// sizes, known digest and mode, timeouts in range, legacy mode without
-    /// HMAC, OPEN_PORTS present). Messages never contain key material.
-    pub fn check(&self) -> Result<(), String> {
-        if self.key.0.is_empty() || self.key.0.len() > MAX_KEY_LEN {
+    if let Some(h) = &stanza.hmac_key {
+        if h.0.is_empty() || h.0.len() > MAX_HMAC_KEY_LEN {
             return Err(format!(
-                "the key is {} bytes; fwknop keys are 1 to {MAX_KEY_LEN} bytes",
-                self.key.0.len()
+                "the HMAC key is {} bytes; fwknop HMAC keys are 1 to {MAX_HMAC_KEY_LEN} bytes",
+                h.0.len()
             ));
         }
-        if let Some(h) = &self.hmac_key {
-            if h.0.is_empty() || h.0.len() > MAX_HMAC_KEY_LEN {
+    }
+    parse_hmac_digest(&stanza.hmac_digest)?;
+    parse_encryption_mode(&stanza.encryption_mode)?;
+    if stanza.encryption_mode == "legacy" && stanza.hmac_key.is_some() {
+        return Err(
+            "legacy encryption mode cannot be used with an HMAC key (the fwknop client refuses the combination)"
+                .into(),
+        );
+    }
+    for (what, d) in [
+        ("access timeout", Some(stanza.access_timeout)),
+        ("max timeout", stanza.max_timeout),
+    ] {
+        if let Some(d) = d {
+            if d.is_zero() || d > Duration::from_secs(MAX_TIMEOUT_SECS) {
                 return Err(format!(
-                    "the HMAC key is {} bytes; fwknop HMAC keys are 1 to {MAX_HMAC_KEY_LEN} bytes",
-                    h.0.len()
+                    "the {what} must be from 1 to {MAX_TIMEOUT_SECS} seconds"
                 ));
             }
         }
-        parse_hmac_digest(&self.hmac_digest)?;
-        parse_encryption_mode(&self.encryption_mode)?;
-        if self.encryption_mode == "legacy" && self.hmac_key.is_some() {
-            return Err(
-                "legacy encryption mode cannot be used with an HMAC key (the fwknop client refuses the combination)"
-                    .into(),
-            );
-        }
-        for (what, d) in [
-            ("access timeout", Some(self.access_timeout)),
-            ("max timeout", self.max_timeout),
-        ] {
-            if let Some(d) = d {
-                if d.is_zero() || d > Duration::from_secs(MAX_TIMEOUT_SECS) {
-                    return Err(format!(
-                        "the {what} must be from 1 to {MAX_TIMEOUT_SECS} seconds"
-                    ));
-                }
-            }
-        }
-        if let Some(u) = &self.require_username {
-            check_username(u)?;
-        }
-        Ok(())
     }
+    if let Some(u) = &stanza.require_username {
+        check_username(u)?;
+    }
+    Ok(())
 }
 
 const NO_OPEN_PORTS: &str =
@@ -1561,7 +1454,7 @@ impl AccessParser {
             destination: p.destination.clone(),
             access_expire: p.access_expire,
         };
-        if let Err(e) = stanza.check() {
+        if let Err(e) = check_stanza(&stanza) {
             // Point at the most specific line known.
             let (line, kw) = if e.starts_with("legacy") {
                 (mode_line, "ENCRYPTION_MODE")

@@ -74,6 +74,7 @@
 
 mod crypto;
 mod fields;
+pub mod stanza;
 
 use std::fmt;
 use std::net::IpAddr;

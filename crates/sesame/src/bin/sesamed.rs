@@ -127,7 +127,7 @@ fn check_as(args: &Args, path: &Path, target: &privilege::Target) -> Result<(), 
         )
     };
     let cfg = load(args, path).map_err(as_user)?;
-    sesame::daemon::auth::load(&cfg).map_err(|e| as_user(e.to_string()))?;
+    sesame::daemon::build::engine(&cfg).map_err(|e| as_user(e.to_string()))?;
     Ok(())
 }
 
@@ -199,7 +199,7 @@ fn main() -> ExitCode {
                 }
                 None => None,
             };
-            sesame::daemon::auth::load(&cfg).map_err(|e| e.to_string())?;
+            sesame::daemon::build::engine(&cfg).map_err(|e| e.to_string())?;
             let findings = sesame::daemon::checks::check(&cfg)?;
             if let Some(t) = &target {
                 check_as(&args, path, t)?;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use sesame_core::{BanPolicy, Door, Proto};
 
-use super::rules;
 use crate::config::{observed_knocks, Config};
+use sesame_core::engine::Ruleset;
 
 /// Knocks below this many make a plain door worth a warning.
 pub const MIN_PLAIN_KNOCKS: usize = 4;
@@ -26,11 +26,34 @@ pub struct Findings {
     pub warnings: Vec<String>,
 }
 
+/// The ruleset `cfg` installs, known before any key is read (the engine
+/// builds the same one from its doors).
+pub fn ruleset(cfg: &Config) -> Ruleset {
+    let doors: Vec<Door> = cfg
+        .doors
+        .iter()
+        .map(|d| Door {
+            sequence: observed_knocks(d, cfg.kinds.get(&d.name)),
+            ..d.clone()
+        })
+        .collect();
+    let mut r =
+        sesame_core::engine::ruleset::build(&doors, cfg.daemon.nflog_group, &cfg.daemon.interfaces);
+    r.spa_udp = cfg
+        .kinds
+        .values()
+        .filter_map(|k| match k {
+            crate::config::DoorKind::Spa(spa) => Some(spa.port),
+            _ => None,
+        })
+        .collect();
+    r
+}
+
 /// Runs every check. Fails when the kernel ruleset cannot be encoded, as
 /// the daemon would fail at start or at reload.
 pub fn check(cfg: &Config) -> Result<Findings, String> {
-    let ruleset = rules::for_config(cfg, &cfg.doors);
-    sesame_nftables::encode_install(&cfg.daemon.table, &ruleset)
+    sesame_nftables::encode_install(&cfg.daemon.table, &ruleset(cfg))
         .map_err(|e| format!("the kernel ruleset for this config cannot be built: {e}"))?;
     let mut out = Findings::default();
     for door in &cfg.doors {
@@ -367,5 +390,28 @@ mod tests {
             "#,
         );
         check(&cfg).unwrap();
+    }
+
+    #[test]
+    fn ports_are_split_by_flag_predicate() {
+        let mut cfg = parse(
+            r#"
+            [door.a]
+            sequence = ["100", "200:udp", "300"]
+            protect = ["tcp/22"]
+            [door.b]
+            sequence = ["300", "400"]
+            tcp_flags = "fin,!ack"
+            protect = ["tcp/22", "udp/51820"]
+            "#,
+        );
+        cfg.daemon.nflog_group = 9;
+        let r = ruleset(&cfg);
+        assert_eq!(r.nflog_group, 9);
+        assert!(r.targets.is_empty() && r.interfaces.is_empty());
+        assert_eq!(r.knock_tcp_syn, vec![100]);
+        assert_eq!(r.knock_tcp_any, vec![300, 400]);
+        assert_eq!(r.knock_udp, vec![200]);
+        assert_eq!(r.protected.len(), 2);
     }
 }

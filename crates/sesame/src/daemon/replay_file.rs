@@ -1,25 +1,23 @@
-//! Authenticated doors: SPA verifiers and TOTP slot bookkeeping, and the
-//! persisted replay cache they share.
-//!
-//! Key material is read here (at start-up and by `--check-config`), never
-//! logged, and wiped on drop by the core types.
+//! The replay store on one host: the spent set persisted in the state
+//! directory as an image plus a journal, so a credential accepted once is
+//! refused after a restart too. It implements the core's
+//! [`sesame_core::ports::ReplayStore`] seam (answering at once).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sesame_core::ports::{PortError, ReplayStore, Reservation, Ticket};
 use sesame_core::replay::{journal_record, ReplayCache, ReplayKey, JOURNAL_HEADER};
-use sesame_core::spa::{Credential, UserPolicy, Verifier};
-use sesame_core::totp::{steps_at, TotpSecret, TotpSpec};
-use sesame_core::tracker::DoorId;
-use sesame_core::{Door, Knock};
 
-use sesame_core::fwknop::{DigestType, EncMode, FwknopKeyError, FwknopKeys};
-
-use crate::config::{Config, CredentialSource, DoorKind};
-use crate::fwknop_conf::FwknopStanza;
-use crate::keys;
+/// Why the replay state cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("replay cache {path}: {source}")]
+pub struct ReplayFileError {
+    /// File or directory.
+    pub path: String,
+    /// Cause.
+    pub source: std::io::Error,
+}
 
 /// Name of the replay cache file in the state directory.
 pub const REPLAY_FILE: &str = "replay.bin";
@@ -40,435 +38,6 @@ pub const BOOT_FILE: &str = "replay.boot";
 pub const FIRST_START_FILE: &str = "replay.first_start";
 /// Where Linux publishes the current boot id.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
-/// Why the authenticated doors could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// A key file or inline key is unusable.
-    #[error("door {door:?} user {user:?}: {source}")]
-    Key {
-        /// Door.
-        door: String,
-        /// User.
-        user: String,
-        /// Cause (names the file).
-        source: keys::KeyFileError,
-    },
-    /// The server key is unusable.
-    #[error("daemon.server_key: {0}")]
-    ServerKey(keys::KeyFileError),
-    /// A public-key SPA user needs the server's X25519 key.
-    #[error("door {door:?} user {user:?} uses an identity (public-key SPA) but [daemon] server_key is not set; create one with `sesame keygen server FILE`")]
-    NoServerKey {
-        /// Door.
-        door: String,
-        /// User.
-        user: String,
-    },
-    /// The verifier refused a user (duplicate key, ...).
-    #[error("door {door:?}: {source}")]
-    Policy {
-        /// Door.
-        door: String,
-        /// Cause.
-        source: sesame_core::spa::SpaConfigError,
-    },
-    /// An fwknop stanza's keys or settings are unusable.
-    #[error("door {door:?} (access.conf stanza at line {line}): {what}")]
-    Fwknop {
-        /// Door.
-        door: String,
-        /// Line of the SOURCE keyword.
-        line: usize,
-        /// What is wrong (never key material).
-        what: String,
-    },
-    /// Two SPA doors on one port.
-    #[error("doors {a:?} and {b:?} both use SPA port {port}")]
-    PortClash {
-        /// First door.
-        a: String,
-        /// Second door.
-        b: String,
-        /// The port.
-        port: u16,
-    },
-    /// The state directory or replay file could not be used.
-    #[error("replay cache {path}: {source}")]
-    State {
-        /// File or directory.
-        path: String,
-        /// Cause.
-        source: std::io::Error,
-    },
-}
-
-/// One SPA door, ready to verify packets.
-pub struct SpaDoorState {
-    /// The door (index into the tracker's doors).
-    pub door: DoorId,
-    /// Its users.
-    pub verifier: Verifier,
-}
-
-/// One TOTP door: per user, three tracker slots holding the sequences of
-/// the previous, current and next step (`step % 3`).
-pub struct TotpDoorState {
-    /// The door (index into the tracker's doors).
-    pub door: DoorId,
-    /// The door's name (part of its replay keys).
-    pub name: String,
-    /// Shape of its sequences.
-    pub spec: TotpSpec,
-    /// Users, by index.
-    pub users: Vec<(String, TotpSecret)>,
-    /// `slots[user][step % 3]` = (tracker door id, step it holds).
-    pub slots: Vec<[(DoorId, Option<u64>); 3]>,
-}
-
-/// One fwknop-compatible door: its stanzas with their keys, in file order.
-pub struct FwknopDoorState {
-    /// The door (index into the tracker's doors).
-    pub door: DoorId,
-    /// Accepted clock difference, either way (seconds).
-    pub max_age: u64,
-    /// Stanzas and their keys.
-    pub stanzas: Vec<(FwknopStanza, FwknopKeys)>,
-    /// `CMD_EXEC_USER` / `CMD_EXEC_GROUP` of a stanza (by its line),
-    /// resolved at load: (uid, gid).
-    pub run_as: HashMap<usize, (u32, u32)>,
-}
-
-/// What a TOTP slot stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotOwner {
-    /// Index into the TOTP door list.
-    pub totp: usize,
-    /// User index within that door.
-    pub user: usize,
-    /// Slot (step % 3).
-    pub slot: usize,
-}
-
-/// Keys and state for every SPA and TOTP door.
-#[derive(Default)]
-pub struct AuthDoors {
-    /// SPA doors by UDP port.
-    pub spa: HashMap<u16, SpaDoorState>,
-    /// TOTP doors.
-    pub totp: Vec<TotpDoorState>,
-    /// Tracker slot door → owner.
-    pub slot_owner: HashMap<DoorId, SlotOwner>,
-    /// fwknop doors by UDP port.
-    pub fwknop: HashMap<u16, FwknopDoorState>,
-}
-
-/// The replay key of a TOTP sequence, attributed to its user so that each
-/// user gets a fair share of the replay cache.
-pub fn totp_key(door: &str, user: &str, step: u64, sequence: &[Knock]) -> ReplayKey {
-    ReplayKey::totp(door, step, sequence).with_owner(ReplayKey::owner_id(
-        b"totp",
-        format!("{door}/{user}").as_bytes(),
-    ))
-}
-
-/// `CMD_EXEC_USER` / `CMD_EXEC_GROUP` as (uid, gid), looked up now so the
-/// packet loop never reads the user database. Switching user needs root:
-/// a daemon that runs unprivileged (`[daemon] user`, or started as a user,
-/// as the packaged unit does) refuses the stanza.
-fn command_identity(config: &Config, stanza: &FwknopStanza) -> Result<Option<(u32, u32)>, String> {
-    if stanza.cmd_exec_user.is_none() && stanza.cmd_exec_group.is_none() {
-        return Ok(None);
-    }
-    let me = nix::unistd::geteuid();
-    if !me.is_root() || config.daemon.user.is_some() {
-        return Err(format!(
-            "CMD_EXEC_USER/CMD_EXEC_GROUP need sesamed to run as root (as fwknopd does); it runs as {}. Remove them (commands then run as sesamed's user) or run sesamed as root",
-            config.daemon.user.clone().unwrap_or_else(|| format!("uid {me}"))
-        ));
-    }
-    let (mut uid, mut gid) = (0, 0);
-    if let Some(name) = &stanza.cmd_exec_user {
-        let t = crate::privilege::lookup(name).map_err(|e| format!("CMD_EXEC_USER: {e}"))?;
-        (uid, gid) = (t.uid.as_raw(), t.gid.as_raw());
-    }
-    if let Some(name) = &stanza.cmd_exec_group {
-        let g = nix::unistd::Group::from_name(name)
-            .map_err(|e| format!("CMD_EXEC_GROUP {name:?}: {e}"))?
-            .ok_or_else(|| format!("CMD_EXEC_GROUP {name:?}: no such group"))?;
-        gid = g.gid.as_raw();
-    }
-    Ok(Some((uid, gid)))
-}
-
-/// The replay key of an fwknop request accepted by stanza `line` of `door`
-/// (a stanza holds one user's keys).
-pub fn fwknop_key(door: &str, line: usize, msg: &sesame_core::fwknop::FwknopMessage) -> ReplayKey {
-    msg.replay_key().with_owner(ReplayKey::owner_id(
-        b"fwknop",
-        format!("{door}/{line}").as_bytes(),
-    ))
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Reads every key the config names, without touching the firewall.
-/// `--check-config` runs this too, so bad key files are found before a start.
-pub fn load(config: &Config) -> Result<AuthDoors, AuthError> {
-    let mut out = AuthDoors::default();
-    let server = match &config.daemon.server_key {
-        Some(path) => Some(keys::load_server_key(path).map_err(AuthError::ServerKey)?),
-        None => None,
-    };
-    for (id, door) in config.doors.iter().enumerate() {
-        match config.kinds.get(&door.name) {
-            None => {}
-            Some(DoorKind::Fwknop(f)) => {
-                let mut stanzas = Vec::new();
-                let mut run_as = HashMap::new();
-                for stanza in &f.stanzas {
-                    let bad = |what: String| AuthError::Fwknop {
-                        door: door.name.clone(),
-                        line: stanza.line,
-                        what,
-                    };
-                    let mode: EncMode = stanza
-                        .encryption_mode
-                        .parse()
-                        .map_err(|e: FwknopKeyError| bad(e.to_string()))?;
-                    let hmac = match &stanza.hmac_key {
-                        None => None,
-                        Some(key) => {
-                            let t = stanza.hmac_digest.parse::<DigestType>().map_err(|_| {
-                                bad(format!("unknown HMAC_DIGEST_TYPE {:?}", stanza.hmac_digest))
-                            })?;
-                            Some((key.0.as_slice(), t))
-                        }
-                    };
-                    let keys = FwknopKeys::new(&stanza.key.0, mode, hmac)
-                        .map_err(|e| bad(e.to_string()))?;
-                    if let Some(ids) = command_identity(config, stanza).map_err(bad)? {
-                        run_as.insert(stanza.line, ids);
-                    }
-                    stanzas.push((stanza.clone(), keys));
-                }
-                let clash = out
-                    .spa
-                    .get(&f.port)
-                    .map(|s| s.door)
-                    .or(out.fwknop.get(&f.port).map(|s| s.door));
-                if let Some(other) = clash {
-                    return Err(AuthError::PortClash {
-                        a: config.doors[other].name.clone(),
-                        b: door.name.clone(),
-                        port: f.port,
-                    });
-                }
-                out.fwknop.insert(
-                    f.port,
-                    FwknopDoorState {
-                        door: id,
-                        max_age: f.max_age.as_secs(),
-                        stanzas,
-                        run_as,
-                    },
-                );
-            }
-            Some(DoorKind::Spa(spa)) => {
-                let mut verifier = Verifier::new(spa.window.as_secs(), server.clone());
-                verifier.accept_v1_public(spa.accept_v1);
-                for user in &spa.users {
-                    let key_err = |source| AuthError::Key {
-                        door: door.name.clone(),
-                        user: user.name.clone(),
-                        source,
-                    };
-                    let credential = match &user.credential {
-                        CredentialSource::SymmetricKeyFile(path) => {
-                            Credential::Symmetric(keys::load_spa_key(path).map_err(key_err)?)
-                        }
-                        CredentialSource::Identity(text) => {
-                            if server.is_none() {
-                                return Err(AuthError::NoServerKey {
-                                    door: door.name.clone(),
-                                    user: user.name.clone(),
-                                });
-                            }
-                            Credential::Public(keys::identity_public(text).map_err(key_err)?)
-                        }
-                    };
-                    let policy = UserPolicy {
-                        services: user.services.clone(),
-                        max_duration: u32::try_from(door.open_for.as_secs())
-                            .unwrap_or(u32::MAX)
-                            .max(1),
-                        allow_address: user.allow_address,
-                    };
-                    verifier
-                        .add_user(&user.name, credential, policy)
-                        .map_err(|source| AuthError::Policy {
-                            door: door.name.clone(),
-                            source,
-                        })?;
-                }
-                let clash = out
-                    .spa
-                    .get(&spa.port)
-                    .map(|s| s.door)
-                    .or(out.fwknop.get(&spa.port).map(|s| s.door));
-                if let Some(other) = clash {
-                    return Err(AuthError::PortClash {
-                        a: config.doors[other].name.clone(),
-                        b: door.name.clone(),
-                        port: spa.port,
-                    });
-                }
-                out.spa
-                    .insert(spa.port, SpaDoorState { door: id, verifier });
-            }
-            Some(DoorKind::Totp(t)) => {
-                let mut users = Vec::new();
-                for (name, path) in &t.users {
-                    let secret = keys::load_totp_secret(path).map_err(|source| AuthError::Key {
-                        door: door.name.clone(),
-                        user: name.clone(),
-                        source,
-                    })?;
-                    users.push((name.clone(), secret));
-                }
-                out.totp.push(TotpDoorState {
-                    door: id,
-                    name: door.name.clone(),
-                    spec: TotpSpec {
-                        len: t.length,
-                        ports: t.ports.clone(),
-                        proto: t.proto,
-                        period: t.period.as_secs(),
-                    },
-                    users,
-                    slots: Vec::new(),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-impl AuthDoors {
-    /// The doors to give the tracker: `doors` with SPA and TOTP doors
-    /// emptied (they never match a plain sequence), followed by three empty
-    /// slot doors per TOTP user, filled by [`AuthDoors::roll`].
-    pub fn tracker_doors(&mut self, doors: &[Door]) -> Vec<Door> {
-        let mut out: Vec<Door> = doors.to_vec();
-        for spa in self.spa.values() {
-            out[spa.door].sequence.clear();
-        }
-        for f in self.fwknop.values() {
-            out[f.door].sequence.clear();
-        }
-        for (t, totp) in self.totp.iter_mut().enumerate() {
-            out[totp.door].sequence.clear();
-            let template = out[totp.door].clone();
-            totp.slots.clear();
-            for user in 0..totp.users.len() {
-                let mut slots = [(0, None); 3];
-                for (slot, entry) in slots.iter_mut().enumerate() {
-                    let id = out.len();
-                    out.push(template.clone());
-                    *entry = (id, None);
-                    self.slot_owner.insert(
-                        id,
-                        SlotOwner {
-                            totp: t,
-                            user,
-                            slot,
-                        },
-                    );
-                }
-                totp.slots.push(slots);
-            }
-        }
-        out
-    }
-
-    /// Brings every TOTP slot to the steps valid at `now_unix`; returns the
-    /// new sequences to install, as `(slot door, sequence)`. A sequence that
-    /// was already used (in `replay`) stays disabled (empty).
-    pub fn roll(&mut self, now_unix: u64, replay: &ReplayCache) -> Vec<(DoorId, Vec<Knock>)> {
-        let mut changes = Vec::new();
-        for totp in &mut self.totp {
-            for (user, (_, secret)) in totp.users.iter().enumerate() {
-                for step in steps_at(now_unix, totp.spec.period) {
-                    let slot = (step % 3) as usize;
-                    let (id, held) = totp.slots[user][slot];
-                    if held == Some(step) {
-                        continue;
-                    }
-                    totp.slots[user][slot].1 = Some(step);
-                    let sequence = totp.spec.sequence(secret, step).unwrap_or_default();
-                    let used = replay.contains(&totp_key(
-                        &totp.name,
-                        &totp.users[user].0,
-                        step,
-                        &sequence,
-                    ));
-                    changes.push((id, if used { Vec::new() } else { sequence }));
-                }
-            }
-        }
-        changes
-    }
-
-    /// The replay key and expiry of the sequence a slot holds.
-    pub fn slot_credential(&self, owner: SlotOwner) -> Option<(ReplayKey, u64, u64, String)> {
-        let totp = self.totp.get(owner.totp)?;
-        let (_, step) = totp.slots.get(owner.user)?[owner.slot];
-        let step = step?;
-        let (user, secret) = &totp.users[owner.user];
-        let sequence = totp.spec.sequence(secret, step).ok()?;
-        let key = totp_key(&totp.name, user, step, &sequence);
-        Some((key, totp.spec.replay_expires(step), step, user.clone()))
-    }
-
-    /// How many credential holders share the replay cache: SPA keys, TOTP
-    /// users and fwknop stanzas (see [`ReplayCache::set_owners`]).
-    pub fn owner_count(&self) -> usize {
-        let spa: usize = self.spa.values().map(|s| s.verifier.key_count()).sum();
-        let totp: usize = self.totp.iter().map(|t| t.users.len()).sum();
-        let fwknop: usize = self.fwknop.values().map(|f| f.stanzas.len()).sum();
-        spa + totp + fwknop
-    }
-
-    /// The widest time window any door accepts, in seconds (for the
-    /// replay floor after a lost image).
-    pub fn widest_window(&self) -> u64 {
-        let spa = self.spa.values().map(|s| s.verifier.window_secs());
-        let totp = self.totp.iter().map(|t| 2 * t.spec.period);
-        let fwknop = self.fwknop.values().map(|f| f.max_age);
-        spa.chain(totp).chain(fwknop).max().unwrap_or(0)
-    }
-
-    /// True when no door needs the replay cache.
-    pub fn is_empty(&self) -> bool {
-        self.spa.is_empty() && self.totp.is_empty() && self.fwknop.is_empty()
-    }
-
-    /// Seconds until the next TOTP step boundary, if any TOTP door exists.
-    pub fn next_roll_in(&self, now_unix: u64) -> Option<Duration> {
-        self.totp
-            .iter()
-            .map(|t| {
-                let p = t.spec.period.max(1);
-                Duration::from_secs(p - now_unix % p)
-            })
-            .min()
-    }
-}
 
 /// The replay cache, persisted in the state directory as an image
 /// (`replay.bin`, rewritten atomically) plus a journal (`replay.journal`)
@@ -514,8 +83,8 @@ impl PersistentReplay {
         capacity: usize,
         widest_window: u64,
         now_unix: u64,
-    ) -> Result<(Self, Option<String>), AuthError> {
-        let unsafe_state = |e: crate::safe_fs::SafeFsError| AuthError::State {
+    ) -> Result<(Self, Option<String>), ReplayFileError> {
+        let unsafe_state = |e: crate::safe_fs::SafeFsError| ReplayFileError {
             path: state_dir.display().to_string(),
             source: e.into_io(),
         };
@@ -684,7 +253,7 @@ impl PersistentReplay {
     /// write did not complete, so the door was not opened for it. After a
     /// failed write, the journal is compacted before the next record, so
     /// that a partial record is never followed by complete ones.
-    pub fn record(&mut self, key: ReplayKey, expires: u64) -> Result<(), AuthError> {
+    pub fn record(&mut self, key: ReplayKey, expires: u64) -> Result<(), ReplayFileError> {
         if self.journal_dirty {
             self.compact()?;
         }
@@ -719,7 +288,7 @@ impl PersistentReplay {
     /// to the door (after opening it): it rewrites the whole image. An
     /// error is not fatal: the journal keeps every record, and the next
     /// call tries again.
-    pub fn compact_if_due(&mut self) -> Result<bool, AuthError> {
+    pub fn compact_if_due(&mut self) -> Result<bool, ReplayFileError> {
         if self.journal_records < COMPACT_MIN_RECORDS.max(self.cache.len()) {
             return Ok(false);
         }
@@ -730,7 +299,7 @@ impl PersistentReplay {
     /// crash between the two leaves records that the new image holds too:
     /// replaying them changes nothing. Not fsynced: see the boot-id check
     /// in [`PersistentReplay::open`].
-    pub fn compact(&mut self) -> Result<(), AuthError> {
+    pub fn compact(&mut self) -> Result<(), ReplayFileError> {
         self.write_image()?;
         // ftruncate is atomic: a crash leaves the old journal (whose records
         // the image now holds) or the bare header, never a part of a record.
@@ -748,20 +317,36 @@ impl PersistentReplay {
 
     /// Writes the image: temporary file, then rename, so a crash of the
     /// daemon leaves either the old or the new image.
-    fn write_image(&self) -> Result<(), AuthError> {
+    fn write_image(&self) -> Result<(), ReplayFileError> {
         self.dir
             .write_atomic(REPLAY_FILE, &self.cache.to_bytes(), false)
-            .map_err(|e| AuthError::State {
+            .map_err(|e| ReplayFileError {
                 path: self.path.display().to_string(),
                 source: e.into_io(),
             })
     }
 
-    fn journal_error(&self, source: std::io::Error) -> AuthError {
-        AuthError::State {
+    fn journal_error(&self, source: std::io::Error) -> ReplayFileError {
+        ReplayFileError {
             path: self.journal_path.display().to_string(),
             source,
         }
+    }
+}
+
+impl ReplayStore for PersistentReplay {
+    fn spent(&self) -> &ReplayCache {
+        &self.cache
+    }
+    fn spent_mut(&mut self) -> &mut ReplayCache {
+        &mut self.cache
+    }
+    fn not_before(&self) -> Option<u64> {
+        self.not_before
+    }
+    /// One journal record, written before the door opens.
+    fn reserve(&mut self, _ticket: Ticket, key: ReplayKey, expires: u64) -> Reservation {
+        Reservation::Done(self.record(key, expires).map_err(PortError::from_display))
     }
 }
 

@@ -1,0 +1,887 @@
+//! The engine: Sesame's protocol object.
+//!
+//! It takes `(now, input)` and decides, for every door type, whether to
+//! open, refresh, refuse or close. Inputs are observed knocks
+//! ([`Engine::observe`]), single-packet datagrams ([`Engine::datagram`]),
+//! the passing of time ([`Engine::handle_timeout`]), answers of an
+//! asynchronous replay store ([`Engine::reservation_answered`]) and the
+//! control plane's requests. It reaches the firewall and the stores through
+//! the [`World`] seams and hands everything else back as [`Action`]s, which
+//! the driver drains with [`Engine::poll_action`]. [`Engine::poll_timeout`]
+//! says when to call [`Engine::handle_timeout`] next.
+//!
+//! Who is open lives here, once: the grant book ([`Grants`]) with the
+//! services each grant holds. The kernel set is its image, restored from it
+//! when the table is lost.
+//!
+//! The shape follows boringtun's `Tunn` and quinn-proto's `Connection`:
+//! no sockets, no clock, no randomness (seeds are passed in), and a test
+//! can drive the whole flow from packet bytes to firewall calls in memory
+//! (see [`testing`]).
+
+pub mod action;
+pub mod doors;
+mod flows;
+mod policy;
+pub mod ruleset;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+mod totp_slots;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::grants::{GrantOutcome, Grants};
+use crate::ports::{Ticket, World};
+use crate::rate::{PrefixBudget, RatePolicy};
+use crate::tracker::{DoorId, Event, Observation, Tracker};
+use crate::{BanPolicy, Door, Instant, Prefix, Service};
+
+pub use action::{Action, CloseReason, Level, Note, Run};
+pub use doors::{DoorKind, EngineDoor, FwknopDoor, LoadedStanza, SpaDoor, TotpDoor};
+pub use ruleset::Ruleset;
+pub use totp_slots::totp_key;
+use totp_slots::TotpSlots;
+
+/// How long a reservation may wait for an asynchronous replay store before
+/// the request it holds is refused.
+pub const RESERVATION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One reading of both clocks, taken once per input: the monotonic one for
+/// deadlines, the wall one (unix seconds) for credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time.
+    pub mono: Instant,
+    /// Seconds since the Unix epoch.
+    pub unix: u64,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// NFLOG group knocks are logged to.
+    pub nflog_group: u16,
+    /// Interfaces knocks count on (empty: all).
+    pub interfaces: Vec<String>,
+    /// Knock attempts tracked at once.
+    pub max_tracked: usize,
+    /// Grants held at once.
+    pub max_grants: usize,
+    /// Knock failure budget per prefix.
+    pub ban: BanPolicy,
+    /// Public-key SPA verifications per source prefix.
+    pub spa_pk_rate: RatePolicy,
+}
+
+/// Hash seeds for the engine's tables (randomness is passed in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seeds {
+    /// Knock attempt table.
+    pub tracker: [u64; 2],
+    /// Grant book.
+    pub grants: [u64; 2],
+    /// Public-key budget.
+    pub budget: [u64; 2],
+}
+
+/// Why the doors cannot run together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Two single-packet doors listen on one UDP port.
+    #[error("doors {a:?} and {b:?} both use udp/{port}")]
+    PortClash {
+        /// First door.
+        a: String,
+        /// Second door.
+        b: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// A grant as the control plane lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    /// Who.
+    pub addr: IpAddr,
+    /// Door (index into [`Engine::doors`]).
+    pub door: DoorId,
+    /// What it opens.
+    pub services: Vec<Service>,
+    /// When it closes.
+    pub until: Instant,
+}
+
+/// What [`Engine::take_over`] carried from the engine it replaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Grants kept (their door still exists).
+    pub kept: usize,
+    /// Grants revoked (their door was removed).
+    pub revoked: usize,
+    /// Knock attempts kept (their door is unchanged).
+    pub knocks: usize,
+}
+
+/// An accepted request waiting for the replay store.
+struct Pending {
+    deadline: Instant,
+    via: &'static str,
+    src: IpAddr,
+    door: DoorId,
+    user: String,
+    then: flows::Accepted,
+}
+
+/// The protocol object. See the module documentation.
+pub struct Engine {
+    doors: Vec<EngineDoor>,
+    /// Names of the tracker's doors (the configured ones, then TOTP slots).
+    names: Vec<Arc<str>>,
+    settings: Settings,
+    tracker: Tracker,
+    totp: TotpSlots,
+    /// Single-packet doors by UDP port.
+    datagram_ports: HashMap<u16, DoorId>,
+    grants: Grants,
+    /// Services each grant holds (SPA and fwknop may grant a subset).
+    granted: HashMap<(IpAddr, DoorId), Vec<Service>>,
+    /// Grants found in the kernel at start: their on_close already ran.
+    adopted: HashSet<(IpAddr, DoorId)>,
+    pk_budget: PrefixBudget,
+    pending: HashMap<Ticket, Pending>,
+    next_ticket: u64,
+    /// Unix second of the last TOTP roll.
+    rolled_at: Option<u64>,
+    events: Vec<Event>,
+    closed: Vec<(IpAddr, DoorId)>,
+    actions: VecDeque<Action>,
+}
+
+impl Engine {
+    /// Builds the engine for `doors`.
+    pub fn new(
+        doors: Vec<EngineDoor>,
+        settings: Settings,
+        seeds: Seeds,
+    ) -> Result<Self, EngineError> {
+        let mut datagram_ports = HashMap::new();
+        for (id, d) in doors.iter().enumerate() {
+            if let Some(port) = d.kind.datagram_port() {
+                if let Some(other) = datagram_ports.insert(port, id) {
+                    return Err(EngineError::PortClash {
+                        a: doors[other].door.name.clone(),
+                        b: d.door.name.clone(),
+                        port,
+                    });
+                }
+            }
+        }
+        let (tracker_doors, totp) = TotpSlots::tracker_doors(&doors);
+        let names = tracker_doors
+            .iter()
+            .map(|d| Arc::<str>::from(d.name.as_str()))
+            .collect();
+        let mut tracker = Tracker::new(tracker_doors, settings.max_tracked, seeds.tracker);
+        tracker.set_ban_policy(settings.ban);
+        Ok(Engine {
+            grants: Grants::new(settings.max_grants, seeds.grants),
+            pk_budget: PrefixBudget::new(settings.spa_pk_rate, seeds.budget),
+            doors,
+            names,
+            settings,
+            tracker,
+            totp,
+            datagram_ports,
+            granted: HashMap::new(),
+            adopted: HashSet::new(),
+            pending: HashMap::new(),
+            next_ticket: 0,
+            rolled_at: None,
+            events: Vec::new(),
+            closed: Vec::new(),
+            actions: VecDeque::new(),
+        })
+    }
+
+    // ----- inputs ---------------------------------------------------------
+
+    /// Whether a UDP datagram to `port` is a single-packet credential for
+    /// [`Engine::datagram`] rather than a knock for [`Engine::observe`].
+    pub fn wants_datagram(&self, port: u16) -> bool {
+        self.datagram_ports.contains_key(&port)
+    }
+
+    /// Feeds observed knocks (a batch, as read together).
+    pub fn observe<W: World + ?Sized>(&mut self, now: Now, knocks: &[Observation], world: &mut W) {
+        for obs in knocks {
+            self.tracker.observe(now.mono, obs, &mut self.events);
+        }
+        self.handle_events(now, world);
+    }
+
+    /// Feeds one single-packet datagram sent from `src` to `dst:port`.
+    pub fn datagram<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        src: IpAddr,
+        dst: IpAddr,
+        port: u16,
+        bytes: &[u8],
+        world: &mut W,
+    ) {
+        let Some(&door) = self.datagram_ports.get(&port) else {
+            return;
+        };
+        match &self.doors[door].kind {
+            DoorKind::Spa(_) => self.spa_datagram(now, src, door, bytes, world),
+            DoorKind::Fwknop(_) => self.fwknop_datagram(now, src, dst, door, bytes, world),
+            _ => {}
+        }
+    }
+
+    /// Fires what is due: TOTP step rolls, knock timeouts, ban ends, grant
+    /// closes and reservations that waited too long.
+    pub fn handle_timeout<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {
+        self.roll_totp(now, world);
+        self.tracker.expire(now.mono, &mut self.events);
+        self.handle_events(now, world);
+        for prefix in self.tracker.expire_bans(now.mono) {
+            self.note(Note::BanEnded { prefix });
+        }
+        self.grants.expire(now.mono, &mut self.closed);
+        let closed = std::mem::take(&mut self.closed);
+        for &(src, door) in &closed {
+            self.on_close(src, door, CloseReason::Expired);
+        }
+        self.closed = closed;
+        self.closed.clear();
+        let late: Vec<Ticket> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now.mono)
+            .map(|(t, _)| *t)
+            .collect();
+        for ticket in late {
+            if let Some(p) = self.pending.remove(&ticket) {
+                self.refuse(p.via, Level::Error, p.src, p.door, Some(p.user), "replay_store_timeout", format!("the replay store did not answer within {RESERVATION_TIMEOUT:?}: refused (fail closed)"));
+            }
+        }
+    }
+
+    /// The next monotonic deadline ([`Engine::handle_timeout`] must run
+    /// then), or `None` when nothing is scheduled. TOTP step boundaries
+    /// are on the wall clock: they are given relative to `now`.
+    pub fn poll_timeout(&self, now: Now) -> Option<Instant> {
+        let roll = TotpSlots::next_roll_in(&self.doors, now.unix).map(|d| now.mono + d);
+        let pending = self.pending.values().map(|p| p.deadline).min();
+        [
+            self.tracker.next_deadline(),
+            self.grants.next_deadline(),
+            roll,
+            pending,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    /// The configured doors.
+    pub fn doors(&self) -> &[EngineDoor] {
+        &self.doors
+    }
+
+    /// A configured door by name.
+    pub fn door_id(&self, name: &str) -> Result<DoorId, String> {
+        self.doors
+            .iter()
+            .position(|d| d.door.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "no door named {name:?} (doors: {})",
+                    self.doors
+                        .iter()
+                        .map(|d| d.door.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The knock tracker (bans, attempts in progress).
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Knock attempts in progress per configured door (TOTP slots count
+    /// for their door).
+    pub fn in_progress_by_door(&self) -> Vec<usize> {
+        let mut out = vec![0usize; self.doors.len()];
+        for (id, n) in self.tracker.in_progress_by_door().iter().enumerate() {
+            let owner = self.totp.owner(id).map_or(id, |o| o.door);
+            if let Some(slot) = out.get_mut(owner) {
+                *slot += n;
+            }
+        }
+        out
+    }
+
+    /// Lifts bans (all, or one prefix); returns the prefixes lifted.
+    pub fn unban(&mut self, which: Option<Prefix>) -> Vec<Prefix> {
+        self.tracker.unban(which)
+    }
+
+    /// Every grant, with the services it holds.
+    pub fn grants(&self) -> Vec<GrantView> {
+        self.grants
+            .iter()
+            .map(|(addr, door, until)| GrantView {
+                addr,
+                door,
+                services: self.services_of(addr, door),
+                until,
+            })
+            .collect()
+    }
+
+    /// How many grants are held.
+    pub fn grant_count(&self) -> usize {
+        self.grants.len()
+    }
+
+    /// When `addr`'s grant of `door` closes, if it has one.
+    pub fn grant_expires(&self, addr: IpAddr, door: DoorId) -> Option<Instant> {
+        self.grants.expires_at(addr, door)
+    }
+
+    /// The kernel ruleset for the doors as they are now (a one-time door's
+    /// knocks move on).
+    pub fn ruleset(&self) -> Ruleset {
+        let current = self.tracker.doors();
+        let observed: Vec<Door> = self
+            .doors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut door = d.door.clone();
+                door.sequence = d.observed_knocks(&current[i].sequence);
+                door
+            })
+            .collect();
+        let mut r = ruleset::build(
+            &observed,
+            self.settings.nflog_group,
+            &self.settings.interfaces,
+        );
+        r.spa_udp = self
+            .doors
+            .iter()
+            .filter_map(|d| match &d.kind {
+                DoorKind::Spa(s) => Some(s.port),
+                _ => None,
+            })
+            .collect();
+        r
+    }
+
+    /// The widest clock window any door accepts, in seconds.
+    pub fn widest_window(&self) -> u64 {
+        self.doors
+            .iter()
+            .map(|d| d.kind.window_secs())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// How many credential holders share the replay cache.
+    pub fn credential_owners(&self) -> usize {
+        self.doors.iter().map(|d| d.kind.credential_owners()).sum()
+    }
+
+    /// Whether any door has credentials to make single-use.
+    pub fn needs_replay_store(&self) -> bool {
+        self.doors
+            .iter()
+            .any(|d| !matches!(d.kind, DoorKind::Sequence | DoorKind::OneTime))
+    }
+
+    // ----- control plane --------------------------------------------------
+
+    /// Opens `door` for `addr` for `open_for` on an admin's request; true
+    /// when the grant is in place.
+    pub fn manual_open<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        addr: IpAddr,
+        door: DoorId,
+        open_for: Duration,
+        world: &mut W,
+    ) -> bool {
+        let services = self.doors[door].door.services.clone();
+        self.open_with(now, addr, door, &services, open_for, world);
+        self.grants.expires_at(addr, door).is_some()
+    }
+
+    /// Revokes `addr`'s grants (of one door, or all), running on_close.
+    /// Returns the grants removed, or the firewall's error (grants revoked
+    /// before it stay revoked).
+    pub fn revoke<W: World + ?Sized>(
+        &mut self,
+        addr: IpAddr,
+        door: Option<DoorId>,
+        why: &str,
+        world: &mut W,
+    ) -> Result<Vec<GrantView>, String> {
+        let targets: Vec<(IpAddr, DoorId, Instant)> = self
+            .grants
+            .iter()
+            .filter(|&(a, d, _)| a == addr && door.is_none_or(|o| o == d))
+            .collect();
+        let mut done = Vec::new();
+        for (a, d, until) in targets {
+            let services = self.revoke_one(a, d, why, world)?;
+            done.push(GrantView {
+                addr: a,
+                door: d,
+                services,
+                until,
+            });
+        }
+        Ok(done)
+    }
+
+    /// Takes over grants the kernel still held at start (left by the
+    /// previous run, which ran their on_close): `(address, service, time
+    /// left)`. Each goes to the first door protecting its service.
+    pub fn adopt(&mut self, now: Now, found: &[(IpAddr, Service, Duration)]) -> usize {
+        let mut adopted = 0;
+        for &(addr, service, left) in found {
+            let Some(door) = self
+                .doors
+                .iter()
+                .position(|d| d.door.services.contains(&service))
+            else {
+                continue;
+            };
+            self.grants.open(now.mono, addr, door, left);
+            let services = self.granted.entry((addr, door)).or_default();
+            if !services.contains(&service) {
+                services.push(service);
+            }
+            self.adopted.insert((addr, door));
+            adopted += 1;
+        }
+        adopted
+    }
+
+    /// The table was lost: installs the ruleset again with every grant
+    /// still held. Returns how many grants were restored.
+    pub fn restore<W: World + ?Sized>(&mut self, now: Now, world: &mut W) -> Result<usize, String> {
+        world.firewall().install(&self.ruleset()).map_err(|e| e.0)?;
+        let mut restored = 0;
+        for g in self.grants() {
+            let left = g
+                .until
+                .saturating_since(now.mono)
+                .max(Duration::from_millis(1));
+            if !g.services.is_empty() && world.firewall().grant(g.addr, &g.services, left).is_ok() {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Replaces `old` (a reload): knock attempts of unchanged plain doors,
+    /// bans, and grants whose door still exists (by name) carry over;
+    /// grants of removed doors are revoked. The public-key budget is kept
+    /// when its policy did not change. `self`'s ruleset must be installed.
+    pub fn take_over<W: World + ?Sized>(
+        &mut self,
+        old: &mut Engine,
+        now: Now,
+        world: &mut W,
+    ) -> Carried {
+        let mapping: Vec<Option<DoorId>> = (0..old.tracker.doors().len())
+            .map(|o| {
+                let od = old
+                    .doors
+                    .get(o)
+                    .filter(|d| matches!(d.kind, DoorKind::Sequence))?;
+                let j = self.door_id(&od.door.name).ok()?;
+                (matches!(self.doors[j].kind, DoorKind::Sequence) && self.doors[j].door == od.door)
+                    .then_some(j)
+            })
+            .collect();
+        let knocks = self.tracker.carry_from(
+            &old.tracker,
+            |o| mapping.get(o).copied().flatten(),
+            &mut self.events,
+        );
+        self.tracker.carry_bans_from(&mut old.tracker, now.mono);
+        let mut carried = Carried {
+            knocks,
+            ..Carried::default()
+        };
+        let mut removed = Vec::new();
+        for (src, d, until) in old.grants.iter() {
+            match self.door_id(&old.doors[d].door.name) {
+                Ok(j) => {
+                    self.grants.open(
+                        now.mono,
+                        src,
+                        j,
+                        until
+                            .saturating_since(now.mono)
+                            .max(Duration::from_millis(1)),
+                    );
+                    if let Some(s) = old.granted.get(&(src, d)) {
+                        self.granted.insert((src, j), s.clone());
+                    }
+                    carried.kept += 1;
+                }
+                Err(_) => removed.push((src, d)),
+            }
+        }
+        for (src, d) in removed {
+            if old
+                .revoke_one(src, d, "its door was removed by a reload", world)
+                .is_ok()
+            {
+                carried.revoked += 1;
+            }
+        }
+        self.actions.extend(old.actions.drain(..));
+        if self.settings.spa_pk_rate == old.settings.spa_pk_rate {
+            std::mem::swap(&mut self.pk_budget, &mut old.pk_budget);
+        }
+        self.handle_events(now, world);
+        carried
+    }
+
+    /// The daemon stops: grants keep their kernel timeouts, and the close
+    /// commands that no one would run later run now.
+    pub fn shutdown(&mut self) {
+        for (src, door) in self.grants.drain() {
+            if self.doors[door].door.on_close.for_addr(src).is_some() {
+                self.on_close(src, door, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    fn note(&mut self, note: Note) {
+        self.actions.push_back(Action::Note(note));
+    }
+
+    fn name(&self, door: DoorId) -> Arc<str> {
+        Arc::clone(&self.names[door])
+    }
+
+    fn services_of(&self, addr: IpAddr, door: DoorId) -> Vec<Service> {
+        self.granted
+            .get(&(addr, door))
+            .cloned()
+            .unwrap_or_else(|| self.doors[door].door.services.clone())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        via: &'static str,
+        level: Level,
+        src: IpAddr,
+        door: DoorId,
+        user: Option<String>,
+        reason: &'static str,
+        message: String,
+    ) {
+        let door = self.name(door);
+        self.note(Note::Refused {
+            via,
+            level,
+            src,
+            door,
+            user,
+            reason,
+            message,
+        });
+    }
+
+    fn handle_events<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {
+        let events = std::mem::take(&mut self.events);
+        for &event in &events {
+            let door = self.name(event.door());
+            self.note(Note::Knock { event, door });
+            if let Event::Open { src, door } = event {
+                match self.totp.owner(door) {
+                    Some(owner) => self.totp_open(now, src, door, owner, world),
+                    None => {
+                        let d = &self.doors[door];
+                        let (services, open_for) = (d.door.services.clone(), d.door.open_for);
+                        let one_time = matches!(d.kind, DoorKind::OneTime);
+                        self.open_with(now, src, door, &services, open_for, world);
+                        if one_time {
+                            self.next_one_time_sequence(door, world);
+                        }
+                    }
+                }
+            }
+        }
+        self.events = events;
+        self.events.clear();
+    }
+
+    fn roll_totp<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {
+        if self.totp.is_empty() || self.rolled_at == Some(now.unix) {
+            return;
+        }
+        self.rolled_at = Some(now.unix);
+        let store = world.replay();
+        let spent = store.as_ref().map(|r| r.spent());
+        for (slot, sequence) in self.totp.roll(&self.doors, now.unix, spent) {
+            self.tracker.set_sequence(slot, sequence);
+        }
+    }
+
+    /// Opens `services` of a door for `src` for `open_for`.
+    fn open_with<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        src: IpAddr,
+        door: DoorId,
+        services: &[Service],
+        open_for: Duration,
+        world: &mut W,
+    ) {
+        let name = self.name(door);
+        if !services.is_empty() {
+            if let Err(e) = world.firewall().grant(src, services, open_for) {
+                self.note(Note::OpenFailed {
+                    src,
+                    door: name,
+                    error: e.0,
+                });
+                return;
+            }
+        }
+        let entry = self.granted.entry((src, door)).or_default();
+        for s in services {
+            if !entry.contains(s) {
+                entry.push(*s);
+            }
+        }
+        match self.grants.open(now.mono, src, door, open_for) {
+            GrantOutcome::New => {
+                self.note(Note::Opened {
+                    src,
+                    door: name,
+                    services: services.to_vec(),
+                    open_for,
+                });
+                let d = &self.doors[door].door;
+                if let Some(cmd) = d.on_open.for_addr(src) {
+                    let runs = commands(cmd, "on_open", src, d, services);
+                    self.actions.extend(runs.into_iter().map(Action::Run));
+                }
+            }
+            GrantOutcome::Refreshed => self.note(Note::Refreshed {
+                src,
+                door: name,
+                open_for,
+            }),
+        }
+        self.close_evicted_grants(world);
+    }
+
+    /// Grants pushed out by `max_grants` are closed now, in the kernel too,
+    /// so the books and the kernel agree. A service another live grant of
+    /// the same address still covers stays open.
+    fn close_evicted_grants<W: World + ?Sized>(&mut self, world: &mut W) {
+        for (src, door) in self.grants.drain_evicted() {
+            let services = self
+                .granted
+                .remove(&(src, door))
+                .unwrap_or_else(|| self.doors[door].door.services.clone());
+            let still: Vec<Service> = (0..self.doors.len())
+                .filter_map(|d| self.granted.get(&(src, d)))
+                .flatten()
+                .copied()
+                .collect();
+            let remove: Vec<Service> = services
+                .into_iter()
+                .filter(|s| !still.contains(s))
+                .collect();
+            let name = self.name(door);
+            if !remove.is_empty() {
+                if let Err(e) = world.firewall().revoke(src, &remove) {
+                    self.note(Note::RevokeFailed {
+                        src,
+                        door: Arc::clone(&name),
+                        error: e.0,
+                        evicted: true,
+                    });
+                }
+            }
+            let capacity = self.grants.capacity();
+            self.note(Note::GrantEvicted {
+                src,
+                door: name,
+                capacity,
+            });
+            self.on_close(src, door, CloseReason::Evicted);
+        }
+    }
+
+    /// A one-time sequence was used: the store marks it and names the next
+    /// one, or the door retires when none is left (also when marking fails:
+    /// a sequence that cannot be marked used must not stay usable). The
+    /// ruleset is updated so the new ports are observed.
+    fn next_one_time_sequence<W: World + ?Sized>(&mut self, door: DoorId, world: &mut W) {
+        let name = self.name(door);
+        let next = match world.one_time().consume(&name) {
+            Ok(Some((next, remaining))) => {
+                self.note(Note::OneTimeNext {
+                    door: Arc::clone(&name),
+                    knocks: next.len(),
+                    remaining,
+                });
+                Some(next)
+            }
+            Ok(None) => {
+                self.note(Note::OneTimeExhausted {
+                    door: Arc::clone(&name),
+                });
+                None
+            }
+            Err(e) => {
+                self.note(Note::OneTimeFailed {
+                    door: Arc::clone(&name),
+                    error: e.0,
+                });
+                None
+            }
+        };
+        self.tracker.set_sequence(door, next.unwrap_or_default());
+        if let Err(e) = world.firewall().install(&self.ruleset()) {
+            self.note(Note::RulesetFailed {
+                door: name,
+                error: e.0,
+            });
+        }
+    }
+
+    fn on_close(&mut self, src: IpAddr, door: DoorId, why: CloseReason) {
+        self.granted.remove(&(src, door));
+        let adopted = self.adopted.remove(&(src, door));
+        self.note(Note::Closed {
+            src,
+            door: self.name(door),
+            why,
+        });
+        if adopted {
+            return;
+        }
+        let d = &self.doors[door].door;
+        if let Some(cmd) = d.on_close.for_addr(src) {
+            let runs = commands(cmd, "on_close", src, d, &d.services);
+            self.actions.extend(runs.into_iter().map(Action::Run));
+        }
+    }
+
+    /// Removes one grant from the kernel and the books, and runs on_close.
+    fn revoke_one<W: World + ?Sized>(
+        &mut self,
+        addr: IpAddr,
+        door: DoorId,
+        why: &str,
+        world: &mut W,
+    ) -> Result<Vec<Service>, String> {
+        let services = self.services_of(addr, door);
+        let name = self.name(door);
+        // A service another grant of the same address still holds stays.
+        let still: Vec<Service> = self
+            .grants
+            .iter()
+            .filter(|&(a, d, _)| a == addr && d != door)
+            .flat_map(|(a, d, _)| self.services_of(a, d))
+            .collect();
+        let remove: Vec<Service> = services
+            .iter()
+            .copied()
+            .filter(|s| !still.contains(s))
+            .collect();
+        if let Err(e) = world.firewall().revoke(addr, &remove) {
+            self.note(Note::RevokeFailed {
+                src: addr,
+                door: Arc::clone(&name),
+                error: e.0.clone(),
+                evicted: false,
+            });
+            return Err(format!("removing the grant of {addr} on {name}: {e}"));
+        }
+        self.granted.remove(&(addr, door));
+        self.adopted.remove(&(addr, door));
+        self.grants.revoke(addr, door);
+        self.note(Note::Revoked {
+            src: addr,
+            door: name,
+            services: services.clone(),
+            why: why.to_string(),
+        });
+        let d = &self.doors[door].door;
+        if let Some(cmd) = d.on_close.for_addr(addr) {
+            let runs = commands(cmd, "on_close", addr, d, &d.services);
+            self.actions.extend(runs.into_iter().map(Action::Run));
+        }
+        Ok(services)
+    }
+
+    fn ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket(self.next_ticket)
+    }
+}
+
+/// The commands a template renders to: one per service, or one for a
+/// commands-only door.
+fn commands(
+    cmd: &crate::CommandTemplate,
+    which: &str,
+    src: IpAddr,
+    door: &Door,
+    services: &[Service],
+) -> Vec<Run> {
+    if services.is_empty() {
+        return vec![Run {
+            argv: cmd.render(src, &door.name, None),
+            why: format!("{which} door={} source={src}", door.name),
+            run_as: None,
+        }];
+    }
+    services
+        .iter()
+        .map(|service| Run {
+            argv: cmd.render(src, &door.name, Some(*service)),
+            why: format!("{which} door={} source={src} service={service}", door.name),
+            run_as: None,
+        })
+        .collect()
+}

@@ -1,0 +1,298 @@
+//! fwknop's access policy, with fwknopd's meaning: which stanza applies to
+//! a packet, and what an authenticated message may do under it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::fwknop::stanza::FwknopStanza;
+use crate::fwknop::{FwknopError, FwknopMessage, MsgType};
+
+/// Refusals that do not depend on a stanza's keys (the packet itself is
+/// unacceptable), so no other stanza is tried.
+pub(super) fn packet_level(e: &FwknopError) -> bool {
+    matches!(
+        e,
+        FwknopError::TooShort { .. }
+            | FwknopError::Oversized { .. }
+            | FwknopError::BadBase64 { .. }
+            | FwknopError::SaltedPrefix
+            | FwknopError::GpgUnsupported { .. }
+    )
+}
+
+/// Whether `src` is in the stanza's SOURCE list (empty = ANY).
+pub(super) fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool {
+    in_networks(&stanza.source, src)
+}
+
+/// Whether `addr` is in one of `networks` (empty: `ANY`).
+pub(super) fn in_networks(networks: &[(IpAddr, u8)], addr: IpAddr) -> bool {
+    let src = match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        v4 => v4,
+    };
+    networks.is_empty()
+        || networks.iter().any(|(net, prefix)| match (net, src) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let bits = u32::from(*prefix).min(32);
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let bits = u32::from(*prefix).min(128);
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+}
+
+/// What an accepted fwknop packet makes the daemon do.
+pub(super) enum FwknopAction {
+    /// Run this argv (a command message).
+    Command(Vec<String>),
+    /// Open these services for this address, for this long.
+    Grant((IpAddr, Vec<crate::Service>, Duration)),
+}
+
+/// The argv of an authenticated fwknop command message, only when the
+/// stanza has `ENABLE_CMD_EXEC`. Like Debian's fwknopd, the command is split
+/// at blanks and run without a shell (`echo x > FILE` prints `x > FILE`).
+pub(super) fn fwknop_command(
+    stanza: &FwknopStanza,
+    msg: &FwknopMessage,
+) -> Result<Vec<String>, (&'static str, String)> {
+    if let Some(user) = &stanza.require_username {
+        if &msg.username != user {
+            return Err((
+                "username",
+                format!("username {:?} is not the required {user:?}", msg.username),
+            ));
+        }
+    }
+    if !stanza.enable_cmd_exec {
+        return Err((
+            "command_disabled",
+            "command messages need ENABLE_CMD_EXEC in the stanza".into(),
+        ));
+    }
+    match &msg.command {
+        Some(c) if !c.trim().is_empty() => Ok(c.split_whitespace().map(String::from).collect()),
+        _ => Err(("malformed", "empty command".into())),
+    }
+}
+
+/// What an authenticated fwknop request may open, with fwknopd's policy:
+/// (address, services, lifetime), or (reason, detail) when refused.
+/// `target_refusal` says why an address the request names may not be
+/// granted (see [`super::Engine`]'s explicit-target check).
+#[allow(clippy::type_complexity)]
+pub(super) fn fwknop_grant(
+    stanza: &FwknopStanza,
+    msg: &FwknopMessage,
+    src: IpAddr,
+    target_refusal: &mut dyn FnMut(IpAddr) -> Option<String>,
+) -> Result<(IpAddr, Vec<crate::Service>, Duration), (&'static str, String)> {
+    if let Some(user) = &stanza.require_username {
+        if &msg.username != user {
+            return Err((
+                "username",
+                format!("username {:?} is not the required {user:?}", msg.username),
+            ));
+        }
+    }
+    match msg.msg_type {
+        MsgType::Access | MsgType::ClientTimeoutAccess => {}
+        MsgType::Command => {
+            return Err((
+                "command_disabled",
+                "command messages need ENABLE_CMD_EXEC in the stanza".into(),
+            ))
+        }
+        other => {
+            return Err((
+                "nat_unsupported",
+                format!(
+                "{other:?}: NAT access is not supported by sesamed (it opens local services only)"
+            ),
+            ))
+        }
+    }
+    let target = match msg.access_ip {
+        None if stanza.require_source_address => return Err((
+            "source_address_required",
+            "REQUIRE_SOURCE_ADDRESS is set and the request asks for the packet source (0.0.0.0)"
+                .into(),
+        )),
+        None => src,
+        Some(ip) => {
+            if let Some(why) = target_refusal(ip) {
+                return Err(("address_refused", why));
+            }
+            ip
+        }
+    };
+    let mut services = Vec::new();
+    for port in &msg.access {
+        let Some(service) = port.service() else {
+            return Err((
+                "unsupported_proto",
+                format!("{port} cannot be granted (TCP and UDP only)"),
+            ));
+        };
+        if stanza.restrict_ports.contains(&service) {
+            return Err(("restricted_port", format!("{service} is in RESTRICT_PORTS")));
+        }
+        if !stanza.open_ports.is_empty() && !stanza.open_ports.contains(&service) {
+            return Err((
+                "port_not_allowed",
+                format!("{service} is not in OPEN_PORTS"),
+            ));
+        }
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    if services.is_empty() {
+        return Err(("no_ports", "the request names no port".into()));
+    }
+    let open_for = match msg.client_timeout {
+        Some(t) if t > 0 => Duration::from_secs(u64::from(t)).min(stanza.effective_max_timeout()),
+        _ => stanza.access_timeout,
+    };
+    Ok((target, services, open_for))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fwknop::stanza::{Secret, DEFAULT_ACCESS_TIMEOUT};
+    use crate::fwknop::{AccessPort, DigestType};
+    use crate::Service;
+
+    fn stanza() -> FwknopStanza {
+        FwknopStanza {
+            line: 1,
+            source: vec![
+                ("10.0.0.0".parse().unwrap(), 8),
+                ("fd00::".parse().unwrap(), 8),
+            ],
+            open_ports: vec!["tcp/22".parse().unwrap(), "udp/53".parse().unwrap()],
+            restrict_ports: vec!["udp/53".parse().unwrap()],
+            key: Secret(b"k".to_vec()),
+            hmac_key: None,
+            hmac_digest: "SHA256".into(),
+            encryption_mode: "CBC".into(),
+            access_timeout: DEFAULT_ACCESS_TIMEOUT,
+            max_timeout: Some(Duration::from_secs(60)),
+            require_username: Some("alice".into()),
+            require_source_address: false,
+            enable_cmd_exec: false,
+            cmd_exec_user: None,
+            cmd_exec_group: None,
+            destination: Vec::new(),
+            access_expire: None,
+        }
+    }
+
+    fn message(msg_type: MsgType, ports: &[&str]) -> FwknopMessage {
+        FwknopMessage {
+            random: "1234567890123456".into(),
+            username: "alice".into(),
+            timestamp: 0,
+            version: "3.0.0".into(),
+            msg_type,
+            access_ip: None,
+            access: ports
+                .iter()
+                .map(|p| AccessPort::Service(p.parse::<Service>().unwrap()))
+                .collect(),
+            command: None,
+            nat_access: None,
+            server_auth: None,
+            client_timeout: None,
+            digest_type: DigestType::Sha256,
+            digest: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn fwknop_sources_match_v4_and_v6_networks() {
+        let s = stanza();
+        assert!(fwknop_source_matches(&s, "10.1.2.3".parse().unwrap()));
+        assert!(fwknop_source_matches(
+            &s,
+            "::ffff:10.1.2.3".parse().unwrap()
+        ));
+        assert!(fwknop_source_matches(&s, "fd12::1".parse().unwrap()));
+        assert!(!fwknop_source_matches(&s, "11.0.0.1".parse().unwrap()));
+        assert!(!fwknop_source_matches(&s, "2001:db8::1".parse().unwrap()));
+        let any = FwknopStanza {
+            source: vec![],
+            ..stanza()
+        };
+        assert!(fwknop_source_matches(&any, "2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn fwknop_policy_follows_access_conf() {
+        let s = stanza();
+        let src: IpAddr = "10.0.0.9".parse().unwrap();
+        let ok = fwknop_grant(&s, &message(MsgType::Access, &["tcp/22"]), src, &mut |_| {
+            None
+        })
+        .unwrap();
+        assert_eq!(
+            ok,
+            (src, vec!["tcp/22".parse().unwrap()], DEFAULT_ACCESS_TIMEOUT)
+        );
+
+        let reason = |m: &FwknopMessage, st: &FwknopStanza| {
+            fwknop_grant(st, m, src, &mut |_| None).unwrap_err().0
+        };
+        assert_eq!(
+            reason(&message(MsgType::Access, &["udp/53"]), &s),
+            "restricted_port"
+        );
+        assert_eq!(
+            reason(&message(MsgType::Access, &["tcp/80"]), &s),
+            "port_not_allowed"
+        );
+        assert_eq!(
+            reason(&message(MsgType::Command, &[]), &s),
+            "command_disabled"
+        );
+        assert_eq!(
+            reason(&message(MsgType::NatAccess, &["tcp/22"]), &s),
+            "nat_unsupported"
+        );
+        let mut bob = message(MsgType::Access, &["tcp/22"]);
+        bob.username = "bob".into();
+        assert_eq!(reason(&bob, &s), "username");
+        let strict = FwknopStanza {
+            require_source_address: true,
+            ..stanza()
+        };
+        assert_eq!(
+            reason(&message(MsgType::Access, &["tcp/22"]), &strict),
+            "source_address_required"
+        );
+
+        // A client timeout is honoured up to MAX_FW_TIMEOUT; an explicit
+        // address is granted instead of the source.
+        let mut m = message(MsgType::ClientTimeoutAccess, &["tcp/22"]);
+        m.client_timeout = Some(600);
+        m.access_ip = Some("10.0.0.77".parse().unwrap());
+        let (target, _, open_for) = fwknop_grant(&s, &m, src, &mut |_| None).unwrap();
+        assert_eq!(target, "10.0.0.77".parse::<IpAddr>().unwrap());
+        assert_eq!(open_for, Duration::from_secs(60));
+    }
+}

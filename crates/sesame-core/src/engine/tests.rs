@@ -1,0 +1,592 @@
+//! Whole-flow tests of every door type, in memory with a virtual clock: raw
+//! packet bytes in, firewall grants out (see [`super::testing::Harness`]).
+//! They run as a normal user in milliseconds; the namespace tests of the
+//! `sesame` crate prove the adapters.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::testing::{Harness, StoreMode};
+use super::*;
+use crate::fwknop::stanza::{FwknopStanza, Secret};
+use crate::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
+use crate::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
+use crate::totp::{TotpSecret, TotpSpec};
+use crate::{Guard, Knock, Proto, TcpFlags};
+
+const NOW: u64 = 1_800_000_000;
+const SSH: Service = Service {
+    proto: Proto::Tcp,
+    port: 22,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn server() -> IpAddr {
+    ip("192.0.2.1")
+}
+
+fn knocks(list: &[&str]) -> Vec<Knock> {
+    list.iter().map(|k| k.parse().unwrap()).collect()
+}
+
+fn door(name: &str, sequence: &[&str]) -> Door {
+    Door {
+        name: name.into(),
+        sequence: knocks(sequence),
+        seq_timeout: Duration::from_secs(5),
+        open_for: Duration::from_secs(30),
+        tcp_flags: TcpFlags::SYN_NOT_ACK,
+        services: vec![SSH],
+        target: None,
+        on_open: Default::default(),
+        on_close: Default::default(),
+        guard: Guard::None,
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        nflog_group: 7,
+        interfaces: Vec::new(),
+        max_tracked: 1024,
+        max_grants: 64,
+        ban: BanPolicy::default(),
+        spa_pk_rate: RatePolicy::default(),
+    }
+}
+
+fn engine(doors: Vec<EngineDoor>) -> Engine {
+    let seeds = Seeds {
+        tracker: [1, 2],
+        grants: [3, 4],
+        budget: [5, 6],
+    };
+    Engine::new(doors, settings(), seeds).unwrap()
+}
+
+fn harness(doors: Vec<EngineDoor>) -> Harness {
+    Harness::new(engine(doors), NOW)
+}
+
+fn plain(name: &str, sequence: &[&str]) -> EngineDoor {
+    EngineDoor {
+        door: door(name, sequence),
+        kind: DoorKind::Sequence,
+    }
+}
+
+fn opened(h: &Harness) -> usize {
+    h.notes
+        .iter()
+        .filter(|n| matches!(n, Note::Opened { .. }))
+        .count()
+}
+
+#[test]
+fn knock_sequence_opens_for_the_knocker_only_and_the_kernel_closes_it() {
+    let mut h = harness(vec![plain("ssh", &["7000", "8000:udp", "9000"])]);
+    let (alice, eve) = (ip("198.51.100.7"), ip("203.0.113.9"));
+    let ruleset = h.world.firewall.ruleset.clone().unwrap();
+    assert_eq!(
+        (ruleset.knock_tcp_syn, ruleset.knock_udp),
+        (vec![7000, 9000], vec![8000])
+    );
+    assert!(!h.admits(alice, SSH), "closed before the knock");
+    h.knock(alice, server(), &knocks(&["7000", "8000:udp", "9000"]));
+    assert!(h.admits(alice, SSH), "open for the knocker");
+    assert!(!h.admits(eve, SSH), "and for no one else");
+    // A sweep of the same ports in the wrong order opens nothing.
+    h.knock(eve, server(), &knocks(&["9000", "8000:udp", "7000"]));
+    assert!(!h.admits(eve, SSH));
+    h.advance(Duration::from_secs(31));
+    assert!(!h.admits(alice, SSH), "closed after open_for");
+    assert!(h.notes.iter().any(|n| matches!(
+        n,
+        Note::Closed {
+            why: CloseReason::Expired,
+            ..
+        }
+    )));
+    assert_eq!(h.engine.grant_count(), 0);
+}
+
+#[test]
+fn knock_sequence_works_over_ipv6() {
+    let mut h = harness(vec![plain("ssh", &["7000", "8000", "9000"])]);
+    let (alice, server6) = (ip("2001:db8::7"), ip("2001:db8::1"));
+    h.knock(alice, server6, &knocks(&["7000", "8000", "9000"]));
+    assert!(h.admits(alice, SSH));
+    assert!(!h.admits(ip("198.51.100.7"), SSH));
+}
+
+#[test]
+fn one_time_sequences_are_single_use_and_the_door_retires_when_they_run_out() {
+    let mut h = harness(vec![EngineDoor {
+        door: door("once", &["1001", "1002"]),
+        kind: DoorKind::OneTime,
+    }]);
+    h.world
+        .one_time
+        .next
+        .insert("once".into(), [knocks(&["2001", "2002"])].into());
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["1001", "1002"]));
+    assert!(h.admits(alice, SSH));
+    let r = h.world.firewall.ruleset.clone().unwrap();
+    assert_eq!(
+        r.knock_tcp_syn,
+        vec![2001, 2002],
+        "the next sequence is observed"
+    );
+    h.advance(Duration::from_secs(31));
+    h.knock(alice, server(), &knocks(&["1001", "1002"]));
+    assert!(!h.admits(alice, SSH), "a used sequence opens nothing");
+    h.knock(alice, server(), &knocks(&["2001", "2002"]));
+    assert!(h.admits(alice, SSH), "the next one does");
+    assert!(h
+        .notes
+        .iter()
+        .any(|n| matches!(n, Note::OneTimeExhausted { .. })));
+    assert!(h
+        .world
+        .firewall
+        .ruleset
+        .clone()
+        .unwrap()
+        .knock_tcp_syn
+        .is_empty());
+}
+
+#[test]
+fn one_time_door_is_disabled_when_its_file_cannot_be_marked() {
+    let mut h = harness(vec![EngineDoor {
+        door: door("once", &["1001", "1002"]),
+        kind: DoorKind::OneTime,
+    }]);
+    h.world.one_time.failing = true;
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["1001", "1002"]));
+    h.advance(Duration::from_secs(31));
+    h.knock(alice, server(), &knocks(&["1001", "1002"]));
+    assert!(
+        !h.admits(alice, SSH),
+        "fail closed: the sequence must not stay usable"
+    );
+    assert!(h
+        .notes
+        .iter()
+        .any(|n| matches!(n, Note::OneTimeFailed { .. })));
+}
+
+fn totp_door() -> (EngineDoor, TotpSpec, TotpSecret) {
+    let spec = TotpSpec {
+        len: 4,
+        ports: 20000..=20999,
+        proto: Proto::Tcp,
+        period: 30,
+    };
+    let secret = TotpSecret::new(&[7u8; 20]).unwrap();
+    let d = EngineDoor {
+        door: door("vpn", &[]),
+        kind: DoorKind::Totp(TotpDoor {
+            spec: spec.clone(),
+            users: vec![("carol".into(), secret.clone())],
+        }),
+    };
+    (d, spec, secret)
+}
+
+#[test]
+fn totp_sequence_opens_once_and_its_replay_from_elsewhere_is_refused() {
+    let (d, spec, secret) = totp_door();
+    let mut h = harness(vec![d]);
+    let r = h.world.firewall.ruleset.clone().unwrap();
+    assert_eq!(r.knock_tcp_syn.len(), 1000, "the whole range is observed");
+    let step = NOW / 30;
+    let sequence = spec.sequence(&secret, step).unwrap();
+    let (carol, eve) = (ip("198.51.100.7"), ip("203.0.113.9"));
+    h.knock(carol, server(), &sequence);
+    assert!(h.admits(carol, SSH));
+    assert!(h.notes.iter().any(|n| matches!(
+        n,
+        Note::Accepted {
+            event: "totp_accepted",
+            ..
+        }
+    )));
+    // A captured sequence replayed at once from another address.
+    h.knock(eve, server(), &sequence);
+    assert!(!h.admits(eve, SSH), "single use, fleet of one");
+    // Last step's sequence is still valid for a late clock, but used once.
+    let previous = spec.sequence(&secret, step - 1).unwrap();
+    h.knock(eve, server(), &previous);
+    assert!(
+        h.admits(eve, SSH),
+        "the previous step's unused sequence still opens"
+    );
+    h.knock(carol, server(), &previous);
+    assert_eq!(opened(&h), 2);
+}
+
+#[test]
+fn totp_blind_sweep_opens_nothing() {
+    let (d, _, _) = totp_door();
+    let mut h = harness(vec![d]);
+    let eve = ip("203.0.113.9");
+    for start in (20000..20400).step_by(4) {
+        let guess: Vec<Knock> = (start..start + 4)
+            .map(|port| Knock {
+                port,
+                proto: Proto::Tcp,
+            })
+            .collect();
+        h.knock(eve, server(), &guess);
+    }
+    assert!(!h.admits(eve, SSH));
+    assert_eq!(opened(&h), 0);
+}
+
+fn spa_door(allow_address: bool) -> (EngineDoor, SpaKey) {
+    let key = SpaKey::from_bytes(&[9u8; 32]);
+    let mut verifier = Verifier::new(60, None);
+    verifier
+        .add_user(
+            "alice",
+            Credential::Symmetric(key.clone()),
+            UserPolicy {
+                services: vec![SSH],
+                max_duration: 30,
+                allow_address,
+            },
+        )
+        .unwrap();
+    let d = EngineDoor {
+        door: door("spa", &[]),
+        kind: DoorKind::Spa(SpaDoor {
+            port: 62201,
+            verifier,
+        }),
+    };
+    (d, key)
+}
+
+fn spa_packet(key: &SpaKey, nonce: u8, timestamp: u64, address: Option<IpAddr>) -> Vec<u8> {
+    let payload = Payload {
+        timestamp,
+        nonce: [nonce; 16],
+        services: vec![SSH],
+        duration: 0,
+        address,
+    };
+    spa::encode_symmetric(key, &payload, [nonce; 24]).unwrap()
+}
+
+#[test]
+fn spa_packet_opens_for_its_sender_and_a_replay_is_refused() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    let (alice, eve) = (ip("198.51.100.7"), ip("2001:db8::66"));
+    let packet = spa_packet(&key, 1, NOW, None);
+    h.packet(alice, server(), Proto::Udp, 62201, &packet);
+    assert!(h.admits(alice, SSH));
+    assert_eq!(
+        h.world.replay.as_ref().unwrap().recorded.len(),
+        1,
+        "spent durably before opening"
+    );
+    h.packet(eve, ip("2001:db8::1"), Proto::Udp, 62201, &packet);
+    assert!(!h.admits(eve, SSH));
+    assert_eq!(h.refusals(), vec!["replay"]);
+    // Garbage and a stale packet are refused with their own reasons.
+    let server6 = ip("2001:db8::1");
+    h.packet(eve, server6, Proto::Udp, 62201, &[0u8; 100]);
+    h.packet(
+        eve,
+        server6,
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 2, NOW - 3600, None),
+    );
+    assert_eq!(h.refusals().len(), 3);
+    assert!(!h.admits(eve, SSH));
+}
+
+#[test]
+fn spa_explicit_address_is_refused_for_this_host() {
+    let (d, key) = spa_door(true);
+    let mut h = harness(vec![d]);
+    h.world.local.push(ip("192.0.2.1"));
+    let alice = ip("198.51.100.7");
+    h.packet(
+        alice,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 1, NOW, Some(ip("192.0.2.1"))),
+    );
+    assert_eq!(h.refusals(), vec!["address_refused"]);
+    h.packet(
+        alice,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 3, NOW, Some(ip("198.51.100.99"))),
+    );
+    assert!(
+        h.admits(ip("198.51.100.99"), SSH),
+        "a NAT address the user may name"
+    );
+    assert!(!h.admits(alice, SSH));
+}
+
+#[test]
+fn credentials_made_before_a_first_start_are_refused() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    h.world.replay.as_mut().unwrap().not_before = Some(NOW);
+    h.packet(
+        ip("198.51.100.7"),
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 1, NOW - 5, None),
+    );
+    assert_eq!(h.refusals(), vec!["before_first_start"]);
+}
+
+#[test]
+fn an_asynchronous_store_holds_the_grant_until_it_answers() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    h.world.replay.as_mut().unwrap().mode = StoreMode::Deferred;
+    let alice = ip("198.51.100.7");
+    h.packet(
+        alice,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 1, NOW, None),
+    );
+    assert!(!h.admits(alice, SSH), "pending: not open yet");
+    assert!(h
+        .engine
+        .poll_timeout(h.now)
+        .is_some_and(|t| t <= h.now.mono + RESERVATION_TIMEOUT));
+    h.answer(true);
+    assert!(h.admits(alice, SSH), "open once the store said yes");
+    // A store that says no, and one that never answers: refused.
+    let bob = ip("198.51.100.8");
+    h.packet(
+        bob,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 2, NOW, None),
+    );
+    h.answer(false);
+    h.packet(
+        bob,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 3, NOW, None),
+    );
+    h.advance(RESERVATION_TIMEOUT + Duration::from_millis(1));
+    assert!(!h.admits(bob, SSH));
+    assert_eq!(h.refusals(), vec!["replay_state", "replay_store_timeout"]);
+}
+
+#[test]
+fn a_store_that_cannot_record_keeps_the_door_closed() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    h.world.replay.as_mut().unwrap().mode = StoreMode::Failing;
+    let alice = ip("198.51.100.7");
+    h.packet(
+        alice,
+        server(),
+        Proto::Udp,
+        62201,
+        &spa_packet(&key, 1, NOW, None),
+    );
+    assert!(!h.admits(alice, SSH));
+    assert_eq!(h.refusals(), vec!["replay_state"]);
+}
+
+fn fwknop_door() -> EngineDoor {
+    let stanza = FwknopStanza {
+        line: 3,
+        source: vec![(ip("198.51.100.0"), 24)],
+        open_ports: vec![SSH],
+        restrict_ports: Vec::new(),
+        key: Secret(b"fwknop-key".to_vec()),
+        hmac_key: Some(Secret(b"fwknop-hmac".to_vec())),
+        hmac_digest: "SHA256".into(),
+        encryption_mode: "CBC".into(),
+        access_timeout: Duration::from_secs(30),
+        max_timeout: None,
+        require_username: None,
+        require_source_address: false,
+        enable_cmd_exec: false,
+        cmd_exec_user: None,
+        cmd_exec_group: None,
+        destination: Vec::new(),
+        access_expire: None,
+    };
+    EngineDoor {
+        door: door("fwknop", &[]),
+        kind: DoorKind::Fwknop(FwknopDoor {
+            port: 62201,
+            max_age: 120,
+            stanzas: vec![LoadedStanza {
+                keys: fwknop_keys(),
+                stanza,
+                run_as: None,
+            }],
+        }),
+    }
+}
+
+fn fwknop_keys() -> FwknopKeys {
+    FwknopKeys::new(
+        b"fwknop-key",
+        EncMode::Cbc,
+        Some((b"fwknop-hmac", fk::DigestType::Sha256)),
+    )
+    .unwrap()
+}
+
+fn fwknop_packet(random: u64, ports: &[&str]) -> Vec<u8> {
+    let access = ports
+        .iter()
+        .map(|p| AccessPort::Service(p.parse().unwrap()))
+        .collect();
+    let req = FwknopRequest::access("alice", NOW, None, access);
+    fk::encode(&req, &fwknop_keys(), random, [random as u8; 8])
+        .unwrap()
+        .into_bytes()
+}
+
+#[test]
+fn fwknop_stanza_policy_decides_and_replays_are_refused() {
+    let mut h = harness(vec![fwknop_door()]);
+    let (alice, outsider) = (ip("198.51.100.7"), ip("203.0.113.9"));
+    let packet = fwknop_packet(1, &["tcp/22"]);
+    h.packet(outsider, server(), Proto::Udp, 62201, &packet);
+    assert!(!h.admits(outsider, SSH), "SOURCE does not match");
+    h.packet(alice, server(), Proto::Udp, 62201, &packet);
+    assert!(h.admits(alice, SSH));
+    h.packet(alice, server(), Proto::Udp, 62201, &packet);
+    h.packet(
+        alice,
+        server(),
+        Proto::Udp,
+        62201,
+        &fwknop_packet(2, &["tcp/80"]),
+    );
+    assert_eq!(
+        h.refusals(),
+        vec!["no_stanza", "replay", "port_not_allowed"]
+    );
+}
+
+#[test]
+fn max_grants_evicts_in_the_kernel_too() {
+    let mut e = engine(vec![plain("ssh", &["7000", "8000"])]);
+    e.settings.max_grants = 2;
+    e.grants = crate::grants::Grants::new(2, [1, 1]);
+    let mut h = Harness::new(e, NOW);
+    let addrs: Vec<IpAddr> = (1..=3).map(|i| ip(&format!("198.51.100.{i}"))).collect();
+    for a in &addrs {
+        h.knock(*a, server(), &knocks(&["7000", "8000"]));
+    }
+    assert!(
+        !h.admits(addrs[0], SSH),
+        "the oldest-closing grant went, in the kernel too"
+    );
+    assert!(h.admits(addrs[1], SSH) && h.admits(addrs[2], SSH));
+    assert!(h
+        .notes
+        .iter()
+        .any(|n| matches!(n, Note::GrantEvicted { .. })));
+}
+
+#[test]
+fn a_failing_firewall_leaves_no_grant_in_the_books() {
+    let mut h = harness(vec![plain("ssh", &["7000", "8000"])]);
+    h.world.firewall.failing = true;
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["7000", "8000"]));
+    assert_eq!(h.engine.grant_count(), 0);
+    assert!(h.notes.iter().any(|n| matches!(n, Note::OpenFailed { .. })));
+}
+
+#[test]
+fn a_lost_table_is_restored_with_every_grant() {
+    let mut h = harness(vec![plain("ssh", &["7000", "8000"])]);
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["7000", "8000"]));
+    h.world.firewall.grants.clear();
+    h.world.firewall.ruleset = None;
+    let now = h.now;
+    assert_eq!(h.engine.restore(now, &mut h.world), Ok(1));
+    assert!(h.admits(alice, SSH));
+    assert!(h.world.firewall.ruleset.is_some());
+}
+
+#[test]
+fn reload_keeps_grants_of_kept_doors_and_revokes_the_others() {
+    let mut web = plain("web", &["7100", "8100"]);
+    web.door.services.push(Service {
+        proto: Proto::Tcp,
+        port: 443,
+    });
+    let mut h = harness(vec![plain("ssh", &["7000", "8000"]), web]);
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["7000", "8000"]));
+    h.knock(alice, server(), &knocks(&["7100", "8100"]));
+    let mut next = engine(vec![plain("ssh", &["7000", "8000"])]);
+    let now = h.now;
+    let carried = next.take_over(&mut h.engine, now, &mut h.world);
+    assert_eq!((carried.kept, carried.revoked), (1, 1));
+    h.engine = next;
+    assert!(
+        h.admits(alice, SSH),
+        "ssh's grant kept: web's revoke leaves what ssh still holds"
+    );
+    assert!(
+        !h.admits(
+            alice,
+            Service {
+                proto: Proto::Tcp,
+                port: 443
+            }
+        ),
+        "web's own service revoked"
+    );
+    assert_eq!(h.engine.grant_count(), 1);
+}
+
+#[test]
+fn on_open_and_on_close_commands_are_rendered_per_service() {
+    let mut d = plain("ssh", &["7000", "8000"]);
+    d.door.on_open =
+        crate::Commands::both(Some(crate::CommandTemplate::argv(["/bin/log", "%IP%"])));
+    d.door.on_close =
+        crate::Commands::both(Some(crate::CommandTemplate::argv(["/bin/close", "%IP%"])));
+    let mut h = harness(vec![d]);
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["7000", "8000"]));
+    h.advance(Duration::from_secs(31));
+    let argv: Vec<Vec<String>> = h.runs.iter().map(|r| r.argv.clone()).collect();
+    assert_eq!(
+        argv,
+        vec![
+            vec!["/bin/log".to_string(), "198.51.100.7".into()],
+            vec!["/bin/close".to_string(), "198.51.100.7".into()]
+        ]
+    );
+}
