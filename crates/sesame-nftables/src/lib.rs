@@ -52,8 +52,7 @@ use crate::rules::*;
 use crate::sys::*;
 use crate::wire::{Msg, Writer};
 
-/// The table name used when the configuration does not choose one.
-pub const DEFAULT_TABLE: &str = "sesame";
+pub use sesame_core::engine::ruleset::DEFAULT_TABLE;
 
 /// Longest table name accepted (the kernel allows 255; shorter keeps logs sane).
 pub const MAX_TABLE_NAME: usize = 64;

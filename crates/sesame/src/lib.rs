@@ -13,16 +13,17 @@ pub mod client {
     pub use sesame_client::knock::*;
     pub use sesame_client::{fwknop, profile};
 }
-pub mod config;
+/// The configuration (`sesame-config`).
+pub use sesame_config as config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod docs;
-pub mod fwknop_conf;
 pub use sesame_client::keys;
-pub mod knockd;
+pub use sesame_config::fwknop_conf;
+pub use sesame_config::knockd;
 pub mod logging;
-pub mod one_time;
+pub use sesame_config::one_time;
 pub mod privilege;
 pub mod safe_fs;
 pub mod service;

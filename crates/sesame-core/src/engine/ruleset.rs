@@ -7,6 +7,9 @@ use std::net::IpAddr;
 
 use crate::{Door, Proto, Service, TcpFlags};
 
+/// The firewall table name used when the configuration does not choose one.
+pub const DEFAULT_TABLE: &str = "sesame";
+
 /// What the kernel ruleset must enforce, derived from the doors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {

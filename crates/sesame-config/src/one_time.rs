@@ -103,7 +103,7 @@ fn parse_knock(item: &str) -> Result<Knock, String> {
 pub enum OneTimeError {
     /// The file is writable by others or owned by a stranger.
     #[error(transparent)]
-    Permissions(#[from] crate::privilege::WritableByOthers),
+    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
     /// The file could not be opened or read.
     #[error("{path}: cannot read one-time sequence file: {source}")]
     Read {
@@ -176,7 +176,7 @@ impl OneTimeFile {
     /// and the offending item.
     pub fn open(path: &Path) -> Result<Self, OneTimeError> {
         let shown = path.display().to_string();
-        crate::privilege::check_not_writable_by_others(path)?;
+        sesame_client::secure_file::check_not_writable_by_others(path)?;
         let bytes = std::fs::read(path).map_err(|source| OneTimeError::Read {
             path: shown.clone(),
             source,

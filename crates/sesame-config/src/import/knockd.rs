@@ -22,8 +22,8 @@ use std::time::Duration;
 use sesame_core::door::{CommandTemplate, Commands};
 use sesame_core::{Door, DoorError, Knock, Proto, TcpFlags};
 
-use crate::config::{Config, DaemonSettings};
 use crate::one_time::{OneTimeError, OneTimeFile};
+use crate::{Config, DaemonSettings};
 
 /// knockd's default `Seq_Timeout` (`SEQ_TIMEOUT`).
 pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
@@ -37,7 +37,7 @@ pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
 pub enum KnockdError {
     /// The file is writable by its group or others.
     #[error("{0}")]
-    Permissions(#[from] crate::privilege::WritableByOthers),
+    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
     /// The config file could not be read.
     #[error("{path}: cannot read knockd config: {source}")]
     Read {
@@ -239,7 +239,7 @@ impl KnockdDoor {
 
 /// Reads and parses a knockd config file.
 pub fn load(path: &Path) -> Result<KnockdConfig, KnockdError> {
-    crate::privilege::check_not_writable_by_others(path)?;
+    sesame_client::secure_file::check_not_writable_by_others(path)?;
     let text = std::fs::read_to_string(path).map_err(|source| KnockdError::Read {
         path: path.display().to_string(),
         source,
@@ -398,7 +398,7 @@ impl Parser {
             "PIDFILE" => self.options.pid_file = Some(PathBuf::from(value)),
             _ => {
                 for name in value.split(',').map(str::trim) {
-                    if !crate::config::valid_interface_name(name) {
+                    if !crate::valid_interface_name(name) {
                         return Err(self.err(
                             line,
                             format!("{item} {name:?}"),
@@ -1396,8 +1396,8 @@ Command = echo %IP%
             let toml = knockd.to_sesame_toml();
             let path = Path::new("imported.toml");
             let expected = knockd.to_config(path).unwrap();
-            let parsed = crate::config::parse(&toml, path)
-                .unwrap_or_else(|e| panic!("{e}\n--- output ---\n{toml}"));
+            let parsed =
+                crate::parse(&toml, path).unwrap_or_else(|e| panic!("{e}\n--- output ---\n{toml}"));
             assert_eq!(parsed, expected, "\n--- output ---\n{toml}");
         }
 
@@ -1409,8 +1409,8 @@ Command = echo %IP%
         .unwrap();
         let toml = knockd.to_sesame_toml();
         let path = Path::new("imported.toml");
-        let parsed = crate::config::parse(&toml, path)
-            .unwrap_or_else(|e| panic!("{e}\n--- output ---\n{toml}"));
+        let parsed =
+            crate::parse(&toml, path).unwrap_or_else(|e| panic!("{e}\n--- output ---\n{toml}"));
         assert_eq!(parsed, knockd.to_config(path).unwrap(), "{toml}");
     }
 }
