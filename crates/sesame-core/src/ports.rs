@@ -4,7 +4,7 @@
 //! what it does not own: the kernel firewall, the store that makes a
 //! credential single-use, the files of one-time sequences and the host's own
 //! addresses. The daemon implements them with netlink and files; tests use
-//! the in-memory stand-ins of [`crate::engine::testing`].
+//! the in-memory stand-ins of `sesame-testkit`.
 //!
 //! The firewall and the one-time store answer at once: the kernel and a
 //! local file are never slow, and their answer decides the engine's books.

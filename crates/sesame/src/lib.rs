@@ -27,4 +27,5 @@ pub use sesame_config::one_time;
 pub mod privilege;
 pub mod safe_fs;
 pub mod service;
-pub mod testbed;
+/// The namespace test bed (`sesame-testkit`), used by `sesame demo`.
+pub use sesame_testkit::testbed;

@@ -17,17 +17,13 @@
 //! The shape follows boringtun's `Tunn` and quinn-proto's `Connection`:
 //! no sockets, no clock, no randomness (seeds are passed in), and a test
 //! can drive the whole flow from packet bytes to firewall calls in memory
-//! (see [`testing`]).
+//! (see `sesame-testkit`).
 
 pub mod action;
 pub mod doors;
 mod flows;
 mod policy;
 pub mod ruleset;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-#[cfg(test)]
-mod tests;
 mod totp_slots;
 
 use std::collections::{HashMap, HashSet, VecDeque};

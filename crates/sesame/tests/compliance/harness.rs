@@ -14,12 +14,14 @@
 //! namespaces is killed, and the namespaces and the temp dir are removed, when
 //! the harness is dropped (also on panic).
 
+use sesame_testkit::proc::ci;
+pub use sesame_testkit::proc::{find_program, poll, run_bounded};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sesame::testbed::{Side, Testbed, CLIENT2_V4, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -94,44 +96,6 @@ pub enum Probe {
     Other(String),
 }
 
-/// Upper bound on the iterations of any polling loop.
-const MAX_POLLS: u32 = 2_000;
-
-/// Polls `f` every `every` until it is true or `limit` passes (bounded in
-/// time and in iterations). Returns whether it became true.
-pub fn poll(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    for _ in 0..MAX_POLLS {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(every);
-    }
-    false
-}
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Finds `prog` in the usual system directories.
-fn find_program(prog: &str) -> Option<PathBuf> {
-    [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ]
-    .iter()
-    .map(|d| Path::new(d).join(prog))
-    .find(|p| p.is_file())
-}
-
 /// Resolves the external programs every scenario needs; `None` means skip
 /// (outside CI). Under `CI=true` a missing program is a failure.
 fn programs() -> Option<Programs> {
@@ -202,48 +166,6 @@ impl Log {
     /// Everything captured so far.
     pub fn dump(&self) -> String {
         self.0.lock().unwrap().join("\n")
-    }
-}
-
-/// Runs `cmd` to completion with captured output, killing it (by its pid)
-/// if it takes longer than `limit`.
-pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let mut status = None;
-    poll(limit, Duration::from_millis(5), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
     }
 }
 

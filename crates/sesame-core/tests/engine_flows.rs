@@ -2,17 +2,20 @@
 //! packet bytes in, firewall grants out (see [`super::testing::Harness`]).
 //! They run as a normal user in milliseconds; the namespace tests of the
 //! `sesame` crate prove the adapters.
+//!
+//! Run them with `cargo test -p sesame-core --test engine_flows`.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::testing::{Harness, StoreMode};
-use super::*;
-use crate::fwknop::stanza::{FwknopStanza, Secret};
-use crate::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
-use crate::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
-use crate::totp::{TotpSecret, TotpSpec};
-use crate::{Guard, Knock, Proto, TcpFlags};
+use sesame_core::engine::*;
+use sesame_core::fwknop::stanza::{FwknopStanza, Secret};
+use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
+use sesame_core::rate::RatePolicy;
+use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
+use sesame_core::totp::{TotpSecret, TotpSpec};
+use sesame_core::{BanPolicy, Door, Guard, Knock, Proto, Service, TcpFlags};
+use sesame_testkit::engine::{Harness, StoreMode};
 
 const NOW: u64 = 1_800_000_000;
 const SSH: Service = Service {
@@ -59,12 +62,16 @@ fn settings() -> Settings {
 }
 
 fn engine(doors: Vec<EngineDoor>) -> Engine {
+    engine_with(doors, settings())
+}
+
+fn engine_with(doors: Vec<EngineDoor>, settings: Settings) -> Engine {
     let seeds = Seeds {
         tracker: [1, 2],
         grants: [3, 4],
         budget: [5, 6],
     };
-    Engine::new(doors, settings(), seeds).unwrap()
+    Engine::new(doors, settings, seeds).unwrap()
 }
 
 fn harness(doors: Vec<EngineDoor>) -> Harness {
@@ -495,10 +502,14 @@ fn fwknop_stanza_policy_decides_and_replays_are_refused() {
 
 #[test]
 fn max_grants_evicts_in_the_kernel_too() {
-    let mut e = engine(vec![plain("ssh", &["7000", "8000"])]);
-    e.settings.max_grants = 2;
-    e.grants = crate::grants::Grants::new(2, [1, 1]);
-    let mut h = Harness::new(e, NOW);
+    let limited = Settings {
+        max_grants: 2,
+        ..settings()
+    };
+    let mut h = Harness::new(
+        engine_with(vec![plain("ssh", &["7000", "8000"])], limited),
+        NOW,
+    );
     let addrs: Vec<IpAddr> = (1..=3).map(|i| ip(&format!("198.51.100.{i}"))).collect();
     for a in &addrs {
         h.knock(*a, server(), &knocks(&["7000", "8000"]));
@@ -573,10 +584,13 @@ fn reload_keeps_grants_of_kept_doors_and_revokes_the_others() {
 #[test]
 fn on_open_and_on_close_commands_are_rendered_per_service() {
     let mut d = plain("ssh", &["7000", "8000"]);
-    d.door.on_open =
-        crate::Commands::both(Some(crate::CommandTemplate::argv(["/bin/log", "%IP%"])));
-    d.door.on_close =
-        crate::Commands::both(Some(crate::CommandTemplate::argv(["/bin/close", "%IP%"])));
+    d.door.on_open = sesame_core::Commands::both(Some(sesame_core::CommandTemplate::argv([
+        "/bin/log", "%IP%",
+    ])));
+    d.door.on_close = sesame_core::Commands::both(Some(sesame_core::CommandTemplate::argv([
+        "/bin/close",
+        "%IP%",
+    ])));
     let mut h = harness(vec![d]);
     let alice = ip("198.51.100.7");
     h.knock(alice, server(), &knocks(&["7000", "8000"]));

@@ -2,20 +2,19 @@
 //! world and a virtual clock, driven from packet bytes to firewall calls
 //! without root, sockets or real time (quinn's `Pair`, for Sesame).
 //!
-//! Available to this crate's tests and, with the `testing` feature, to
-//! other crates' tests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::packet::{self, testing as wire};
-use crate::ports::{Firewall, OneTimeStore, PortError, ReplayStore, Reservation, Ticket, World};
-use crate::replay::{ReplayCache, ReplayKey};
-use crate::tracker::Observation;
-use crate::{Instant, Knock, Proto, Service};
-
-use super::{Action, Engine, Note, Now, Ruleset, Run};
+use sesame_core::engine::{Action, Engine, Note, Now, Ruleset, Run};
+use sesame_core::packet::{self, testing as wire};
+use sesame_core::ports::{
+    Firewall, OneTimeStore, PortError, ReplayStore, Reservation, Ticket, World,
+};
+use sesame_core::replay::{ReplayCache, ReplayKey};
+use sesame_core::tracker::Observation;
+use sesame_core::{Instant, Knock, Proto, Service};
 
 /// A firewall in memory: the grants it holds, with their kernel expiry.
 #[derive(Debug, Default)]
@@ -268,7 +267,7 @@ impl Harness {
     /// `dst`, a TCP SYN or a UDP datagram with `payload`.
     pub fn packet(&mut self, src: IpAddr, dst: IpAddr, proto: Proto, port: u16, payload: &[u8]) {
         let l4 = match proto {
-            Proto::Tcp => wire::tcp(40000, port, crate::door::tcp_flag::SYN, payload),
+            Proto::Tcp => wire::tcp(40000, port, sesame_core::door::tcp_flag::SYN, payload),
             Proto::Udp => wire::udp(40000, port, payload),
         };
         let number = if proto == Proto::Tcp {
