@@ -87,19 +87,7 @@ pub fn sesame_for(peer: &str) -> Option<&'static str> {
 }
 
 /// Finds `prog` in the usual system directories.
-pub fn which(prog: &str) -> Option<PathBuf> {
-    [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ]
-    .iter()
-    .map(|d| Path::new(d).join(prog))
-    .find(|p| p.is_file())
-}
+pub use sesame_testkit::proc::find_program as which;
 
 /// The sesamed binary: `$SESAMED`, else `$SESAMED_TARGET_DIR/release`, else
 /// the repository's `target/release`.

@@ -291,6 +291,11 @@ fn spa_packet(key: &SpaKey, nonce: u8, timestamp: u64, address: Option<IpAddr>) 
     spa::encode_symmetric(key, &payload, [nonce; 24]).unwrap()
 }
 
+/// Sends an SPA datagram from `src` to the IPv4 server's SPA port.
+fn send_spa(h: &mut Harness, src: IpAddr, packet: &[u8]) {
+    h.packet(src, server(), Proto::Udp, 62201, packet);
+}
+
 #[test]
 fn spa_packet_opens_for_its_sender_and_a_replay_is_refused() {
     let (d, key) = spa_door(false);
@@ -327,19 +332,15 @@ fn spa_explicit_address_is_refused_for_this_host() {
     let mut h = harness(vec![d]);
     h.world.local.push(ip("192.0.2.1"));
     let alice = ip("198.51.100.7");
-    h.packet(
+    send_spa(
+        &mut h,
         alice,
-        server(),
-        Proto::Udp,
-        62201,
         &spa_packet(&key, 1, NOW, Some(ip("192.0.2.1"))),
     );
     assert_eq!(h.refusals(), vec!["address_refused"]);
-    h.packet(
+    send_spa(
+        &mut h,
         alice,
-        server(),
-        Proto::Udp,
-        62201,
         &spa_packet(&key, 3, NOW, Some(ip("198.51.100.99"))),
     );
     assert!(
@@ -370,13 +371,7 @@ fn an_asynchronous_store_holds_the_grant_until_it_answers() {
     let mut h = harness(vec![d]);
     h.world.replay.as_mut().unwrap().mode = StoreMode::Deferred;
     let alice = ip("198.51.100.7");
-    h.packet(
-        alice,
-        server(),
-        Proto::Udp,
-        62201,
-        &spa_packet(&key, 1, NOW, None),
-    );
+    send_spa(&mut h, alice, &spa_packet(&key, 1, NOW, None));
     assert!(!h.admits(alice, SSH), "pending: not open yet");
     assert!(h
         .engine
@@ -386,21 +381,9 @@ fn an_asynchronous_store_holds_the_grant_until_it_answers() {
     assert!(h.admits(alice, SSH), "open once the store said yes");
     // A store that says no, and one that never answers: refused.
     let bob = ip("198.51.100.8");
-    h.packet(
-        bob,
-        server(),
-        Proto::Udp,
-        62201,
-        &spa_packet(&key, 2, NOW, None),
-    );
+    send_spa(&mut h, bob, &spa_packet(&key, 2, NOW, None));
     h.answer(false);
-    h.packet(
-        bob,
-        server(),
-        Proto::Udp,
-        62201,
-        &spa_packet(&key, 3, NOW, None),
-    );
+    send_spa(&mut h, bob, &spa_packet(&key, 3, NOW, None));
     h.advance(RESERVATION_TIMEOUT + Duration::from_millis(1));
     assert!(!h.admits(bob, SSH));
     assert_eq!(h.refusals(), vec!["replay_state", "replay_store_timeout"]);
@@ -412,13 +395,7 @@ fn a_store_that_cannot_record_keeps_the_door_closed() {
     let mut h = harness(vec![d]);
     h.world.replay.as_mut().unwrap().mode = StoreMode::Failing;
     let alice = ip("198.51.100.7");
-    h.packet(
-        alice,
-        server(),
-        Proto::Udp,
-        62201,
-        &spa_packet(&key, 1, NOW, None),
-    );
+    send_spa(&mut h, alice, &spa_packet(&key, 1, NOW, None));
     assert!(!h.admits(alice, SSH));
     assert_eq!(h.refusals(), vec!["replay_state"]);
 }
@@ -603,4 +580,65 @@ fn on_open_and_on_close_commands_are_rendered_per_service() {
             vec!["/bin/close".to_string(), "198.51.100.7".into()]
         ]
     );
+}
+
+#[test]
+fn a_reload_keeps_requests_waiting_for_the_store_and_refuses_those_of_removed_doors() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    h.world.replay.as_mut().unwrap().mode = StoreMode::Deferred;
+    let alice = ip("198.51.100.7");
+    send_spa(&mut h, alice, &spa_packet(&key, 1, NOW, None));
+    let (same, _) = spa_door(false);
+    let mut next = engine(vec![same]);
+    let now = h.now;
+    next.take_over(&mut h.engine, now, &mut h.world);
+    h.engine = next;
+    h.answer(true);
+    assert!(h.admits(alice, SSH), "the answer reaches the new engine");
+    // The door goes away while a request waits: refused, and said so.
+    let bob = ip("198.51.100.8");
+    send_spa(&mut h, bob, &spa_packet(&key, 2, NOW, None));
+    let mut without = engine(vec![plain("ssh", &["7000", "8000"])]);
+    let now = h.now;
+    without.take_over(&mut h.engine, now, &mut h.world);
+    h.engine = without;
+    h.tick();
+    h.answer(true);
+    assert!(!h.admits(bob, SSH));
+    assert_eq!(h.refusals(), vec!["door_removed"]);
+}
+
+#[test]
+fn a_silent_store_cannot_make_requests_pile_up() {
+    let (d, key) = spa_door(false);
+    let mut h = harness(vec![d]);
+    let store = h.world.replay.as_mut().unwrap();
+    store.mode = StoreMode::Deferred;
+    // Room in the spent set for every request, so only the cap refuses.
+    store.cache = sesame_core::ReplayCache::new(4 * MAX_PENDING);
+    for i in 0..=MAX_PENDING as u64 {
+        let src = IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        let mut payload_nonce = [0u8; 16];
+        payload_nonce[..8].copy_from_slice(&i.to_be_bytes());
+        let payload = Payload {
+            timestamp: NOW,
+            nonce: payload_nonce,
+            services: vec![SSH],
+            duration: 0,
+            address: None,
+        };
+        let mut aead_nonce = [0u8; 24];
+        aead_nonce[..8].copy_from_slice(&i.to_be_bytes());
+        let packet = spa::encode_symmetric(&key, &payload, aead_nonce).unwrap();
+        send_spa(&mut h, src, &packet);
+    }
+    let refusals = h.refusals();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "only the one past the cap: {:?}",
+        &refusals[..refusals.len().min(3)]
+    );
+    assert_eq!(refusals[0], "replay_store_busy");
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tracker::{DoorId, Event};
+use crate::tracker::Event;
 use crate::{Prefix, Service};
 
 /// One thing for the driver to do, in order.
@@ -38,8 +38,6 @@ pub enum Level {
     Debug,
     /// A normal event.
     Info,
-    /// Something an admin should look at.
-    Warn,
     /// Something failed.
     Error,
 }
@@ -209,15 +207,4 @@ pub enum Note {
         /// The firewall's error.
         error: String,
     },
-}
-
-/// Reading the door id out of a knock note.
-impl Note {
-    /// The tracker door a [`Note::Knock`] is about.
-    pub fn knock_door(&self) -> Option<DoorId> {
-        match self {
-            Note::Knock { event, .. } => Some(event.door()),
-            _ => None,
-        }
-    }
 }

@@ -16,7 +16,7 @@ use crate::Service;
 
 use super::policy::{self, FwknopAction};
 use super::totp_slots::SlotOwner;
-use super::{DoorKind, Engine, Level, Note, Now, Pending, Run, RESERVATION_TIMEOUT};
+use super::{DoorKind, Engine, Level, Note, Now, Pending, Run, MAX_PENDING, RESERVATION_TIMEOUT};
 
 /// What an accepted request does once its credential is spent.
 pub(super) struct Accepted {
@@ -371,6 +371,23 @@ impl Engine {
                     message,
                 );
             }
+        }
+        // A store that stops answering must not let requests pile up: past
+        // the cap, refuse (the credential stays spent: fail closed).
+        if self.pending.len() >= MAX_PENDING {
+            let message = format!(
+                "{} refused: {MAX_PENDING} requests already wait for the replay store",
+                what(c.via)
+            );
+            return self.refuse(
+                c.via,
+                Level::Error,
+                c.src,
+                c.door,
+                Some(c.user),
+                "replay_store_busy",
+                message,
+            );
         }
         let ticket = self.ticket();
         match store.reserve(ticket, c.key, c.expires) {

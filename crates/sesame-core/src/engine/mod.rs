@@ -47,6 +47,10 @@ use totp_slots::TotpSlots;
 /// the request it holds is refused.
 pub const RESERVATION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The most requests that may wait for the replay store at once; more are
+/// refused (`replay_store_busy`).
+pub const MAX_PENDING: usize = 4096;
+
 /// One reading of both clocks, taken once per input: the monotonic one for
 /// deadlines, the wall one (unix seconds) for credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,11 +320,6 @@ impl Engine {
             })
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The knock tracker (bans, attempts in progress).
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
@@ -360,11 +359,6 @@ impl Engine {
     /// How many grants are held.
     pub fn grant_count(&self) -> usize {
         self.grants.len()
-    }
-
-    /// When `addr`'s grant of `door` closes, if it has one.
-    pub fn grant_expires(&self, addr: IpAddr, door: DoorId) -> Option<Instant> {
-        self.grants.expires_at(addr, door)
     }
 
     /// The kernel ruleset for the doors as they are now (a one-time door's
@@ -561,6 +555,28 @@ impl Engine {
                 .is_ok()
             {
                 carried.revoked += 1;
+            }
+        }
+        // Requests waiting for the store keep waiting, under the new door
+        // of the same name; their tickets stay unique. A removed door's are
+        // refused (never dropped silently).
+        self.next_ticket = self.next_ticket.max(old.next_ticket);
+        for (ticket, mut p) in std::mem::take(&mut old.pending) {
+            match self.door_id(&old.doors[p.door].door.name) {
+                Ok(j) => {
+                    p.door = j;
+                    self.pending.insert(ticket, p);
+                }
+                Err(_) => old.refuse(
+                    p.via,
+                    Level::Error,
+                    p.src,
+                    p.door,
+                    Some(p.user),
+                    "door_removed",
+                    "its door was removed by a reload while the replay store had not answered"
+                        .into(),
+                ),
             }
         }
         self.actions.extend(old.actions.drain(..));

@@ -138,9 +138,6 @@ impl Observer {
                     Level::Info => {
                         info!(event, source = %src, door = %door, user, reason, "{message}")
                     }
-                    Level::Warn => {
-                        warn!(event, source = %src, door = %door, user, reason, "{message}")
-                    }
                     Level::Error => {
                         error!(event, source = %src, door = %door, user, reason, "{message}")
                     }

@@ -239,6 +239,7 @@ impl PersistentReplay {
 
     /// True when a credential made at unix second `made` is refused by
     /// [`PersistentReplay::not_before`].
+    #[cfg(test)]
     pub fn before_first_start(&self, made: u64) -> bool {
         self.not_before.is_some_and(|t| made < t)
     }
