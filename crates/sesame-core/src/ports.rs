@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::engine::Ruleset;
+use crate::engine::ruleset::Ruleset;
 use crate::replay::{ReplayCache, ReplayKey};
 use crate::{Knock, Service};
 

@@ -166,7 +166,7 @@ pub(crate) fn parse_chain(msg: &wire::Msg<'_>) -> Option<HostChain> {
         .and_then(|h| be32(wire::find_attr(h, NFTA_HOOK_HOOKNUM).ok().flatten()));
     let policy = be32(wire::find_attr(attrs, NFTA_CHAIN_POLICY).ok().flatten());
     Some(HostChain {
-        family: crate::family_name(family),
+        family: crate::dump::family_name(family),
         table: text(attrs, NFTA_CHAIN_TABLE),
         chain: text(attrs, NFTA_CHAIN_NAME),
         hook,
@@ -187,7 +187,7 @@ pub(crate) fn parse_rule(msg: &wire::Msg<'_>) -> Option<HostRule> {
         .and_then(|h| wire::be64(h).ok())
         .unwrap_or(0);
     let mut rule = HostRule {
-        family: crate::family_name(family),
+        family: crate::dump::family_name(family),
         table: text(attrs, NFTA_RULE_TABLE),
         chain: text(attrs, NFTA_RULE_CHAIN),
         handle,

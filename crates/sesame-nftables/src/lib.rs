@@ -29,13 +29,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch;
+mod dump;
 mod host;
 mod rules;
 mod sys;
+mod types;
 mod watch;
 mod wire;
 
+pub use dump::DnatRule;
 pub use host::{HostChain, HostRule, HostRuleset, Verdict};
+pub use types::{validate_table_name, FirewallError, Grant, InstallOutcome, MAX_TABLE_NAME};
 pub use watch::{ChangeWatch, Tampering};
 
 use std::io;
@@ -48,377 +53,18 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use sesame_core::Service;
 
+use crate::batch::{grant_keys, Batch, NFT_TABLE_F_OWNER, NFT_TABLE_F_PERSIST};
+use crate::dump::{parse_dnat_rule, parse_elements};
 use crate::rules::*;
 use crate::sys::*;
 use crate::wire::{Msg, Writer};
 
 pub use sesame_core::engine::ruleset::DEFAULT_TABLE;
 
-/// Longest table name accepted (the kernel allows 255; shorter keeps logs sane).
-pub const MAX_TABLE_NAME: usize = 64;
-
 /// How long to wait for the kernel's answer to one request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub use sesame_core::engine::Ruleset;
-
-/// What [`Firewall::install`] had to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstallOutcome {
-    /// The table did not exist and was created.
-    Created,
-    /// The table existed and was brought up to date in place; grants kept.
-    Updated,
-    /// The table existed in an incompatible shape and was replaced in one
-    /// transaction; live grants were carried over.
-    Recreated,
-}
-
-/// One live grant in the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Grant {
-    /// Source address allowed in.
-    pub addr: IpAddr,
-    /// Service it may reach.
-    pub service: Service,
-    /// Time left before the kernel removes the grant.
-    pub expires_in: Option<Duration>,
-}
-
-/// Errors from the firewall adapter. Each names the operation and table.
-#[derive(Debug, thiserror::Error)]
-pub enum FirewallError {
-    /// The table name is unusable.
-    #[error("invalid nftables table name {name:?}: {reason}")]
-    BadTableName {
-        /// The rejected name.
-        name: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// A netfilter netlink socket could not be created.
-    #[error("cannot open a netfilter netlink socket: {0}")]
-    Socket(#[source] io::Error),
-    /// The kernel refused for lack of privilege.
-    #[error("permission denied by nf_tables while trying to {op} in table {table:?} (run as root or with CAP_NET_ADMIN; if `nft list table inet {table}` shows `flags owner`, another running sesamed owns it: stop that one first)")]
-    PermissionDenied {
-        /// What was attempted.
-        op: String,
-        /// The table.
-        table: String,
-    },
-    /// The kernel rejected one message of a request.
-    #[error("nf_tables rejected {op} in table {table:?}: {source}{detail}")]
-    Rejected {
-        /// The rejected message.
-        op: String,
-        /// The table.
-        table: String,
-        /// The errno.
-        #[source]
-        source: io::Error,
-        /// Kernel extended-ack text, formatted as ` (text)`, or empty.
-        detail: String,
-    },
-    /// Sending or receiving failed.
-    #[error("netlink I/O failed while trying to {op} in table {table:?}: {source}")]
-    Io {
-        /// What was attempted.
-        op: String,
-        /// The table.
-        table: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel did not answer in time.
-    #[error(
-        "no answer from nf_tables within {timeout_ms} ms while trying to {op} in table {table:?}"
-    )]
-    Timeout {
-        /// What was attempted.
-        op: String,
-        /// The table.
-        table: String,
-        /// The limit.
-        timeout_ms: u64,
-    },
-    /// A request could not be encoded: some netlink attribute would be
-    /// longer than 64 KiB. Nothing was sent.
-    #[error("cannot encode {op} for table {table:?}: a netlink attribute would exceed 64 KiB")]
-    TooLarge {
-        /// What was attempted.
-        op: String,
-        /// The table.
-        table: String,
-    },
-    /// The kernel's answer could not be decoded.
-    #[error("malformed answer from nf_tables while trying to {op}: {what}")]
-    Malformed {
-        /// What was attempted.
-        op: String,
-        /// What was wrong.
-        what: &'static str,
-    },
-}
-
-impl FirewallError {
-    /// The errno behind this error, if any.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            FirewallError::Rejected { source, .. } | FirewallError::Io { source, .. } => {
-                source.raw_os_error()
-            }
-            FirewallError::PermissionDenied { .. } => Some(Errno::EPERM as i32),
-            _ => None,
-        }
-    }
-}
-
-/// Validates a table name: 1..=64 characters from `[A-Za-z0-9_.-]`, starting
-/// with a letter (what `nft` accepts as an unquoted identifier).
-pub fn validate_table_name(name: &str) -> Result<(), FirewallError> {
-    let bad = |reason| {
-        Err(FirewallError::BadTableName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("it is empty");
-    }
-    if name.len() > MAX_TABLE_NAME {
-        return bad("it is longer than 64 characters");
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return bad("it must start with a letter");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        return bad("only letters, digits, '_', '-' and '.' are allowed");
-    }
-    Ok(())
-}
-
-/// One message of a batch, with a description for error reports.
-struct Pending {
-    seq: u32,
-    op: String,
-}
-
-/// Builds one nf_tables transaction.
-struct Batch<'a> {
-    w: Writer,
-    table: &'a str,
-    /// `NFTA_TABLE_FLAGS` of the table this batch creates or updates.
-    table_flags: u32,
-    begin_seq: u32,
-    seq: u32,
-    msgs: Vec<Pending>,
-}
-
-impl<'a> Batch<'a> {
-    /// Starts a batch whose messages are numbered after `last_seq`.
-    fn new(table: &'a str, last_seq: u32) -> Self {
-        let mut w = Writer::new();
-        let seq = last_seq.wrapping_add(1);
-        w.message(
-            NFNL_MSG_BATCH_BEGIN,
-            NLM_F_REQUEST,
-            seq,
-            NFPROTO_UNSPEC,
-            NFNL_SUBSYS_NFTABLES,
-            |_| {},
-        );
-        Self {
-            w,
-            table,
-            table_flags: 0,
-            begin_seq: seq,
-            seq,
-            msgs: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, msg: u8, flags: u16, op: String, body: impl FnOnce(&mut Writer)) {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        self.w.message(
-            (NFNL_SUBSYS_NFTABLES << 8) | u16::from(msg),
-            NLM_F_REQUEST | NLM_F_ACK | flags,
-            seq,
-            NFPROTO_INET,
-            0,
-            body,
-        );
-        self.msgs.push(Pending { seq, op });
-    }
-
-    fn new_table(&mut self) {
-        let t = self.table;
-        let flags = self.table_flags;
-        self.push(
-            NFT_MSG_NEWTABLE,
-            NLM_F_CREATE,
-            format!("create table {t}"),
-            |w| {
-                w.put_str(NFTA_TABLE_NAME, t);
-                if flags != 0 {
-                    w.put_be32(NFTA_TABLE_FLAGS, flags);
-                }
-            },
-        );
-    }
-
-    fn del_table(&mut self) {
-        let t = self.table;
-        self.push(NFT_MSG_DELTABLE, 0, format!("delete table {t}"), |w| {
-            w.put_str(NFTA_TABLE_NAME, t)
-        });
-    }
-
-    fn new_set(&mut self, s: &SetSpec, id: u32) {
-        let t = self.table;
-        self.push(
-            NFT_MSG_NEWSET,
-            NLM_F_CREATE,
-            format!("create set {}", s.name),
-            |w| set_attrs(w, t, s, id),
-        );
-    }
-
-    fn flush_set(&mut self, set: &'static str) {
-        let t = self.table;
-        self.push(NFT_MSG_DELSETELEM, 0, format!("flush set {set}"), |w| {
-            w.put_str(NFTA_SET_ELEM_LIST_TABLE, t);
-            w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-        });
-    }
-
-    /// Adds (or, with `del`, removes) elements; `timeout` is per element.
-    fn elements(
-        &mut self,
-        set: &'static str,
-        keys: &[Vec<u8>],
-        timeout: Option<Duration>,
-        del: bool,
-    ) {
-        if keys.is_empty() {
-            return;
-        }
-        let t = self.table;
-        let (msg, flags, verb) = if del {
-            (NFT_MSG_DELSETELEM, 0, "delete")
-        } else {
-            (NFT_MSG_NEWSETELEM, NLM_F_CREATE, "add")
-        };
-        // The element list is one attribute with a 16-bit length, so a
-        // large set (a TOTP range, a guard) goes in several messages of the
-        // same batch: still one transaction.
-        for chunk in keys.chunks(ELEMENTS_PER_MESSAGE) {
-            let op = format!("{verb} {} element(s) in set {set}", chunk.len());
-            self.push(msg, flags, op, |w| {
-                w.put_str(NFTA_SET_ELEM_LIST_TABLE, t);
-                w.put_str(NFTA_SET_ELEM_LIST_SET, set);
-                w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
-                    for key in chunk {
-                        w.nest(NFTA_LIST_ELEM, |w| {
-                            w.nest(NFTA_SET_ELEM_KEY, |w| w.put(NFTA_DATA_VALUE, key));
-                            if let Some(ttl) = timeout {
-                                w.put_be64(NFTA_SET_ELEM_TIMEOUT, timeout_ms(ttl));
-                            }
-                        });
-                    }
-                });
-            });
-        }
-    }
-
-    fn new_chain(&mut self, c: &ChainSpec) {
-        let t = self.table;
-        self.push(
-            NFT_MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            format!("create chain {}", c.name),
-            |w| chain_attrs(w, t, c),
-        );
-    }
-
-    fn flush_chain(&mut self, chain: &'static str) {
-        let t = self.table;
-        self.push(NFT_MSG_DELRULE, 0, format!("flush chain {chain}"), |w| {
-            w.put_str(NFTA_RULE_TABLE, t);
-            w.put_str(NFTA_RULE_CHAIN, chain);
-        });
-    }
-
-    fn new_rule(&mut self, chain: &'static str, n: usize, exprs: &[Expr]) {
-        let t = self.table;
-        let op = format!("add rule #{n} to chain {chain}");
-        self.push(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, op, |w| {
-            rule_attrs(w, t, chain, exprs)
-        });
-    }
-
-    /// Sets, chains and rules of `rules`, assuming an empty or compatible table.
-    fn ruleset(&mut self, rules: &Ruleset, flush: bool) {
-        self.new_table();
-        for (id, s) in (1..).zip(&SETS) {
-            self.new_set(s, id);
-        }
-        for (set, keys) in config_elements(rules) {
-            if flush {
-                self.flush_set(set);
-            }
-            self.elements(set, &keys, None, false);
-        }
-        for c in &CHAINS {
-            self.new_chain(c);
-            if flush {
-                self.flush_chain(c.name);
-            }
-        }
-        for (n, r) in observe_rules(rules).iter().enumerate() {
-            self.new_rule(CHAIN_OBSERVE, n + 1, r);
-        }
-        for (n, r) in gate_rules().iter().enumerate() {
-            self.new_rule(CHAIN_GATE, n + 1, r);
-        }
-    }
-
-    /// Closes the batch: its bytes, its acknowledged messages, the
-    /// `BATCH_BEGIN` sequence number and the last one used; `None` for the
-    /// bytes when an attribute overflowed.
-    fn finish(mut self) -> (Option<Vec<u8>>, Vec<Pending>, u32, u32) {
-        self.seq = self.seq.wrapping_add(1);
-        self.w.message(
-            NFNL_MSG_BATCH_END,
-            NLM_F_REQUEST,
-            self.seq,
-            NFPROTO_UNSPEC,
-            NFNL_SUBSYS_NFTABLES,
-            |_| {},
-        );
-        let bytes = (!self.w.overflowed()).then(|| self.w.into_bytes());
-        (bytes, self.msgs, self.begin_seq, self.seq)
-    }
-}
-
-/// Element timeout in milliseconds; the kernel needs at least 1.
-fn timeout_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Grant-set keys of `addr` for `services`.
-fn grant_keys(addr: IpAddr, services: &[Service]) -> (&'static str, Vec<Vec<u8>>) {
-    let (set, prefix) = grant_set_for(addr);
-    (
-        set,
-        services.iter().map(|s| grant_key(&prefix, s)).collect(),
-    )
-}
+pub use sesame_core::engine::ruleset::Ruleset;
 
 /// A handle on Sesame's nftables table.
 #[derive(Debug)]
@@ -437,19 +83,6 @@ pub struct Firewall {
     /// The table is owned by this socket now.
     owned: bool,
 }
-
-/// `NFTA_TABLE_FLAGS`.
-const NFTA_TABLE_FLAGS: u16 = 2;
-/// Only the owning socket may change or delete the table; `nft flush
-/// ruleset` by anyone else leaves it alone (Linux 5.12).
-const NFT_TABLE_F_OWNER: u32 = 2;
-/// An owned table outlives its owner (fail closed) and is taken over by
-/// the next one (Linux 6.9).
-const NFT_TABLE_F_PERSIST: u32 = 4;
-
-/// Elements per `NEWSETELEM` message: 1024 of the largest keys (IPv6 grants
-/// with a timeout, 48 bytes each) stay well inside a 64 KiB attribute.
-const ELEMENTS_PER_MESSAGE: usize = 1024;
 
 /// Encodes the transaction that installs `rules` in `table` without sending
 /// it, exactly as [`Firewall::install`] would (updating in place), and
@@ -959,146 +592,6 @@ impl Firewall {
     }
 }
 
-/// A destination-NAT rule of the host's ruleset (see
-/// [`Firewall::dnat_rules`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnatRule {
-    /// `ip`, `ip6`, `inet`, … as `nft` names the family.
-    pub family: &'static str,
-    /// The rule's table.
-    pub table: String,
-    /// The rule's chain.
-    pub chain: String,
-    /// Destination ports it matches with `th dport == PORT`.
-    pub ports: Vec<u16>,
-    /// It matches ports some other way (a set, a range) or not at all: any
-    /// port may be forwarded.
-    pub any_port: bool,
-}
-
-impl DnatRule {
-    /// True when the rule may forward traffic to `port`.
-    pub fn may_forward(&self, port: u16) -> bool {
-        self.any_port || self.ports.contains(&port)
-    }
-}
-
-fn family_name(f: u8) -> &'static str {
-    match f {
-        NFPROTO_INET => "inet",
-        2 => "ip",
-        NFPROTO_IPV6 => "ip6",
-        3 => "arp",
-        7 => "bridge",
-        5 => "netdev",
-        _ => "?",
-    }
-}
-
-/// Reads one `NEWRULE` dump message: a DNAT rule, or `None`. Port matches
-/// are recognised as nft writes them: a transport-header payload load of
-/// offset 2, length 2 into a register, then an equality compare on it.
-fn parse_dnat_rule(msg: &Msg<'_>) -> Result<Option<DnatRule>, &'static str> {
-    let family = *msg.payload.first().ok_or("short message")?;
-    let attrs = msg.payload.get(NFGENMSG_LEN..).ok_or("short message")?;
-    let text = |ty| -> Result<String, &'static str> {
-        let raw = wire::find_attr(attrs, ty).map_err(|m| m.0)?.unwrap_or(&[]);
-        Ok(String::from_utf8_lossy(raw)
-            .trim_end_matches('\0')
-            .to_string())
-    };
-    let Some(exprs) = wire::find_attr(attrs, NFTA_RULE_EXPRESSIONS).map_err(|m| m.0)? else {
-        return Ok(None);
-    };
-    let be32 = |p: Option<&[u8]>| -> Option<u32> {
-        p.and_then(|p| p.get(..4))
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let (mut dport_reg, mut ports, mut dnat, mut other_match) = (None, Vec::new(), false, false);
-    for elem in wire::attrs(exprs) {
-        let (ty, elem) = elem.map_err(|m| m.0)?;
-        if ty != NFTA_LIST_ELEM {
-            continue;
-        }
-        let name = wire::find_attr(elem, NFTA_EXPR_NAME)
-            .map_err(|m| m.0)?
-            .unwrap_or(&[]);
-        let data = wire::find_attr(elem, NFTA_EXPR_DATA)
-            .map_err(|m| m.0)?
-            .unwrap_or(&[]);
-        let get = |t| wire::find_attr(data, t).ok().flatten();
-        match name {
-            b"payload\0" => {
-                let is_dport = be32(get(NFTA_PAYLOAD_BASE)) == Some(NFT_PAYLOAD_TRANSPORT_HEADER)
-                    && be32(get(NFTA_PAYLOAD_OFFSET)) == Some(2)
-                    && be32(get(NFTA_PAYLOAD_LEN)) == Some(2);
-                if is_dport {
-                    dport_reg = be32(get(NFTA_PAYLOAD_DREG));
-                }
-            }
-            b"cmp\0" if dport_reg.is_some() && be32(get(NFTA_CMP_SREG)) == dport_reg => {
-                let value = get(NFTA_CMP_DATA)
-                    .and_then(|d| wire::find_attr(d, NFTA_DATA_VALUE).ok().flatten());
-                match (be32(get(NFTA_CMP_OP)), value) {
-                    (Some(NFT_CMP_EQ), Some([hi, lo, ..])) => {
-                        ports.push(u16::from_be_bytes([*hi, *lo]))
-                    }
-                    _ => other_match = true,
-                }
-            }
-            // A set or a range of ports (NFTA_RANGE_SREG is attribute 1).
-            b"lookup\0" if dport_reg.is_some() && be32(get(NFTA_LOOKUP_SREG)) == dport_reg => {
-                other_match = true
-            }
-            b"range\0" if dport_reg.is_some() && be32(get(1)) == dport_reg => other_match = true,
-            b"nat\0" if be32(get(NFTA_NAT_TYPE)) == Some(NFT_NAT_DNAT) => dnat = true,
-            _ => {}
-        }
-    }
-    if !dnat {
-        return Ok(None);
-    }
-    Ok(Some(DnatRule {
-        family: family_name(family),
-        table: text(NFTA_RULE_TABLE)?,
-        chain: text(NFTA_RULE_CHAIN)?,
-        any_port: other_match || ports.is_empty(),
-        ports,
-    }))
-}
-
-/// Decodes the grant elements of one `NEWSETELEM` dump message.
-fn parse_elements(set: &str, msg: &Msg<'_>, out: &mut Vec<Grant>) -> Result<(), &'static str> {
-    let attrs = msg.payload.get(NFGENMSG_LEN..).ok_or("short message")?;
-    let Some(elems) = wire::find_attr(attrs, NFTA_SET_ELEM_LIST_ELEMENTS).map_err(|m| m.0)? else {
-        return Ok(());
-    };
-    for elem in wire::attrs(elems) {
-        let (ty, elem) = elem.map_err(|m| m.0)?;
-        if ty != NFTA_LIST_ELEM {
-            continue;
-        }
-        let key = wire::find_attr(elem, NFTA_SET_ELEM_KEY)
-            .map_err(|m| m.0)?
-            .ok_or("element without key")?;
-        let key = wire::find_attr(key, NFTA_DATA_VALUE)
-            .map_err(|m| m.0)?
-            .ok_or("key without value")?;
-        let expires_in = match wire::find_attr(elem, NFTA_SET_ELEM_EXPIRATION).map_err(|m| m.0)? {
-            Some(p) => Some(Duration::from_millis(wire::be64(p).map_err(|m| m.0)?)),
-            None => None,
-        };
-        if let Some((addr, service)) = parse_grant_key(set, key) {
-            out.push(Grant {
-                addr,
-                service,
-                expires_in,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// The core's firewall seam, on nf_tables.
 impl sesame_core::ports::Firewall for Firewall {
     fn install(&mut self, ruleset: &Ruleset) -> Result<(), sesame_core::ports::PortError> {
@@ -1129,6 +622,7 @@ impl sesame_core::ports::Firewall for Firewall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::timeout_ms;
     use proptest::prelude::*;
 
     /// Every attribute of `buf`, nested ones included, lies inside its

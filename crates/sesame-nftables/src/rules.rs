@@ -7,7 +7,7 @@ use sesame_core::{Proto, Service};
 
 use crate::sys::*;
 use crate::wire::Writer;
-use crate::Ruleset;
+use sesame_core::engine::ruleset::Ruleset;
 
 /// Grants from IPv4 sources: `ipv4_addr . inet_proto . inet_service`.
 pub(crate) const SET_GRANTS4: &str = "grants4";

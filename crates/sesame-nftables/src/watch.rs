@@ -10,8 +10,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::sys::*;
+use crate::types::{validate_table_name, FirewallError};
 use crate::wire;
-use crate::FirewallError;
 
 /// `NFNLGRP_NFTABLES`: the multicast group of nf_tables notifications.
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -56,7 +56,7 @@ impl ChangeWatch {
     /// [`FirewallError::Socket`] when the socket cannot be made or joined
     /// to the group (CAP_NET_ADMIN is not needed to listen).
     pub fn open(table: &str) -> Result<Self, FirewallError> {
-        crate::validate_table_name(table)?;
+        validate_table_name(table)?;
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(FirewallError::Socket)?;
         sock.bind_auto().map_err(FirewallError::Socket)?;
         sock.add_membership(NFNLGRP_NFTABLES)

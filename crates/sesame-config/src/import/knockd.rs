@@ -22,8 +22,8 @@ use std::time::Duration;
 use sesame_core::door::{CommandTemplate, Commands};
 use sesame_core::{Door, DoorError, Knock, Proto, TcpFlags};
 
+use crate::model::{Config, DaemonSettings};
 use crate::one_time::{OneTimeError, OneTimeFile};
-use crate::{Config, DaemonSettings};
 
 /// knockd's default `Seq_Timeout` (`SEQ_TIMEOUT`).
 pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(25);
@@ -398,7 +398,7 @@ impl Parser {
             "PIDFILE" => self.options.pid_file = Some(PathBuf::from(value)),
             _ => {
                 for name in value.split(',').map(str::trim) {
-                    if !crate::valid_interface_name(name) {
+                    if !crate::model::valid_interface_name(name) {
                         return Err(self.err(
                             line,
                             format!("{item} {name:?}"),

@@ -8,8 +8,10 @@ use sesame_core::{Door, DoorError, Knock, Proto, Service, TcpFlags};
 use toml::Spanned;
 
 use super::Ctx;
+use std::net::IpAddr;
+
+use crate::model::*;
 use crate::schema::*;
-use crate::*;
 
 impl Ctx<'_> {
     pub(crate) fn door(

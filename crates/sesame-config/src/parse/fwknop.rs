@@ -8,8 +8,8 @@ use sesame_core::Door;
 use toml::Spanned;
 
 use super::Ctx;
+use crate::model::*;
 use crate::schema::*;
-use crate::*;
 
 impl Ctx<'_> {
     /// Reads an fwknop door (`fwknop_port`, `fwknop_max_age`, `stanzas`).

@@ -13,8 +13,8 @@ use sesame_core::door::{CommandTemplate, Commands};
 use sesame_core::{Door, DoorError, Guard, PortRange, Proto};
 use toml::Spanned;
 
+use crate::model::*;
 use crate::schema::*;
-use crate::*;
 
 /// The text being parsed, for locating errors.
 pub(crate) struct Ctx<'a> {

@@ -5,35 +5,18 @@
 //! then grant or run.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use crate::fwknop::{self, FwknopError, FwknopMessage, MsgType};
 use crate::ports::{PortError, Reservation, World};
 use crate::replay::{ReplayError, ReplayKey};
 use crate::spa::Cost;
 use crate::tracker::DoorId;
-use crate::Service;
 
+use super::action::{Action, Level, Note, Run};
+use super::doors::DoorKind;
 use super::policy::{self, FwknopAction};
+use super::state::{Accepted, Engine, Now, Pending, Then, MAX_PENDING, RESERVATION_TIMEOUT};
 use super::totp_slots::SlotOwner;
-use super::{DoorKind, Engine, Level, Note, Now, Pending, Run, MAX_PENDING, RESERVATION_TIMEOUT};
-
-/// What an accepted request does once its credential is spent.
-pub(super) struct Accepted {
-    /// Log event (`spa_accepted`, …) and line.
-    event: &'static str,
-    message: String,
-    then: Then,
-}
-
-enum Then {
-    Grant {
-        target: IpAddr,
-        services: Vec<Service>,
-        open_for: Duration,
-    },
-    Command(Run),
-}
 
 /// A credential about to be spent.
 struct Credential {
@@ -469,7 +452,7 @@ impl Engine {
                 services,
                 open_for,
             } => self.open_with(now, target, door, &services, open_for, world),
-            Then::Command(run) => self.actions.push_back(super::Action::Run(run)),
+            Then::Command(run) => self.actions.push_back(Action::Run(run)),
         }
     }
 }

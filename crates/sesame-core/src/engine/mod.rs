@@ -24,6 +24,7 @@ pub mod doors;
 mod flows;
 mod policy;
 pub mod ruleset;
+mod state;
 mod totp_slots;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -33,135 +34,18 @@ use std::time::Duration;
 
 use crate::grants::{GrantOutcome, Grants};
 use crate::ports::{Ticket, World};
-use crate::rate::{PrefixBudget, RatePolicy};
+use crate::rate::PrefixBudget;
 use crate::tracker::{DoorId, Event, Observation, Tracker};
-use crate::{BanPolicy, Door, Instant, Prefix, Service};
+use crate::{Door, Instant, Prefix, Service};
 
 pub use action::{Action, CloseReason, Level, Note, Run};
 pub use doors::{DoorKind, EngineDoor, FwknopDoor, LoadedStanza, SpaDoor, TotpDoor};
 pub use ruleset::Ruleset;
+pub use state::{
+    Carried, Engine, EngineError, GrantView, Now, Seeds, Settings, MAX_PENDING, RESERVATION_TIMEOUT,
+};
 pub use totp_slots::totp_key;
 use totp_slots::TotpSlots;
-
-/// How long a reservation may wait for an asynchronous replay store before
-/// the request it holds is refused.
-pub const RESERVATION_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The most requests that may wait for the replay store at once; more are
-/// refused (`replay_store_busy`).
-pub const MAX_PENDING: usize = 4096;
-
-/// One reading of both clocks, taken once per input: the monotonic one for
-/// deadlines, the wall one (unix seconds) for credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Monotonic time.
-    pub mono: Instant,
-    /// Seconds since the Unix epoch.
-    pub unix: u64,
-}
-
-/// Engine-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// NFLOG group knocks are logged to.
-    pub nflog_group: u16,
-    /// Interfaces knocks count on (empty: all).
-    pub interfaces: Vec<String>,
-    /// Knock attempts tracked at once.
-    pub max_tracked: usize,
-    /// Grants held at once.
-    pub max_grants: usize,
-    /// Knock failure budget per prefix.
-    pub ban: BanPolicy,
-    /// Public-key SPA verifications per source prefix.
-    pub spa_pk_rate: RatePolicy,
-}
-
-/// Hash seeds for the engine's tables (randomness is passed in).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seeds {
-    /// Knock attempt table.
-    pub tracker: [u64; 2],
-    /// Grant book.
-    pub grants: [u64; 2],
-    /// Public-key budget.
-    pub budget: [u64; 2],
-}
-
-/// Why the doors cannot run together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    /// Two single-packet doors listen on one UDP port.
-    #[error("doors {a:?} and {b:?} both use udp/{port}")]
-    PortClash {
-        /// First door.
-        a: String,
-        /// Second door.
-        b: String,
-        /// The port.
-        port: u16,
-    },
-}
-
-/// A grant as the control plane lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantView {
-    /// Who.
-    pub addr: IpAddr,
-    /// Door (index into [`Engine::doors`]).
-    pub door: DoorId,
-    /// What it opens.
-    pub services: Vec<Service>,
-    /// When it closes.
-    pub until: Instant,
-}
-
-/// What [`Engine::take_over`] carried from the engine it replaces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Carried {
-    /// Grants kept (their door still exists).
-    pub kept: usize,
-    /// Grants revoked (their door was removed).
-    pub revoked: usize,
-    /// Knock attempts kept (their door is unchanged).
-    pub knocks: usize,
-}
-
-/// An accepted request waiting for the replay store.
-struct Pending {
-    deadline: Instant,
-    via: &'static str,
-    src: IpAddr,
-    door: DoorId,
-    user: String,
-    then: flows::Accepted,
-}
-
-/// The protocol object. See the module documentation.
-pub struct Engine {
-    doors: Vec<EngineDoor>,
-    /// Names of the tracker's doors (the configured ones, then TOTP slots).
-    names: Vec<Arc<str>>,
-    settings: Settings,
-    tracker: Tracker,
-    totp: TotpSlots,
-    /// Single-packet doors by UDP port.
-    datagram_ports: HashMap<u16, DoorId>,
-    grants: Grants,
-    /// Services each grant holds (SPA and fwknop may grant a subset).
-    granted: HashMap<(IpAddr, DoorId), Vec<Service>>,
-    /// Grants found in the kernel at start: their on_close already ran.
-    adopted: HashSet<(IpAddr, DoorId)>,
-    pk_budget: PrefixBudget,
-    pending: HashMap<Ticket, Pending>,
-    next_ticket: u64,
-    /// Unix second of the last TOTP roll.
-    rolled_at: Option<u64>,
-    events: Vec<Event>,
-    closed: Vec<(IpAddr, DoorId)>,
-    actions: VecDeque<Action>,
-}
 
 impl Engine {
     /// Builds the engine for `doors`.

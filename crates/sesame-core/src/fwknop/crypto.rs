@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 use sha3::{Sha3_256, Sha3_512};
 use zeroize::Zeroizing;
 
-use super::{DigestType, EncMode};
+use super::encoding::{DigestType, EncMode};
 
 /// AES block length.
 pub(super) const BLOCK: usize = 16;

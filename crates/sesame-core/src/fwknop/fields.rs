@@ -8,7 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{b64_decode, b64_encode, AccessPort, Malformed, MsgType};
+use super::encoding::{b64_decode, b64_encode};
+use super::message::{message_string, AccessPort, Malformed, MsgType};
 use crate::door::{Proto, Service};
 
 /// Length of the random value.
@@ -245,29 +246,6 @@ fn parse_client_timeout(s: &str) -> Result<u32, Malformed> {
         return Err(Malformed::ClientTimeout);
     }
     s.parse().map_err(|_| Malformed::ClientTimeout)
-}
-
-/// The message string: `IP,proto/port,...` or `IP,command`, with `0.0.0.0`
-/// for "use the packet's source".
-pub(super) fn message_string(
-    access_ip: Option<IpAddr>,
-    access: &[AccessPort],
-    command: Option<&str>,
-) -> String {
-    let ip = match access_ip {
-        Some(ip) => ip.to_string(),
-        None => Ipv4Addr::UNSPECIFIED.to_string(),
-    };
-    let mut s = ip;
-    if let Some(cmd) = command {
-        s.push(',');
-        s.push_str(cmd);
-    }
-    for a in access {
-        s.push(',');
-        s.push_str(&a.to_string());
-    }
-    s
 }
 
 /// The encoded message (without digest) of `f`, exactly as the fwknop

@@ -17,56 +17,12 @@ use sesame_core::spa::{Credential, UserPolicy, Verifier};
 use sesame_core::totp::TotpSpec;
 use sesame_core::Door;
 
+use super::error::{AuthError, DaemonError};
 use super::replay_file::PersistentReplay;
-use super::DaemonError;
 use crate::config::{Config, CredentialSource, DoorKind as ConfigKind};
 use crate::fwknop_conf::FwknopStanza;
 use crate::keys;
 use crate::one_time::OneTimeFile;
-
-/// Why the authenticated doors could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// A key file or inline key is unusable.
-    #[error("door {door:?} user {user:?}: {source}")]
-    Key {
-        /// Door.
-        door: String,
-        /// User.
-        user: String,
-        /// Cause (names the file).
-        source: keys::KeyFileError,
-    },
-    /// The server key is unusable.
-    #[error("daemon.server_key: {0}")]
-    ServerKey(keys::KeyFileError),
-    /// A public-key SPA user needs the server's X25519 key.
-    #[error("door {door:?} user {user:?} uses an identity (public-key SPA) but [daemon] server_key is not set; create one with `sesame keygen server FILE`")]
-    NoServerKey {
-        /// Door.
-        door: String,
-        /// User.
-        user: String,
-    },
-    /// The verifier refused a user (duplicate key, ...).
-    #[error("door {door:?}: {source}")]
-    Policy {
-        /// Door.
-        door: String,
-        /// Cause.
-        source: sesame_core::spa::SpaConfigError,
-    },
-    /// An fwknop stanza's keys or settings are unusable.
-    #[error("door {door:?} (access.conf stanza at line {line}): {what}")]
-    Fwknop {
-        /// Door.
-        door: String,
-        /// Line of the SOURCE keyword.
-        line: usize,
-        /// What is wrong (never key material).
-        what: String,
-    },
-}
 
 /// `CMD_EXEC_USER` / `CMD_EXEC_GROUP` as (uid, gid), looked up now so the
 /// packet loop never reads the user database. Switching user needs root:

@@ -17,11 +17,14 @@ use sesame_nflog::{Batching, NflogSocket, Received};
 use sesame_nftables::{Firewall, InstallOutcome};
 use tracing::{debug, error, info, warn};
 
+use super::build::{self, unix_now};
 use super::commands::CommandRunner;
+use super::error::{os, DaemonError};
 use super::observe::Observer;
+use super::signals::{drain, SignalPipes};
 use super::source::ConfigSource;
 use super::world::{HostWorld, OneTimeFiles};
-use super::{build, checks, drain, load, metrics, os, unix_now, DaemonError, SignalPipes};
+use super::{checks, load, metrics};
 use crate::config::Config;
 use crate::control::server::ControlServer;
 

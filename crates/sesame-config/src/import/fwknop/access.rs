@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::*;
+use sesame_core::{Proto, Service};
+
+use super::model::*;
+use super::values::*;
 
 /// Keywords that only make sense in a GPG stanza.
 const GPG_KEYWORDS: [&str; 10] = [
@@ -101,20 +104,6 @@ pub(super) struct AccessParser {
     pub(super) stack: Vec<PathBuf>,
     pub(super) files: Vec<PathBuf>,
     pub(super) notes: Vec<Note>,
-}
-
-pub(super) fn invalid(
-    path: &Path,
-    line: usize,
-    keyword: &str,
-    message: impl ToString,
-) -> FwknopConfError {
-    FwknopConfError::Invalid {
-        path: path.display().to_string(),
-        line,
-        keyword: keyword.to_string(),
-        message: message.to_string(),
-    }
 }
 
 impl AccessParser {
@@ -493,7 +482,7 @@ impl AccessParser {
                     line,
                     kw,
                 )?;
-                if !crate::valid_user_name(value) {
+                if !crate::model::valid_user_name(value) {
                     return Err(err(format!(
                         "expected a user or group name, found {value:?}"
                     )));

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::*;
+use super::model::*;
+use super::values::*;
 
 /// How Sesame treats an fwknopd.conf keyword it does not use itself.
 enum Treatment {
@@ -196,7 +197,7 @@ pub fn parse_fwknopd(text: &str, path: &Path) -> Result<FwknopdSettings, FwknopC
         match get(k) {
             None => Ok(None),
             Some((v, n)) if v.eq_ignore_ascii_case("any") => Ok(Some((String::new(), n))),
-            Some((v, n)) if crate::valid_interface_name(v) => Ok(Some((v.to_string(), n))),
+            Some((v, n)) if crate::model::valid_interface_name(v) => Ok(Some((v.to_string(), n))),
             Some((v, n)) => Err(invalid(
                 path,
                 n,

@@ -51,135 +51,25 @@
 //! keywords are errors.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sesame_core::door::Commands;
 use sesame_core::{Door, Knock, Proto, Service, TcpFlags};
 
-use crate::{Config, DaemonSettings, DoorKind};
+use crate::model::{Config, DaemonSettings, DoorKind};
 
 mod access;
 mod fwknopd;
+mod model;
 pub mod values;
-use access::{invalid, AccessParser};
+use access::AccessParser;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 pub use fwknopd::parse_fwknopd;
+use model::{invalid, NO_OPEN_PORTS};
+pub use model::{FwknopConfError, FwknopConfig, FwknopdSettings, Note};
 pub use values::*;
-use values::{conf_lines, fwknop_expire_date, seconds, yes_no, CHANGEME};
-
-const NO_OPEN_PORTS: &str =
-    "the stanza has no OPEN_PORTS, and nothing else names a service to protect. fwknopd then \
-     opened any port the packet asked for, behind the host's default-drop firewall; Sesame \
-     closes and opens only the services it protects: name them with `sesamed --fwknop-access \
-     FILE --protect tcp/22` (repeatable), or give the stanza `OPEN_PORTS tcp/22`";
-
-/// Why an fwknop configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum FwknopConfError {
-    /// A file is writable by its group or others.
-    #[error("{0}")]
-    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
-    /// A file named on the command line could not be read.
-    #[error("{path}: cannot read {what}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// `access.conf` or `fwknopd.conf`.
-        what: &'static str,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// A line, keyword or value is not acceptable.
-    #[error("{path}:{line}: {keyword}: {message}")]
-    Invalid {
-        /// The file holding the line.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// The keyword as written (e.g. `KEY_BASE64`, `%include`).
-        keyword: String,
-        /// What is wrong (never contains key material).
-        message: String,
-    },
-    /// The file as a whole is unusable.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// A remark for `sesame import fwknop`: a setting accepted but not carried
-/// over, or carried over with a different meaning.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    /// File of the setting.
-    pub path: String,
-    /// 1-based line of the setting.
-    pub line: usize,
-    /// The keyword.
-    pub keyword: String,
-    /// The stanza it concerns (index into [`FwknopDoor::stanzas`]), if any.
-    pub stanza: Option<usize>,
-    /// The remark.
-    pub text: String,
-}
-
-/// What Sesame uses from fwknopd.conf, with where each value came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwknopdSettings {
-    /// UDP port SPA packets are sent to.
-    pub port: u16,
-    /// `MAX_SPA_PACKET_AGE`.
-    pub max_age: Duration,
-    /// Interfaces packets are accepted on (empty: every interface).
-    pub interfaces: Vec<String>,
-    /// Where `port` came from, for the import comments.
-    pub port_origin: String,
-    /// Where `max_age` came from.
-    pub max_age_origin: String,
-    /// Where `interfaces` came from.
-    pub interfaces_origin: String,
-    /// Settings accepted but not carried over.
-    pub notes: Vec<Note>,
-}
-
-impl Default for FwknopdSettings {
-    fn default() -> Self {
-        FwknopdSettings {
-            port: DEFAULT_PORT,
-            max_age: DEFAULT_MAX_AGE,
-            interfaces: Vec::new(),
-            port_origin: "fwknopd's default (udp port 62201)".into(),
-            max_age_origin: "fwknopd's default (MAX_SPA_PACKET_AGE 120)".into(),
-            interfaces_origin: "no fwknopd.conf: fwknopd sniffed eth0 by default".into(),
-            notes: Vec::new(),
-        }
-    }
-}
-
-/// A parsed fwknop server configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwknopConfig {
-    /// The top access.conf.
-    pub access_conf: PathBuf,
-    /// The fwknopd.conf, if one was given.
-    pub fwknopd_conf: Option<PathBuf>,
-    /// Every access file read, in order (the top one first).
-    pub files: Vec<PathBuf>,
-    /// Where each stanza's SOURCE line is (parallel to `door.stanzas`).
-    pub origins: Vec<(PathBuf, usize)>,
-    /// The door, with fwknopd.conf's port and packet age.
-    pub door: FwknopDoor,
-    /// fwknopd.conf's settings.
-    pub settings: FwknopdSettings,
-    /// Remarks on access.conf settings (fwknopd.conf's are in `settings`).
-    pub notes: Vec<Note>,
-}
 
 /// Reads an access.conf (with its includes) and, optionally, an
 /// fwknopd.conf, with fwknop's meaning.
@@ -293,7 +183,7 @@ impl FwknopConfig {
                 port: self.door.port,
                 proto: Proto::Udp,
             }],
-            seq_timeout: crate::DEFAULT_SEQ_TIMEOUT,
+            seq_timeout: crate::model::DEFAULT_SEQ_TIMEOUT,
             open_for: self.door.longest_grant(),
             tcp_flags: TcpFlags::default(),
             services: self.door.services(),
@@ -576,7 +466,9 @@ fn toml_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::fwknopd::parse_pcap_filter;
+    use super::values::fwknop_expire_date;
     use super::*;
+    use std::path::PathBuf;
 
     /// A fresh directory, removed on drop.
     struct Scratch(PathBuf);

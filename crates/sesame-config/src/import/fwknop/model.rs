@@ -1,0 +1,135 @@
+//! What the fwknop importer produces: the parsed configuration, the
+//! remarks for `sesame import fwknop`, and why a file is refused.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::values::*;
+
+/// Why a stanza without OPEN_PORTS protects nothing until told what.
+pub(super) const NO_OPEN_PORTS: &str =
+    "the stanza has no OPEN_PORTS, and nothing else names a service to protect. fwknopd then \
+     opened any port the packet asked for, behind the host's default-drop firewall; Sesame \
+     closes and opens only the services it protects: name them with `sesamed --fwknop-access \
+     FILE --protect tcp/22` (repeatable), or give the stanza `OPEN_PORTS tcp/22`";
+
+/// Why an fwknop configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FwknopConfError {
+    /// A file is writable by its group or others.
+    #[error("{0}")]
+    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
+    /// A file named on the command line could not be read.
+    #[error("{path}: cannot read {what}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// `access.conf` or `fwknopd.conf`.
+        what: &'static str,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A line, keyword or value is not acceptable.
+    #[error("{path}:{line}: {keyword}: {message}")]
+    Invalid {
+        /// The file holding the line.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The keyword as written (e.g. `KEY_BASE64`, `%include`).
+        keyword: String,
+        /// What is wrong (never contains key material).
+        message: String,
+    },
+    /// The file as a whole is unusable.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A remark for `sesame import fwknop`: a setting accepted but not carried
+/// over, or carried over with a different meaning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// File of the setting.
+    pub path: String,
+    /// 1-based line of the setting.
+    pub line: usize,
+    /// The keyword.
+    pub keyword: String,
+    /// The stanza it concerns (index into [`FwknopDoor::stanzas`]), if any.
+    pub stanza: Option<usize>,
+    /// The remark.
+    pub text: String,
+}
+
+/// What Sesame uses from fwknopd.conf, with where each value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopdSettings {
+    /// UDP port SPA packets are sent to.
+    pub port: u16,
+    /// `MAX_SPA_PACKET_AGE`.
+    pub max_age: Duration,
+    /// Interfaces packets are accepted on (empty: every interface).
+    pub interfaces: Vec<String>,
+    /// Where `port` came from, for the import comments.
+    pub port_origin: String,
+    /// Where `max_age` came from.
+    pub max_age_origin: String,
+    /// Where `interfaces` came from.
+    pub interfaces_origin: String,
+    /// Settings accepted but not carried over.
+    pub notes: Vec<Note>,
+}
+
+impl Default for FwknopdSettings {
+    fn default() -> Self {
+        FwknopdSettings {
+            port: DEFAULT_PORT,
+            max_age: DEFAULT_MAX_AGE,
+            interfaces: Vec::new(),
+            port_origin: "fwknopd's default (udp port 62201)".into(),
+            max_age_origin: "fwknopd's default (MAX_SPA_PACKET_AGE 120)".into(),
+            interfaces_origin: "no fwknopd.conf: fwknopd sniffed eth0 by default".into(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A parsed fwknop server configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwknopConfig {
+    /// The top access.conf.
+    pub access_conf: PathBuf,
+    /// The fwknopd.conf, if one was given.
+    pub fwknopd_conf: Option<PathBuf>,
+    /// Every access file read, in order (the top one first).
+    pub files: Vec<PathBuf>,
+    /// Where each stanza's SOURCE line is (parallel to `door.stanzas`).
+    pub origins: Vec<(PathBuf, usize)>,
+    /// The door, with fwknopd.conf's port and packet age.
+    pub door: FwknopDoor,
+    /// fwknopd.conf's settings.
+    pub settings: FwknopdSettings,
+    /// Remarks on access.conf settings (fwknopd.conf's are in `settings`).
+    pub notes: Vec<Note>,
+}
+
+/// A located [`FwknopConfError::Invalid`].
+pub(super) fn invalid(
+    path: &Path,
+    line: usize,
+    keyword: &str,
+    message: impl ToString,
+) -> FwknopConfError {
+    FwknopConfError::Invalid {
+        path: path.display().to_string(),
+        line,
+        keyword: keyword.to_string(),
+        message: message.to_string(),
+    }
+}
