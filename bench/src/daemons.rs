@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use attack_bench::probe::{Knock, Service};
+use sesame_core::Proto;
 use attack_bench::spa::{self, Keys, SPA_PORT};
 use sesame::testbed::{Side, Testbed};
 
@@ -29,16 +30,16 @@ pub const PORT: u16 = 2222;
 /// The knock doors' sequence.
 pub const SEQ: [Knock; 3] = [
     Knock {
+        proto: Proto::Tcp,
         port: 7000,
-        udp: false,
     },
     Knock {
+        proto: Proto::Udp,
         port: 8000,
-        udp: true,
     },
     Knock {
+        proto: Proto::Tcp,
         port: 9000,
-        udp: false,
     },
 ];
 /// Grant lifetime of every door (longer than the run: each legitimate
@@ -394,17 +395,6 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Whether a UDP socket is bound to `port` in the server namespace.
-fn udp_bound(bed: &Testbed, port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    bed.run_in(Side::Server, move || {
-        std::fs::read_to_string("/proc/thread-self/net/udp")
-            .map(|t| t.lines().skip(1).any(|l| l.contains(&needle)))
-            .unwrap_or(false)
-    })
-    .unwrap_or(false)
-}
-
 /// Adds `n4` IPv4 and `n6` IPv6 fresh sources to the client and the route
 /// back to them on the server; disables reverse-path filtering on the
 /// server (namespace-local sysctls) so spoofed sources reach the daemon.
@@ -489,7 +479,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
     let tag: String = name.split('-').map(|p| &p[..1]).collect();
     let mut bed = Testbed::create(&format!("atk{tag}")).map_err(|e| e.to_string())?;
     prepare_bed(&bed, n4, n6)?;
-    let service = Service::start(&bed, PORT);
+    let service = Service::start(&bed, PORT).map_err(|e| format!("echo service: {e}"))?;
     let dir = std::env::temp_dir().join(format!("{}-attack", bed.server));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let scratch = Scratch(dir.clone());
@@ -564,7 +554,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
                 args.extend(["--config".into(), conf.display().to_string()]);
             } else {
                 let access = dir.join("access.conf");
-                write_private(&access, &keys.stanza(&format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
+                write_private(&access, &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
                 let run_dir = dir.join("run");
                 std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
                 let conf = dir.join("fwknopd.conf");
@@ -646,7 +636,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
             let conf = dir.join("fwknopd.conf");
             let access = dir.join("access.conf");
             write_private(&conf, &fwknopd_conf(&run_dir, udp))?;
-            write_private(&access, &keys.stanza(&format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
+            write_private(&access, &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
             let args = [
                 "-f".to_string(),
                 "-c".into(),
@@ -696,7 +686,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
             out.tail()
         ));
     }
-    if name == "fwknopd-udp" && !wait(Duration::from_secs(5), || udp_bound(&bed, SPA_PORT)) {
+    if name == "fwknopd-udp" && !wait(Duration::from_secs(5), || bed.udp_bound(Side::Server, SPA_PORT)) {
         return Err(format!(
             "fwknopd-udp never bound UDP {SPA_PORT}:\n{}",
             out.tail()

@@ -348,7 +348,7 @@ fn flood_run(u: &mut Under, plan: &Plan, cfg: &Cfg) -> Result<FloodRow, String> 
                 .iter()
                 .map(|k| Port {
                     port: k.port,
-                    udp: k.udp,
+                    udp: k.proto == sesame_core::Proto::Udp,
                 })
                 .collect(),
             avoid: vec![7000, 8000, 9000, PORT, SPA_PORT],

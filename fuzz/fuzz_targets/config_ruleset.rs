@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cfg) = sesame::config::parse(text, Path::new("fuzz.toml")) else {
         return;
     };
-    let rules = sesame::daemon::rules::for_config(&cfg, &cfg.doors);
+    let rules = sesame::daemon::checks::ruleset(&cfg);
     if let Err(e) = sesame_nftables::encode_install(&cfg.daemon.table, &rules) {
         panic!("a config the parser accepted does not encode: {e}");
     }

@@ -758,11 +758,11 @@ mod tests {
             FwknopKeys::new(b"s3cret", EncMode::Ctr, Some((&hmac, DigestType::Sha512))).unwrap();
         let p = door.packet(&keys, 1_800_000_000).unwrap();
         let msg = decode(p.text.as_bytes(), &keys, 1_800_000_010, 120).unwrap();
-        assert_eq!(msg.username, "alice");
-        assert_eq!(msg.msg_type, MsgType::ClientTimeoutAccess);
-        assert_eq!(msg.client_timeout, Some(45));
-        assert_eq!(msg.access_ip, Some("192.0.2.7".parse().unwrap()));
-        assert_eq!(msg.digest_type, DigestType::Sha1);
+        assert_eq!(msg.request.username, "alice");
+        assert_eq!(msg.request.msg_type, MsgType::ClientTimeoutAccess);
+        assert_eq!(msg.request.client_timeout, Some(45));
+        assert_eq!(msg.request.access_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(msg.request.digest_type, DigestType::Sha1);
         assert_eq!(msg.message_string(), "192.0.2.7,tcp/22,udp/53");
         // Fresh randomness every time.
         assert_ne!(p.text, door.packet(&keys, 1_800_000_000).unwrap().text);
@@ -771,8 +771,8 @@ mod tests {
         door.client_timeout = None;
         let p = door.packet_with(&keys, 1_800_000_000, 42, [7; 8]).unwrap();
         let msg = decode(p.text.as_bytes(), &keys, 1_800_000_000, 120).unwrap();
-        assert_eq!(msg.access_ip, None);
-        assert_eq!(msg.msg_type, MsgType::Access);
+        assert_eq!(msg.request.access_ip, None);
+        assert_eq!(msg.request.msg_type, MsgType::Access);
         assert_eq!(msg.random, "0000000000000042");
     }
 

@@ -14,9 +14,9 @@ pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// Default bound on simultaneously open grants.
 pub const DEFAULT_MAX_GRANTS: usize = 100_000;
 /// Default knock window, counted from the first knock.
-pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SEQ_TIMEOUT: Duration = sesame_core::door::DEFAULT_SEQ_TIMEOUT;
 /// Default grant lifetime.
-pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+pub const DEFAULT_OPEN_FOR: Duration = sesame_core::door::DEFAULT_OPEN_FOR;
 /// Default location of the daemon config.
 pub const DEFAULT_PATH: &str = "/etc/sesame/sesame.toml";
 

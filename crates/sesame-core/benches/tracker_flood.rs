@@ -9,29 +9,23 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant as WallClock};
 
-use sesame_core::{Door, Event, Instant, Observation, Proto, Service, TcpFlags, Tracker};
+use sesame_core::{Door, Event, Instant, Observation, Proto, Service, Tracker};
 
 const ROUNDS: usize = 7;
 const PACKETS: u32 = 2_000_000;
 
 fn door() -> Door {
+    let sequence = ["7000", "8000:udp", "9000"]
+        .iter()
+        .map(|k| k.parse().expect("knock"))
+        .collect();
+    let ssh = Service {
+        proto: Proto::Tcp,
+        port: 22,
+    };
     Door {
-        name: "bench".into(),
-        sequence: ["7000", "8000:udp", "9000"]
-            .iter()
-            .map(|k| k.parse().expect("knock"))
-            .collect(),
         seq_timeout: Duration::from_secs(5),
-        open_for: Duration::from_secs(30),
-        tcp_flags: TcpFlags::SYN_NOT_ACK,
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
-        target: None,
-        on_open: Default::default(),
-        on_close: Default::default(),
-        guard: sesame_core::Guard::None,
+        ..Door::new("bench", sequence, vec![ssh])
     }
 }
 

@@ -8,6 +8,12 @@ use std::time::Duration;
 /// knockd's limit on sequence length, which we keep.
 pub const MAX_SEQUENCE_LEN: usize = 32;
 
+/// How long a whole sequence may take when a door does not say.
+pub const DEFAULT_SEQ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a grant lasts when a door does not say.
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+
 /// Transport protocol of a knock or of a protected service.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
@@ -472,6 +478,24 @@ pub struct Door {
 }
 
 impl Door {
+    /// A door with the defaults: [`DEFAULT_SEQ_TIMEOUT`], [`DEFAULT_OPEN_FOR`],
+    /// TCP knocks that are SYN without ACK, any local address, no commands
+    /// and no guard. Change the rest with struct update syntax.
+    pub fn new(name: impl Into<String>, sequence: Vec<Knock>, services: Vec<Service>) -> Door {
+        Door {
+            name: name.into(),
+            sequence,
+            seq_timeout: DEFAULT_SEQ_TIMEOUT,
+            open_for: DEFAULT_OPEN_FOR,
+            tcp_flags: TcpFlags::SYN_NOT_ACK,
+            services,
+            target: None,
+            on_open: Commands::default(),
+            on_close: Commands::default(),
+            guard: Guard::None,
+        }
+    }
+
     /// The guard ranges for the current sequence: [`Guard::Auto`] takes the
     /// [`AUTO_GUARD_BLOCK`]-aligned block holding each knock port (ports below
     /// [`AUTO_GUARD_FLOOR`] left out), per protocol, merged. Knocks of the

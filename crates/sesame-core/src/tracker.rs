@@ -794,7 +794,7 @@ impl Attempts<'_> {
 mod tests {
     use super::*;
     use crate::door::tcp_flag::{ACK, FIN, PSH, SYN, URG};
-    use crate::door::{Service, TcpFlags};
+    use crate::door::Service;
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
@@ -810,20 +810,14 @@ mod tests {
     }
 
     fn door(name: &str, seq: &[&str]) -> Door {
+        let ssh = Service {
+            proto: Proto::Tcp,
+            port: 22,
+        };
+        let sequence = seq.iter().map(|k| k.parse().unwrap()).collect();
         Door {
-            name: name.into(),
-            sequence: seq.iter().map(|k| k.parse().unwrap()).collect(),
             seq_timeout: Duration::from_secs(5),
-            open_for: Duration::from_secs(30),
-            tcp_flags: TcpFlags::SYN_NOT_ACK,
-            services: vec![Service {
-                proto: Proto::Tcp,
-                port: 22,
-            }],
-            target: None,
-            on_open: Default::default(),
-            on_close: Default::default(),
-            guard: crate::door::Guard::None,
+            ..Door::new(name, sequence, vec![ssh])
         }
     }
 

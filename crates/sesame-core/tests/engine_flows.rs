@@ -14,7 +14,7 @@ use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopReq
 use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
-use sesame_core::{BanPolicy, Door, Guard, Knock, Proto, Service, TcpFlags};
+use sesame_core::{BanPolicy, Door, Knock, Proto, Service};
 use sesame_testkit::engine::{Harness, StoreMode};
 
 const NOW: u64 = 1_800_000_000;
@@ -37,16 +37,8 @@ fn knocks(list: &[&str]) -> Vec<Knock> {
 
 fn door(name: &str, sequence: &[&str]) -> Door {
     Door {
-        name: name.into(),
-        sequence: knocks(sequence),
         seq_timeout: Duration::from_secs(5),
-        open_for: Duration::from_secs(30),
-        tcp_flags: TcpFlags::SYN_NOT_ACK,
-        services: vec![SSH],
-        target: None,
-        on_open: Default::default(),
-        on_close: Default::default(),
-        guard: Guard::None,
+        ..Door::new(name, knocks(sequence), vec![SSH])
     }
 }
 

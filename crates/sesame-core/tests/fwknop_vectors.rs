@@ -132,34 +132,47 @@ fn all_27_vectors_decode_to_the_clients_fields() {
             .unwrap_or_else(|e| panic!("{}: {e} ({})", v.name, e.reason()));
         let n = &v.name;
         assert_eq!(m.random, field(v, "Random Value"), "{n}");
-        assert_eq!(m.username, field(v, "Username"), "{n}");
-        assert_eq!(m.timestamp.to_string(), field(v, "Timestamp"), "{n}");
+        assert_eq!(m.request.username, field(v, "Username"), "{n}");
+        assert_eq!(
+            m.request.timestamp.to_string(),
+            field(v, "Timestamp"),
+            "{n}"
+        );
         assert_eq!(m.version, field(v, "FKO Version"), "{n}");
-        assert_eq!(m.msg_type.number(), number(&v.dump["Message Type"]), "{n}");
-        assert_eq!(m.msg_type.name(), label(&v.dump["Message Type"]), "{n}");
+        assert_eq!(
+            m.request.msg_type.number(),
+            number(&v.dump["Message Type"]),
+            "{n}"
+        );
+        assert_eq!(
+            m.request.msg_type.name(),
+            label(&v.dump["Message Type"]),
+            "{n}"
+        );
         assert_eq!(m.message_string(), field(v, "Message String"), "{n}");
         let nat = m
+            .request
             .nat_access
             .as_ref()
             .map_or("<NULL>".to_string(), |(h, p)| format!("{h},{p}"));
         assert_eq!(nat, field(v, "Nat Access"), "{n}");
         assert_eq!(
-            m.server_auth.as_deref().unwrap_or("<NULL>"),
+            m.request.server_auth.as_deref().unwrap_or("<NULL>"),
             field(v, "Server Auth"),
             "{n}"
         );
         assert_eq!(
-            m.client_timeout.unwrap_or(0).to_string(),
+            m.request.client_timeout.unwrap_or(0).to_string(),
             field(v, "Client Timeout"),
             "{n}"
         );
         assert_eq!(
-            m.client_timeout.is_some(),
-            m.msg_type.has_client_timeout(),
+            m.request.client_timeout.is_some(),
+            m.request.msg_type.has_client_timeout(),
             "{n}"
         );
         assert_eq!(
-            m.digest_type.number(),
+            m.request.digest_type.number(),
             number(&v.dump["Digest Type"]),
             "{n}"
         );
@@ -168,7 +181,7 @@ fn all_27_vectors_decode_to_the_clients_fields() {
             field(v, "SPA Data Digest"),
             "{n}"
         );
-        assert_eq!(m.digest.len(), m.digest_type.digest_len(), "{n}");
+        assert_eq!(m.digest.len(), m.request.digest_type.digest_len(), "{n}");
         // The HMAC the client printed is the packet's tail.
         match v.keys.hmac_type() {
             Some(t) => {
@@ -201,6 +214,7 @@ fn the_vectors_exercise_every_mode_hmac_digest_and_type_they_claim() {
         .map(|v| {
             decode(v.packet.as_bytes(), &v.keys, NOW, MAX_AGE)
                 .unwrap()
+                .request
                 .digest_type
         })
         .collect();
@@ -212,6 +226,7 @@ fn the_vectors_exercise_every_mode_hmac_digest_and_type_they_claim() {
         .map(|v| {
             decode(v.packet.as_bytes(), &v.keys, NOW, MAX_AGE)
                 .unwrap()
+                .request
                 .msg_type
         })
         .collect();
@@ -225,33 +240,43 @@ fn specific_vectors() {
         decode(v.packet.as_bytes(), &v.keys, NOW, MAX_AGE).unwrap()
     };
     let v01 = m("v01_cbc_hmac_sha256");
-    assert_eq!(v01.access_ip, Some(IpAddr::from([10, 77, 0, 2])));
+    assert_eq!(v01.request.access_ip, Some(IpAddr::from([10, 77, 0, 2])));
     assert_eq!(
-        v01.access,
+        v01.request.access,
         [AccessPort::Service(Service {
             proto: Proto::Tcp,
             port: 22
         })]
     );
-    assert_eq!(v01.msg_type, MsgType::Access);
-    assert_eq!(v01.command, None);
+    assert_eq!(v01.request.msg_type, MsgType::Access);
+    assert_eq!(v01.request.command, None);
     let v14 = m("v14_multi_port");
     assert_eq!(
-        v14.access.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        v14.request
+            .access
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>(),
         ["tcp/22", "udp/53", "tcp/8443"]
     );
-    assert_eq!(m("v15_source_any").access_ip, None);
-    assert_eq!(m("v16_spoof_user").username, "alice");
+    assert_eq!(m("v15_source_any").request.access_ip, None);
+    assert_eq!(m("v16_spoof_user").request.username, "alice");
     let v18 = m("v18_nat_access_timeout");
-    assert_eq!(v18.msg_type, MsgType::ClientTimeoutNatAccess);
-    assert_eq!(v18.nat_access, Some(("192.168.10.5".to_string(), 22)));
-    assert_eq!(v18.client_timeout, Some(60));
-    assert_eq!(m("v19_nat_local").msg_type, MsgType::LocalNatAccess);
+    assert_eq!(v18.request.msg_type, MsgType::ClientTimeoutNatAccess);
+    assert_eq!(
+        v18.request.nat_access,
+        Some(("192.168.10.5".to_string(), 22))
+    );
+    assert_eq!(v18.request.client_timeout, Some(60));
+    assert_eq!(m("v19_nat_local").request.msg_type, MsgType::LocalNatAccess);
     let v20 = m("v20_command");
-    assert_eq!(v20.msg_type, MsgType::Command);
-    assert_eq!(v20.command.as_deref(), Some("touch /tmp/x"));
-    assert!(v20.access.is_empty());
-    assert_eq!(m("v12_digest_sha3_256").digest_type, DigestType::Sha3_256);
+    assert_eq!(v20.request.msg_type, MsgType::Command);
+    assert_eq!(v20.request.command.as_deref(), Some("touch /tmp/x"));
+    assert!(v20.request.access.is_empty());
+    assert_eq!(
+        m("v12_digest_sha3_256").request.digest_type,
+        DigestType::Sha3_256
+    );
 }
 
 /// The salt of a packet (bytes 8..16 of its decoded blob).
@@ -269,7 +294,7 @@ fn the_encoder_reproduces_every_vector_byte_for_byte() {
     for v in all() {
         let m = decode(v.packet.as_bytes(), &v.keys, NOW, MAX_AGE).unwrap();
         let random: u64 = m.random.parse().unwrap();
-        let packet = encode(&m.request(), &v.keys, random, salt_of(&v)).unwrap();
+        let packet = encode(&m.request, &v.keys, random, salt_of(&v)).unwrap();
         assert_eq!(packet, v.packet, "{}", v.name);
     }
 }
@@ -547,17 +572,17 @@ fn encoded_of(m: &FwknopMessage) -> String {
     let mut s = format!(
         "{}:{}:{}:{}:{}:{}",
         m.random,
-        b(&m.username),
-        m.timestamp,
+        b(&m.request.username),
+        m.request.timestamp,
         m.version,
-        m.msg_type.number(),
+        m.request.msg_type.number(),
         b(&m.message_string())
     );
-    if let Some((h, p)) = &m.nat_access {
+    if let Some((h, p)) = &m.request.nat_access {
         s.push(':');
         s.push_str(&b(&format!("{h},{p}")));
     }
-    if let Some(t) = m.client_timeout {
+    if let Some(t) = m.request.client_timeout {
         s.push_str(&format!(":{t}"));
     }
     s
@@ -625,7 +650,10 @@ fn checks_behind_the_hmac() {
     assert_eq!(run(&with_digest(&ports)), Err(Malformed::AccessPort.into()));
     // A field change with its digest recomputed is a new, valid request.
     let other_user = enc.replacen(":cm9vdA:", ":Ym9i:", 1);
-    assert_eq!(run(&with_digest(&other_user)).unwrap().username, "bob");
+    assert_eq!(
+        run(&with_digest(&other_user)).unwrap().request.username,
+        "bob"
+    );
 }
 
 #[test]
@@ -709,7 +737,7 @@ fn replays_are_caught_across_restarts_and_re_encryption() {
     // The same request re-encrypted with another salt (by a key holder)
     // is still the same request.
     let random: u64 = m.random.parse().unwrap();
-    let re = encode(&m.request(), &v.keys, random, [0x42; 8]).unwrap();
+    let re = encode(&m.request, &v.keys, random, [0x42; 8]).unwrap();
     assert_ne!(re, v.packet);
     let m2 = decode(re.as_bytes(), &v.keys, NOW, MAX_AGE).unwrap();
     assert_eq!(m2.replay_key(), m.replay_key());
@@ -791,7 +819,7 @@ fn encoder_refuses_what_the_decoder_would() {
     assert_eq!(timeout.msg_type, MsgType::ClientTimeoutAccess);
     let p = encode(&timeout, &v.keys, 9_423_011_371_711_637, [1; 8]).unwrap();
     let m = decode(p.as_bytes(), &v.keys, NOW, MAX_AGE).unwrap();
-    assert_eq!(m.client_timeout, Some(45));
+    assert_eq!(m.request.client_timeout, Some(45));
     assert_eq!(m.random, "9423011371711637");
     // Small random values are zero-padded to 16 digits.
     let p = encode(&ok, &v.keys, 7, [1; 8]).unwrap();

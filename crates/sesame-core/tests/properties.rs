@@ -29,20 +29,14 @@ fn source(i: u8) -> IpAddr {
 }
 
 fn make_door(sequence: Vec<Knock>, seq_timeout_ms: u64, tcp_flags: TcpFlags) -> Door {
+    let ssh = Service {
+        proto: Proto::Tcp,
+        port: 22,
+    };
     Door {
-        name: "d".into(),
-        sequence,
         seq_timeout: Duration::from_millis(seq_timeout_ms),
-        open_for: Duration::from_secs(30),
         tcp_flags,
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
-        target: None,
-        on_open: Default::default(),
-        on_close: Default::default(),
-        guard: sesame_core::Guard::None,
+        ..Door::new("d", sequence, vec![ssh])
     }
 }
 

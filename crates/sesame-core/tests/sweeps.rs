@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use sesame_core::door::tcp_flag::SYN;
 use sesame_core::{
-    BanPolicy, Door, Event, Guard, Instant, Knock, Observation, PortRange, Proto, Service,
-    TcpFlags, Tracker,
+    BanPolicy, Door, Event, Guard, Instant, Knock, Observation, PortRange, Proto, Service, Tracker,
 };
 
 const SEED: [u64; 2] = [0x5eed, 0x5a5e];
@@ -64,20 +63,13 @@ impl Rng {
 }
 
 fn door(name: &str, sequence: Vec<Knock>, guard: Guard) -> Door {
+    let ssh = Service {
+        proto: Proto::Tcp,
+        port: 22,
+    };
     Door {
-        name: name.into(),
-        sequence,
-        seq_timeout: Duration::from_secs(10),
-        open_for: Duration::from_secs(30),
-        tcp_flags: TcpFlags::SYN_NOT_ACK,
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
-        target: None,
-        on_open: Default::default(),
-        on_close: Default::default(),
         guard,
+        ..Door::new(name, sequence, vec![ssh])
     }
 }
 

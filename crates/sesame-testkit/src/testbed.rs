@@ -190,6 +190,18 @@ impl Testbed {
         })
     }
 
+    /// Whether a UDP socket is bound to `port` on `side` (read from the
+    /// namespace's `/proc/net/udp`, so it works for any daemon).
+    pub fn udp_bound(&self, side: Side, port: u16) -> bool {
+        let needle = format!(":{port:04X} ");
+        self.run_in(side, move || {
+            std::fs::read_to_string("/proc/thread-self/net/udp")
+                .map(|t| t.lines().skip(1).any(|l| l.contains(&needle)))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+    }
+
     /// Like [`Testbed::run_in`] but returns the thread handle (for servers).
     pub fn spawn_in<T, F>(
         &self,

@@ -456,51 +456,33 @@ fn no_import_cycle_between_files() {
     }
 }
 
+/// A two-file crate `x`: its root and module `child`.
+fn tiny_crate(root: &str, child: &str) -> Vec<SourceFile> {
+    let file = |module: Vec<String>, path: &str, src: &str| SourceFile {
+        package: "x".into(),
+        crate_name: "x".into(),
+        module,
+        path: path.into(),
+        code: code_only(&strip_tests(src)),
+        lines: src.lines().count(),
+    };
+    vec![
+        file(vec![], "lib.rs", root),
+        file(vec!["child".into()], "child.rs", child),
+    ]
+}
+
 #[test]
 fn the_checker_finds_a_parent_child_cycle() {
     let parent = "mod child;\npub use child::Thing;\npub struct Shared;\n";
     let child = "use super::Shared;\npub struct Thing(Shared);\n";
-    let files = vec![
-        SourceFile {
-            package: "x".into(),
-            crate_name: "x".into(),
-            module: vec![],
-            path: "lib.rs".into(),
-            code: code_only(parent),
-            lines: 3,
-        },
-        SourceFile {
-            package: "x".into(),
-            crate_name: "x".into(),
-            module: vec!["child".into()],
-            path: "child.rs".into(),
-            code: code_only(child),
-            lines: 2,
-        },
-    ];
-    let edges = import_graph(&files);
-    assert_eq!(find_cycle(&edges), Some(vec![0, 1]));
+    assert_eq!(
+        find_cycle(&import_graph(&tiny_crate(parent, child))),
+        Some(vec![0, 1])
+    );
     // Comments, strings and test modules do not count.
     let child = "// use super::Shared;\nconst S: &str = \"super::Shared\";\n#[cfg(test)]\nmod tests { use super::super::Shared; }\n";
-    let files = vec![
-        SourceFile {
-            package: "x".into(),
-            crate_name: "x".into(),
-            module: vec![],
-            path: "lib.rs".into(),
-            code: code_only(parent),
-            lines: 3,
-        },
-        SourceFile {
-            package: "x".into(),
-            crate_name: "x".into(),
-            module: vec!["child".into()],
-            path: "child.rs".into(),
-            code: code_only(&strip_tests(child)),
-            lines: 2,
-        },
-    ];
-    assert_eq!(find_cycle(&import_graph(&files)), None);
+    assert_eq!(find_cycle(&import_graph(&tiny_crate(parent, child))), None);
 }
 
 #[test]

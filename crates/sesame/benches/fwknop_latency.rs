@@ -36,20 +36,12 @@
 //! (the handshake alone), and for sesamed its own share (`open_us` of its
 //! `open` log lines: packet read → grant committed in the kernel).
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use nix::poll::{ppoll, PollFd, PollFlags};
-use nix::sys::time::TimeSpec;
-use sesame::client::fwknop::{AllowIp, FwknopDoor, KeySource};
 use sesame::testbed::{Side, SERVER_V4};
-use sesame_core::fwknop::{AccessPort, DigestType, EncMode, FwknopKeys};
-use socket2::{Domain, SockAddr, Socket, Type};
-use zeroize::Zeroizing;
+use sesame_testkit::fwknop::Client;
+use sesame_testkit::net::{latency_line, Openings};
 
 #[path = "../tests/fwknop_support/mod.rs"]
 mod fwknop_support;
@@ -59,7 +51,6 @@ mod support;
 use fwknop_support::{Capture, Keys};
 
 const PORT: u16 = 2222;
-const SPA_PORT: u16 = 62201;
 /// Give up on one sample after this long.
 const SAMPLE_LIMIT: Duration = Duration::from_secs(3);
 
@@ -85,114 +76,6 @@ fn source(i: usize) -> IpAddr {
     Ipv4Addr::new(198, 18, 0, 10 + i as u8).into()
 }
 
-/// The client profile door every sample uses, and its keys.
-fn bench_door(keys: &Keys) -> (FwknopDoor, FwknopKeys) {
-    let door = FwknopDoor {
-        port: SPA_PORT,
-        access: vec![AccessPort::Service(
-            format!("tcp/{PORT}").parse().expect("service"),
-        )],
-        allow_ip: AllowIp::Source,
-        key: KeySource::Base64(Zeroizing::new(keys.key.clone())),
-        hmac: Some((
-            KeySource::Base64(Zeroizing::new(keys.hmac.clone())),
-            DigestType::Sha256,
-        )),
-        mode: EncMode::Cbc,
-        digest: DigestType::Sha256,
-        client_timeout: None,
-        username: Some("bench".into()),
-    };
-    let enc = STANDARD.decode(&keys.key).expect("key");
-    let hmac = STANDARD.decode(&keys.hmac).expect("hmac key");
-    let fko = FwknopKeys::new(&enc, EncMode::Cbc, Some((&hmac, DigestType::Sha256)))
-        .expect("fwknop keys");
-    (door, fko)
-}
-
-/// A fresh packet (new random value and salt, timestamp = now).
-fn make_packet(door: &(FwknopDoor, FwknopKeys)) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    door.0
-        .packet(&door.1, now)
-        .expect("fwknop packet")
-        .text
-        .into_bytes()
-}
-
-/// Fires connect attempts from `src` until one completes; the time from
-/// `start` to the first established connection, `None` after
-/// [`SAMPLE_LIMIT`].
-fn time_to_connect(src: IpAddr, dst: IpAddr, start: Instant) -> Option<Duration> {
-    let target = SockAddr::from(SocketAddr::new(dst, PORT));
-    let local = SockAddr::from(SocketAddr::new(src, 0));
-    let mut attempts: VecDeque<(Instant, Socket)> = VecDeque::new();
-    let mut next_attempt = Instant::now();
-    let limit = start + SAMPLE_LIMIT;
-    // Bounded: at most one attempt per 25 µs over SAMPLE_LIMIT, far fewer
-    // with the growing interval.
-    for _ in 0..200_000 {
-        let now = Instant::now();
-        if now >= limit {
-            break;
-        }
-        if now >= next_attempt {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            s.bind(&local).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&target);
-            attempts.push_back((now, s));
-            let interval = now.saturating_duration_since(start) / 200;
-            next_attempt = now + interval.max(Duration::from_micros(25));
-            while attempts
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_millis(900))
-            {
-                attempts.pop_front();
-            }
-        }
-        let mut fds: Vec<PollFd> = attempts
-            .iter()
-            .map(|(_, s)| PollFd::new(s.as_fd(), PollFlags::POLLOUT))
-            .collect();
-        let wait = next_attempt.saturating_duration_since(Instant::now());
-        if ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None).unwrap_or(0) > 0 {
-            for (fd, (_, s)) in fds.iter().zip(&attempts) {
-                if fd.revents().is_some_and(|r| r.contains(PollFlags::POLLOUT))
-                    && s.take_error().ok().flatten().is_none()
-                {
-                    return Some(start.elapsed());
-                }
-            }
-        }
-    }
-    None
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn report(label: &str, mut samples: Vec<Duration>, failures: usize) {
-    if samples.is_empty() {
-        println!("{label:<46} n=0    fail={failures}");
-        return;
-    }
-    samples.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "{label:<46} n={:<4} fail={failures:<3} median={:>9.1} µs  p99={:>9.1} µs  max={:>9.1} µs",
-        samples.len(),
-        us(percentile(&samples, 0.5)),
-        us(percentile(&samples, 0.99)),
-        us(*samples.last().unwrap()),
-    );
-}
-
 /// One implementation: fresh namespaces, the daemon, `n` samples.
 fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
     let mut bed = support::testbed("fwkbench").expect("the benchmark needs root");
@@ -209,7 +92,7 @@ fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
     let dir = std::env::temp_dir().join(format!("{}-fwkbench", bed.server));
     std::fs::create_dir_all(&dir).unwrap();
     let access = keys.stanza("ANY", &format!("tcp/{PORT}"), 120);
-    let _service = support::Service::start(&bed, PORT);
+    let _service = support::Service::start(&bed, PORT).expect("echo service");
     // Keep the daemons alive until the end of the measurement.
     let mut daemon = None;
     let mut fwknopd_running = None;
@@ -235,42 +118,21 @@ fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
         }
     }
     let dst = IpAddr::from(SERVER_V4);
-    let door = bench_door(keys);
-    let (samples, base, failures) = bed
+    let client = Client::new(keys, PORT);
+    let openings = bed
         .run_in(Side::Client, move || {
             nix::sys::prctl::set_timerslack(1).expect("prctl(PR_SET_TIMERSLACK)");
-            let mut samples = Vec::new();
-            let mut base = Vec::new();
-            let mut failures = 0;
+            let mut openings = Openings::default();
             for i in 0..n {
                 let src = source(i);
-                let packet = make_packet(&door);
-                let socket = std::net::UdpSocket::bind(SocketAddr::new(src, 0)).unwrap();
-                socket
-                    .send_to(&packet, SocketAddr::new(dst, SPA_PORT))
-                    .unwrap();
-                let start = Instant::now();
-                match time_to_connect(src, dst, start) {
-                    Some(d) => samples.push(d),
-                    None => failures += 1,
-                }
-                if let Some(d) = time_to_connect(src, dst, Instant::now()) {
-                    base.push(d);
-                }
+                let start = client.send(src, dst);
+                openings.time(src, dst, PORT, start, SAMPLE_LIMIT);
             }
-            (samples, base, failures)
+            openings
         })
         .unwrap();
-    report(
-        &format!("{}: packet → connected", imp.label()),
-        samples,
-        failures,
-    );
-    report(
-        &format!("{}: baseline (already open)", imp.label()),
-        base,
-        0,
-    );
+    let failures = openings.failures;
+    println!("{}", openings.report(&format!("{}: packet", imp.label())));
     if let Some(d) = &daemon {
         // The daemon's own share: packet read → grant committed.
         let inside: Vec<Duration> = d
@@ -288,7 +150,7 @@ fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
             })
             .map(Duration::from_micros)
             .collect();
-        report("sesamed: inside (packet read → granted)", inside, 0);
+        report_line("sesamed: inside (packet read → granted)", inside, 0);
         if failures > 0 {
             eprintln!("sesamed log:\n{}", d.log.dump());
         }
@@ -329,4 +191,8 @@ fn main() {
             measure(imp, n, &keys, &progs[0]);
         }
     }
+}
+
+fn report_line(label: &str, samples: Vec<Duration>, failures: usize) {
+    println!("{}", latency_line(label, samples, failures));
 }

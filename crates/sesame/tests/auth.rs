@@ -38,9 +38,7 @@ fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {
 
 #[test]
 fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
-    let Some(mut bed) = testbed("spa") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("spa");
     let dir = scratch(&bed, "spa");
     let key = dir.join("alice.key");
     keygen("spa", &key);
@@ -61,7 +59,7 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
         ),
     )
     .unwrap();
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server6 = Testbed::addr(Side::Server, true);
     let server = Testbed::addr(Side::Server, false);
@@ -88,13 +86,7 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
     let packet = encode_symmetric(&spa_key, &payload, [9; 24]).unwrap();
     let first = Testbed::addr(Side::Client, false);
     send_from(&bed, first, server, SPA_PORT, packet.clone());
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
     send_from(&bed, CLIENT2_V4.into(), server, SPA_PORT, packet.clone());
     assert!(
         daemon
@@ -146,9 +138,7 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
 
 #[test]
 fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
-    let Some(mut bed) = testbed("totp") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("totp");
     let dir = scratch(&bed, "totp");
     let secret = dir.join("bob.totp");
     keygen("totp", &secret);
@@ -169,7 +159,7 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
         ),
     )
     .unwrap();
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let started = unix_now();
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, false);

@@ -107,12 +107,10 @@ fn fwknop_client_opens_a_sesamed_door_over_ipv4() {
     let Some(progs) = fwknop_support::programs(&["fwknop"]) else {
         return;
     };
-    let Some(mut bed) = testbed("fwk-cli") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("fwk-cli");
     let dir = scratch(&bed, "fwknop");
     let keys = Keys::generate();
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
     let server = IpAddr::from(SERVER_V4);
     let client = IpAddr::from(CLIENT_V4);
@@ -166,12 +164,10 @@ fn a_replayed_fwknop_packet_is_refused_even_after_a_restart() {
     let Some(progs) = fwknop_support::programs(&["fwknop"]) else {
         return;
     };
-    let Some(mut bed) = testbed("fwk-replay") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("fwk-replay");
     let dir = scratch(&bed, "fwknop");
     let keys = Keys::generate();
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
     let server = IpAddr::from(SERVER_V4);
     let first = IpAddr::from(CLIENT_V4);
@@ -264,9 +260,7 @@ fn sesame_knock_opens_a_real_fwknopd_door() {
     let Some(progs) = fwknop_support::programs(&["fwknopd", "iptables"]) else {
         return;
     };
-    let Some(mut bed) = testbed("fwk-fwknopd") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("fwk-fwknopd");
     let dir = scratch(&bed, "fwknop");
     // Stanza 1: base64 keys, as `fwknop --key-gen` makes them. Stanza 2: a
     // passphrase KEY and an HMAC key from a key file, HMAC SHA512; fwknopd
@@ -278,7 +272,7 @@ fn sesame_knock_opens_a_real_fwknopd_door() {
          HMAC_DIGEST_TYPE SHA512\nFW_ACCESS_TIMEOUT 30\nMAX_FW_TIMEOUT 120\n",
         access_conf(&keys)
     );
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let fwknopd = fwknop_support::start_fwknopd(
         &mut bed,
         &progs[0],
@@ -357,12 +351,10 @@ fn sesame_knock_opens_a_real_fwknopd_door() {
 
 #[test]
 fn sesame_knock_in_fwknop_format_opens_sesamed_over_ipv6() {
-    let Some(mut bed) = testbed("fwk-v6") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("fwk-v6");
     let dir = scratch(&bed, "fwknop");
     let keys = Keys::generate();
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
     let server = IpAddr::from(SERVER_V6);
     let client6 = IpAddr::from(CLIENT_V6);
@@ -461,7 +453,7 @@ fn run_case(case: &SuiteCase, real: bool, progs: &[PathBuf]) -> Outcome {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let access = fill(&case.access, &keys, &dir);
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let log = if real {
         fwknop_support::start_fwknopd(&mut bed, fwknopd, &dir, &access, Capture::Pcap, PORT, true)
             .log

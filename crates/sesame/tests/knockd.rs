@@ -46,9 +46,7 @@ fn wait_lines(path: &Path, needle: &str, count: usize, limit: Duration) -> bool 
 
 #[test]
 fn sigterm_runs_the_stop_command_of_an_open_door() {
-    let Some(mut bed) = testbed("kd-term") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("kd-term");
     let dir = scratch(&bed);
     let log = dir.join("cmd.log");
     let conf = format!(
@@ -82,9 +80,7 @@ fn sigterm_runs_the_stop_command_of_an_open_door() {
 
 #[test]
 fn repeated_knock_extends_instead_of_rerunning_start() {
-    let Some(mut bed) = testbed("kd-repeat") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("kd-repeat");
     let dir = scratch(&bed);
     let log = dir.join("cmd.log");
     let conf = format!(
@@ -126,9 +122,7 @@ fn repeated_knock_extends_instead_of_rerunning_start() {
 
 #[test]
 fn one_time_sequences_work_over_ipv6_and_compare_the_whole_sequence() {
-    let Some(mut bed) = testbed("kd-otp6") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("kd-otp6");
     let dir = scratch(&bed);
     let log = dir.join("cmd.log");
     let otp = dir.join("otp");
@@ -188,9 +182,7 @@ fn one_time_sequences_work_over_ipv6_and_compare_the_whole_sequence() {
 
 #[test]
 fn interface_filter_and_interface_flapping() {
-    let Some(mut bed) = testbed("kd-iface") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("kd-iface");
     let dir = scratch(&bed);
     let log = dir.join("cmd.log");
     let conf = format!(

@@ -25,10 +25,8 @@ fn config(open_for_secs: u64) -> String {
 /// closed before → stays closed after a wrong order → open after the knock →
 /// the grant is a kernel set element for this client → closed after open_for.
 fn knock_lifecycle(v6: bool) {
-    let Some(mut bed) = testbed(if v6 { "life6" } else { "life4" }) else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!(if v6 { "life6" } else { "life4" });
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(&mut bed, &config(3), &[]);
     let server = Testbed::addr(Side::Server, v6);
     let client = Testbed::addr(Side::Client, v6);
@@ -103,20 +101,12 @@ fn knock_lifecycle_ipv6() {
 
 #[test]
 fn grant_is_for_the_knocking_address_only() {
-    let Some(mut bed) = testbed("only") else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!("only");
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let _daemon = start_daemon(&mut bed, &config(10), &[]);
     let server = Testbed::addr(Side::Server, false);
     knock(&bed, server, &SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
     // The same client over IPv6 is another address: still closed.
     assert!(!can_connect(&bed, Testbed::addr(Side::Server, true), PORT));
     // A second address of the client host (198.18.0.3) is not granted either.
@@ -138,10 +128,8 @@ fn grant_is_for_the_knocking_address_only() {
 
 #[test]
 fn cli_knock_binary_opens_over_ipv6() {
-    let Some(mut bed) = testbed("cli6") else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!("cli6");
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let _daemon = start_daemon(&mut bed, &config(10), &[]);
     let server = Testbed::addr(Side::Server, true);
     let out = bed
@@ -157,31 +145,17 @@ fn cli_knock_binary_opens_over_ipv6() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 3, "-v prints each hit: {stdout}");
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
 }
 
 #[test]
 fn established_connection_survives_expiry() {
-    let Some(mut bed) = testbed("estab") else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!("estab");
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let _daemon = start_daemon(&mut bed, &config(2), &[]);
     let server = Testbed::addr(Side::Server, false);
     knock(&bed, server, &SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
     let survived = bed
         .run_in(Side::Client, move || {
             let mut s = TcpStream::connect_timeout(
@@ -208,34 +182,20 @@ fn established_connection_survives_expiry() {
 
 #[test]
 fn kill_9_with_door_open_still_closes_on_time() {
-    let Some(mut bed) = testbed("kill9") else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!("kill9");
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(&mut bed, &config(3), &[]);
     let server = Testbed::addr(Side::Server, false);
     let knocked = Instant::now();
     knock(&bed, server, &SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
     stop_daemon(&mut bed, &daemon, Signal::SIGKILL);
     // The kernel owns the timeout: the door is still open, then closes alone.
     assert!(
         can_connect(&bed, server, PORT),
         "the grant vanished with the daemon"
     );
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        false,
-        Duration::from_secs(6)
-    ));
+    assert_closes(&bed, server, PORT, Duration::from_secs(6));
     assert!(knocked.elapsed() >= Duration::from_millis(2900));
     // Fail closed: with no daemon at all, the port stays dropped.
     std::thread::sleep(Duration::from_millis(500));
@@ -245,21 +205,13 @@ fn kill_9_with_door_open_still_closes_on_time() {
 
 #[test]
 fn restart_keeps_one_table_and_active_grants_then_remove_deletes_it() {
-    let Some(mut bed) = testbed("restart") else {
-        return;
-    };
-    let _service = Service::start(&bed, PORT);
+    let mut bed = testbed_or_skip!("restart");
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let first = start_daemon(&mut bed, &config(30), &[]);
     let ruleset_before = nft(&bed, &["list", "table", "inet", "sesame"]);
     let server = Testbed::addr(Side::Server, false);
     knock(&bed, server, &SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        PORT,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, PORT);
     stop_daemon(&mut bed, &first, Signal::SIGTERM);
     assert!(first
         .log
@@ -308,9 +260,7 @@ fn restart_keeps_one_table_and_active_grants_then_remove_deletes_it() {
 
 #[test]
 fn logs_carry_source_door_and_millisecond_timestamps_text_and_json() {
-    let Some(mut bed) = testbed("logs") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("logs");
     let daemon = start_daemon(&mut bed, &config(5), &["--log-format", "json"]);
     let server = Testbed::addr(Side::Server, false);
     let client = Testbed::addr(Side::Client, false);
@@ -336,9 +286,7 @@ fn logs_carry_source_door_and_millisecond_timestamps_text_and_json() {
 
 #[test]
 fn commands_run_once_per_open_and_close_runs_on_sigterm() {
-    let Some(mut bed) = testbed("cmds") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("cmds");
     let dir = std::env::temp_dir().join(format!("{}-out", bed.server));
     std::fs::create_dir_all(&dir).unwrap();
     let opened = dir.join("opened");

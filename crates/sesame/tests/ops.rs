@@ -99,10 +99,8 @@ fn json(text: &str) -> serde_json::Value {
 
 #[test]
 fn control_status_grants_open_revoke() {
-    let Some(mut bed) = testbed("ctl") else {
-        return;
-    };
-    let _service = Service::start(&bed, SSH);
+    let mut bed = testbed_or_skip!("ctl");
+    let _service = Service::start(&bed, SSH).expect("echo service");
     let d = dirs(&bed);
     let daemon = start(&mut bed, &ssh_door(), &d, &[]);
     let server = Testbed::addr(Side::Server, false);
@@ -180,21 +178,9 @@ fn control_status_grants_open_revoke() {
 
     // A knocked grant is revoked the same way (all doors of the address).
     knock(&bed, server, &SSH_SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        SSH,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, SSH);
     ctl_ok(&d.socket, &["revoke", &client_s]);
-    assert!(wait_connect(
-        &bed,
-        server,
-        SSH,
-        false,
-        Duration::from_secs(1)
-    ));
+    assert_closes(&bed, server, SSH, Duration::from_secs(1));
 
     // Clear errors.
     let (ok, _, err) = ctl(&d.socket, &["revoke", &client_s]);
@@ -216,9 +202,7 @@ fn control_status_grants_open_revoke() {
 
 #[test]
 fn control_socket_in_a_world_writable_directory_is_refused() {
-    let Some(bed) = testbed("ctlperm") else {
-        return;
-    };
+    let bed = testbed_or_skip!("ctlperm");
     let d = dirs(&bed);
     let dir = d.socket.parent().unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -240,24 +224,16 @@ fn control_socket_in_a_world_writable_directory_is_refused() {
 
 #[test]
 fn reload_adds_removes_refuses_and_keeps_grants() {
-    let Some(mut bed) = testbed("reload") else {
-        return;
-    };
-    let _ssh = Service::start(&bed, SSH);
-    let _web = Service::start(&bed, WEB);
+    let mut bed = testbed_or_skip!("reload");
+    let _ssh = Service::start(&bed, SSH).expect("echo service");
+    let _web = Service::start(&bed, WEB).expect("echo service");
     let d = dirs(&bed);
     let daemon = start(&mut bed, &ssh_door(), &d, &[]);
     let server = Testbed::addr(Side::Server, false);
     let path = config_path(&bed);
 
     knock(&bed, server, &SSH_SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        SSH,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, SSH);
     // A knock of the unchanged door in progress across the reload.
     knock(&bed, server, &SSH_SEQ[..2]);
 
@@ -307,13 +283,7 @@ fn reload_adds_removes_refuses_and_keeps_grants() {
         .is_some());
     let client = Testbed::addr(Side::Client, false).to_string();
     ctl_ok(&d.socket, &["revoke", &client, "--door", "web"]);
-    assert!(wait_connect(
-        &bed,
-        server,
-        WEB,
-        false,
-        Duration::from_secs(1)
-    ));
+    assert_closes(&bed, server, WEB, Duration::from_secs(1));
     knock(&bed, server, &WEB_SEQ);
     assert!(
         wait_connect(&bed, server, WEB, true, Duration::from_secs(2)),
@@ -381,10 +351,8 @@ fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
 
 #[test]
 fn metrics_scrape_matches_the_knocks_sent() {
-    let Some(mut bed) = testbed("metrics") else {
-        return;
-    };
-    let _service = Service::start(&bed, SSH);
+    let mut bed = testbed_or_skip!("metrics");
+    let _service = Service::start(&bed, SSH).expect("echo service");
     let d = dirs(&bed);
     let server = Testbed::addr(Side::Server, false);
     let addr = SocketAddr::new(server, 9751);
@@ -409,13 +377,7 @@ fn metrics_scrape_matches_the_knocks_sent() {
     // One wrong order (7000 stage, 9000 reset), then the right knock twice.
     knock(&bed, server, &["7000", "9000", "8000:udp"]);
     knock(&bed, server, &SSH_SEQ);
-    assert!(wait_connect(
-        &bed,
-        server,
-        SSH,
-        true,
-        Duration::from_secs(2)
-    ));
+    assert_opens(&bed, server, SSH);
     knock(&bed, server, &SSH_SEQ);
     let end = Instant::now() + Duration::from_secs(3);
     let text = loop {

@@ -33,9 +33,7 @@ fn hex(pid: u32, key: &str) -> u64 {
 
 #[test]
 fn unprivileged_daemon_keeps_only_cap_net_admin_and_still_opens_doors() {
-    let Some(mut bed) = testbed("priv") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("priv");
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody");
@@ -43,7 +41,7 @@ fn unprivileged_daemon_keeps_only_cap_net_admin_and_still_opens_doors() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("probe"), "x").unwrap();
 
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let config = format!(
         "[door.ssh]\nsequence = {SEQ:?}\nseq_timeout = \"5s\"\nopen_for = \"20s\"\nprotect = [\"tcp/{PORT}\"]\n"
     );
@@ -146,9 +144,7 @@ fn unknown_user_fails_before_touching_the_firewall() {
 /// through them, nor hand a root file to the user by a path-based chown.
 #[test]
 fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
-    let Some(mut bed) = testbed("privlnk") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("privlnk");
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody");
@@ -221,9 +217,7 @@ fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
 /// is touched.
 #[test]
 fn check_config_reads_keys_as_the_service_user() {
-    let Some(mut bed) = testbed("ckuser") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("ckuser");
     let dir = scratch(&bed, "ckuser");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let key = dir.join("laptop.key");

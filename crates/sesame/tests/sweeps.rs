@@ -30,9 +30,7 @@ fn sesame(args: &[&str]) -> (bool, String) {
 /// Before the fix a sweep opened a 4-knock slot about 1 time in 8.
 #[test]
 fn thirty_sweeps_of_a_totp_range_open_nothing() {
-    let Some(mut bed) = testbed("swtotp") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("swtotp");
     let dir = scratch(&bed, "swtotp");
     let secret = dir.join("carol.totp");
     keygen("totp", &secret);
@@ -43,7 +41,7 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
         state = dir.join("state").display(),
         secret = secret.display()
     );
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let started = unix_now();
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, true);
@@ -121,16 +119,14 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
 /// the metrics), others are unaffected, and `sesame unban` lifts the ban.
 #[test]
 fn thirty_full_sweeps_of_a_plain_door_open_nothing_and_ban_the_sweeper() {
-    let Some(mut bed) = testbed("swplain") else {
-        return;
-    };
+    let mut bed = testbed_or_skip!("swplain");
     let dir = scratch(&bed, "swplain");
     let socket = dir.join("control.sock");
     let config = format!(
         "[daemon]\nmetrics = \"127.0.0.1:9761\"\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\"]\n\
          seq_timeout = \"10s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n"
     );
-    let _service = Service::start(&bed, PORT);
+    let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(
         &mut bed,
         &config,

@@ -182,7 +182,7 @@ impl Engine {
             }
             match fwknop::decode(bytes, &loaded.keys, now.unix, f.max_age) {
                 Ok(msg) => {
-                    let action = if msg.msg_type == MsgType::Command {
+                    let action = if msg.request.msg_type == MsgType::Command {
                         policy::fwknop_command(stanza, &msg).map(FwknopAction::Command)
                     } else {
                         policy::fwknop_grant(stanza, &msg, src, &mut |a| target_refusal(world, a))
@@ -234,7 +234,7 @@ impl Engine {
             );
         };
         let name = self.name(door);
-        let user = msg.username.clone();
+        let user = msg.request.username.clone();
         let accepted = match action {
             FwknopAction::Command(argv) => Accepted {
                 event: "fwknop_command",
@@ -265,7 +265,7 @@ impl Engine {
             src,
             door,
             user,
-            made_at: msg.timestamp,
+            made_at: msg.request.timestamp,
             key: fwknop_key(&name, line, &msg),
             expires: msg.replay_expiry(max_age),
             inserted: false,

@@ -71,10 +71,13 @@ pub(super) fn fwknop_command(
     msg: &FwknopMessage,
 ) -> Result<Vec<String>, (&'static str, String)> {
     if let Some(user) = &stanza.require_username {
-        if &msg.username != user {
+        if &msg.request.username != user {
             return Err((
                 "username",
-                format!("username {:?} is not the required {user:?}", msg.username),
+                format!(
+                    "username {:?} is not the required {user:?}",
+                    msg.request.username
+                ),
             ));
         }
     }
@@ -84,7 +87,7 @@ pub(super) fn fwknop_command(
             "command messages need ENABLE_CMD_EXEC in the stanza".into(),
         ));
     }
-    match &msg.command {
+    match &msg.request.command {
         Some(c) if !c.trim().is_empty() => Ok(c.split_whitespace().map(String::from).collect()),
         _ => Err(("malformed", "empty command".into())),
     }
@@ -102,14 +105,17 @@ pub(super) fn fwknop_grant(
     target_refusal: &mut dyn FnMut(IpAddr) -> Option<String>,
 ) -> Result<(IpAddr, Vec<crate::Service>, Duration), (&'static str, String)> {
     if let Some(user) = &stanza.require_username {
-        if &msg.username != user {
+        if &msg.request.username != user {
             return Err((
                 "username",
-                format!("username {:?} is not the required {user:?}", msg.username),
+                format!(
+                    "username {:?} is not the required {user:?}",
+                    msg.request.username
+                ),
             ));
         }
     }
-    match msg.msg_type {
+    match msg.request.msg_type {
         MsgType::Access | MsgType::ClientTimeoutAccess => {}
         MsgType::Command => {
             return Err((
@@ -126,7 +132,7 @@ pub(super) fn fwknop_grant(
             ))
         }
     }
-    let target = match msg.access_ip {
+    let target = match msg.request.access_ip {
         None if stanza.require_source_address => return Err((
             "source_address_required",
             "REQUIRE_SOURCE_ADDRESS is set and the request asks for the packet source (0.0.0.0)"
@@ -141,7 +147,7 @@ pub(super) fn fwknop_grant(
         }
     };
     let mut services = Vec::new();
-    for port in &msg.access {
+    for port in &msg.request.access {
         let Some(service) = port.service() else {
             return Err((
                 "unsupported_proto",
@@ -164,7 +170,7 @@ pub(super) fn fwknop_grant(
     if services.is_empty() {
         return Err(("no_ports", "the request names no port".into()));
     }
-    let open_for = match msg.client_timeout {
+    let open_for = match msg.request.client_timeout {
         Some(t) if t > 0 => Duration::from_secs(u64::from(t)).min(stanza.effective_max_timeout()),
         _ => stanza.access_timeout,
     };
@@ -175,7 +181,7 @@ pub(super) fn fwknop_grant(
 mod tests {
     use super::*;
     use crate::fwknop::stanza::{Secret, DEFAULT_ACCESS_TIMEOUT};
-    use crate::fwknop::{AccessPort, DigestType};
+    use crate::fwknop::{AccessPort, DigestType, FwknopRequest};
     use crate::Service;
 
     fn stanza() -> FwknopStanza {
@@ -206,20 +212,22 @@ mod tests {
     fn message(msg_type: MsgType, ports: &[&str]) -> FwknopMessage {
         FwknopMessage {
             random: "1234567890123456".into(),
-            username: "alice".into(),
-            timestamp: 0,
             version: "3.0.0".into(),
-            msg_type,
-            access_ip: None,
-            access: ports
-                .iter()
-                .map(|p| AccessPort::Service(p.parse::<Service>().unwrap()))
-                .collect(),
-            command: None,
-            nat_access: None,
-            server_auth: None,
-            client_timeout: None,
-            digest_type: DigestType::Sha256,
+            request: FwknopRequest {
+                username: "alice".into(),
+                timestamp: 0,
+                msg_type,
+                access_ip: None,
+                access: ports
+                    .iter()
+                    .map(|p| AccessPort::Service(p.parse::<Service>().unwrap()))
+                    .collect(),
+                command: None,
+                nat_access: None,
+                server_auth: None,
+                client_timeout: None,
+                digest_type: DigestType::Sha256,
+            },
             digest: vec![0; 32],
         }
     }
@@ -275,7 +283,7 @@ mod tests {
             "nat_unsupported"
         );
         let mut bob = message(MsgType::Access, &["tcp/22"]);
-        bob.username = "bob".into();
+        bob.request.username = "bob".into();
         assert_eq!(reason(&bob, &s), "username");
         let strict = FwknopStanza {
             require_source_address: true,
@@ -289,8 +297,8 @@ mod tests {
         // A client timeout is honoured up to MAX_FW_TIMEOUT; an explicit
         // address is granted instead of the source.
         let mut m = message(MsgType::ClientTimeoutAccess, &["tcp/22"]);
-        m.client_timeout = Some(600);
-        m.access_ip = Some("10.0.0.77".parse().unwrap());
+        m.request.client_timeout = Some(600);
+        m.request.access_ip = Some("10.0.0.77".parse().unwrap());
         let (target, _, open_for) = fwknop_grant(&s, &m, src, &mut |_| None).unwrap();
         assert_eq!(target, "10.0.0.77".parse::<IpAddr>().unwrap());
         assert_eq!(open_for, Duration::from_secs(60));

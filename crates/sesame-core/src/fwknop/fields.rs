@@ -8,8 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::encoding::DigestType;
 use super::encoding::{b64_decode, b64_encode};
-use super::message::{message_string, AccessPort, Malformed, MsgType};
+use super::message::{message_string, AccessPort, FwknopRequest, Malformed, MsgType};
 use crate::door::{Proto, Service};
 
 /// Length of the random value.
@@ -31,20 +32,13 @@ const USERNAME_FORBIDDEN: &[u8] = b"\"/\\[]:;|=,+*?<>";
 /// Characters fwknop never allows in a NAT host.
 const NAT_HOST_FORBIDDEN: &[u8] = b" /?\"'\\";
 
-/// The fields of a message, without its digest.
+/// The fields of a message, without its digest (the request's digest type
+/// is the caller's to set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Fields {
     pub random: String,
-    pub username: String,
-    pub timestamp: u64,
     pub version: String,
-    pub msg_type: MsgType,
-    pub access_ip: Option<IpAddr>,
-    pub access: Vec<AccessPort>,
-    pub command: Option<String>,
-    pub nat_access: Option<(String, u16)>,
-    pub server_auth: Option<String>,
-    pub client_timeout: Option<u32>,
+    pub request: FwknopRequest,
 }
 
 /// Splits the encoded message (the plaintext without `:digest`) into its
@@ -125,16 +119,19 @@ pub(super) fn validate(parts: &[&str], msg_type: MsgType) -> Result<Fields, Malf
     };
     Ok(Fields {
         random: random.to_string(),
-        username,
-        timestamp,
         version: version.to_string(),
-        msg_type,
-        access_ip,
-        access,
-        command,
-        nat_access,
-        server_auth,
-        client_timeout,
+        request: FwknopRequest {
+            username,
+            timestamp,
+            msg_type,
+            access_ip,
+            access,
+            command,
+            nat_access,
+            server_auth,
+            client_timeout,
+            digest_type: DigestType::Sha256,
+        },
     })
 }
 
@@ -251,28 +248,29 @@ fn parse_client_timeout(s: &str) -> Result<u32, Malformed> {
 /// The encoded message (without digest) of `f`, exactly as the fwknop
 /// client builds it. The caller validates the result by parsing it back.
 pub(super) fn build(f: &Fields) -> String {
+    let r = &f.request;
     let mut s = String::with_capacity(128);
     s.push_str(&f.random);
     s.push(':');
-    s.push_str(&b64_encode(f.username.as_bytes()));
+    s.push_str(&b64_encode(r.username.as_bytes()));
     s.push(':');
-    s.push_str(&f.timestamp.to_string());
+    s.push_str(&r.timestamp.to_string());
     s.push(':');
     s.push_str(&f.version);
     s.push(':');
-    s.push_str(&f.msg_type.number().to_string());
+    s.push_str(&r.msg_type.number().to_string());
     s.push(':');
-    let msg = message_string(f.access_ip, &f.access, f.command.as_deref());
+    let msg = message_string(r.access_ip, &r.access, r.command.as_deref());
     s.push_str(&b64_encode(msg.as_bytes()));
-    if let Some((host, port)) = &f.nat_access {
+    if let Some((host, port)) = &r.nat_access {
         s.push(':');
         s.push_str(&b64_encode(format!("{host},{port}").as_bytes()));
     }
-    if let Some(sa) = &f.server_auth {
+    if let Some(sa) = &r.server_auth {
         s.push(':');
         s.push_str(&b64_encode(sa.as_bytes()));
     }
-    if let Some(t) = f.client_timeout {
+    if let Some(t) = r.client_timeout {
         s.push(':');
         s.push_str(&t.to_string());
     }
@@ -323,11 +321,11 @@ mod tests {
             Err(Malformed::FieldCount { fields: 6 })
         );
         let f = parse(&line(3, msg, &[&sa, "45"])).unwrap();
-        assert_eq!(f.client_timeout, Some(45));
-        assert_eq!(f.server_auth.as_deref(), Some("auth"));
+        assert_eq!(f.request.client_timeout, Some(45));
+        assert_eq!(f.request.server_auth.as_deref(), Some("auth"));
         let f = parse(&line(4, msg, &[&nat, "60"])).unwrap();
-        assert_eq!(f.nat_access, Some(("192.168.1.2".into(), 22)));
-        assert_eq!(f.client_timeout, Some(60));
+        assert_eq!(f.request.nat_access, Some(("192.168.1.2".into(), 22)));
+        assert_eq!(f.request.client_timeout, Some(60));
         assert!(parse(&line(6, msg, &[&nat, &sa, "60"])).is_ok());
         assert_eq!(parse(&line(7, msg, &[])), Err(Malformed::MessageType));
         assert_eq!(parse(&line(1, msg, &[])[..20]).unwrap_err(), {
@@ -361,14 +359,14 @@ mod tests {
     #[test]
     fn access_messages() {
         let f = parse(&line(1, "10.77.0.2,tcp/22,udp/53,icmp/8,none/7", &[])).unwrap();
-        assert_eq!(f.access_ip, Some("10.77.0.2".parse().unwrap()));
-        assert_eq!(f.access.len(), 4);
+        assert_eq!(f.request.access_ip, Some("10.77.0.2".parse().unwrap()));
+        assert_eq!(f.request.access.len(), 4);
         assert_eq!(
-            message_string(f.access_ip, &f.access, None),
+            message_string(f.request.access_ip, &f.request.access, None),
             "10.77.0.2,tcp/22,udp/53,icmp/8,none/7"
         );
         let f = parse(&line(1, "0.0.0.0,tcp/22", &[])).unwrap();
-        assert_eq!(f.access_ip, None);
+        assert_eq!(f.request.access_ip, None);
         for (bad, why) in [
             ("10.0.0.1", Malformed::Message),
             ("10.0.0.1,", Malformed::AccessPort),
@@ -387,8 +385,8 @@ mod tests {
             assert_eq!(parse(&line(1, bad, &[])), Err(why), "{bad}");
         }
         let f = parse(&line(0, "10.0.0.1,touch /tmp/x", &[])).unwrap();
-        assert_eq!(f.command.as_deref(), Some("touch /tmp/x"));
-        assert!(f.access.is_empty());
+        assert_eq!(f.request.command.as_deref(), Some("touch /tmp/x"));
+        assert!(f.request.access.is_empty());
         assert_eq!(parse(&line(0, "10.0.0.1,", &[])), Err(Malformed::Command));
         assert_eq!(
             parse(&line(1, &format!("10.0.0.1,{}", "tcp/1,".repeat(60)), &[])),
@@ -408,7 +406,10 @@ mod tests {
         }
         let nat = enc("internal.example,2222");
         let f = parse(&line(2, m, &[&nat])).unwrap();
-        assert_eq!(f.nat_access, Some(("internal.example".into(), 2222)));
+        assert_eq!(
+            f.request.nat_access,
+            Some(("internal.example".into(), 2222))
+        );
         for bad in ["", "x", "4294967296", "-1", "12345678901"] {
             assert_eq!(
                 parse(&line(3, m, &[bad])),
@@ -417,7 +418,10 @@ mod tests {
             );
         }
         assert_eq!(
-            parse(&line(3, m, &["4294967295"])).unwrap().client_timeout,
+            parse(&line(3, m, &["4294967295"]))
+                .unwrap()
+                .request
+                .client_timeout,
             Some(u32::MAX)
         );
     }

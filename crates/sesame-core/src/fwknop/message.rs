@@ -157,37 +157,21 @@ impl fmt::Display for AccessPort {
     }
 }
 
-/// A decoded, authenticated fwknop request.
+/// A decoded, authenticated fwknop request: what the client asked for
+/// ([`FwknopRequest`], whose fields a server's policy reads) and what only
+/// a received packet has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FwknopMessage {
     /// The 16-digit random value.
     pub random: String,
-    /// The username (1–64 printable ASCII characters, some forbidden).
-    /// Claimed by the client: `REQUIRE_USERNAME` compares it, it proves
-    /// nothing by itself.
-    pub username: String,
-    /// When the client made the packet (Unix seconds).
-    pub timestamp: u64,
     /// The protocol version string the client sent (`3.0.0` for 2.6.x).
     pub version: String,
-    /// The message type.
-    pub msg_type: MsgType,
-    /// The address to open for; `None` when the client sent `0.0.0.0`
-    /// (`-s`: "use the packet's source address"). Always IPv4 when set.
-    pub access_ip: Option<IpAddr>,
-    /// The requested ports (empty for a command message).
-    pub access: Vec<AccessPort>,
-    /// The command of a [`MsgType::Command`] message.
-    pub command: Option<String>,
-    /// NAT access `host,port` (types 2, 4, 5, 6).
-    pub nat_access: Option<(String, u16)>,
-    /// The legacy server-auth field, if present (the 2.6 client never sets
-    /// it).
-    pub server_auth: Option<String>,
-    /// The client-requested timeout in seconds (types 3, 4, 6).
-    pub client_timeout: Option<u32>,
-    /// The inner digest's algorithm, found from its length.
-    pub digest_type: DigestType,
+    /// The request, as the client made it. Its username is claimed by the
+    /// client: `REQUIRE_USERNAME` compares it, it proves nothing by itself.
+    /// Its `access_ip` is `None` when the client sent `0.0.0.0` (`-s`: "use
+    /// the packet's source address"), and always IPv4 when set. Its
+    /// `digest_type` was found from the inner digest's length.
+    pub request: FwknopRequest,
     /// The inner digest (raw bytes): the replay-cache key material.
     pub digest: Vec<u8>,
 }
@@ -196,7 +180,8 @@ impl FwknopMessage {
     /// The message string as the fwknop client prints it, e.g.
     /// `10.77.0.2,tcp/22` or `10.77.0.2,touch /tmp/x`.
     pub fn message_string(&self) -> String {
-        message_string(self.access_ip, &self.access, self.command.as_deref())
+        let r = &self.request;
+        message_string(r.access_ip, &r.access, r.command.as_deref())
     }
 
     /// The replay-cache key of this request: [`ReplayKey::fwknop`] of the
@@ -208,23 +193,7 @@ impl FwknopMessage {
     /// The last Unix second at which this request passes the age window
     /// `max_age_secs`: the expiry to store with its replay key.
     pub fn replay_expiry(&self, max_age_secs: u64) -> u64 {
-        self.timestamp.saturating_add(max_age_secs)
-    }
-
-    /// The request that would encode to this message (with its digest type).
-    pub fn request(&self) -> FwknopRequest {
-        FwknopRequest {
-            username: self.username.clone(),
-            timestamp: self.timestamp,
-            msg_type: self.msg_type,
-            access_ip: self.access_ip,
-            access: self.access.clone(),
-            command: self.command.clone(),
-            nat_access: self.nat_access.clone(),
-            server_auth: self.server_auth.clone(),
-            client_timeout: self.client_timeout,
-            digest_type: self.digest_type,
-        }
+        self.request.timestamp.saturating_add(max_age_secs)
     }
 }
 

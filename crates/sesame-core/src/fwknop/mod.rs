@@ -449,17 +449,17 @@ pub fn decode(
     // 10. Fields.
     let f = fields::validate(&parts, msg_type)?;
     // 11. Age.
-    if now_unix > f.timestamp && now_unix - f.timestamp > max_age_secs {
+    if now_unix > f.request.timestamp && now_unix - f.request.timestamp > max_age_secs {
         return Err(FwknopError::Stale {
-            timestamp: f.timestamp,
-            age: now_unix - f.timestamp,
+            timestamp: f.request.timestamp,
+            age: now_unix - f.request.timestamp,
             max_age: max_age_secs,
         });
     }
-    if f.timestamp > now_unix && f.timestamp - now_unix > max_age_secs {
+    if f.request.timestamp > now_unix && f.request.timestamp - now_unix > max_age_secs {
         return Err(FwknopError::Future {
-            timestamp: f.timestamp,
-            ahead: f.timestamp - now_unix,
+            timestamp: f.request.timestamp,
+            ahead: f.request.timestamp - now_unix,
             max_age: max_age_secs,
         });
     }
@@ -493,17 +493,11 @@ fn verify_digest(encoded: &str, digest_b64: &str) -> Result<(DigestType, Vec<u8>
 fn message(f: Fields, digest_type: DigestType, digest: Vec<u8>) -> FwknopMessage {
     FwknopMessage {
         random: f.random,
-        username: f.username,
-        timestamp: f.timestamp,
         version: f.version,
-        msg_type: f.msg_type,
-        access_ip: f.access_ip,
-        access: f.access,
-        command: f.command,
-        nat_access: f.nat_access,
-        server_auth: f.server_auth,
-        client_timeout: f.client_timeout,
-        digest_type,
+        request: FwknopRequest {
+            digest_type,
+            ..f.request
+        },
         digest,
     }
 }
@@ -544,16 +538,8 @@ pub fn encode(
     check_consistent(req)?;
     let f = Fields {
         random: format!("{:016}", random % 10_000_000_000_000_000),
-        username: req.username.clone(),
-        timestamp: req.timestamp,
         version: PROTOCOL_VERSION.to_string(),
-        msg_type: req.msg_type,
-        access_ip: req.access_ip,
-        access: req.access.clone(),
-        command: req.command.clone(),
-        nat_access: req.nat_access.clone(),
-        server_auth: req.server_auth.clone(),
-        client_timeout: req.client_timeout,
+        request: req.clone(),
     };
     if matches!(req.access_ip, Some(IpAddr::V6(_))) {
         return Err(FwknopEncodeError::Invalid(Malformed::AccessIp));
@@ -561,9 +547,11 @@ pub fn encode(
     let encoded = Zeroizing::new(fields::build(&f));
     // Everything the decoder checks, checked here: the result must parse
     // back to the same fields.
-    let back = fields::split(&encoded)
+    let mut back = fields::split(&encoded)
         .and_then(|(parts, t)| fields::validate(&parts, t))
         .map_err(FwknopEncodeError::Invalid)?;
+    // The digest type is not a field of the message.
+    back.request.digest_type = req.digest_type;
     if back != f {
         return Err(FwknopEncodeError::Inconsistent(
             "a field does not survive encoding (e.g. `:` in a raw field)",

@@ -230,7 +230,7 @@ impl Harness {
             "installing the gate failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        h.service = Some(support::Service::start(h.bed(), PORT));
+        h.service = Some(support::Service::start(h.bed(), PORT).expect("echo service"));
 
         for (name, content) in files {
             std::fs::write(h.dir.join(name), h.render(content)).unwrap();

@@ -26,8 +26,6 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use sesame::testbed::{Side, Testbed};
 
 /// Resolves every program in `progs`; `None` (after printing `skipped: …`)
@@ -53,41 +51,8 @@ pub fn programs(progs: &[&str]) -> Option<Vec<PathBuf>> {
     Some(found)
 }
 
-/// `len` random bytes in standard base64 (with padding), as fwknop's
-/// `--key-gen` writes keys.
-pub fn random_key_base64(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("getrandom");
-    STANDARD.encode(bytes)
-}
-
-/// An fwknop key pair as `fwknop --key-gen` makes it: a 32-byte Rijndael key
-/// and a 64-byte HMAC key, both base64.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    /// `KEY_BASE64`.
-    pub key: String,
-    /// `HMAC_KEY_BASE64`.
-    pub hmac: String,
-}
-
-impl Keys {
-    /// Fresh random keys.
-    pub fn generate() -> Keys {
-        Keys {
-            key: random_key_base64(32),
-            hmac: random_key_base64(64),
-        }
-    }
-
-    /// An access.conf stanza for these keys (HMAC SHA256, CBC: the defaults).
-    pub fn stanza(&self, source: &str, open_ports: &str, timeout: u32) -> String {
-        format!(
-            "SOURCE {source}\nOPEN_PORTS {open_ports}\nKEY_BASE64 {}\nHMAC_KEY_BASE64 {}\nFW_ACCESS_TIMEOUT {timeout}\n",
-            self.key, self.hmac
-        )
-    }
-}
+#[allow(unused_imports)] // not every test binary uses both
+pub use sesame_testkit::fwknop::{random_key_base64, Keys};
 
 /// Captured output lines of a process (stdout and stderr).
 #[derive(Clone, Default)]
@@ -199,18 +164,6 @@ pub fn fwknopd_conf(run_dir: &Path, capture: Capture, port: u16) -> String {
     conf
 }
 
-/// Whether a UDP socket is bound to `port` in the server namespace (read
-/// from the namespace's `/proc/net/udp`).
-fn udp_bound(bed: &Testbed, port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    bed.run_in(Side::Server, move || {
-        std::fs::read_to_string("/proc/thread-self/net/udp")
-            .map(|t| t.lines().skip(1).any(|l| l.contains(&needle)))
-            .unwrap_or(false)
-    })
-    .unwrap_or(false)
-}
-
 /// Closes TCP `protect_port` in the server namespace with iptables, then
 /// starts fwknopd on `access_conf` (written to `dir`) and waits until it
 /// is ready: its main loop (pcap) or its UDP socket (UDP server) is up and
@@ -293,7 +246,7 @@ pub fn start_fwknopd(
             log.wait_for(&["Kicking off UDP server"], Duration::from_secs(15))
                 .is_some()
                 && poll(Duration::from_secs(5), Duration::from_millis(10), || {
-                    udp_bound(bed, spa_port)
+                    bed.udp_bound(Side::Server, spa_port)
                 })
         }
     };

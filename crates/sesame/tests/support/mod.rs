@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +44,20 @@ pub fn testbed(tag: &str) -> Option<Testbed> {
         }
     }
 }
+
+/// `let mut bed = testbed_or_skip!("tag");`: the test's [`testbed`], or a
+/// return from the test where it cannot run (never under `CI=true`).
+#[allow(unused_macros)] // not every test binary uses it
+macro_rules! testbed_or_skip {
+    ($tag:expr) => {
+        match testbed($tag) {
+            Some(bed) => bed,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use testbed_or_skip;
 
 /// Whether daemon log lines are echoed to stderr as they arrive (they are
 /// always captured). Benchmarks turn this off to keep output readable.
@@ -164,51 +178,8 @@ pub fn stop_daemon(bed: &mut Testbed, daemon: &Daemon, signal: nix::sys::signal:
 }
 
 /// A dual-stack TCP echo service in the server namespace, stopped on drop.
-pub struct Service {
-    stop: Arc<AtomicBool>,
-}
-
-impl Service {
-    /// Listens on `[::]:port` (v4 and v6) in the server namespace.
-    pub fn start(bed: &Testbed, port: u16) -> Service {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let (tx, rx) = std::sync::mpsc::channel();
-        bed.spawn_in(Side::Server, move || {
-            let listener = TcpListener::bind(("::", port)).expect("bind service");
-            listener.set_nonblocking(true).unwrap();
-            tx.send(()).unwrap();
-            let end = Instant::now() + Duration::from_secs(300);
-            while !flag.load(Ordering::Relaxed) && Instant::now() < end {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        std::thread::spawn(move || {
-                            s.set_nonblocking(false).ok();
-                            s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-                            let mut buf = [0u8; 256];
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        })
-        .unwrap();
-        rx.recv_timeout(Duration::from_secs(5))
-            .expect("service did not start");
-        Service { stop }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+#[allow(unused_imports)] // not every test binary starts one
+pub use sesame_testkit::net::EchoService as Service;
 
 /// One connect attempt from the client namespace: true if it connects and
 /// the echo service answers.
@@ -237,6 +208,24 @@ pub fn wait_connect(bed: &Testbed, server: IpAddr, port: u16, want: bool, limit:
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Fails the test unless `server:port` opens for the client within 2 s.
+#[track_caller]
+pub fn assert_opens(bed: &Testbed, server: IpAddr, port: u16) {
+    assert!(
+        wait_connect(bed, server, port, true, Duration::from_secs(2)),
+        "{server} port {port} did not open within 2 s"
+    );
+}
+
+/// Fails the test unless `server:port` closes for the client within `limit`.
+#[track_caller]
+pub fn assert_closes(bed: &Testbed, server: IpAddr, port: u16, limit: Duration) {
+    assert!(
+        wait_connect(bed, server, port, false, limit),
+        "{server} port {port} still open after {limit:?}"
+    );
 }
 
 /// Knocks from the client namespace with the library client.
