@@ -453,10 +453,7 @@ fn key_file_value(text: &str, name: &str) -> Option<(bool, Zeroizing<String>)> {
 /// by the current user or root.
 fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     let file_name = path.display().to_string();
-    let read_err = |source| KeyFileError::Read {
-        file: file_name.clone(),
-        source,
-    };
+    let read_err = |source| KeyFileError::read(path, source);
     let mut file = File::open(path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
@@ -491,10 +488,10 @@ fn read_private(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
     }
     match std::str::from_utf8(&buf) {
         Ok(s) => Ok(Zeroizing::new(s.to_string())),
-        Err(_) => Err(KeyFileError::Read {
-            file: file_name,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"),
-        }),
+        Err(_) => Err(KeyFileError::read(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"),
+        )),
     }
 }
 

@@ -22,6 +22,7 @@
 //! itself) or as the path of a file holding it: see [`identity_public`] and
 //! [`server_public`].
 
+use crate::located::ReadError;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -130,13 +131,8 @@ pub enum KeyFileError {
     #[error("{0}")]
     Permissions(#[from] crate::secure_file::WritableByOthers),
     /// The file cannot be opened or read.
-    #[error("{file}: cannot read key file: {source}")]
-    Read {
-        /// The file.
-        file: String,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// The file cannot be written.
     #[error("{file}: cannot write key file: {source}")]
     Write {
@@ -253,6 +249,13 @@ pub enum KeyFileError {
     },
 }
 
+impl KeyFileError {
+    /// Reading `path` failed with `source`.
+    pub fn read(path: &Path, source: io::Error) -> Self {
+        KeyFileError::Read(ReadError::of(path, "key file")(source))
+    }
+}
+
 /// The line `KIND:BASE64\n` of a key. Wiped when dropped (it encodes the key).
 pub fn encode_line(kind: KeyKind, bytes: &[u8; KEY_LEN]) -> Zeroizing<String> {
     let mut line = Zeroizing::new(String::with_capacity(kind.prefix().len() + 1 + 44 + 1));
@@ -365,10 +368,7 @@ fn display(path: &Path) -> String {
 
 /// Opens `path` without blocking on FIFOs and checks it is a regular file.
 fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), KeyFileError> {
-    let read_err = |source| KeyFileError::Read {
-        file: display(path),
-        source,
-    };
+    let read_err = |source| KeyFileError::read(path, source);
     let file = crate::os::no_block_no_tty(OpenOptions::new().read(true))
         .open(path)
         .map_err(read_err)?;
@@ -390,12 +390,7 @@ fn read_limited(path: &Path, mut file: File) -> Result<Zeroizing<Vec<u8>>, KeyFi
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(KeyFileError::Read {
-                    file: display(path),
-                    source,
-                })
-            }
+            Err(source) => return Err(KeyFileError::read(path, source)),
         }
     }
     if len > MAX_FILE_LEN {

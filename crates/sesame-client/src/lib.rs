@@ -7,7 +7,8 @@
 //!   servers and their plain, TOTP, SPA and fwknop doors;
 //! * [`fwknop`]: fwknop-format doors of a profile;
 //! * [`keys`]: key files (`sesame keygen`), private from their creation;
-//! * [`secure_file`]: the refusal of files others could change.
+//! * [`secure_file`]: the refusal of files others could change;
+//! * [`located`]: how reading a file fails, the same for every reader.
 //!
 //! It holds no netlink and no Linux-only call outside `cfg(unix)` gates, so
 //! it builds for Linux, macOS, Windows and Android (CI checks the last
@@ -18,6 +19,7 @@
 pub mod fwknop;
 pub mod keys;
 pub mod knock;
+pub mod located;
 mod os;
 pub mod profile;
 pub mod secure_file;

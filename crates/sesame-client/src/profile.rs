@@ -293,13 +293,8 @@ impl SpaDoor {
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     /// Unreadable file.
-    #[error("{path}: cannot read client config: {source}")]
-    Read {
-        /// File.
-        path: String,
-        /// Cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] crate::located::ReadError),
     /// Bad TOML or unknown key.
     #[error("{path}: {source}")]
     Syntax {
@@ -467,10 +462,8 @@ impl Ctx<'_> {
 impl ClientConfig {
     /// Reads and checks a client config (key files are not read yet).
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(crate::located::ReadError::of(path, "client config"))?;
         Self::parse(path, &text)
     }
 

@@ -22,13 +22,12 @@ pub use model::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use sesame_client::located::ReadError;
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     sesame_client::secure_file::check_not_writable_by_others(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(ReadError::of(path, "config"))?;
     parse(&text, path)
 }
 
@@ -118,7 +117,13 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
         let e = load(&path).unwrap_err();
-        assert!(matches!(e, ConfigError::Permissions(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::File(sesame_client::located::FileError::Permissions(_))
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("chmod go-w"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         load(&path).unwrap();

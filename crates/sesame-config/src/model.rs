@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sesame_client::located::FileError;
 use sesame_core::{BanPolicy, Door, Knock, Proto, Service};
 
 /// NFLOG group used when the config does not name one.
@@ -236,17 +237,10 @@ pub fn valid_interface_name(name: &str) -> bool {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file is writable by its group or others.
-    #[error("{0}")]
-    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
-    /// The file could not be read.
-    #[error("{path}: cannot read config: {source}")]
-    Read {
-        /// File that failed.
-        path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
+    /// The file is unusable: permissions, reading, or a value that parses
+    /// but is not acceptable.
+    #[error(transparent)]
+    File(FileError),
     /// TOML syntax, unknown key or wrong type.
     #[error("{path}:{line}:{column}: {message}")]
     Syntax {
@@ -259,20 +253,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// A value that parses but is not acceptable.
-    #[error("{path}:{line}:{column}: {item}: {message}")]
-    Invalid {
-        /// File.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// The offending item, e.g. `door "ssh" sequence[1] "70x0"`.
-        item: String,
-        /// What is wrong with it.
-        message: String,
-    },
     /// The file defines no door.
     #[error(
         "{path}: no door defined; add at least one [door.NAME] table (see examples/sesame.toml)"
@@ -282,3 +262,5 @@ pub enum ConfigError {
         path: String,
     },
 }
+
+sesame_client::file_error_conversions!(ConfigError);

@@ -15,6 +15,7 @@
 //! half of the sequence), so a file edited behind our back is detected instead
 //! of the wrong line being consumed.
 
+use sesame_client::located::{FileError, Located, ReadError};
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -101,29 +102,9 @@ fn parse_knock(item: &str) -> Result<Knock, String> {
 /// Why a one-time sequence file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OneTimeError {
-    /// The file is writable by others or owned by a stranger.
+    /// The file is unusable: permissions, reading, or an item in it.
     #[error(transparent)]
-    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
-    /// The file could not be opened or read.
-    #[error("{path}: cannot read one-time sequence file: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// An unused line is not a valid sequence.
-    #[error("{path}:{line}: {item}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// The offending text.
-        item: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    File(FileError),
     /// The line about to be marked used no longer holds what was read.
     #[error(
         "{path}:{line}: the file changed since it was read (expected {expected:?}); \
@@ -148,6 +129,8 @@ pub enum OneTimeError {
         source: std::io::Error,
     },
 }
+
+sesame_client::file_error_conversions!(OneTimeError);
 
 /// One unused line of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,32 +160,34 @@ impl OneTimeFile {
     pub fn open(path: &Path) -> Result<Self, OneTimeError> {
         let shown = path.display().to_string();
         sesame_client::secure_file::check_not_writable_by_others(path)?;
-        let bytes = std::fs::read(path).map_err(|source| OneTimeError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(ReadError::of(path, "one-time sequence file"))?;
         let mut entries = Vec::new();
         let mut offset = 0u64;
         for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
             let line = index + 1;
             let start = offset;
             offset += raw.len() as u64 + 1;
-            let text = std::str::from_utf8(raw).map_err(|_| OneTimeError::Invalid {
-                path: shown.clone(),
-                line,
-                item: String::from_utf8_lossy(raw).trim().to_string(),
-                message: "the line is not valid UTF-8".to_string(),
+            let invalid = |item: String, message: String| {
+                OneTimeError::from(Located {
+                    path: shown.clone(),
+                    line,
+                    column: None,
+                    item,
+                    message,
+                })
+            };
+            let text = std::str::from_utf8(raw).map_err(|_| {
+                invalid(
+                    String::from_utf8_lossy(raw).trim().to_string(),
+                    "the line is not valid UTF-8".to_string(),
+                )
             })?;
             let trimmed = text.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let knocks = parse_sequence(trimmed).map_err(|e| OneTimeError::Invalid {
-                path: shown.clone(),
-                line,
-                item: format!("sequence {trimmed:?}"),
-                message: e.to_string(),
-            })?;
+            let knocks = parse_sequence(trimmed)
+                .map_err(|e| invalid(format!("sequence {trimmed:?}"), e.to_string()))?;
             entries.push(Entry {
                 offset: start,
                 line,
@@ -305,7 +290,6 @@ mod tests {
         assert!(OneTimeFile::open(&path).is_ok());
         std::fs::remove_file(&path).unwrap();
     }
-    use sesame_core::Proto;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A file in the temp dir with a name unique to this process and test.
@@ -333,20 +317,6 @@ mod tests {
         }
     }
 
-    fn tcp(port: u16) -> Knock {
-        Knock {
-            port,
-            proto: Proto::Tcp,
-        }
-    }
-
-    fn udp(port: u16) -> Knock {
-        Knock {
-            port,
-            proto: Proto::Udp,
-        }
-    }
-
     #[test]
     fn reads_unused_lines_and_skips_comments_used_and_blank() {
         let f = TempFile::new(
@@ -354,7 +324,10 @@ mod tests {
         );
         let otf = OneTimeFile::open(&f.0).unwrap();
         assert_eq!(otf.remaining(), 2);
-        assert_eq!(otf.current(), Some(&[udp(1000), tcp(2000), tcp(3000)][..]));
+        assert_eq!(
+            otf.current(),
+            Some(&[Knock::udp(1000), Knock::tcp(2000), Knock::tcp(3000)][..])
+        );
         assert_eq!(otf.current_line(), Some(4));
         assert_eq!(otf.path(), f.0.as_path());
     }
@@ -364,10 +337,13 @@ mod tests {
         let original = " 1000,2000\n 3000:udp\r\n4000,5000\n";
         let f = TempFile::new(original);
         let mut otf = OneTimeFile::open(&f.0).unwrap();
-        assert_eq!(otf.consume().unwrap(), Some(vec![udp(3000)]));
+        assert_eq!(otf.consume().unwrap(), Some(vec![Knock::udp(3000)]));
         assert_eq!(f.read(), "#1000,2000\n 3000:udp\r\n4000,5000\n");
         assert_eq!(otf.remaining(), 2);
-        assert_eq!(otf.consume().unwrap(), Some(vec![tcp(4000), tcp(5000)]));
+        assert_eq!(
+            otf.consume().unwrap(),
+            Some(vec![Knock::tcp(4000), Knock::tcp(5000)])
+        );
         // Without a leading space the first digit is lost, as in knockd.
         assert_eq!(otf.consume().unwrap(), None);
         assert_eq!(f.read(), "#1000,2000\n#3000:udp\r\n#000,5000\n");
@@ -386,7 +362,7 @@ mod tests {
         let f = TempFile::new(" 1,2\n 3,4\n");
         OneTimeFile::open(&f.0).unwrap().consume().unwrap();
         let otf = OneTimeFile::open(&f.0).unwrap();
-        assert_eq!(otf.current(), Some(&[tcp(3), tcp(4)][..]));
+        assert_eq!(otf.current(), Some(&[Knock::tcp(3), Knock::tcp(4)][..]));
         assert_eq!(otf.current_line(), Some(2));
     }
 
@@ -395,10 +371,19 @@ mod tests {
         // knockd compared only the first half; these share it.
         let f = TempFile::new(" 1,2,3,4\n 1,2,3,5\n");
         let otf = OneTimeFile::open(&f.0).unwrap();
-        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(5)]), Some(1));
-        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(4)]), Some(0));
-        assert_eq!(otf.position_of(&[tcp(1), tcp(2), tcp(3), tcp(6)]), None);
-        assert_eq!(otf.position_of(&[tcp(1), tcp(2)]), None);
+        assert_eq!(
+            otf.position_of(&[Knock::tcp(1), Knock::tcp(2), Knock::tcp(3), Knock::tcp(5)]),
+            Some(1)
+        );
+        assert_eq!(
+            otf.position_of(&[Knock::tcp(1), Knock::tcp(2), Knock::tcp(3), Knock::tcp(4)]),
+            Some(0)
+        );
+        assert_eq!(
+            otf.position_of(&[Knock::tcp(1), Knock::tcp(2), Knock::tcp(3), Knock::tcp(6)]),
+            None
+        );
+        assert_eq!(otf.position_of(&[Knock::tcp(1), Knock::tcp(2)]), None);
     }
 
     #[test]

@@ -67,6 +67,24 @@ pub struct Knock {
     pub proto: Proto,
 }
 
+impl Knock {
+    /// A TCP knock (a SYN) on `port`.
+    pub const fn tcp(port: u16) -> Knock {
+        Knock {
+            port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    /// A UDP knock (a datagram) on `port`.
+    pub const fn udp(port: u16) -> Knock {
+        Knock {
+            port,
+            proto: Proto::Udp,
+        }
+    }
+}
+
 impl fmt::Display for Knock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.port, self.proto)

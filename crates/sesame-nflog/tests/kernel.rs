@@ -12,9 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sched::{unshare, CloneFlags};
-use nix::unistd::Uid;
 use sesame_nflog::{Batching, Config, NflogError, NflogSocket, Received};
+use sesame_testkit::testbed::enter_private_netns;
 
 const UDP_PORT: u16 = 7001;
 const TCP_PORT: u16 = 7002;
@@ -24,34 +23,6 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const NF_INET_LOCAL_IN: u8 = 1;
 const LO_IFINDEX: u32 = 1;
-
-fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("kernel test cannot run under CI=true: {why}");
-    }
-    eprintln!("skipped: needs root ({why})");
-    false
-}
-
-/// Move this test thread into a new network namespace with `lo` up.
-/// Returns false if the test must be skipped.
-fn enter_netns() -> bool {
-    if !Uid::effective().is_root() {
-        return skip_or_fail("not running as root");
-    }
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-        return skip_or_fail(&format!("unshare(CLONE_NEWNET) failed: {e}"));
-    }
-    match Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        Ok(s) => panic!("`ip link set lo up` failed: {s}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => skip_or_fail("`ip` not installed"),
-        Err(e) => panic!("cannot run `ip`: {e}"),
-    }
-}
 
 /// Install the test ruleset logging to `group` (in this thread's namespace).
 fn install_ruleset(group: u16) {
@@ -185,7 +156,7 @@ fn find(got: &[Got], family: u8, proto: u8, dport: u16) -> Option<&Got> {
 
 #[test]
 fn recv_would_block_when_idle() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     install_ruleset(2701);
@@ -201,7 +172,7 @@ fn recv_would_block_when_idle() {
 
 #[test]
 fn udp_and_tcp_over_ipv4_and_ipv6_are_logged() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2700;
@@ -266,7 +237,7 @@ fn udp_and_tcp_over_ipv4_and_ipv6_are_logged() {
 
 #[test]
 fn small_copy_range_truncates_payload() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2702;
@@ -297,7 +268,7 @@ fn small_copy_range_truncates_payload() {
 
 #[test]
 fn binding_a_taken_group_says_already_bound() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2703;
@@ -335,7 +306,7 @@ fn binding_a_taken_group_says_already_bound() {
 
 #[test]
 fn burst_with_tiny_buffer_overruns_but_keeps_working() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2704;
@@ -381,7 +352,7 @@ fn burst_with_tiny_buffer_overruns_but_keeps_working() {
 
 #[test]
 fn queue_threshold_batches_several_packets_per_datagram() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2705;
@@ -454,7 +425,7 @@ fn send_and_batch_sizes(sock: &mut NflogSocket, n: u8, tag: u8) -> Vec<usize> {
 
 #[test]
 fn batching_switches_at_run_time_and_back() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let group = 2706;

@@ -6,44 +6,15 @@
 //! They need root and `ip`. Without root they print "skipped" and pass,
 //! unless `CI=true`, where they fail.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sched::{unshare, CloneFlags};
-use nix::unistd::Uid;
 use sesame_core::Service;
 use sesame_nftables::{Firewall, FirewallError, InstallOutcome, Ruleset};
+use sesame_testkit::testbed::enter_private_netns;
 
 const TABLE: &str = "sesame_test";
-
-fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("kernel test cannot run under CI=true: {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
-}
-
-/// Moves this test thread into a new network namespace with `lo` up.
-fn enter_netns() -> bool {
-    if !Uid::effective().is_root() {
-        return skip_or_fail("needs root");
-    }
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-        return skip_or_fail(&format!("unshare(CLONE_NEWNET) failed: {e}"));
-    }
-    match Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-    {
-        Ok(s) if s.success() => true,
-        Ok(s) => panic!("`ip link set lo up` failed: {s}"),
-        Err(e) if e.kind() == ErrorKind::NotFound => skip_or_fail("`ip` not installed"),
-        Err(e) => panic!("cannot run `ip`: {e}"),
-    }
-}
 
 fn service(s: &str) -> Service {
     s.parse().unwrap()
@@ -88,7 +59,7 @@ fn reachable(to: SocketAddr) -> bool {
 
 #[test]
 fn install_creates_then_updates_in_place_keeping_grants() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let ssh = service("tcp/2222");
@@ -123,7 +94,7 @@ fn install_creates_then_updates_in_place_keeping_grants() {
 
 #[test]
 fn gate_drops_protected_service_until_granted_per_address_and_family() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let v4 = echo_server("127.0.0.1:0".parse().unwrap());
@@ -182,7 +153,7 @@ fn gate_drops_protected_service_until_granted_per_address_and_family() {
 
 #[test]
 fn grants_expire_in_the_kernel_and_refresh_extends_them() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let srv = echo_server("127.0.0.1:0".parse().unwrap());
@@ -219,7 +190,7 @@ fn grants_expire_in_the_kernel_and_refresh_extends_them() {
 
 #[test]
 fn knock_ports_are_dropped_and_config_change_is_applied_in_place() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let knock = echo_server("127.0.0.1:0".parse().unwrap());
@@ -246,7 +217,7 @@ fn errors_name_the_problem() {
 
 #[test]
 fn interface_filter_limits_which_knocks_are_observed() {
-    if !enter_netns() {
+    if !enter_private_netns() {
         return;
     }
     let knock = echo_server("127.0.0.1:0".parse().unwrap());

@@ -1,9 +1,10 @@
 //! Child processes with bounds: every wait has a time limit and a bounded
 //! number of turns, and a program is found in the usual places only.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The most turns any [`poll`] takes, whatever its limit.
@@ -83,5 +84,117 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         status,
         stdout: t_out.join().unwrap_or_default(),
         stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// The output lines of a process (a daemon's log), captured by a thread
+/// as they come; clones share the lines.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    /// Adds one line.
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
+
+    /// Collects `stream` line by line on a thread; echoes each line to
+    /// stderr after `prefix` when `echo` says so.
+    pub fn collect(
+        &self,
+        stream: impl Read + Send + 'static,
+        prefix: String,
+        echo: impl Fn() -> bool + Send + 'static,
+    ) {
+        let sink = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if echo() {
+                    eprintln!("{prefix} {line}");
+                }
+                sink.push(line);
+            }
+        });
+    }
+
+    /// The first line containing every needle.
+    pub fn find(&self, needles: &[&str]) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .cloned()
+    }
+
+    /// Waits up to `limit` for a line containing every needle.
+    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
+        let mut found = None;
+        poll(limit, Duration::from_millis(10), || {
+            found = self.find(needles);
+            found.is_some()
+        });
+        found
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Everything captured so far.
+    pub fn dump(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it on drop.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `sesame-TAG-PID-RANDOM`.
+    pub fn new(tag: &str) -> std::io::Result<ScratchDir> {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let dir = std::env::temp_dir().join(format!(
+            "sesame-{tag}-{}-{:x}",
+            std::process::id(),
+            u64::from_le_bytes(r)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(ScratchDir(dir))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` inside the directory (creating the folders
+    /// on its way) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> std::io::Result<PathBuf> {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

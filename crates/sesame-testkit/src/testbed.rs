@@ -269,3 +269,32 @@ impl Drop for Testbed {
         let _ = ip(&["netns", "del", &self.client]);
     }
 }
+
+/// Moves the calling thread into a new network namespace of its own with
+/// `lo` up, for a kernel test that needs nothing else. False where the test
+/// cannot run here (not root, no namespaces, no `ip`): it should return.
+/// Under `CI=true` that is a failure instead: this panics.
+pub fn enter_private_netns() -> bool {
+    fn skip_or_fail(why: &str) -> bool {
+        if crate::proc::ci() {
+            panic!("kernel test cannot run under CI=true: {why}");
+        }
+        eprintln!("skipped: {why}");
+        false
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip_or_fail("needs root");
+    }
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        return skip_or_fail(&format!("unshare(CLONE_NEWNET) failed: {e}"));
+    }
+    match Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+    {
+        Ok(s) if s.success() => true,
+        Ok(s) => panic!("`ip link set lo up` failed: {s}"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => skip_or_fail("`ip` not installed"),
+        Err(e) => panic!("cannot run `ip`: {e}"),
+    }
+}

@@ -135,21 +135,7 @@ fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
     println!("{}", openings.report(&format!("{}: packet", imp.label())));
     if let Some(d) = &daemon {
         // The daemon's own share: packet read → grant committed.
-        let inside: Vec<Duration> = d
-            .log
-            .dump()
-            .lines()
-            .filter(|l| l.contains("event=\"open\""))
-            .filter_map(|l| {
-                l.split("open_us=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .map(Duration::from_micros)
-            .collect();
+        let inside = support::open_times(&d.log, "");
         report_line("sesamed: inside (packet read → granted)", inside, 0);
         if failures > 0 {
             eprintln!("sesamed log:\n{}", d.log.dump());

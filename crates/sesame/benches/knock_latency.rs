@@ -96,24 +96,8 @@ fn main() {
         let fam = if v6 { "IPv6" } else { "IPv4" };
         println!("{}", openings.report(&format!("{fam} last knock")));
         // The daemon's own share: knock packet read → grant committed.
-        let inside: Vec<Duration> = daemon
-            .log
-            .dump()
-            .lines()
-            .filter(|l| {
-                l.contains("event=\"open\"")
-                    && l.contains(if v6 { "source=fd53" } else { "source=198." })
-            })
-            .filter_map(|l| {
-                l.split("open_us=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .map(Duration::from_micros)
-            .collect();
+        let source = if v6 { "source=fd53" } else { "source=198." };
+        let inside = support::open_times(&daemon.log, source);
         report_line(&format!("{fam} inside sesamed (read → granted)"), inside, 0);
     }
 }

@@ -209,21 +209,14 @@ use sesame_core::spa::{
 };
 use sesame_core::totp::TotpSpec;
 use sesame_core::{Knock, Proto, Service};
+use sesame_testkit::proc::ScratchDir;
 
 /// A fresh directory, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(ScratchDir);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let mut r = [0u8; 8];
-        getrandom::fill(&mut r).unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "sesame-{tag}-{}-{:x}",
-            std::process::id(),
-            u64::from_le_bytes(r)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(ScratchDir::new(tag).expect("scratch directory"))
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -232,12 +225,6 @@ impl Scratch {
 
     fn s(&self, name: &str) -> String {
         self.path(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

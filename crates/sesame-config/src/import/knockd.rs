@@ -23,6 +23,8 @@ use sesame_core::door::{CommandTemplate, Commands};
 use sesame_core::{Door, DoorError, Knock, Proto, TcpFlags};
 
 use crate::model::{Config, DaemonSettings};
+use sesame_client::located::{FileError, Located, ReadError};
+
 use crate::one_time::{OneTimeError, OneTimeFile};
 
 /// knockd's default `Seq_Timeout` (`SEQ_TIMEOUT`).
@@ -35,29 +37,9 @@ pub const DEFAULT_PATH: &str = "/etc/knockd.conf";
 /// Why a knockd config (or one of its one-time sequence files) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KnockdError {
-    /// The file is writable by its group or others.
-    #[error("{0}")]
-    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
-    /// The config file could not be read.
-    #[error("{path}: cannot read knockd config: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// A line, key or value is not acceptable.
-    #[error("{path}:{line}: {item}: {message}")]
-    Invalid {
-        /// The knockd config file.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// The offending item, e.g. `[openSSH] Sequence item 2 "70x0"`.
-        item: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// The file is unusable: permissions, reading, or an item in it.
+    #[error(transparent)]
+    File(FileError),
     /// A door's one-time sequence file is unusable.
     #[error("{path}:{line}: {item}: {source}")]
     OneTime {
@@ -71,6 +53,8 @@ pub enum KnockdError {
         source: Box<OneTimeError>,
     },
 }
+
+sesame_client::file_error_conversions!(KnockdError);
 
 pub use crate::one_time::{parse_sequence, SequenceError};
 
@@ -240,10 +224,7 @@ impl KnockdDoor {
 /// Reads and parses a knockd config file.
 pub fn load(path: &Path) -> Result<KnockdConfig, KnockdError> {
     sesame_client::secure_file::check_not_writable_by_others(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| KnockdError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(ReadError::of(path, "knockd config"))?;
     parse(&text, path)
 }
 
@@ -279,12 +260,13 @@ struct Parser {
 
 impl Parser {
     fn err(&self, line: usize, item: impl Into<String>, message: impl ToString) -> KnockdError {
-        KnockdError::Invalid {
+        KnockdError::from(Located {
             path: self.path.clone(),
             line,
+            column: None,
             item: item.into(),
             message: message.to_string(),
-        }
+        })
     }
 
     fn run(mut self, text: &str) -> Result<(KnockdOptions, Vec<KnockdDoor>), KnockdError> {
@@ -606,11 +588,14 @@ impl KnockdConfig {
     /// and [`Config::one_time`] maps the door to the file.
     pub fn to_config(&self, path: &Path) -> Result<Config, KnockdError> {
         let shown = self.path.display().to_string();
-        let invalid = |line, item: String, message: String| KnockdError::Invalid {
-            path: shown.clone(),
-            line,
-            item,
-            message,
+        let invalid = |line, item: String, message: String| {
+            KnockdError::from(Located {
+                path: shown.clone(),
+                line,
+                column: None,
+                item,
+                message,
+            })
         };
         let mut doors = Vec::with_capacity(self.doors.len());
         let mut one_time = BTreeMap::new();
@@ -949,20 +934,6 @@ mod tests {
         parse_str(text).unwrap_err().to_string()
     }
 
-    fn tcp(port: u16) -> Knock {
-        Knock {
-            port,
-            proto: Proto::Tcp,
-        }
-    }
-
-    fn udp(port: u16) -> Knock {
-        Knock {
-            port,
-            proto: Proto::Udp,
-        }
-    }
-
     /// A file in the temp dir, removed on drop.
     struct TempFile(PathBuf);
 
@@ -991,7 +962,7 @@ mod tests {
         assert_eq!(open.line, 4);
         assert_eq!(
             open.sequence.as_ref().unwrap().value,
-            vec![tcp(7000), tcp(8000), tcp(9000)]
+            vec![Knock::tcp(7000), Knock::tcp(8000), Knock::tcp(9000)]
         );
         assert_eq!(open.seq_timeout(), Duration::from_secs(5));
         assert_eq!(open.cmd_timeout(), DEFAULT_CMD_TIMEOUT);
@@ -1012,7 +983,7 @@ mod tests {
         assert_eq!(cfg.doors[1].name, "closeSSH");
         assert_eq!(
             cfg.doors[1].sequence.as_ref().unwrap().value,
-            vec![tcp(9000), tcp(8000), tcp(7000)]
+            vec![Knock::tcp(9000), Knock::tcp(8000), Knock::tcp(7000)]
         );
 
         let conv = cfg.to_config(Path::new("knockd.conf")).unwrap();
@@ -1076,7 +1047,7 @@ COMMAND_6 = c6
         assert_eq!(web.line, 9);
         assert_eq!(
             web.sequence.as_ref().unwrap().value,
-            vec![udp(1000), tcp(2000), tcp(3000)]
+            vec![Knock::udp(1000), Knock::tcp(2000), Knock::tcp(3000)]
         );
         assert_eq!(web.seq_timeout(), Duration::from_secs(7));
         assert_eq!(
@@ -1327,7 +1298,10 @@ COMMAND_6 = c6
         );
         let cfg = parse_str(&text).unwrap();
         let conv = cfg.to_config(Path::new("k")).unwrap();
-        assert_eq!(conv.doors[0].sequence, vec![udp(3000), tcp(4000)]);
+        assert_eq!(
+            conv.doors[0].sequence,
+            vec![Knock::udp(3000), Knock::tcp(4000)]
+        );
         assert_eq!(conv.one_time.get("pad"), Some(&ots.0));
 
         std::fs::write(&ots.0, "#1\n\n").unwrap();

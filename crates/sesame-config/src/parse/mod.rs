@@ -14,6 +14,8 @@ use sesame_core::{Door, DoorError, Guard, PortRange, Proto};
 use toml::Spanned;
 
 use crate::model::*;
+use sesame_client::located::Located;
+
 use crate::schema::*;
 
 /// The text being parsed, for locating errors.
@@ -39,13 +41,13 @@ impl Ctx<'_> {
         message: impl ToString,
     ) -> ConfigError {
         let (line, column) = self.position(span);
-        ConfigError::Invalid {
+        ConfigError::from(Located {
             path: self.path.clone(),
             line,
-            column,
+            column: Some(column),
             item,
             message: message.to_string(),
-        }
+        })
     }
 
     /// Span of `item` inside the value at `within`, so errors point at the

@@ -16,11 +16,10 @@
 
 use sesame_testkit::proc::ci;
 pub use sesame_testkit::proc::{find_program, poll, run_bounded};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sesame::testbed::{Side, Testbed, CLIENT2_V4, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
@@ -125,49 +124,8 @@ struct Programs {
     hping3: PathBuf,
 }
 
-/// Captured output of the daemon (stdout and stderr, line by line).
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn push(&self, line: String) {
-        self.0.lock().unwrap().push(line);
-    }
-
-    fn collect(&self, stream: impl Read + Send + 'static) {
-        let sink = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.push(line);
-            }
-        });
-    }
-
-    /// First line containing every needle.
-    pub fn find(&self, needles: &[&str]) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .cloned()
-    }
-
-    /// Waits up to `limit` for a line containing every needle.
-    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
-        let mut found = None;
-        poll(limit, Duration::from_millis(10), || {
-            found = self.find(needles);
-            found.is_some()
-        });
-        found
-    }
-
-    /// Everything captured so far.
-    pub fn dump(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-}
+/// Captured output lines of a daemon.
+pub use sesame_testkit::proc::Lines as Log;
 
 /// Replaces the placeholders of a config template: `@START4@`, `@STOP4@`,
 /// `@START6@`, `@STOP6@` (the gate commands), then `@DIR@` and `@NFT@`.
@@ -273,8 +231,10 @@ impl Harness {
             .spawn(cmd)
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let child = bed.child(h.daemon);
-        h.log.collect(child.stdout.take().unwrap());
-        h.log.collect(child.stderr.take().unwrap());
+        h.log
+            .collect(child.stdout.take().unwrap(), String::new(), || false);
+        h.log
+            .collect(child.stderr.take().unwrap(), String::new(), || false);
         let log = h.log.clone();
         let mut exited = None;
         let ready_seen = poll(Duration::from_secs(10), Duration::from_millis(10), || {

@@ -19,11 +19,9 @@
 
 use sesame_testkit::proc::ci;
 pub use sesame_testkit::proc::{find_program, poll, run_bounded};
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sesame::testbed::{Side, Testbed};
@@ -55,59 +53,7 @@ pub fn programs(progs: &[&str]) -> Option<Vec<PathBuf>> {
 pub use sesame_testkit::fwknop::{random_key_base64, Keys};
 
 /// Captured output lines of a process (stdout and stderr).
-#[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Lines {
-    /// Collects `stream` line by line on a thread; echoes each line to
-    /// stderr with `prefix` when `echo` is set.
-    pub fn collect(&self, stream: impl Read + Send + 'static, prefix: String, echo: bool) {
-        let sink = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if echo {
-                    eprintln!("{prefix} {line}");
-                }
-                sink.0.lock().unwrap().push(line);
-            }
-        });
-    }
-
-    /// First line containing every needle.
-    pub fn find(&self, needles: &[&str]) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .cloned()
-    }
-
-    /// Waits up to `limit` for a line containing every needle.
-    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
-        let mut found = None;
-        poll(limit, Duration::from_millis(10), || {
-            found = self.find(needles);
-            found.is_some()
-        });
-        found
-    }
-
-    /// Lines containing `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Everything captured so far.
-    pub fn dump(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-}
+pub use sesame_testkit::proc::Lines;
 
 /// Runs `iptables ARGS` (iptables-nft) in the server namespace; panics on
 /// failure. Returns stdout.
@@ -228,12 +174,12 @@ pub fn start_fwknopd(
     log.collect(
         child.stdout.take().unwrap(),
         format!("fwknopd[{pid}]"),
-        echo,
+        move || echo,
     );
     log.collect(
         child.stderr.take().unwrap(),
         format!("fwknopd[{pid}]"),
-        echo,
+        move || echo,
     );
     let ready = match capture {
         Capture::Pcap => log
@@ -315,7 +261,7 @@ pub fn start_sesamed(
     log.collect(
         child.stderr.take().unwrap(),
         format!("sesamed[{pid}]"),
-        echo,
+        move || echo,
     );
     if log
         .wait_for(&["sesamed ready"], Duration::from_secs(10))

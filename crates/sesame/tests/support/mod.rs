@@ -6,12 +6,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sesame::testbed::{Side, Testbed, TestbedError};
@@ -64,45 +63,7 @@ pub(crate) use testbed_or_skip;
 pub static ECHO_DAEMON_LOGS: AtomicBool = AtomicBool::new(true);
 
 /// Captured daemon log lines.
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    /// Waits up to `limit` for a line containing every needle.
-    pub fn wait_for(&self, needles: &[&str], limit: Duration) -> Option<String> {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(line) = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return Some(line.clone());
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Lines containing `needle`.
-    pub fn count(&self, needle: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Everything logged so far.
-    pub fn dump(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-}
+pub use sesame_testkit::proc::Lines as Log;
 
 /// A running `sesamed` in the server namespace.
 pub struct Daemon {
@@ -140,14 +101,8 @@ pub fn start_daemon(bed: &mut Testbed, config: &str, extra: &[&str]) -> Daemon {
     let pid = child.id();
     let stderr = child.stderr.take().unwrap();
     let log = Log::default();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if ECHO_DAEMON_LOGS.load(Ordering::Relaxed) {
-                eprintln!("sesamed[{pid}] {line}");
-            }
-            sink.0.lock().unwrap().push(line);
-        }
+    log.collect(stderr, format!("sesamed[{pid}]"), || {
+        ECHO_DAEMON_LOGS.load(Ordering::Relaxed)
     });
     assert!(
         log.wait_for(&["sesamed ready"], Duration::from_secs(10))
@@ -208,6 +163,20 @@ pub fn wait_connect(bed: &Testbed, server: IpAddr, port: u16, want: bool, limit:
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// sesamed's own share of each opening in `log` whose line contains
+/// `needle`: `open_us` of its `open` lines (packet read → grant committed).
+#[allow(dead_code)] // the benchmarks' helper
+pub fn open_times(log: &Log, needle: &str) -> Vec<Duration> {
+    log.dump()
+        .lines()
+        .filter(|l| l.contains("event=\"open\"") && l.contains(needle))
+        .filter_map(|l| {
+            let us = l.split("open_us=").nth(1)?.split_whitespace().next()?;
+            us.parse().ok().map(Duration::from_micros)
+        })
+        .collect()
 }
 
 /// Fails the test unless `server:port` opens for the client within 2 s.

@@ -120,11 +120,7 @@ impl AccessParser {
             Some((f, line, kw)) => {
                 invalid(f, line, kw, format!("cannot read {}: {e}", path.display()))
             }
-            None => FwknopConfError::Read {
-                path: path.display().to_string(),
-                what: "access.conf",
-                source: e,
-            },
+            None => sesame_client::located::ReadError::of(path, "access.conf")(e).into(),
         };
         let canonical = std::fs::canonicalize(path).map_err(read_err)?;
         if let Some(at) = self.stack.iter().position(|p| *p == canonical) {

@@ -96,11 +96,8 @@ pub fn load_protecting(
         None => FwknopdSettings::default(),
         Some(path) => {
             sesame_client::secure_file::check_not_writable_by_others(path)?;
-            let text = std::fs::read_to_string(path).map_err(|source| FwknopConfError::Read {
-                path: path.display().to_string(),
-                what: "fwknopd.conf",
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(sesame_client::located::ReadError::of(path, "fwknopd.conf"))?;
             parse_fwknopd(&text, path)?
         }
     };
@@ -113,7 +110,7 @@ pub fn load_protecting(
     };
     parser.file(access_conf, 1, None, true)?;
     if parser.slots.is_empty() {
-        return Err(FwknopConfError::File {
+        return Err(FwknopConfError::Unusable {
             path: access_conf.display().to_string(),
             message: "no SOURCE stanza: every access rule starts with a SOURCE line".into(),
         });
@@ -192,7 +189,7 @@ impl FwknopConfig {
             on_close: Commands::default(),
             guard: sesame_core::Guard::None,
         };
-        door.validate().map_err(|e| FwknopConfError::File {
+        door.validate().map_err(|e| FwknopConfError::Unusable {
             path: self.access_conf.display().to_string(),
             message: format!("cannot build the fwknop door: {e}"),
         })?;
@@ -468,37 +465,19 @@ mod tests {
     use super::fwknopd::parse_pcap_filter;
     use super::values::fwknop_expire_date;
     use super::*;
+    use sesame_testkit::proc::ScratchDir;
     use std::path::PathBuf;
 
     /// A fresh directory, removed on drop.
-    struct Scratch(PathBuf);
+    struct Scratch(ScratchDir);
 
     impl Scratch {
         fn new(tag: &str) -> Self {
-            let mut r = [0u8; 8];
-            getrandom::fill(&mut r).unwrap();
-            let dir = std::env::temp_dir().join(format!(
-                "sesame-fwconf-{tag}-{}-{:x}",
-                std::process::id(),
-                u64::from_le_bytes(r)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
+            Scratch(ScratchDir::new(&format!("fwconf-{tag}")).unwrap())
         }
 
         fn write(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).unwrap();
-            }
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            self.0.write(name, text).unwrap()
         }
     }
 
@@ -929,7 +908,7 @@ mod tests {
     #[test]
     fn include_forms_and_loops() {
         let dir = Scratch::new("incl");
-        let d = dir.0.display();
+        let d = dir.0.path().display();
         dir.write(
             "keys/alice.keys",
             &format!("# keys only\nKEY_BASE64 {KEY_B64}\nHMAC_KEY_BASE64 {HMAC_B64}\n"),

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sesame_client::located::{FileError, Located};
+
 use super::values::*;
 
 /// Why a stanza without OPEN_PORTS protects nothing until told what.
@@ -16,40 +18,20 @@ pub(super) const NO_OPEN_PORTS: &str =
 /// Why an fwknop configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum FwknopConfError {
-    /// A file is writable by its group or others.
-    #[error("{0}")]
-    Permissions(#[from] sesame_client::secure_file::WritableByOthers),
-    /// A file named on the command line could not be read.
-    #[error("{path}: cannot read {what}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// `access.conf` or `fwknopd.conf`.
-        what: &'static str,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// A line, keyword or value is not acceptable.
-    #[error("{path}:{line}: {keyword}: {message}")]
-    Invalid {
-        /// The file holding the line.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-        /// The keyword as written (e.g. `KEY_BASE64`, `%include`).
-        keyword: String,
-        /// What is wrong (never contains key material).
-        message: String,
-    },
+    /// The file is unusable: permissions, reading, or an item in it.
+    #[error(transparent)]
+    File(FileError),
     /// The file as a whole is unusable.
     #[error("{path}: {message}")]
-    File {
+    Unusable {
         /// The file.
         path: String,
         /// What is wrong.
         message: String,
     },
 }
+
+sesame_client::file_error_conversions!(FwknopConfError);
 
 /// A remark for `sesame import fwknop`: a setting accepted but not carried
 /// over, or carried over with a different meaning.
@@ -126,10 +108,11 @@ pub(super) fn invalid(
     keyword: &str,
     message: impl ToString,
 ) -> FwknopConfError {
-    FwknopConfError::Invalid {
+    FwknopConfError::from(Located {
         path: path.display().to_string(),
         line,
-        keyword: keyword.to_string(),
+        column: None,
+        item: keyword.to_string(),
         message: message.to_string(),
-    }
+    })
 }
