@@ -29,14 +29,8 @@ pub fn fixture() -> &'static Fixture {
         let mut verifier = Verifier::new(60, Some(server.clone()));
         let policy = UserPolicy {
             services: vec![
-                Service {
-                    proto: Proto::Tcp,
-                    port: 22,
-                },
-                Service {
-                    proto: Proto::Udp,
-                    port: 51820,
-                },
+                Service::tcp(22),
+                Service::udp(51820),
             ],
             max_duration: 600,
             allow_address: false,

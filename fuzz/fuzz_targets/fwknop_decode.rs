@@ -22,7 +22,7 @@ use sesame_core::fwknop::{
     decode, digest_b64, encode, seal, AccessPort, DigestType, EncMode, FwknopEncodeError,
     FwknopKeys, FwknopRequest, MsgType,
 };
-use sesame_core::{Proto, Service};
+use sesame_core::Service;
 
 const NOW: u64 = 1_795_533_693;
 const MAX_AGE: u64 = 120;
@@ -88,14 +88,8 @@ fn request(r: &mut Reader) -> FwknopRequest {
             let p = r.byte();
             let port = r.u16().max(1);
             match p % 4 {
-                0 => AccessPort::Service(Service {
-                    proto: Proto::Tcp,
-                    port,
-                }),
-                1 => AccessPort::Service(Service {
-                    proto: Proto::Udp,
-                    port,
-                }),
+                0 => AccessPort::Service(Service::tcp(port)),
+                1 => AccessPort::Service(Service::udp(port)),
                 2 => AccessPort::Icmp(port),
                 _ => AccessPort::Unspecified(port),
             }

@@ -297,7 +297,7 @@ mod tests {
         assert!(a.source.is_empty() && a.hmac_key.is_none());
         assert_eq!(a.key.0, b"pass");
         assert_eq!(
-            (a.hmac_digest.as_str(), a.encryption_mode.as_str()),
+            (a.hmac_digest.name(), a.encryption_mode.name()),
             ("SHA256", "CBC")
         );
         assert_eq!(b.source.len(), 2);
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(b.key.0, b"abc");
         assert_eq!(b.hmac_key.as_ref().unwrap().0, b"hmac");
         assert_eq!(
-            (b.hmac_digest.as_str(), b.encryption_mode.as_str()),
+            (b.hmac_digest.name(), b.encryption_mode.name()),
             ("SHA384", "CFB")
         );
         assert_eq!(b.access_timeout, Duration::from_secs(60));

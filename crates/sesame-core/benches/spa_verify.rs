@@ -13,7 +13,7 @@ use sesame_core::spa::{
     encode_public, encode_symmetric, Credential, IdentityKey, Payload, ServerKey, SpaKey,
     UserPolicy, Verifier,
 };
-use sesame_core::{Proto, Service};
+use sesame_core::Service;
 
 const NOW: u64 = 1_750_000_000;
 
@@ -23,10 +23,7 @@ fn payload(i: u64) -> Payload {
     Payload {
         timestamp: NOW,
         nonce,
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
+        services: vec![Service::tcp(22)],
         duration: 30,
         address: None,
     }
@@ -68,10 +65,7 @@ fn main() {
     let server = ServerKey::from_bytes(&[0x33; 32]);
     let mut verifier = Verifier::new(60, Some(server.clone()));
     let policy = UserPolicy {
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
+        services: vec![Service::tcp(22)],
         max_duration: 60,
         allow_address: false,
     };

@@ -19,10 +19,7 @@ fn door() -> Door {
         .iter()
         .map(|k| k.parse().expect("knock"))
         .collect();
-    let ssh = Service {
-        proto: Proto::Tcp,
-        port: 22,
-    };
+    let ssh = Service::tcp(22);
     Door {
         seq_timeout: Duration::from_secs(5),
         ..Door::new("bench", sequence, vec![ssh])

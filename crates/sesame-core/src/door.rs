@@ -209,6 +209,24 @@ pub struct Service {
     pub port: u16,
 }
 
+impl Service {
+    /// TCP `port`.
+    pub const fn tcp(port: u16) -> Service {
+        Service {
+            proto: Proto::Tcp,
+            port,
+        }
+    }
+
+    /// UDP `port`.
+    pub const fn udp(port: u16) -> Service {
+        Service {
+            proto: Proto::Udp,
+            port,
+        }
+    }
+}
+
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.proto, self.port)
@@ -236,10 +254,7 @@ impl FromStr for Service {
                     })
                 }
             }
-            None => Ok(Service {
-                proto: Proto::Tcp,
-                port: parse_port(s).map_err(|_| bad())?,
-            }),
+            None => Ok(Service::tcp(parse_port(s).map_err(|_| bad())?)),
         }
     }
 }
@@ -671,10 +686,7 @@ mod tests {
 
     #[test]
     fn service_syntax() {
-        let ssh = Service {
-            proto: Proto::Tcp,
-            port: 22,
-        };
+        let ssh = Service::tcp(22);
         assert_eq!("tcp/22".parse::<Service>().unwrap(), ssh);
         assert_eq!("22/tcp".parse::<Service>().unwrap(), ssh);
         assert_eq!("22".parse::<Service>().unwrap(), ssh);
@@ -702,10 +714,7 @@ mod tests {
         let argv = cmd.render(
             "2001:db8::1".parse().unwrap(),
             "ssh",
-            Some(Service {
-                proto: Proto::Tcp,
-                port: 22,
-            }),
+            Some(Service::tcp(22)),
         );
         assert_eq!(argv, vec!["echo", "ssh 2001:db8::1 tcp/22"]);
     }

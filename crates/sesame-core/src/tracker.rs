@@ -810,10 +810,7 @@ mod tests {
     }
 
     fn door(name: &str, seq: &[&str]) -> Door {
-        let ssh = Service {
-            proto: Proto::Tcp,
-            port: 22,
-        };
+        let ssh = Service::tcp(22);
         let sequence = seq.iter().map(|k| k.parse().unwrap()).collect();
         Door {
             seq_timeout: Duration::from_secs(5),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sesame_core::engine::*;
 use sesame_core::fwknop::stanza::{FwknopStanza, Secret};
-use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
+use sesame_core::fwknop::{self as fk, AccessPort, DigestType, EncMode, FwknopKeys, FwknopRequest};
 use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
@@ -18,10 +18,7 @@ use sesame_core::{BanPolicy, Door, Knock, Proto, Service};
 use sesame_testkit::engine::{Harness, StoreMode};
 
 const NOW: u64 = 1_800_000_000;
-const SSH: Service = Service {
-    proto: Proto::Tcp,
-    port: 22,
-};
+const SSH: Service = Service::tcp(22);
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -400,8 +397,8 @@ fn fwknop_door() -> EngineDoor {
         restrict_ports: Vec::new(),
         key: Secret(b"fwknop-key".to_vec()),
         hmac_key: Some(Secret(b"fwknop-hmac".to_vec())),
-        hmac_digest: "SHA256".into(),
-        encryption_mode: "CBC".into(),
+        hmac_digest: DigestType::Sha256,
+        encryption_mode: EncMode::Cbc,
         access_timeout: Duration::from_secs(30),
         max_timeout: None,
         require_username: None,
@@ -520,10 +517,7 @@ fn a_lost_table_is_restored_with_every_grant() {
 #[test]
 fn reload_keeps_grants_of_kept_doors_and_revokes_the_others() {
     let mut web = plain("web", &["7100", "8100"]);
-    web.door.services.push(Service {
-        proto: Proto::Tcp,
-        port: 443,
-    });
+    web.door.services.push(Service::tcp(443));
     let mut h = harness(vec![plain("ssh", &["7000", "8000"]), web]);
     let alice = ip("198.51.100.7");
     h.knock(alice, server(), &knocks(&["7000", "8000"]));
@@ -538,13 +532,7 @@ fn reload_keeps_grants_of_kept_doors_and_revokes_the_others() {
         "ssh's grant kept: web's revoke leaves what ssh still holds"
     );
     assert!(
-        !h.admits(
-            alice,
-            Service {
-                proto: Proto::Tcp,
-                port: 443
-            }
-        ),
+        !h.admits(alice, Service::tcp(443)),
         "web's own service revoked"
     );
     assert_eq!(h.engine.grant_count(), 1);

@@ -9,7 +9,7 @@ use sesame_core::fwknop::{
     decode, encode, AccessPort, DigestType, EncMode, FwknopEncodeError, FwknopKeys, FwknopRequest,
     MsgType, GPG_MIN_LEN, MAX_PACKET_LEN, MIN_PACKET_LEN,
 };
-use sesame_core::{Proto, Service};
+use sesame_core::Service;
 
 const NOW: u64 = 1_795_533_693;
 const MAX_AGE: u64 = 120;
@@ -38,14 +38,8 @@ fn keys() -> impl Strategy<Value = FwknopKeys> {
 
 fn access_port() -> impl Strategy<Value = AccessPort> {
     (0u8..4, 1u16..=65535).prop_map(|(p, port)| match p {
-        0 => AccessPort::Service(Service {
-            proto: Proto::Tcp,
-            port,
-        }),
-        1 => AccessPort::Service(Service {
-            proto: Proto::Udp,
-            port,
-        }),
+        0 => AccessPort::Service(Service::tcp(port)),
+        1 => AccessPort::Service(Service::udp(port)),
         2 => AccessPort::Icmp(port),
         _ => AccessPort::Unspecified(port),
     })
@@ -127,7 +121,7 @@ proptest! {
             "root",
             NOW,
             Some(IpAddr::from([10, 77, 0, 2])),
-            vec![AccessPort::Service(Service { proto: Proto::Tcp, port: 22 })],
+            vec![AccessPort::Service(Service::tcp(22 ))],
         );
         req.digest_type = dt;
         let packet = encode(&req, &keys, 1_234_567_890_123_456, salt).unwrap();
@@ -163,7 +157,7 @@ proptest! {
             "root",
             NOW,
             None,
-            vec![AccessPort::Service(Service { proto: Proto::Udp, port: 53 })],
+            vec![AccessPort::Service(Service::udp(53 ))],
         );
         let packet = encode(&req, &keys, 42, salt).unwrap();
         let original = decode(packet.as_bytes(), &keys, NOW, MAX_AGE).unwrap();

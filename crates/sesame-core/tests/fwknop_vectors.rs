@@ -16,7 +16,7 @@ use sesame_core::fwknop::{
     MIN_PACKET_LEN,
 };
 use sesame_core::replay::{ReplayCache, ReplayError};
-use sesame_core::{Proto, Service};
+use sesame_core::Service;
 
 const VECTORS: &str = include_str!("data/fwknop-vectors.json");
 /// The vectors' timestamp.
@@ -241,13 +241,7 @@ fn specific_vectors() {
     };
     let v01 = m("v01_cbc_hmac_sha256");
     assert_eq!(v01.request.access_ip, Some(IpAddr::from([10, 77, 0, 2])));
-    assert_eq!(
-        v01.request.access,
-        [AccessPort::Service(Service {
-            proto: Proto::Tcp,
-            port: 22
-        })]
-    );
+    assert_eq!(v01.request.access, [AccessPort::Service(Service::tcp(22))]);
     assert_eq!(v01.request.msg_type, MsgType::Access);
     assert_eq!(v01.request.command, None);
     let v14 = m("v14_multi_port");
@@ -795,10 +789,7 @@ fn every_reason_label_is_distinct() {
 #[test]
 fn encoder_refuses_what_the_decoder_would() {
     let v = get("v01_cbc_hmac_sha256");
-    let ssh = vec![AccessPort::Service(Service {
-        proto: Proto::Tcp,
-        port: 22,
-    })];
+    let ssh = vec![AccessPort::Service(Service::tcp(22))];
     let ok = FwknopRequest::access("root", NOW, None, ssh.clone());
     assert!(encode(&ok, &v.keys, 1, [0; 8]).is_ok());
     let bad_user = FwknopRequest::access("a/b", NOW, None, ssh.clone());
@@ -827,12 +818,7 @@ fn encoder_refuses_what_the_decoder_would() {
     assert_eq!(m.random, "0000000000000007");
     // Too many ports for a Rijndael packet.
     let many: Vec<AccessPort> = (1..=40)
-        .map(|port| {
-            AccessPort::Service(Service {
-                proto: Proto::Udp,
-                port,
-            })
-        })
+        .map(|port| AccessPort::Service(Service::udp(port)))
         .collect();
     let r = encode(
         &FwknopRequest::access("root", NOW, None, many),

@@ -29,10 +29,7 @@ fn source(i: u8) -> IpAddr {
 }
 
 fn make_door(sequence: Vec<Knock>, seq_timeout_ms: u64, tcp_flags: TcpFlags) -> Door {
-    let ssh = Service {
-        proto: Proto::Tcp,
-        port: 22,
-    };
+    let ssh = Service::tcp(22);
     Door {
         seq_timeout: Duration::from_millis(seq_timeout_ms),
         tcp_flags,

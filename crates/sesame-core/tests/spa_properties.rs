@@ -20,14 +20,8 @@ const WINDOW: u64 = 60;
 fn allowed() -> Vec<Service> {
     let mut services = Vec::new();
     for port in [22, 80, 443, 8080, 51820] {
-        services.push(Service {
-            proto: Proto::Tcp,
-            port,
-        });
-        services.push(Service {
-            proto: Proto::Udp,
-            port,
-        });
+        services.push(Service::tcp(port));
+        services.push(Service::udp(port));
     }
     services
 }

@@ -63,10 +63,7 @@ impl Rng {
 }
 
 fn door(name: &str, sequence: Vec<Knock>, guard: Guard) -> Door {
-    let ssh = Service {
-        proto: Proto::Tcp,
-        port: 22,
-    };
+    let ssh = Service::tcp(22);
     Door {
         guard,
         ..Door::new(name, sequence, vec![ssh])

@@ -69,6 +69,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, sockopt, MsgFlags};
 
 pub use error::NflogError;
+pub use wire::LoggedPacket;
 use wire::{CfgAttr, Message};
 
 /// Default number of bytes copied from each logged packet.
@@ -188,26 +189,6 @@ impl Batching {
         flush_timeout_cs: 1,
         nl_buffer_size: 65_536,
     };
-}
-
-/// One packet logged by the kernel. Borrows from the socket's receive buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoggedPacket<'a> {
-    /// Protocol family from `nfgenmsg`: 2 = `AF_INET`, 10 = `AF_INET6`.
-    pub family: u8,
-    /// Link-layer protocol (ethertype, host byte order), e.g. 0x0800 or 0x86dd.
-    pub hw_protocol: u16,
-    /// Netfilter hook (`NF_INET_LOCAL_IN` = 1, `NF_INET_PRE_ROUTING` = 0, ...).
-    pub hook: u8,
-    /// Index of the input interface, if any.
-    pub indev: Option<u32>,
-    /// Index of the output interface, if any.
-    pub outdev: Option<u32>,
-    /// The rule's log prefix without the trailing NUL, if it has one.
-    pub prefix: Option<&'a [u8]>,
-    /// The packet, starting at the IP header, cut to the copy range. Empty if
-    /// the kernel sent no payload.
-    pub payload: &'a [u8],
 }
 
 /// Outcome of one [`NflogSocket::recv`] call.
@@ -448,15 +429,7 @@ impl NflogSocket {
             match msg {
                 Message::Packet(p) => {
                     packets += 1;
-                    on_packet(LoggedPacket {
-                        family: p.family,
-                        hw_protocol: p.hw_protocol,
-                        hook: p.hook,
-                        indev: p.indev,
-                        outdev: p.outdev,
-                        prefix: p.prefix,
-                        payload: p.payload,
-                    });
+                    on_packet(p.packet);
                 }
                 Message::Malformed => malformed += 1,
                 Message::Overrun => self.pending_overrun = true,

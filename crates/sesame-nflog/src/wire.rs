@@ -161,17 +161,33 @@ pub(crate) fn encode_config_flags(seq: u32, group: u16, attrs: &[CfgAttr], ack: 
     out
 }
 
+/// One packet logged by the kernel. Borrows from the socket's receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedPacket<'a> {
+    /// Protocol family from `nfgenmsg`: 2 = `AF_INET`, 10 = `AF_INET6`.
+    pub family: u8,
+    /// Link-layer protocol (ethertype, host byte order), e.g. 0x0800 or 0x86dd.
+    pub hw_protocol: u16,
+    /// Netfilter hook (`NF_INET_LOCAL_IN` = 1, `NF_INET_PRE_ROUTING` = 0, ...).
+    pub hook: u8,
+    /// Index of the input interface, if any.
+    pub indev: Option<u32>,
+    /// Index of the output interface, if any.
+    pub outdev: Option<u32>,
+    /// The rule's log prefix without the trailing NUL, if it has one.
+    pub prefix: Option<&'a [u8]>,
+    /// The packet, starting at the IP header, cut to the copy range. Empty if
+    /// the kernel sent no payload.
+    pub payload: &'a [u8],
+}
+
 /// A decoded `NFULNL_MSG_PACKET` message, borrowing from the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RawPacket<'a> {
-    pub family: u8,
+    /// The NFLOG group it was logged to.
     pub group: u16,
-    pub hw_protocol: u16,
-    pub hook: u8,
-    pub indev: Option<u32>,
-    pub outdev: Option<u32>,
-    pub prefix: Option<&'a [u8]>,
-    pub payload: &'a [u8],
+    /// The packet.
+    pub packet: LoggedPacket<'a>,
 }
 
 /// One netlink message found in a datagram.
@@ -267,9 +283,8 @@ fn decode_packet(body: &[u8]) -> Option<RawPacket<'_>> {
     let mut attrs = &body[NFGENMSG_LEN..];
 
     let mut hdr: Option<(u16, u8)> = None;
-    let mut pkt = RawPacket {
+    let mut pkt = LoggedPacket {
         family,
-        group,
         hw_protocol: 0,
         hook: 0,
         indev: None,
@@ -305,7 +320,7 @@ fn decode_packet(body: &[u8]) -> Option<RawPacket<'_>> {
     let (hw_protocol, hook) = hdr?;
     pkt.hw_protocol = hw_protocol;
     pkt.hook = hook;
-    Some(pkt)
+    Some(RawPacket { group, packet: pkt })
 }
 
 #[cfg(test)]
@@ -397,14 +412,14 @@ mod tests {
         let Message::Packet(p) = msgs[0] else {
             panic!("not a packet: {msgs:?}")
         };
-        assert_eq!(p.family, 2);
+        assert_eq!(p.packet.family, 2);
         assert_eq!(p.group, 2700);
-        assert_eq!(p.hw_protocol, 0x0800);
-        assert_eq!(p.hook, 1);
-        assert_eq!(p.indev, Some(1));
-        assert_eq!(p.outdev, None);
-        assert_eq!(p.prefix, Some(&b"knock"[..]));
-        assert_eq!(p.payload, IPV4);
+        assert_eq!(p.packet.hw_protocol, 0x0800);
+        assert_eq!(p.packet.hook, 1);
+        assert_eq!(p.packet.indev, Some(1));
+        assert_eq!(p.packet.outdev, None);
+        assert_eq!(p.packet.prefix, Some(&b"knock"[..]));
+        assert_eq!(p.packet.payload, IPV4);
     }
 
     #[test]

@@ -839,10 +839,7 @@ mod tests {
 
     #[test]
     fn grant_keys_are_register_padded() {
-        let ssh = Service {
-            proto: Proto::Tcp,
-            port: 22,
-        };
+        let ssh = Service::tcp(22);
         let (set, a) = grant_set_for("127.0.0.1".parse().unwrap());
         assert_eq!(set, SET_GRANTS4);
         let k = grant_key(&a, &ssh);
@@ -853,10 +850,7 @@ mod tests {
             Some(("127.0.0.1".parse().unwrap(), ssh))
         );
 
-        let wg = Service {
-            proto: Proto::Udp,
-            port: 51820,
-        };
+        let wg = Service::udp(51820);
         let (set, a) = grant_set_for("2001:db8::1".parse().unwrap());
         assert_eq!(set, SET_GRANTS6);
         let k = grant_key(&a, &wg);
@@ -877,10 +871,7 @@ mod tests {
 
     #[test]
     fn service_key_layout() {
-        let k = service_key(&Service {
-            proto: Proto::Udp,
-            port: 0x1234,
-        });
+        let k = service_key(&Service::udp(0x1234));
         assert_eq!(k, vec![17, 0, 0, 0, 0x12, 0x34, 0, 0]);
         assert_eq!(k.len() as u32, SETS[2].key_len);
     }
@@ -957,16 +948,7 @@ mod tests {
             knock_tcp_syn: vec![7000, 7000, 6999],
             knock_tcp_any: vec![],
             knock_udp: vec![9],
-            protected: vec![
-                Service {
-                    proto: Proto::Tcp,
-                    port: 22,
-                },
-                Service {
-                    proto: Proto::Tcp,
-                    port: 22,
-                },
-            ],
+            protected: vec![Service::tcp(22), Service::tcp(22)],
             ..Ruleset::default()
         };
         let e = config_elements(&rules);

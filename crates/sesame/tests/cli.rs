@@ -414,10 +414,7 @@ fn verifier(dir: &Scratch) -> Verifier {
     let server = keys::load_server_key(&dir.path("server")).unwrap();
     let mut v = Verifier::new(60, Some(server));
     let policy = UserPolicy {
-        services: vec![Service {
-            proto: Proto::Tcp,
-            port: 22,
-        }],
+        services: vec![Service::tcp(22)],
         max_duration: 600,
         allow_address: false,
     };
@@ -458,13 +455,7 @@ fn spa_knock_sends_one_datagram_the_verifier_accepts() {
         assert_eq!(n, len, "{door}");
         let verified = v.verify(&buf[..n], now()).unwrap();
         assert_eq!(&*verified.user, user);
-        assert_eq!(
-            verified.services,
-            [Service {
-                proto: Proto::Tcp,
-                port: 22
-            }]
-        );
+        assert_eq!(verified.services, [Service::tcp(22)]);
         assert_eq!(verified.duration, Duration::from_secs(duration));
         assert_eq!(verified.payload.address, None);
         nothing_arrives(&rx);

@@ -314,16 +314,7 @@ impl Ctx<'_> {
                 return Err(exclusive(s.span(), "one_time_sequences"));
             }
             let span = port.span();
-            let port_num = u16::try_from(*port.get_ref())
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| {
-                    self.invalid(
-                        span.clone(),
-                        format!("{label} spa_port {}", port.get_ref()),
-                        "expected a UDP port from 1 to 65535",
-                    )
-                })?;
+            let port_num = self.udp_port(label, "spa_port", &port)?;
             let window = self.duration(
                 label,
                 "spa_window",

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
+use sesame_core::fwknop::{DigestType, EncMode};
 use sesame_core::Door;
 use toml::Spanned;
 
@@ -32,16 +33,7 @@ impl Ctx<'_> {
                 "an fwknop door has no users: each [[door.NAME.stanzas]] holds its own keys",
             ));
         }
-        let port_num = u16::try_from(*port.get_ref())
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| {
-                self.invalid(
-                    span.clone(),
-                    format!("{label} fwknop_port {}", port.get_ref()),
-                    "expected a UDP port from 1 to 65535",
-                )
-            })?;
+        let port_num = self.udp_port(label, "fwknop_port", &port)?;
         let age_span = raw.fwknop_max_age.as_ref().map(Spanned::span);
         let max_age = self.duration(
             label,
@@ -166,13 +158,13 @@ impl Ctx<'_> {
         })?;
         let hmac_key = secret(raw.hmac_key, raw.hmac_key_base64, "hmac_key")?;
         let hmac_digest = match &raw.hmac_digest {
-            None => "SHA256",
+            None => DigestType::Sha256,
             Some(d) => {
                 fk::parse_hmac_digest(d.get_ref()).map_err(|e| bad(d.span(), "hmac_digest", e))?
             }
         };
         let encryption_mode = match &raw.encryption_mode {
-            None => "CBC",
+            None => EncMode::Cbc,
             Some(m) => fk::parse_encryption_mode(m.get_ref())
                 .map_err(|e| bad(m.span(), "encryption_mode", e))?,
         };
@@ -213,8 +205,8 @@ impl Ctx<'_> {
             restrict_ports,
             key,
             hmac_key,
-            hmac_digest: hmac_digest.to_string(),
-            encryption_mode: encryption_mode.to_string(),
+            hmac_digest,
+            encryption_mode,
             access_timeout,
             max_timeout,
             require_username: raw.require_username.map(Spanned::into_inner),

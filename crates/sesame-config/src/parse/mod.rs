@@ -296,6 +296,25 @@ impl Ctx<'_> {
         Ok(Guard::Ranges(ranges))
     }
 
+    /// A UDP port from 1 to 65535, for `key` of `label`.
+    pub(crate) fn udp_port(
+        &self,
+        label: &str,
+        key: &str,
+        port: &toml::Spanned<i64>,
+    ) -> Result<u16, ConfigError> {
+        u16::try_from(*port.get_ref())
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                self.invalid(
+                    port.span(),
+                    format!("{label} {key} {}", port.get_ref()),
+                    "expected a UDP port from 1 to 65535",
+                )
+            })
+    }
+
     /// A positive duration: integer seconds or a humantime string.
     pub(crate) fn duration(
         &self,

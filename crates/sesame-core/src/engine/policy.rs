@@ -25,6 +25,17 @@ pub(super) fn fwknop_source_matches(stanza: &FwknopStanza, src: IpAddr) -> bool 
     in_networks(&stanza.source, src)
 }
 
+/// Whether `a` and `b`, addresses `width` bits wide, share their first
+/// `prefix` bits.
+fn same_prefix(a: u128, b: u128, prefix: u8, width: u32) -> bool {
+    let bits = u32::from(prefix).min(width);
+    if bits == 0 {
+        return true;
+    }
+    let shift = width - bits;
+    a >> shift == b >> shift
+}
+
 /// Whether `addr` is in one of `networks` (empty: `ANY`).
 pub(super) fn in_networks(networks: &[(IpAddr, u8)], addr: IpAddr) -> bool {
     let src = match addr {
@@ -34,22 +45,10 @@ pub(super) fn in_networks(networks: &[(IpAddr, u8)], addr: IpAddr) -> bool {
     networks.is_empty()
         || networks.iter().any(|(net, prefix)| match (net, src) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let bits = u32::from(*prefix).min(32);
-                let mask = if bits == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - bits)
-                };
-                u32::from(*n) & mask == u32::from(a) & mask
+                same_prefix(u32::from(*n).into(), u32::from(a).into(), *prefix, 32)
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let bits = u32::from(*prefix).min(128);
-                let mask = if bits == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - bits)
-                };
-                u128::from(*n) & mask == u128::from(a) & mask
+                same_prefix(u128::from(*n), u128::from(a), *prefix, 128)
             }
             _ => false,
         })
@@ -181,7 +180,7 @@ pub(super) fn fwknop_grant(
 mod tests {
     use super::*;
     use crate::fwknop::stanza::{Secret, DEFAULT_ACCESS_TIMEOUT};
-    use crate::fwknop::{AccessPort, DigestType, FwknopRequest};
+    use crate::fwknop::{AccessPort, DigestType, EncMode, FwknopRequest};
     use crate::Service;
 
     fn stanza() -> FwknopStanza {
@@ -195,8 +194,8 @@ mod tests {
             restrict_ports: vec!["udp/53".parse().unwrap()],
             key: Secret(b"k".to_vec()),
             hmac_key: None,
-            hmac_digest: "SHA256".into(),
-            encryption_mode: "CBC".into(),
+            hmac_digest: DigestType::Sha256,
+            encryption_mode: EncMode::Cbc,
             access_timeout: DEFAULT_ACCESS_TIMEOUT,
             max_timeout: Some(Duration::from_secs(60)),
             require_username: Some("alice".into()),

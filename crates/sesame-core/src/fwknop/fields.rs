@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::encoding::DigestType;
 use super::encoding::{b64_decode, b64_encode};
 use super::message::{message_string, AccessPort, FwknopRequest, Malformed, MsgType};
-use crate::door::{Proto, Service};
+use crate::door::Service;
 
 /// Length of the random value.
 pub(super) const RANDOM_LEN: usize = 16;
@@ -196,14 +196,8 @@ fn parse_access_port(s: &str) -> Result<AccessPort, Malformed> {
     let (proto, port) = s.split_once('/').ok_or(Malformed::AccessPort)?;
     let port = parse_port(port).ok_or(Malformed::AccessPort)?;
     Ok(match proto {
-        "tcp" => AccessPort::Service(Service {
-            proto: Proto::Tcp,
-            port,
-        }),
-        "udp" => AccessPort::Service(Service {
-            proto: Proto::Udp,
-            port,
-        }),
+        "tcp" => AccessPort::Service(Service::tcp(port)),
+        "udp" => AccessPort::Service(Service::udp(port)),
         "icmp" => AccessPort::Icmp(port),
         "none" => AccessPort::Unspecified(port),
         _ => return Err(Malformed::AccessPort),

@@ -2,6 +2,7 @@
 //! fwknop's meaning, as the engine applies them (see [`crate::engine`]).
 //! The importers that write it live in `sesame-config`.
 
+use super::encoding::{DigestType, EncMode};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -81,10 +82,10 @@ pub struct FwknopStanza {
     pub key: Secret,
     /// `HMAC_KEY` / `HMAC_KEY_BASE64`, if any.
     pub hmac_key: Option<Secret>,
-    /// `HMAC_DIGEST_TYPE` (fwknop name, e.g. "SHA256"); default SHA256.
-    pub hmac_digest: String,
-    /// `ENCRYPTION_MODE` (fwknop name, e.g. "CBC"); default CBC.
-    pub encryption_mode: String,
+    /// `HMAC_DIGEST_TYPE`; default SHA-256.
+    pub hmac_digest: DigestType,
+    /// `ENCRYPTION_MODE`; default CBC.
+    pub encryption_mode: EncMode,
     /// `FW_ACCESS_TIMEOUT`.
     pub access_timeout: Duration,
     /// `MAX_FW_TIMEOUT`: cap on a client-requested timeout. `None` means

@@ -48,23 +48,17 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::door::{Proto, Service};
+    use crate::door::Service;
     use crate::replay::{ReplayCache, ReplayError, ReplayKey};
 
     const NOW: u64 = 1_700_000_000;
 
     fn tcp(port: u16) -> Service {
-        Service {
-            proto: Proto::Tcp,
-            port,
-        }
+        Service::tcp(port)
     }
 
     fn udp(port: u16) -> Service {
-        Service {
-            proto: Proto::Udp,
-            port,
-        }
+        Service::udp(port)
     }
 
     fn seq_bytes<const N: usize>(start: u8) -> [u8; N] {

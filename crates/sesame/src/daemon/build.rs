@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sesame_core::engine::{
     DoorKind, Engine, EngineDoor, FwknopDoor, LoadedStanza, Seeds, Settings, SpaDoor, TotpDoor,
 };
-use sesame_core::fwknop::{DigestType, EncMode, FwknopKeyError, FwknopKeys};
+use sesame_core::fwknop::FwknopKeys;
 use sesame_core::replay::ReplayCache;
 use sesame_core::spa::{Credential, UserPolicy, Verifier};
 use sesame_core::totp::TotpSpec;
@@ -158,20 +158,12 @@ fn fwknop_door(
             line: stanza.line,
             what,
         };
-        let mode: EncMode = stanza
-            .encryption_mode
-            .parse()
-            .map_err(|e: FwknopKeyError| bad(e.to_string()))?;
-        let hmac = match &stanza.hmac_key {
-            None => None,
-            Some(key) => {
-                let t = stanza.hmac_digest.parse::<DigestType>().map_err(|_| {
-                    bad(format!("unknown HMAC_DIGEST_TYPE {:?}", stanza.hmac_digest))
-                })?;
-                Some((key.0.as_slice(), t))
-            }
-        };
-        let keys = FwknopKeys::new(&stanza.key.0, mode, hmac).map_err(|e| bad(e.to_string()))?;
+        let hmac = stanza
+            .hmac_key
+            .as_ref()
+            .map(|key| (key.0.as_slice(), stanza.hmac_digest));
+        let keys = FwknopKeys::new(&stanza.key.0, stanza.encryption_mode, hmac)
+            .map_err(|e| bad(e.to_string()))?;
         let run_as = command_identity(config, stanza).map_err(bad)?;
         stanzas.push(LoadedStanza {
             stanza: stanza.clone(),

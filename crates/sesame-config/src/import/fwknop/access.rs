@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sesame_core::fwknop::{DigestType, EncMode};
 use sesame_core::{Proto, Service};
 
 use super::model::*;
@@ -81,8 +82,8 @@ pub(super) struct Pending {
     pub(super) restrict_ports: Vec<Service>,
     pub(super) key: Option<Secret>,
     pub(super) hmac_key: Option<Secret>,
-    pub(super) hmac_digest: Option<&'static str>,
-    pub(super) encryption_mode: Option<(&'static str, usize)>,
+    pub(super) hmac_digest: Option<DigestType>,
+    pub(super) encryption_mode: Option<(EncMode, usize)>,
     pub(super) access_timeout: Option<Duration>,
     pub(super) max_timeout: Option<Duration>,
     pub(super) require_username: Option<String>,
@@ -528,7 +529,7 @@ impl AccessParser {
         // No OPEN_PORTS: filled in once the whole file is read (see
         // `load_protecting`).
         let (open_ports, open_line) = p.open_ports.unwrap_or((Vec::new(), p.line));
-        let (mode, mode_line) = p.encryption_mode.unwrap_or(("CBC", p.line));
+        let (mode, mode_line) = p.encryption_mode.unwrap_or((EncMode::Cbc, p.line));
         let stanza = FwknopStanza {
             line: p.line,
             source: p.source,
@@ -536,8 +537,8 @@ impl AccessParser {
             restrict_ports: p.restrict_ports,
             key,
             hmac_key: p.hmac_key,
-            hmac_digest: p.hmac_digest.unwrap_or("SHA256").to_string(),
-            encryption_mode: mode.to_string(),
+            hmac_digest: p.hmac_digest.unwrap_or(DigestType::Sha256),
+            encryption_mode: mode,
             access_timeout: p.access_timeout.unwrap_or(DEFAULT_ACCESS_TIMEOUT),
             max_timeout: p.max_timeout,
             require_username: p.require_username,

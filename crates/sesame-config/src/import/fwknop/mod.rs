@@ -409,10 +409,13 @@ fn put_stanza(put: &mut impl FnMut(&str), st: &FwknopStanza) {
         }
         None => put("# No HMAC key: packets are decrypted without being authenticated first."),
     }
-    put(&format!("hmac_digest = {}", toml_str(&st.hmac_digest)));
+    put(&format!(
+        "hmac_digest = {}",
+        toml_str(st.hmac_digest.name())
+    ));
     put(&format!(
         "encryption_mode = {}",
-        toml_str(&st.encryption_mode)
+        toml_str(st.encryption_mode.name())
     ));
     put(&format!(
         "access_timeout = {}",
@@ -465,6 +468,7 @@ mod tests {
     use super::fwknopd::parse_pcap_filter;
     use super::values::fwknop_expire_date;
     use super::*;
+    use sesame_core::fwknop::{DigestType, EncMode};
     use sesame_testkit::proc::ScratchDir;
     use std::path::PathBuf;
 
@@ -558,7 +562,7 @@ mod tests {
             b"hmac-key-for-tests-0123456789"
         );
         assert_eq!(
-            (a.hmac_digest.as_str(), a.encryption_mode.as_str()),
+            (a.hmac_digest.name(), a.encryption_mode.name()),
             ("SHA3_512", "CTR")
         );
         assert_eq!(a.access_timeout, Duration::from_secs(45));
@@ -572,7 +576,7 @@ mod tests {
         assert_eq!(b.key.0, b"plain passphrase");
         assert_eq!(b.hmac_key.as_ref().unwrap().0, b"hmac-secret");
         assert_eq!(
-            (b.hmac_digest.as_str(), b.encryption_mode.as_str()),
+            (b.hmac_digest.name(), b.encryption_mode.name()),
             ("SHA256", "CBC")
         );
         assert_eq!(b.access_timeout, DEFAULT_ACCESS_TIMEOUT);
@@ -688,8 +692,8 @@ mod tests {
     #[test]
     fn every_mode_and_digest() {
         let dir = Scratch::new("modes");
-        for mode in ENCRYPTION_MODES {
-            for digest in HMAC_DIGESTS {
+        for mode in EncMode::ALL.map(EncMode::name) {
+            for digest in DigestType::ALL.map(DigestType::name) {
                 let hmac = if mode == "legacy" { "" } else { "HMAC_KEY h\n" };
                 let cfg = access(
                     &dir,
@@ -702,7 +706,7 @@ mod tests {
                 .unwrap();
                 let st = &cfg.door.stanzas[0];
                 assert_eq!(
-                    (st.encryption_mode.as_str(), st.hmac_digest.as_str()),
+                    (st.encryption_mode.name(), st.hmac_digest.name()),
                     (mode, digest)
                 );
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use sesame_core::fwknop::{DigestType, EncMode};
 use sesame_core::{Proto, Service};
 
 pub use sesame_core::fwknop::stanza::{
@@ -33,12 +34,6 @@ pub const MAX_USERNAME_LEN: usize = 64;
 pub const MAX_INCLUDE_DEPTH: usize = 3;
 /// Name of the door built from an access.conf.
 pub const DOOR_NAME: &str = "fwknop";
-/// `HMAC_DIGEST_TYPE` values, in fwknop's spelling; the default is SHA256.
-pub const HMAC_DIGESTS: [&str; 7] = [
-    "MD5", "SHA1", "SHA256", "SHA384", "SHA512", "SHA3_256", "SHA3_512",
-];
-/// `ENCRYPTION_MODE` values, in fwknop's spelling; the default is CBC.
-pub const ENCRYPTION_MODES: [&str; 6] = ["CBC", "CTR", "CFB", "OFB", "ECB", "legacy"];
 /// The placeholder the packaged access.conf ships with.
 pub(super) const CHANGEME: &str = "__CHANGEME__";
 
@@ -60,9 +55,7 @@ pub fn check_stanza(stanza: &FwknopStanza) -> Result<(), String> {
             ));
         }
     }
-    parse_hmac_digest(&stanza.hmac_digest)?;
-    parse_encryption_mode(&stanza.encryption_mode)?;
-    if stanza.encryption_mode == "legacy" && stanza.hmac_key.is_some() {
+    if stanza.encryption_mode == EncMode::CbcLegacyIv && stanza.hmac_key.is_some() {
         return Err(
             "legacy encryption mode cannot be used with an HMAC key (the fwknop client refuses the combination)"
                 .into(),
@@ -216,26 +209,28 @@ pub fn parse_port_list(text: &str) -> Result<Vec<Service>, String> {
     Ok(out)
 }
 
-/// Parses `HMAC_DIGEST_TYPE` (case-insensitive; `-` accepted for `_`) into
-/// fwknop's spelling.
-pub fn parse_hmac_digest(text: &str) -> Result<&'static str, String> {
+/// Parses `HMAC_DIGEST_TYPE` (case-insensitive; `-` accepted for `_`).
+pub fn parse_hmac_digest(text: &str) -> Result<DigestType, String> {
     let wanted = text.trim().to_ascii_uppercase().replace('-', "_");
-    HMAC_DIGESTS
-        .iter()
-        .find(|d| **d == wanted)
-        .copied()
+    DigestType::ALL
+        .into_iter()
+        .find(|d| d.name() == wanted)
         .ok_or_else(|| {
+            let names: Vec<&str> = DigestType::ALL.iter().map(|d| d.name()).collect();
             format!(
                 "unknown HMAC digest {text:?}; expected one of {}",
-                HMAC_DIGESTS.join(", ")
+                names.join(", ")
             )
         })
 }
 
-/// Parses `ENCRYPTION_MODE` (case-insensitive) into fwknop's spelling.
-pub fn parse_encryption_mode(text: &str) -> Result<&'static str, String> {
+/// Parses `ENCRYPTION_MODE` (case-insensitive).
+pub fn parse_encryption_mode(text: &str) -> Result<EncMode, String> {
     let t = text.trim();
-    if let Some(m) = ENCRYPTION_MODES.iter().find(|m| m.eq_ignore_ascii_case(t)) {
+    if let Some(m) = EncMode::ALL
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(t))
+    {
         return Ok(m);
     }
     if t.eq_ignore_ascii_case("asymmetric") {
@@ -244,9 +239,10 @@ pub fn parse_encryption_mode(text: &str) -> Result<&'static str, String> {
     if t.eq_ignore_ascii_case("pcbc") {
         return Err("PCBC is listed by fwknop but not supported by it either".into());
     }
+    let names: Vec<&str> = EncMode::ALL.iter().map(|m| m.name()).collect();
     Err(format!(
         "unknown encryption mode {t:?}; expected one of {}",
-        ENCRYPTION_MODES.join(", ")
+        names.join(", ")
     ))
 }
 
