@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use attack_bench::probe::{Knock, Service};
-use sesame_core::Proto;
 use attack_bench::spa::{self, Keys, SPA_PORT};
 use sesame::testbed::{Side, Testbed};
+use sesame_core::Proto;
 
 /// The protected service (TCP) every door opens.
 pub const PORT: u16 = 2222;
@@ -363,19 +363,6 @@ impl Drop for Syslog {
     }
 }
 
-const GATE: &str = "table inet gate {
-	set allowed4 { type ipv4_addr; }
-	set allowed6 { type ipv6_addr; }
-	chain input {
-		type filter hook input priority 0; policy accept;
-		ct state established,related accept
-		tcp dport 2222 ip saddr @allowed4 accept
-		tcp dport 2222 ip6 saddr @allowed6 accept
-		tcp dport 2222 drop
-	}
-}
-";
-
 /// fwknopd.conf for both fwknopd modes and sesamed-spa (`udp_server`:
 /// `ENABLE_UDP_SERVER Y`).
 fn fwknopd_conf(run_dir: &Path, udp_server: bool) -> String {
@@ -468,6 +455,23 @@ fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// sesamed's state directory, control socket and metrics endpoint under
+/// `dir`: the control socket and the arguments naming all three.
+fn sesamed_args(dir: &Path) -> Result<(PathBuf, Vec<String>), String> {
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let sock = dir.join("control.sock");
+    let args = vec![
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--control-socket".into(),
+        sock.display().to_string(),
+        "--metrics".into(),
+        METRICS.into(),
+    ];
+    Ok((sock, args))
+}
+
 /// Starts `name` in a fresh testbed with `n4`/`n6` fresh client sources.
 pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, String> {
     let kind = kind(name).ok_or_else(|| format!("unknown daemon {name} (known: {ALL:?})"))?;
@@ -490,9 +494,7 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
     let mut pk = None;
     let (program, args, ready): (PathBuf, Vec<String>, &str) = match name {
         "sesamed-pk" => {
-            let state = dir.join("state");
-            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-            let sock = dir.join("control.sock");
+            let (sock, mut args) = sesamed_args(&dir)?;
             let server_key = dir.join("server.key");
             let (client, identity) = spa::PkClient::generate(&server_key, SPA_PORT)?;
             let conf = dir.join("sesame.toml");
@@ -507,33 +509,11 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
             pk = Some(client);
             metrics = Some(METRICS.parse().expect("metrics address"));
             control = Some(sock.clone());
-            (
-                sesamed_path()?,
-                vec![
-                    "--state-dir".into(),
-                    state.display().to_string(),
-                    "--control-socket".into(),
-                    sock.display().to_string(),
-                    "--metrics".into(),
-                    METRICS.into(),
-                    "--config".into(),
-                    conf.display().to_string(),
-                ],
-                "sesamed ready",
-            )
+            args.extend(["--config".into(), conf.display().to_string()]);
+            (sesamed_path()?, args, "sesamed ready")
         }
         "sesamed" | "sesamed-spa" => {
-            let state = dir.join("state");
-            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-            let sock = dir.join("control.sock");
-            let mut args = vec![
-                "--state-dir".into(),
-                state.display().to_string(),
-                "--control-socket".into(),
-                sock.display().to_string(),
-                "--metrics".into(),
-                METRICS.into(),
-            ];
+            let (sock, mut args) = sesamed_args(&dir)?;
             if name == "sesamed" {
                 // [daemon] left at its defaults (max_tracked is
                 // sesame::config::DEFAULT_MAX_TRACKED), but for syslog, as
@@ -554,7 +534,10 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
                 args.extend(["--config".into(), conf.display().to_string()]);
             } else {
                 let access = dir.join("access.conf");
-                write_private(&access, &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
+                write_private(
+                    &access,
+                    &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS),
+                )?;
                 let run_dir = dir.join("run");
                 std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
                 let conf = dir.join("fwknopd.conf");
@@ -574,7 +557,8 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
             let nft = which("nft").ok_or("nft not installed (apt-get install nftables)")?;
             let knockd = which("knockd").ok_or("knockd not installed (apt-get install knockd)")?;
             let gate = dir.join("gate.nft");
-            std::fs::write(&gate, GATE).map_err(|e| e.to_string())?;
+            std::fs::write(&gate, sesame_testkit::net::knockd_gate(PORT))
+                .map_err(|e| e.to_string())?;
             ns_exec(
                 &bed.server,
                 &[nft.to_str().unwrap(), "-f", gate.to_str().unwrap()],
@@ -615,28 +599,18 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
                 which(tool).ok_or(format!("{tool} not installed (apt-get install iptables)"))?;
                 // The protected port is closed until fwknopd's jump (which
                 // it inserts above this rule) accepts a granted source.
-                ns_exec(
-                    &bed.server,
-                    &[
-                        tool,
-                        "-w",
-                        "-A",
-                        "INPUT",
-                        "-p",
-                        "tcp",
-                        "--dport",
-                        &PORT.to_string(),
-                        "-j",
-                        "DROP",
-                    ],
-                )?;
+                let rule = format!("{tool} -w -A INPUT -p tcp --dport {PORT} -j DROP");
+                ns_exec(&bed.server, &rule.split(' ').collect::<Vec<_>>())?;
             }
             let run_dir = dir.join("run");
             std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
             let conf = dir.join("fwknopd.conf");
             let access = dir.join("access.conf");
             write_private(&conf, &fwknopd_conf(&run_dir, udp))?;
-            write_private(&access, &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS))?;
+            write_private(
+                &access,
+                &keys.stanza("ANY", &format!("tcp/{PORT}"), OPEN_FOR_SECS),
+            )?;
             let args = [
                 "-f".to_string(),
                 "-c".into(),
@@ -686,7 +660,11 @@ pub fn setup(name: &str, n4: usize, n6: usize, keys: &Keys) -> Result<Under, Str
             out.tail()
         ));
     }
-    if name == "fwknopd-udp" && !wait(Duration::from_secs(5), || bed.udp_bound(Side::Server, SPA_PORT)) {
+    if name == "fwknopd-udp"
+        && !wait(Duration::from_secs(5), || {
+            bed.udp_bound(Side::Server, SPA_PORT)
+        })
+    {
         return Err(format!(
             "fwknopd-udp never bound UDP {SPA_PORT}:\n{}",
             out.tail()

@@ -658,26 +658,14 @@ fn bench_daemon(
     started: Instant,
 ) -> Result<(), String> {
     let kind = daemons::kind(name).ok_or_else(|| format!("unknown daemon {name}"))?;
-    let floods: Vec<Mode> = cfg
-        .floods
-        .iter()
-        .copied()
-        .filter(|m| match kind {
-            Kind::Knock => *m != Mode::SpaUdp && *m != Mode::PkFlood,
-            Kind::Spa => *m == Mode::SpaUdp,
-            Kind::Pk => *m == Mode::SpaUdp || *m == Mode::PkFlood,
-        })
-        .collect();
-    let floods_v6: Vec<Mode> = cfg
-        .floods_v6
-        .iter()
-        .copied()
-        .filter(|m| match kind {
-            Kind::Knock => *m != Mode::SpaUdp && *m != Mode::PkFlood,
-            Kind::Spa => *m == Mode::SpaUdp,
-            Kind::Pk => *m == Mode::SpaUdp || *m == Mode::PkFlood,
-        })
-        .collect();
+    // The floods that apply to this kind of daemon.
+    let applies = |m: &Mode| match kind {
+        Kind::Knock => *m != Mode::SpaUdp && *m != Mode::PkFlood,
+        Kind::Spa => *m == Mode::SpaUdp,
+        Kind::Pk => *m == Mode::SpaUdp || *m == Mode::PkFlood,
+    };
+    let floods: Vec<Mode> = cfg.floods.iter().copied().filter(applies).collect();
+    let floods_v6: Vec<Mode> = cfg.floods_v6.iter().copied().filter(applies).collect();
     let fixed = kind == Kind::Knock && cfg.fixed_kpps > 0;
     let distinct = name == "sesamed" && cfg.distinct > 0;
     let during = floods.len() + usize::from(fixed) + usize::from(distinct);
@@ -736,50 +724,49 @@ fn bench_daemon(
     );
 
     let dur = cfg.flood_dur();
+    // At the generator's maximum, spread over the flood time.
+    let flood = |label: String, mode: Mode, v6: bool| Plan {
+        label,
+        mode,
+        v6,
+        pps: 0,
+        max_packets: cfg.max_packets,
+        sequential: false,
+        dur,
+        spread: dur,
+        legit: cfg.legit,
+        after: 0,
+    };
     let mut plans: Vec<Plan> = Vec::new();
     for (v6, list) in [(false, &floods), (true, &floods_v6)] {
         for m in list.iter() {
-            plans.push(Plan {
-                label: format!("flood {}{}", m.letter(), if v6 { " v6" } else { "" }),
-                mode: *m,
-                v6,
-                pps: 0,
-                max_packets: cfg.max_packets,
-                sequential: false,
-                dur,
-                spread: dur,
-                legit: cfg.legit,
-                after: 0,
-            });
+            let v = if v6 { " v6" } else { "" };
+            plans.push(flood(format!("flood {}{v}", m.letter()), *m, v6));
         }
     }
     if fixed {
         plans.push(Plan {
-            label: format!("flood c @{} kpps", cfg.fixed_kpps),
-            mode: Mode::SpoofFirst,
-            v6: false,
             pps: cfg.fixed_kpps * 1000,
-            max_packets: cfg.max_packets,
-            sequential: false,
-            dur,
-            spread: dur,
-            legit: cfg.legit,
-            after: 0,
+            ..flood(
+                format!("flood c @{} kpps", cfg.fixed_kpps),
+                Mode::SpoofFirst,
+                false,
+            )
         });
     }
     if distinct {
         // Paced so the distinct sources are spread over the flood time.
         plans.push(Plan {
-            label: format!("flood c, {} distinct srcs", cfg.distinct),
-            mode: Mode::SpoofFirst,
-            v6: false,
             pps: (cfg.distinct as f64 / cfg.flood_secs) as u64,
             max_packets: cfg.distinct,
             sequential: true,
             dur: dur + Duration::from_secs(5),
-            spread: dur,
-            legit: cfg.legit,
             after: 5,
+            ..flood(
+                format!("flood c, {} distinct srcs", cfg.distinct),
+                Mode::SpoofFirst,
+                false,
+            )
         });
     }
     for plan in &plans {

@@ -18,4 +18,3 @@ pub fn knock_sequence(src: IpAddr, dst: IpAddr, seq: &[Knock], gap: Duration) ->
     let _ = send_knock(src, dst, seq[seq.len() - 1]);
     Instant::now()
 }
-

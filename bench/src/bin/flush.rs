@@ -108,7 +108,10 @@ fn run(mode: &str, daemon_extra: &str) -> Result<(), String> {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .map_err(|_| "sesamed did not become ready")?;
-    let probe_client = |bed: &Testbed| bed.run_in(Side::Client, move || probe(dest)).unwrap_or(true);
+    let probe_client = |bed: &Testbed| {
+        bed.run_in(Side::Client, move || probe(dest))
+            .unwrap_or(true)
+    };
     if probe_client(&bed) {
         return Err("the protected port answers before any flush".into());
     }
@@ -172,11 +175,21 @@ fn run(mode: &str, daemon_extra: &str) -> Result<(), String> {
         let t = origin.elapsed();
         starts.push(t);
         let out = Command::new("ip")
-            .args(["netns", "exec", bed.name(Side::Server), "nft", "flush", "ruleset"])
+            .args([
+                "netns",
+                "exec",
+                bed.name(Side::Server),
+                "nft",
+                "flush",
+                "ruleset",
+            ])
             .output()
             .map_err(|e| format!("nft: {e}"))?;
         if !out.status.success() {
-            return Err(format!("nft flush ruleset: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "nft flush ruleset: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         nft_took.push(origin.elapsed() - t);
         std::thread::sleep(GAP);
@@ -192,7 +205,10 @@ fn run(mode: &str, daemon_extra: &str) -> Result<(), String> {
     let mut windows = Vec::new();
     for (i, start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(Duration::MAX);
-        let hits: Vec<&Duration> = successes.iter().filter(|t| **t >= *start && **t < end).collect();
+        let hits: Vec<&Duration> = successes
+            .iter()
+            .filter(|t| **t >= *start && **t < end)
+            .collect();
         let window = match (hits.first(), hits.last()) {
             (Some(first), Some(last)) => **last - **first + PROBE_EVERY,
             _ => Duration::ZERO,
@@ -205,11 +221,21 @@ fn run(mode: &str, daemon_extra: &str) -> Result<(), String> {
     nft_took.sort();
     windows.sort();
     println!("Flush benchmark, {mode}: `nft flush ruleset` x{flushes}, a TCP probe every {} ms (sesamed {sesamed})", PROBE_EVERY.as_millis());
-    println!("  probes sent                      {}", probes.load(Ordering::Relaxed));
+    println!(
+        "  probes sent                      {}",
+        probes.load(Ordering::Relaxed)
+    );
     println!("  probes that got in without grant {}", successes.len());
     println!("  flushes that exposed the port    {exposed} of {flushes}");
-    println!("  longest exposure window          {}  (goal < 5 ms)", ms(*windows.last().unwrap_or(&Duration::ZERO)));
-    println!("  exposure window p50 / p99        {} / {}", ms(percentile(&windows, 0.5)), ms(percentile(&windows, 0.99)));
+    println!(
+        "  longest exposure window          {}  (goal < 5 ms)",
+        ms(*windows.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "  exposure window p50 / p99        {} / {}",
+        ms(percentile(&windows, 0.5)),
+        ms(percentile(&windows, 0.99))
+    );
     println!("  table outages seen (100 µs poll) {}", restore.len());
     println!(
         "  restore time p50 / p99 / max     {} / {} / {}",
@@ -217,8 +243,14 @@ fn run(mode: &str, daemon_extra: &str) -> Result<(), String> {
         ms(percentile(&restore, 0.99)),
         ms(*restore.last().unwrap_or(&Duration::ZERO))
     );
-    println!("  nft flush ruleset itself (p50)   {}  (baseline: the flush command's own run time)", ms(percentile(&nft_took, 0.5)));
-    println!("  port closed after the run        {}", if still_open { "NO" } else { "yes" });
+    println!(
+        "  nft flush ruleset itself (p50)   {}  (baseline: the flush command's own run time)",
+        ms(percentile(&nft_took, 0.5))
+    );
+    println!(
+        "  port closed after the run        {}",
+        if still_open { "NO" } else { "yes" }
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _: IpAddr = server;
     if still_open {
@@ -232,7 +264,10 @@ fn main() {
     // 6.9+), then the restore path older kernels rely on, as the baseline.
     for (mode, extra) in [
         ("owned table (default)", ""),
-        ("owned_table = false (restore on notification)", "owned_table = false\n"),
+        (
+            "owned_table = false (restore on notification)",
+            "owned_table = false\n",
+        ),
     ] {
         if let Err(e) = run(mode, extra) {
             eprintln!("flush bench ({mode}): {e}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sesame_core::engine::*;
 use sesame_core::fwknop::stanza::{FwknopStanza, Secret};
-use sesame_core::fwknop::{self as fk, AccessPort, DigestType, EncMode, FwknopKeys, FwknopRequest};
+use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
 use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
@@ -390,24 +390,13 @@ fn a_store_that_cannot_record_keeps_the_door_closed() {
 }
 
 fn fwknop_door() -> EngineDoor {
+    let key = Secret(b"fwknop-key".to_vec());
     let stanza = FwknopStanza {
         line: 3,
         source: vec![(ip("198.51.100.0"), 24)],
         open_ports: vec![SSH],
-        restrict_ports: Vec::new(),
-        key: Secret(b"fwknop-key".to_vec()),
-        hmac_key: Some(Secret(b"fwknop-hmac".to_vec())),
-        hmac_digest: DigestType::Sha256,
-        encryption_mode: EncMode::Cbc,
         access_timeout: Duration::from_secs(30),
-        max_timeout: None,
-        require_username: None,
-        require_source_address: false,
-        enable_cmd_exec: false,
-        cmd_exec_user: None,
-        cmd_exec_group: None,
-        destination: Vec::new(),
-        access_expire: None,
+        ..FwknopStanza::new(key, Some(Secret(b"fwknop-hmac".to_vec())))
     };
     EngineDoor {
         door: door("fwknop", &[]),

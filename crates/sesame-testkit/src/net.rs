@@ -270,3 +270,24 @@ impl Drop for EchoService {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The nftables gate the knockd peers' commands open: TCP `port` is dropped
+/// except from the addresses in sets `allowed4`/`allowed6` of table
+/// `inet gate` (`nft add element inet gate allowed4 { %IP% }`), established
+/// flows pass. Installed before knockd starts.
+pub fn knockd_gate(port: u16) -> String {
+    format!(
+        "table inet gate {{
+	set allowed4 {{ type ipv4_addr; }}
+	set allowed6 {{ type ipv6_addr; }}
+	chain input {{
+		type filter hook input priority 0; policy accept;
+		ct state established,related accept
+		tcp dport {port} ip saddr @allowed4 accept
+		tcp dport {port} ip6 saddr @allowed6 accept
+		tcp dport {port} drop
+	}}
+}}
+"
+    )
+}

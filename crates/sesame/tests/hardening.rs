@@ -281,12 +281,7 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
         .args(["revoke", "198.18.0.2", "--socket", socket.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(!connects_from(&bed, a, server, PORT));
     assert!(
         connects_from(&bed, b, server, PORT),
@@ -440,11 +435,7 @@ fn pk_door(bed: &Testbed, tag: &str) -> (std::path::PathBuf, String) {
             .args(["keygen", kind, dir.join(name).to_str().unwrap()])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
     let config = format!(
         "[daemon]\nstate_dir = \"{}\"\nserver_key = \"{}\"\nmetrics = \"127.0.0.1:9763\"\n\
@@ -738,11 +729,7 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(
@@ -850,23 +837,10 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
     //    running daemon logs it at start.
     let out = bed
         .command(Side::Server, "iptables")
-        .args([
-            "-A",
-            "INPUT",
-            "-p",
-            "tcp",
-            "--dport",
-            &PORT.to_string(),
-            "-j",
-            "REJECT",
-        ])
+        .args(format!("-A INPUT -p tcp --dport {PORT} -j REJECT").split(' '))
         .output()
         .expect("run iptables (install iptables)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let warned = check(&bed);
     assert!(
         warned.contains("table ip filter, chain INPUT, rule handle")

@@ -138,11 +138,7 @@ fn cli_knock_binary_opens_over_ipv6() {
         .args(SEQ)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 3, "-v prints each hit: {stdout}");
     assert_opens(&bed, server, PORT);
@@ -250,11 +246,7 @@ fn restart_keeps_one_table_and_active_grants_then_remove_deletes_it() {
         .args(["--remove", "--config", "/nonexistent"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(!nft(&bed, &["list", "tables"]).contains("sesame"));
 }
 

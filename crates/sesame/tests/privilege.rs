@@ -263,11 +263,7 @@ fn check_config_reads_keys_as_the_service_user() {
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     std::os::unix::fs::chown(&key, Some(nobody.uid.as_raw()), None).unwrap();
     let out = check();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     // A start whose key cannot be read fails before the table exists
     // (it would drop the protected port with no daemon to open it).

@@ -100,11 +100,7 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         wait_connect(&bed, server, PORT, true, Duration::from_secs(3)),
         "the real TOTP knock did not open after the sweeps:\n{}",

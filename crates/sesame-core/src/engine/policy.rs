@@ -62,6 +62,23 @@ pub(super) enum FwknopAction {
     Grant((IpAddr, Vec<crate::Service>, Duration)),
 }
 
+/// `REQUIRE_USERNAME`: the request names the stanza's user, if it has one.
+fn required_username(
+    stanza: &FwknopStanza,
+    msg: &FwknopMessage,
+) -> Result<(), (&'static str, String)> {
+    match &stanza.require_username {
+        Some(user) if &msg.request.username != user => Err((
+            "username",
+            format!(
+                "username {:?} is not the required {user:?}",
+                msg.request.username
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The argv of an authenticated fwknop command message, only when the
 /// stanza has `ENABLE_CMD_EXEC`. Like Debian's fwknopd, the command is split
 /// at blanks and run without a shell (`echo x > FILE` prints `x > FILE`).
@@ -69,17 +86,7 @@ pub(super) fn fwknop_command(
     stanza: &FwknopStanza,
     msg: &FwknopMessage,
 ) -> Result<Vec<String>, (&'static str, String)> {
-    if let Some(user) = &stanza.require_username {
-        if &msg.request.username != user {
-            return Err((
-                "username",
-                format!(
-                    "username {:?} is not the required {user:?}",
-                    msg.request.username
-                ),
-            ));
-        }
-    }
+    required_username(stanza, msg)?;
     if !stanza.enable_cmd_exec {
         return Err((
             "command_disabled",
@@ -103,17 +110,7 @@ pub(super) fn fwknop_grant(
     src: IpAddr,
     target_refusal: &mut dyn FnMut(IpAddr) -> Option<String>,
 ) -> Result<(IpAddr, Vec<crate::Service>, Duration), (&'static str, String)> {
-    if let Some(user) = &stanza.require_username {
-        if &msg.request.username != user {
-            return Err((
-                "username",
-                format!(
-                    "username {:?} is not the required {user:?}",
-                    msg.request.username
-                ),
-            ));
-        }
-    }
+    required_username(stanza, msg)?;
     match msg.request.msg_type {
         MsgType::Access | MsgType::ClientTimeoutAccess => {}
         MsgType::Command => {
@@ -180,7 +177,7 @@ pub(super) fn fwknop_grant(
 mod tests {
     use super::*;
     use crate::fwknop::stanza::{Secret, DEFAULT_ACCESS_TIMEOUT};
-    use crate::fwknop::{AccessPort, DigestType, EncMode, FwknopRequest};
+    use crate::fwknop::{AccessPort, DigestType, FwknopRequest};
     use crate::Service;
 
     fn stanza() -> FwknopStanza {
@@ -192,19 +189,9 @@ mod tests {
             ],
             open_ports: vec!["tcp/22".parse().unwrap(), "udp/53".parse().unwrap()],
             restrict_ports: vec!["udp/53".parse().unwrap()],
-            key: Secret(b"k".to_vec()),
-            hmac_key: None,
-            hmac_digest: DigestType::Sha256,
-            encryption_mode: EncMode::Cbc,
-            access_timeout: DEFAULT_ACCESS_TIMEOUT,
             max_timeout: Some(Duration::from_secs(60)),
             require_username: Some("alice".into()),
-            require_source_address: false,
-            enable_cmd_exec: false,
-            cmd_exec_user: None,
-            cmd_exec_group: None,
-            destination: Vec::new(),
-            access_expire: None,
+            ..FwknopStanza::new(Secret(b"k".to_vec()), None)
         }
     }
 

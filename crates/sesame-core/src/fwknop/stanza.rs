@@ -112,6 +112,32 @@ pub struct FwknopStanza {
 }
 
 impl FwknopStanza {
+    /// A stanza with fwknopd's defaults around `key` and `hmac_key`:
+    /// SOURCE ANY, no port named, HMAC-SHA256, CBC,
+    /// [`DEFAULT_ACCESS_TIMEOUT`], nothing required, no commands, no
+    /// DESTINATION and no expiry. Change the rest with struct update syntax.
+    pub fn new(key: Secret, hmac_key: Option<Secret>) -> FwknopStanza {
+        FwknopStanza {
+            line: 0,
+            source: Vec::new(),
+            open_ports: Vec::new(),
+            restrict_ports: Vec::new(),
+            key,
+            hmac_key,
+            hmac_digest: DigestType::Sha256,
+            encryption_mode: EncMode::Cbc,
+            access_timeout: DEFAULT_ACCESS_TIMEOUT,
+            max_timeout: None,
+            require_username: None,
+            require_source_address: false,
+            enable_cmd_exec: false,
+            cmd_exec_user: None,
+            cmd_exec_group: None,
+            destination: Vec::new(),
+            access_expire: None,
+        }
+    }
+
     /// The cap on a client-requested timeout: `MAX_FW_TIMEOUT`, or
     /// fwknopd's default of 300 s.
     pub fn effective_max_timeout(&self) -> Duration {

@@ -83,19 +83,9 @@ pub fn encode_public(
     )
 }
 
-/// A version 1 public-key packet (no `mac1`), for servers that predate
-/// version 2. A version 2 server accepts it only where configured to.
-pub fn encode_public_v1(
-    identity: &IdentityKey,
-    server: &ServerPublic,
-    payload: &Payload,
-    ephemeral_secret: &[u8; 32],
-    nonce: [u8; NONCE_LEN],
-) -> Result<Vec<u8>, EncodeError> {
-    encode_public_version(VERSION, identity, server, payload, ephemeral_secret, nonce)
-}
-
-pub(super) fn encode_public_version(
+/// A public-key packet of `version` (1: no `mac1`, for servers that
+/// predate version 2; 2: [`encode_public`]).
+pub fn encode_public_version(
     version: u8,
     identity: &IdentityKey,
     server: &ServerPublic,

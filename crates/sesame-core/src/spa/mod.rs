@@ -131,14 +131,13 @@ mod tests {
     /// A version 1 public-key packet: the tests of the checks behind `mac1`
     /// use it (the verifier accepts v1); version 2 has tests of its own.
     fn public(p: &Payload) -> Vec<u8> {
-        encode_public_v1(
-            &carol_identity(),
-            &server_key().public(),
-            p,
-            &seq_bytes(0x60),
-            seq_bytes(0xc0),
-        )
-        .unwrap()
+        carol_packet(VERSION, &server_key().public(), p)
+    }
+
+    /// Carol's public-key packet of `version` to `server`.
+    fn carol_packet(version: u8, server: &ServerPublic, p: &Payload) -> Vec<u8> {
+        let (eph, nonce) = (seq_bytes(0x60), seq_bytes(0xc0));
+        encode_public_version(version, &carol_identity(), server, p, &eph, nonce).unwrap()
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -340,14 +339,7 @@ mod tests {
     }
 
     fn public_v2(p: &Payload) -> Vec<u8> {
-        encode_public(
-            &carol_identity(),
-            &server_key().public(),
-            p,
-            &seq_bytes(0x60),
-            seq_bytes(0xc0),
-        )
-        .unwrap()
+        carol_packet(VERSION_2, &server_key().public(), p)
     }
 
     #[test]
@@ -528,14 +520,7 @@ mod tests {
     fn packet_for_another_server_is_refused() {
         let v = verifier();
         let other = ServerKey::from_bytes(&[0x99; 32]);
-        let packet = encode_public_v1(
-            &carol_identity(),
-            &other.public(),
-            &payload(),
-            &[3; 32],
-            [1; 24],
-        )
-        .unwrap();
+        let packet = carol_packet(VERSION, &other.public(), &payload());
         assert_eq!(
             v.verify(&packet, NOW),
             Err(SpaError::BadTag {

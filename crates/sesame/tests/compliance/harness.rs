@@ -43,20 +43,6 @@ pub const START6: &str =
 pub const STOP6: &str =
     "@NFT@ delete element inet gate allowed6 { %IP% } ; echo \"stop6 %IP%\" >> @DIR@/cmd.log";
 
-/// The gate, installed before the daemon starts.
-const GATE: &str = "table inet gate {
-	set allowed4 { type ipv4_addr; }
-	set allowed6 { type ipv6_addr; }
-	chain input {
-		type filter hook input priority 0; policy accept;
-		ct state established,related accept
-		tcp dport @PORT@ ip saddr @allowed4 accept
-		tcp dport @PORT@ ip6 saddr @allowed6 accept
-		tcp dport @PORT@ drop
-	}
-}
-";
-
 /// The daemon under test.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Impl {
@@ -179,7 +165,7 @@ impl Harness {
 
         // The gate, then the service it protects.
         let gate = h.dir.join("gate.nft");
-        std::fs::write(&gate, GATE.replace("@PORT@", &PORT.to_string())).unwrap();
+        std::fs::write(&gate, sesame_testkit::net::knockd_gate(PORT)).unwrap();
         let mut nft = h.bed().command(Side::Server, h.progs.nft.to_str().unwrap());
         nft.arg("-f").arg(&gate);
         let out = run_bounded(nft, Duration::from_secs(10));
@@ -331,31 +317,13 @@ impl Harness {
     /// SYN (non-blocking connect, then close) or a one-byte UDP datagram.
     pub fn hit(&self, src: IpAddr, port: u16, proto: Proto) {
         let dst = Self::server(src.is_ipv6());
+        let knock = match proto {
+            Proto::Tcp => sesame_core::Knock::tcp(port),
+            Proto::Udp => sesame_core::Knock::udp(port),
+        };
         self.bed()
             .run_in(Side::Client, move || {
-                let domain = if src.is_ipv6() {
-                    Domain::IPV6
-                } else {
-                    Domain::IPV4
-                };
-                let (ty, p) = match proto {
-                    Proto::Tcp => (Type::STREAM, Protocol::TCP),
-                    Proto::Udp => (Type::DGRAM, Protocol::UDP),
-                };
-                let s = Socket::new(domain, ty, Some(p)).expect("socket");
-                s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
-                    .expect("bind source");
-                let to = SockAddr::from(SocketAddr::new(dst, port));
-                match proto {
-                    Proto::Tcp => {
-                        s.set_nonblocking(true).unwrap();
-                        // EINPROGRESS: the SYN is on its way.
-                        let _ = s.connect(&to);
-                    }
-                    Proto::Udp => {
-                        s.send_to(&[0], &to).expect("send udp hit");
-                    }
-                }
+                sesame_testkit::net::send_knock(src, dst, knock).expect("send the hit")
             })
             .unwrap();
     }
@@ -381,11 +349,7 @@ impl Harness {
         let dst = Self::server(src.is_ipv6());
         self.bed()
             .run_in(Side::Client, move || {
-                let domain = if src.is_ipv6() {
-                    Domain::IPV6
-                } else {
-                    Domain::IPV4
-                };
+                let domain = Domain::for_address(SocketAddr::new(src, 0));
                 let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).expect("socket");
                 s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
                     .expect("bind source");

@@ -179,6 +179,20 @@ pub fn open_times(log: &Log, needle: &str) -> Vec<Duration> {
         .collect()
 }
 
+/// Fails the test unless the command behind `out` succeeded; shows its
+/// output otherwise.
+#[track_caller]
+#[allow(dead_code)] // not every test binary runs commands
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Fails the test unless `server:port` opens for the client within 2 s.
 #[track_caller]
 pub fn assert_opens(bed: &Testbed, server: IpAddr, port: u16) {

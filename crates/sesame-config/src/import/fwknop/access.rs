@@ -176,24 +176,18 @@ impl AccessParser {
                     let dir = Path::new(l.value);
                     // Whoever could add a file there could add a stanza.
                     sesame_client::secure_file::check_not_writable_by_others(dir)?;
-                    let entries = std::fs::read_dir(dir).map_err(|e| {
+                    let unreadable = |e: std::io::Error| {
                         invalid(
                             path,
                             l.number,
                             kw,
                             format!("cannot read folder {}: {e}", dir.display()),
                         )
-                    })?;
+                    };
+                    let entries = std::fs::read_dir(dir).map_err(unreadable)?;
                     let mut names = Vec::new();
                     for entry in entries {
-                        let entry = entry.map_err(|e| {
-                            invalid(
-                                path,
-                                l.number,
-                                kw,
-                                format!("cannot read folder {}: {e}", dir.display()),
-                            )
-                        })?;
+                        let entry = entry.map_err(unreadable)?;
                         let name = entry.file_name();
                         let Some(name) = name.to_str() else { continue };
                         if name.ends_with(".conf") && dir.join(name).is_file() {
