@@ -14,6 +14,7 @@ use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopReq
 use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
+use sesame_core::tracker::{Event, Observation};
 use sesame_core::{BanPolicy, Door, Knock, Proto, Service};
 use sesame_testkit::engine::{Harness, StoreMode};
 
@@ -610,4 +611,62 @@ fn a_silent_store_cannot_make_requests_pile_up() {
         &refusals[..refusals.len().min(3)]
     );
     assert_eq!(refusals[0], "replay_store_busy");
+}
+
+/// Under a flood the driver has the engine tally first knocks: one note per
+/// door and batch instead of one per spoofed packet, with the same counts,
+/// and a real knocker still gets in.
+#[test]
+fn a_flood_of_first_knocks_is_tallied_and_the_real_knock_still_opens() {
+    let mut h = harness(vec![plain("ssh", &["7000", "8000:udp", "9000"])]);
+    h.engine.tally_first_knocks(true);
+    let flood: Vec<Observation> = (0..200u8)
+        .map(|i| first_knock_from(IpAddr::from([203, 0, 113, i])))
+        .collect();
+    h.observe(&flood);
+    let noted = |h: &Harness| {
+        h.notes
+            .iter()
+            .filter(|n| matches!(n, Note::Knock { .. }))
+            .count()
+    };
+    let tallies: Vec<(u64, u64)> = h
+        .notes
+        .iter()
+        .filter_map(|n| match n {
+            Note::FirstKnocks {
+                stages, evictions, ..
+            } => Some((*stages, *evictions)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(noted(&h), 0, "no note per first knock while tallying");
+    assert_eq!(tallies, [(200, 0)]);
+    let alice = ip("198.51.100.7");
+    h.knock(alice, server(), &knocks(&["7000", "8000:udp", "9000"]));
+    assert!(
+        h.admits(alice, SSH),
+        "the real knock opens during the flood"
+    );
+    // Later stages are still noted one by one.
+    assert_eq!(noted(&h), 2, "stage 2 and the opening");
+    h.engine.tally_first_knocks(false);
+    h.knock(ip("198.51.100.8"), server(), &knocks(&["7000"]));
+    assert!(h.notes.iter().any(|n| matches!(
+        n,
+        Note::Knock {
+            event: Event::Stage { matched: 1, .. },
+            ..
+        }
+    )));
+}
+
+fn first_knock_from(src: IpAddr) -> Observation {
+    Observation {
+        src,
+        dst: server(),
+        proto: Proto::Tcp,
+        dst_port: 7000,
+        tcp_flags: sesame_core::door::tcp_flag::SYN,
+    }
 }

@@ -299,6 +299,13 @@ impl Harness {
         self.drain();
     }
 
+    /// One batch of observed knock packets, as one NFLOG read delivers them.
+    pub fn observe(&mut self, batch: &[Observation]) {
+        self.world.firewall.now = self.now.mono;
+        self.engine.observe(self.now, batch, &mut self.world);
+        self.drain();
+    }
+
     /// Knocks `knocks` in order from `src` to `dst`, 10 ms apart.
     pub fn knock(&mut self, src: IpAddr, dst: IpAddr, knocks: &[Knock]) {
         for k in knocks {

@@ -74,6 +74,19 @@ pub enum Note {
         /// The door's name.
         door: Arc<str>,
     },
+    /// While first knocks are tallied ([`crate::engine::Engine::tally_first_knocks`]):
+    /// how many first knocks, and evictions of one-knock attempts, a door
+    /// saw in one batch of packets, instead of a [`Note::Knock`] each.
+    FirstKnocks {
+        /// The door's name.
+        door: Arc<str>,
+        /// The tracker's door.
+        door_id: crate::tracker::DoorId,
+        /// First knocks (`Event::Stage` with one knock matched).
+        stages: u64,
+        /// One-knock attempts evicted to make room.
+        evictions: u64,
+    },
     /// A banned prefix's knocks count again.
     BanEnded {
         /// The prefix.

@@ -90,6 +90,8 @@ impl Engine {
             events: Vec::new(),
             closed: Vec::new(),
             actions: VecDeque::new(),
+            tally_first: false,
+            tallies: Vec::new(),
         })
     }
 
@@ -409,6 +411,7 @@ impl Engine {
             &mut self.events,
         );
         self.tracker.carry_bans_from(&mut old.tracker, now.mono);
+        self.tally_first = old.tally_first;
         let mut carried = Carried {
             knocks,
             ..Carried::default()
@@ -524,6 +527,9 @@ impl Engine {
     fn handle_events<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {
         let events = std::mem::take(&mut self.events);
         for &event in &events {
+            if self.tally_first && self.tally(event) {
+                continue;
+            }
             let door = self.name(event.door());
             self.note(Note::Knock { event, door });
             if let Event::Open { src, door } = event {
@@ -543,6 +549,56 @@ impl Engine {
         }
         self.events = events;
         self.events.clear();
+        self.flush_tallies();
+    }
+
+    /// Counts a first knock or a one-knock eviction while tallying; false
+    /// for any other event.
+    fn tally(&mut self, event: Event) -> bool {
+        let (door, first) = match event {
+            Event::Stage {
+                door, matched: 1, ..
+            } => (door, true),
+            Event::Evicted {
+                door, matched: 1, ..
+            } => (door, false),
+            _ => return false,
+        };
+        if self.tallies.len() <= door {
+            self.tallies.resize(door + 1, (0, 0));
+        }
+        let t = &mut self.tallies[door];
+        if first {
+            t.0 += 1;
+        } else {
+            t.1 += 1;
+        }
+        true
+    }
+
+    fn flush_tallies(&mut self) {
+        for door_id in 0..self.tallies.len() {
+            let (stages, evictions) = std::mem::take(&mut self.tallies[door_id]);
+            if stages + evictions > 0 {
+                let door = self.name(door_id);
+                self.note(Note::FirstKnocks {
+                    door,
+                    door_id,
+                    stages,
+                    evictions,
+                });
+            }
+        }
+    }
+
+    /// While `on`, first knocks and evictions of one-knock attempts are
+    /// counted per door and reported once per batch of packets
+    /// ([`Note::FirstKnocks`]) rather than one [`Note::Knock`] each: under a
+    /// flood of spoofed first knocks that is most of the engine's output.
+    /// Tallies are reported at the end of every input, so none is pending
+    /// when this is called.
+    pub fn tally_first_knocks(&mut self, on: bool) {
+        self.tally_first = on;
     }
 
     fn roll_totp<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {

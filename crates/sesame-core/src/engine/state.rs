@@ -135,6 +135,11 @@ pub struct Engine {
     pub(super) events: Vec<Event>,
     pub(super) closed: Vec<(IpAddr, DoorId)>,
     pub(super) actions: VecDeque<Action>,
+    /// Tally first knocks and one-knock evictions per door instead of a
+    /// note each (the driver sets it while a flood lasts).
+    pub(super) tally_first: bool,
+    /// Per tracker door: (first knocks, one-knock evictions) this batch.
+    pub(super) tallies: Vec<(u64, u64)>,
 }
 
 /// What an accepted request does once its credential is spent.

@@ -424,6 +424,8 @@ impl Daemon {
             .metrics
             .nflog_batching
             .set(i64::from(self.load.is_batched()));
+        // A first knock per flood packet: counted, not noted one by one.
+        self.engine.tally_first_knocks(self.load.is_batched());
         if let Err(e) = self.nflog.set_batching(batching) {
             warn!(event = "nflog_error", "cannot change NFLOG batching: {e}");
         }

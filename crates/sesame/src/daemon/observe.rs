@@ -105,6 +105,19 @@ impl Observer {
     pub fn note(&mut self, note: Note, batched: bool) {
         match note {
             Note::Knock { event, door } => self.knock(event, &door, batched),
+            Note::FirstKnocks {
+                door,
+                door_id,
+                stages,
+                evictions,
+            } => {
+                // Indexes into metrics::KNOCK_RESULTS: stage 0, evicted 4.
+                self.knock_counter(door_id, &door, 0).inc_by(stages);
+                self.knock_counter(door_id, &door, 4).inc_by(evictions);
+                self.metrics.tracker_evictions.inc_by(evictions);
+                self.flood.first_knocks += stages;
+                self.flood.evictions += evictions;
+            }
             Note::BanEnded { prefix } => {
                 info!(event = "ban_ended", prefix = %prefix, "ban of {prefix} ended: its knocks count again")
             }
