@@ -15,6 +15,7 @@ pub mod client {
 }
 /// The configuration (`sesame-config`).
 pub use sesame_config as config;
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod demo;

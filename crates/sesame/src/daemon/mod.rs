@@ -7,9 +7,11 @@
 //! - [`observe`]: engine notes → logs, counters, metrics.
 //! - [`control`]: the control socket's requests and the reload.
 //! - [`replay_file`]: the persisted replay store.
+//! - [`cli`]: `sesamed`'s command line.
 
 pub mod build;
 pub mod checks;
+pub mod cli;
 pub mod commands;
 mod control;
 mod driver;

@@ -1,0 +1,116 @@
+//! `sesame`: the client and admin CLI. The binary parses and calls [`run`];
+//! the commands live here:
+//!
+//! - `knock`: `sesame knock` and `sesame sequence`;
+//! - `keygen`: `sesame keygen`;
+//! - `import`: `sesame import knockd|fwknop`;
+//! - the control commands (`status`, `grants`, `revoke`, `unban`, `open`,
+//!   `reload`) are [`crate::control::cli`]'s; `demo` is [`crate::demo`]'s.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::control::cli as ctl;
+
+mod import;
+mod keygen;
+mod knock;
+
+/// Sesame client: knock on a Sesame (or knockd) server, or run the demo.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Knock: `sesame knock HOST PORT[:tcp|udp]...` (knockd's `knock`
+    /// syntax) or `sesame knock SERVER DOOR` for a plain, TOTP, SPA or
+    /// fwknop door of the client config.
+    Knock(knock::KnockArgs),
+    /// Print the current sequence of a TOTP door as `port[:proto] ...`, for
+    /// any knock client: `knock HOST $(sesame sequence SERVER DOOR)`.
+    Sequence(knock::SequenceArgs),
+    /// Create key material: a symmetric SPA key, an SPA identity, the
+    /// server's SPA key pair or a TOTP secret (files are created 0600).
+    Keygen(keygen::KeygenArgs),
+    /// Show closed → knock → open → closed in two network namespaces, over
+    /// IPv4 and IPv6 (needs root and iproute2).
+    Demo,
+    /// Convert another port knocker's config to Sesame TOML (printed to
+    /// stdout).
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
+    /// Show the running sesamed: doors, active grants with the time left,
+    /// knocks in progress, counters and uptime (control socket).
+    Status(ctl::ListArgs),
+    /// List the active grants of the running sesamed.
+    Grants(ctl::ListArgs),
+    /// Remove a grant from the kernel now: `sesame revoke ADDR [--door D]`.
+    Revoke(ctl::RevokeArgs),
+    /// Lift a knock ban (a source prefix that used up its failure budget).
+    Unban(ctl::UnbanArgs),
+    /// Manual (emergency) grant, logged as such: `sesame open ADDR --door D
+    /// --for 10m`.
+    Open(ctl::OpenArgs),
+    /// Make sesamed re-read its config; an invalid one is refused and the
+    /// running one kept.
+    Reload(ctl::SocketArg),
+}
+
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// Print the Sesame equivalent of a knockd.conf, with comments on each
+    /// mapping: `sesame import knockd /etc/knockd.conf > sesame.toml`.
+    Knockd {
+        /// The knockd config file.
+        file: PathBuf,
+    },
+    /// Print the Sesame equivalent of an fwknop server configuration (one
+    /// fwknop door; the stanzas' keys are copied, so keep the output 0600):
+    /// `sesame import fwknop /etc/fwknop/access.conf /etc/fwknop/fwknopd.conf
+    /// > sesame.toml`.
+    Fwknop {
+        /// fwknopd's access.conf (its %include files are read too).
+        access_conf: PathBuf,
+        /// fwknopd.conf (SPA port, packet age, interface); fwknopd's
+        /// defaults when left out.
+        fwknopd_conf: Option<PathBuf>,
+        /// A service to protect beyond the stanzas' OPEN_PORTS
+        /// (repeatable): what a stanza without OPEN_PORTS may open.
+        #[arg(long, value_name = "PROTO/PORT")]
+        protect: Vec<sesame_core::Service>,
+    },
+}
+
+/// Runs the command `cli` names; the error is the message to print.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Knock(args) => knock::knock(args),
+        Command::Sequence(args) => knock::sequence(args),
+        Command::Keygen(args) => keygen::keygen(args),
+        Command::Demo => crate::demo::run().map_err(|e| e.to_string()),
+        Command::Import {
+            from: ImportFrom::Knockd { file },
+        } => import::knockd(&file),
+        Command::Import {
+            from:
+                ImportFrom::Fwknop {
+                    access_conf,
+                    fwknopd_conf,
+                    protect,
+                },
+        } => import::fwknop(&access_conf, fwknopd_conf.as_deref(), &protect),
+        Command::Status(args) => ctl::status(&args),
+        Command::Grants(args) => ctl::grants(&args),
+        Command::Revoke(args) => ctl::revoke(&args),
+        Command::Unban(args) => ctl::unban(&args),
+        Command::Open(args) => ctl::open(&args),
+        Command::Reload(args) => ctl::reload(&args),
+    }
+}
