@@ -6,6 +6,7 @@
 //! * [`profile`]: the client config (`~/.config/sesame/client.toml`):
 //!   servers and their plain, TOTP, SPA and fwknop doors;
 //! * [`fwknop`]: fwknop-format doors of a profile;
+//! * [`reach`]: knock, confirm by connecting, knock again with backoff;
 //! * [`keys`]: key files (`sesame keygen`), private from their creation;
 //! * [`secure_file`]: the refusal of files others could change;
 //! * [`located`]: how reading a file fails, the same for every reader.
@@ -22,4 +23,5 @@ pub mod knock;
 pub mod located;
 mod os;
 pub mod profile;
+pub mod reach;
 pub mod secure_file;

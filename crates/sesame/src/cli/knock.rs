@@ -103,7 +103,7 @@ fn knock_syntax(knocks: &[Knock]) -> String {
         .join(" ")
 }
 
-fn config_path(given: &Option<PathBuf>) -> Result<PathBuf, String> {
+pub(crate) fn config_path(given: &Option<PathBuf>) -> Result<PathBuf, String> {
     given
         .clone()
         .or_else(profile::default_path)
@@ -118,6 +118,30 @@ fn family_of(args: &KnockArgs) -> Family {
     } else {
         Family::Any
     }
+}
+
+/// Knocks `door` of `server` from the client config at `config`, printing
+/// nothing (stdout may be a proxied connection).
+pub(crate) fn knock_quietly(
+    config: &Path,
+    server: &str,
+    door: &str,
+    family: Family,
+) -> Result<(), String> {
+    knock(KnockArgs {
+        host: server.to_string(),
+        ports: vec![door.to_string()],
+        one_time: None,
+        udp: false,
+        delay: None,
+        ipv4: family == Family::V4,
+        ipv6: family == Family::V6,
+        verbose: false,
+        dry_run: false,
+        config: Some(config.to_path_buf()),
+        spa_key: None,
+        spa_port: 62201,
+    })
 }
 
 /// `sesame knock`.

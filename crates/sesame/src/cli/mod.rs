@@ -4,6 +4,7 @@
 //! - `knock`: `sesame knock` and `sesame sequence`;
 //! - `keygen`: `sesame keygen`;
 //! - `import`: `sesame import knockd|fwknop`;
+//! - `connect`: `sesame proxy`, `exec` and `ssh` (knock, confirm, retry);
 //! - the control commands (`status`, `grants`, `revoke`, `unban`, `open`,
 //!   `reload`) are [`crate::control::cli`]'s; `demo` is [`crate::demo`]'s.
 
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::control::cli as ctl;
 
+mod connect;
 mod import;
 mod keygen;
 mod knock;
@@ -31,6 +33,16 @@ enum Command {
     /// syntax) or `sesame knock SERVER DOOR` for a plain, TOTP, SPA or
     /// fwknop door of the client config.
     Knock(knock::KnockArgs),
+    /// Knock with a door of the client config until the service answers,
+    /// then carry stdin/stdout over the connection: `ProxyCommand sesame
+    /// proxy %h %p` in ~/.ssh/config.
+    Proxy(connect::ProxyArgs),
+    /// Knock until `--port` answers, then run a program: `sesame exec SERVER
+    /// --port 5432 -- psql -h db.example`.
+    Exec(connect::ExecArgs),
+    /// Knock until the ssh port answers, then run ssh: `sesame ssh
+    /// alice@SERVER`.
+    Ssh(connect::SshArgs),
     /// Print the current sequence of a TOTP door as `port[:proto] ...`, for
     /// any knock client: `knock HOST $(sesame sequence SERVER DOOR)`.
     Sequence(knock::SequenceArgs),
@@ -93,6 +105,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Knock(args) => knock::knock(args),
         Command::Sequence(args) => knock::sequence(args),
+        Command::Proxy(args) => connect::proxy(args),
+        Command::Exec(args) => connect::exec(args),
+        Command::Ssh(args) => connect::ssh(args),
         Command::Keygen(args) => keygen::keygen(args),
         Command::Demo => crate::demo::run().map_err(|e| e.to_string()),
         Command::Import {

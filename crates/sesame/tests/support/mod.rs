@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -438,4 +438,97 @@ pub fn status_json(daemon: &Daemon) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+}
+
+/// Runs `cmd` with `input` on its stdin; kills it after `limit`.
+#[allow(dead_code)] // for the tests and benches that proxy
+pub fn run_with_input(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let end = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Loses `percent`% of the packets on the link, each way: a random drop
+/// where each namespace receives, before anything else (sesamed's observe
+/// chain included) sees them. A drop on the sending side would not do:
+/// the kernel tells the sender (EPERM), where a lossy link says nothing.
+#[allow(dead_code)] // for the tests and benches of lossy links
+pub fn lossy_link(bed: &Testbed, percent: u8) {
+    let rules = scratch(bed, "loss").join("loss.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table inet loss {{\n  chain in {{\n    type filter hook prerouting priority -400;\n    \
+             numgen random mod 100 < {percent} drop\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    for side in [Side::Client, Side::Server] {
+        let _ = bed
+            .command(side, "nft")
+            .args(["delete", "table", "inet", "loss"])
+            .output();
+        let out = bed
+            .command(side, "nft")
+            .args(["-f", rules.to_str().unwrap()])
+            .output()
+            .expect("run nft");
+        assert_success(&out);
+    }
+}
+
+/// sesamed with an SPA door (udp/62201) for alice protecting tcp/2222, the echo service,
+/// and alice's client config (server `srv`, door `ssh`); `wrong_key` gives
+/// the client a key the server does not know.
+#[allow(dead_code)] // for the tests and benches of SPA clients
+pub fn spa_door_and_client(
+    bed: &mut Testbed,
+    tag: &str,
+    wrong_key: bool,
+) -> (std::path::PathBuf, Daemon) {
+    let dir = scratch(bed, tag);
+    let key = dir.join("alice.key");
+    keygen("spa", &key);
+    let client_key = if wrong_key {
+        let other = dir.join("mallory.key");
+        keygen("spa", &other);
+        other
+    } else {
+        key.clone()
+    };
+    let config = format!(
+        "[daemon]\nstate_dir = \"{}\"\n[door.ssh]\nspa_port = 62201\nopen_for = \"30s\"\n\
+         protect = [\"tcp/2222\"]\n[door.ssh.users.alice]\nkey = \"{}\"\n",
+        dir.join("state").display(),
+        key.display()
+    );
+    let client = dir.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "[server.srv]\nhost = \"{}\"\n[server.srv.spa.ssh]\nport = 62201\nkey = \"{}\"\n",
+            Testbed::addr(Side::Server, false),
+            client_key.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(bed, &config, &[]);
+    (client, daemon)
 }
