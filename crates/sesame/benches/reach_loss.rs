@@ -68,16 +68,7 @@ fn single_shot(bed: &Testbed, config: &str) -> bool {
 }
 
 fn proxy(bed: &Testbed, config: &str) -> bool {
-    let mut cmd = bed.command(Side::Client, support::bin("sesame").to_str().unwrap());
-    cmd.args([
-        "proxy",
-        "srv",
-        "2222",
-        "--config",
-        config,
-        "--attempts",
-        "10",
-    ]);
+    let cmd = support::proxy_command(bed, std::path::Path::new(config), 10, &[]);
     let out = support::run_with_input(cmd, b"ping\n", Duration::from_secs(120));
     out.status.success() && out.stdout == b"ping\n"
 }

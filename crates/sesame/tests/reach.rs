@@ -28,26 +28,11 @@ fn proxy_carries_sessions_through_a_link_losing_thirty_percent() {
     let server = Testbed::addr(Side::Server, false);
     assert!(!can_connect(&bed, server, PORT), "closed before the knock");
     lossy_link(&bed, 30);
-    let config = client.to_str().unwrap();
     let mut retried = 0;
     for i in 0..5 {
         let line = format!("session {i}\n");
-        let out = run_with_input(
-            sesame(
-                &bed,
-                &[
-                    "proxy",
-                    "srv",
-                    "2222",
-                    "--config",
-                    config,
-                    "--attempts",
-                    "10",
-                ],
-            ),
-            line.as_bytes(),
-            Duration::from_secs(90),
-        );
+        let proxy = proxy_command(&bed, &client, 10, &[]);
+        let out = run_with_input(proxy, line.as_bytes(), Duration::from_secs(90));
         assert_success(&out);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -78,20 +63,7 @@ fn proxy_gives_up_on_a_door_that_does_not_open_and_says_why() {
     let _service = Service::start(&bed, PORT).expect("echo service");
     let (client, daemon) = spa_door_and_client(&mut bed, "rfail", true);
     let out = run_with_input(
-        sesame(
-            &bed,
-            &[
-                "proxy",
-                "srv",
-                "2222",
-                "--config",
-                client.to_str().unwrap(),
-                "--attempts",
-                "3",
-                "--connect-timeout",
-                "0.3",
-            ],
-        ),
+        proxy_command(&bed, &client, 3, &["--connect-timeout", "0.3"]),
         b"",
         Duration::from_secs(30),
     );

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -531,4 +531,16 @@ pub fn spa_door_and_client(
     .unwrap();
     let daemon = start_daemon(bed, &config, &[]);
     (client, daemon)
+}
+
+/// `sesame proxy srv 2222 --config CONFIG --attempts N [extra…]` in the
+/// client namespace (the server and door of [`spa_door_and_client`]).
+#[allow(dead_code)] // for the tests and benches that proxy
+pub fn proxy_command(bed: &Testbed, config: &Path, attempts: u32, extra: &[&str]) -> Command {
+    let mut cmd = bed.command(Side::Client, bin("sesame").to_str().unwrap());
+    cmd.args(["proxy", "srv", "2222", "--config"])
+        .arg(config)
+        .args(["--attempts", &attempts.to_string()])
+        .args(extra);
+    cmd
 }
