@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-const TARGETS: [&str; 3] = [
+const TARGETS: [&str; 4] = [
     "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
     "x86_64-pc-windows-gnu",
     "aarch64-linux-android",
 ];
