@@ -87,6 +87,19 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     }
 }
 
+/// Fails the calling test unless the command behind `out` succeeded;
+/// the panic names `what` and shows the command's status and output.
+#[track_caller]
+pub fn assert_success(out: &Output, what: impl std::fmt::Display) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The output lines of a process (a daemon's log), captured by a thread
 /// as they come; clones share the lines.
 #[derive(Clone, Default)]
@@ -135,6 +148,20 @@ impl Lines {
             found.is_some()
         });
         found
+    }
+
+    /// Waits up to `limit` for a line containing every needle and returns
+    /// it; panics with `what` and everything captured when none comes, so
+    /// a failing test shows the whole log.
+    #[track_caller]
+    pub fn expect(&self, needles: &[&str], limit: Duration, what: &str) -> String {
+        match self.wait_for(needles, limit) {
+            Some(line) => line,
+            None => panic!(
+                "{what}: no line with {needles:?} within {limit:?}; captured:\n{}",
+                self.dump()
+            ),
+        }
     }
 
     /// How many lines contain `needle`.

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -87,6 +88,39 @@ fn ip(args: &[&str]) -> Result<(), TestbedError> {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Testbed {
+    /// A directory for this test's files, `<server namespace>-files` in the
+    /// system's temporary directory; removed with the testbed, so files
+    /// do not pile up when a test fails half way.
+    pub fn scratch(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{}-files", self.server));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        dir
+    }
+
+    /// Removes every `<server namespace>-*` entry of the temporary
+    /// directory: [`Testbed::scratch`] and what helpers made the same way.
+    /// Namespace names are unique to the process and testbed, so nothing
+    /// else matches.
+    fn remove_scratch(&self) {
+        let prefix = format!("{}-", self.server);
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            // remove_dir_all does not follow links; a plain file or link
+            // goes with remove_file.
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => drop(std::fs::remove_dir_all(entry.path())),
+                _ => drop(std::fs::remove_file(entry.path())),
+            }
+        }
+    }
+
     /// Creates `sesame-<tag>-<pid>-<n>-{srv,cli}` joined by a veth pair with
     /// the addresses above (IPv6 without duplicate address detection, so it
     /// is usable at once).
@@ -267,6 +301,7 @@ impl Drop for Testbed {
         // Deleting the namespaces also deletes the veth pair.
         let _ = ip(&["netns", "del", &self.server]);
         let _ = ip(&["netns", "del", &self.client]);
+        self.remove_scratch();
     }
 }
 

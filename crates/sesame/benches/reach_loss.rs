@@ -86,7 +86,7 @@ fn main() {
     support::ECHO_DAEMON_LOGS.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut bed = support::testbed("reach").expect("the benchmark needs root");
     let _service = support::Service::start(&bed, PORT).expect("echo service");
-    let (client, daemon) = support::spa_door_and_client(&mut bed, "reach", false);
+    let (client, daemon) = support::spa_door_and_client(&mut bed, false);
     let config = client.to_str().unwrap().to_string();
     let me = Testbed::addr(Side::Client, false).to_string();
     println!("connection success under loss, {attempts} attempts per cell, SPA door");

@@ -39,7 +39,7 @@ fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {
 #[test]
 fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
     let mut bed = testbed_or_skip!("spa");
-    let dir = scratch(&bed, "spa");
+    let dir = bed.scratch();
     let key = dir.join("alice.key");
     keygen("spa", &key);
     let state = dir.join("state");
@@ -88,16 +88,10 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
     send_from(&bed, first, server, SPA_PORT, packet.clone());
     assert_opens(&bed, server, PORT);
     send_from(&bed, CLIENT2_V4.into(), server, SPA_PORT, packet.clone());
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"spa_refused\"", "reason=\"replay\""],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "replay not logged as such:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"spa_refused\"", "reason=\"replay\""],
+        Duration::from_secs(2),
+        "replay not logged as such",
     );
     assert!(
         !connects_from(&bed, CLIENT2_V4.into(), server, PORT),
@@ -109,37 +103,28 @@ fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     send_from(&bed, CLIENT2_V4.into(), server, SPA_PORT, tampered);
-    assert!(daemon
-        .log
-        .wait_for(
-            &["event=\"spa_refused\"", "source=198.18.0.3"],
-            Duration::from_secs(2)
-        )
-        .is_some());
+    daemon.log.expect(
+        &["event=\"spa_refused\"", "source=198.18.0.3"],
+        Duration::from_secs(2),
+        "expected log line",
+    );
 
     // Restart: the persisted replay cache still refuses the captured packet.
     stop_daemon(&mut bed, &daemon, Signal::SIGTERM);
     let daemon = start_daemon(&mut bed, &config, &[]);
     send_from(&bed, CLIENT2_V4.into(), server, SPA_PORT, packet);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"spa_refused\"", "reason=\"replay\""],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "replay after restart not refused:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"spa_refused\"", "reason=\"replay\""],
+        Duration::from_secs(2),
+        "replay after restart not refused",
     );
     assert!(!connects_from(&bed, CLIENT2_V4.into(), server, PORT));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
     let mut bed = testbed_or_skip!("totp");
-    let dir = scratch(&bed, "totp");
+    let dir = bed.scratch();
     let secret = dir.join("bob.totp");
     keygen("totp", &secret);
     let config = format!(
@@ -183,7 +168,7 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
         ])
         .output()
         .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesame knock");
     let sequence: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
@@ -235,5 +220,4 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
         Some(std::io::ErrorKind::TimedOut),
         "port {unused} of the TOTP range answered instead of staying silent"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -27,12 +27,6 @@ const PORT: u16 = 2222;
 /// fwknop's default SPA port.
 const SPA_PORT: u16 = 62201;
 
-fn scratch(bed: &Testbed, what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{}-{what}", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes `access.conf` and starts `sesamed --fwknop-access` on it, with a
 /// private state directory under `dir` (see
 /// [`fwknop_support::start_sesamed`]).
@@ -108,7 +102,7 @@ fn fwknop_client_opens_a_sesamed_door_over_ipv4() {
         return;
     };
     let mut bed = testbed_or_skip!("fwk-cli");
-    let dir = scratch(&bed, "fwknop");
+    let dir = bed.scratch();
     let keys = Keys::generate();
     let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
@@ -143,20 +137,13 @@ fn fwknop_client_opens_a_sesamed_door_over_ipv4() {
         "the fwknop client's packet did not open the door:\n{}",
         daemon.log.dump()
     );
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"fwknop_accepted\"", "198.18.0.2"],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "no fwknop_accepted line:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"fwknop_accepted\"", "198.18.0.2"],
+        Duration::from_secs(2),
+        "no fwknop_accepted line",
     );
     // Only the address in the packet was granted.
     assert!(!connects_from(&bed, CLIENT2_V4.into(), server));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -165,7 +152,7 @@ fn a_replayed_fwknop_packet_is_refused_even_after_a_restart() {
         return;
     };
     let mut bed = testbed_or_skip!("fwk-replay");
-    let dir = scratch(&bed, "fwknop");
+    let dir = bed.scratch();
     let keys = Keys::generate();
     let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
@@ -211,20 +198,14 @@ fn a_replayed_fwknop_packet_is_refused_even_after_a_restart() {
     // The captured bytes, from 198.18.0.3.
     assert!(!connects_from(&bed, second, server));
     send_from(&bed, second, server, packet.clone());
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &[
-                    "event=\"fwknop_refused\"",
-                    "reason=\"replay\"",
-                    "198.18.0.3"
-                ],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "the replay was not refused as such:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &[
+            "event=\"fwknop_refused\"",
+            "reason=\"replay\"",
+            "198.18.0.3",
+        ],
+        Duration::from_secs(2),
+        "the replay was not refused as such",
     );
     assert!(
         !wait_connects_from(&bed, second, server, true),
@@ -236,23 +217,16 @@ fn a_replayed_fwknop_packet_is_refused_even_after_a_restart() {
     fwknop_support::stop_sesamed(&mut bed, &daemon, Signal::SIGTERM);
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
     send_from(&bed, second, server, packet);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &[
-                    "event=\"fwknop_refused\"",
-                    "reason=\"replay\"",
-                    "198.18.0.3"
-                ],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "the replay after a restart was not refused as such:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &[
+            "event=\"fwknop_refused\"",
+            "reason=\"replay\"",
+            "198.18.0.3",
+        ],
+        Duration::from_secs(2),
+        "the replay after a restart was not refused as such",
     );
     assert!(!connects_from(&bed, second, server));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -261,7 +235,7 @@ fn sesame_knock_opens_a_real_fwknopd_door() {
         return;
     };
     let mut bed = testbed_or_skip!("fwk-fwknopd");
-    let dir = scratch(&bed, "fwknop");
+    let dir = bed.scratch();
     // Stanza 1: base64 keys, as `fwknop --key-gen` makes them. Stanza 2: a
     // passphrase KEY and an HMAC key from a key file, HMAC SHA512; fwknopd
     // tries the stanzas in order, the first that verifies wins.
@@ -338,21 +312,17 @@ fn sesame_knock_opens_a_real_fwknopd_door() {
         "fwknopd did not open 198.18.0.3 for the second door:\n{}",
         fwknopd.log.dump()
     );
-    assert!(
-        fwknopd
-            .log
-            .wait_for(&["(stanza #2)"], Duration::from_secs(2))
-            .is_some(),
-        "{}",
-        fwknopd.log.dump()
+    fwknopd.log.expect(
+        &["(stanza #2)"],
+        Duration::from_secs(2),
+        "expected log line",
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn sesame_knock_in_fwknop_format_opens_sesamed_over_ipv6() {
     let mut bed = testbed_or_skip!("fwk-v6");
-    let dir = scratch(&bed, "fwknop");
+    let dir = bed.scratch();
     let keys = Keys::generate();
     let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_sesamed(&mut bed, &dir, &access_conf(&keys));
@@ -382,20 +352,13 @@ fn sesame_knock_in_fwknop_format_opens_sesamed_over_ipv6() {
         "sesame knock (fwknop format) did not open over IPv6:\n{}",
         daemon.log.dump()
     );
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"fwknop_accepted\"", "fd53:5e5a::2"],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"fwknop_accepted\"", "fd53:5e5a::2"],
+        Duration::from_secs(2),
+        "expected log line",
     );
     // IPv4 stays closed: only the source's family and address were granted.
     assert!(!connects_from(&bed, CLIENT_V4.into(), SERVER_V4.into()));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------
@@ -441,7 +404,7 @@ fn fill(text: &str, keys: &Keys, dir: &Path) -> String {
 fn run_case(case: &SuiteCase, real: bool, progs: &[PathBuf]) -> Outcome {
     let (fwknop, fwknopd) = (&progs[0], &progs[1]);
     let mut bed = testbed(if real { "fwk-sfd" } else { "fwk-ssd" }).expect("testbed");
-    let dir = scratch(&bed, "suite");
+    let dir = bed.scratch();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -500,7 +463,6 @@ fn run_case(case: &SuiteCase, real: bool, progs: &[PathBuf]) -> Outcome {
         case.name,
         log.dump()
     );
-    std::fs::remove_dir_all(&dir).ok();
     Outcome {
         opened,
         made,

@@ -29,11 +29,7 @@ fn nft_script(bed: &Testbed, script: &str) {
         .write_all(script.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft -f: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "nft -f");
 }
 
 /// Item 9: a conntrack expectation (what an FTP or SIP helper creates when
@@ -93,7 +89,7 @@ fn a_related_connection_to_a_protected_port_still_needs_a_grant() {
 fn an_explicit_spa_address_cannot_be_the_server_itself() {
     use sesame_core::spa::{encode_symmetric, Payload};
     let mut bed = testbed_or_skip!("ownaddr");
-    let dir = scratch(&bed, "ownaddr");
+    let dir = bed.scratch();
     let key = dir.join("bob.key");
     keygen("spa", &key);
     let config = format!(
@@ -121,25 +117,16 @@ fn an_explicit_spa_address_cannot_be_the_server_itself() {
         .unwrap();
     };
     send(&bed, "198.18.0.1", 1);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["address_refused", "198.18.0.1 is an address of this host"],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["address_refused", "198.18.0.1 is an address of this host"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     send(&bed, "198.18.0.77", 2);
-    assert!(
-        daemon
-            .log
-            .wait_for(&["door opened", "198.18.0.77"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["door opened", "198.18.0.77"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     let set = nft(&bed, &["list", "set", "inet", "sesame", "grants4"]);
     assert!(set.contains("198.18.0.77"), "{set}");
@@ -153,7 +140,7 @@ fn an_explicit_spa_address_cannot_be_the_server_itself() {
 fn a_lost_state_directory_does_not_reopen_replays() {
     use sesame_core::spa::{encode_symmetric, Payload};
     let mut bed = testbed_or_skip!("lost");
-    let dir = scratch(&bed, "lost");
+    let dir = bed.scratch();
     let key = dir.join("alice.key");
     keygen("spa", &key);
     let state = dir.join("state");
@@ -185,29 +172,20 @@ fn a_lost_state_directory_does_not_reopen_replays() {
         .unwrap();
     };
     send(&bed, "198.18.0.2", packet.clone());
-    assert!(
-        daemon
-            .log
-            .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["door opened", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     stop_daemon(&mut bed, &daemon, nix::sys::signal::Signal::SIGTERM);
     std::fs::remove_dir_all(&state).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let daemon = start_daemon(&mut bed, &config, &[]);
     send(&bed, "198.18.0.3", packet);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["spa_refused", "before_first_start", "198.18.0.3"],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["spa_refused", "before_first_start", "198.18.0.3"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     assert_eq!(daemon.log.count("door opened"), 0, "{}", daemon.log.dump());
 }
@@ -218,8 +196,6 @@ fn a_lost_state_directory_does_not_reopen_replays() {
 #[test]
 fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
     let mut bed = testbed_or_skip!("evict");
-    let dir = scratch(&bed, "evict");
-    let socket = dir.join("control.sock");
     // owned_table = false: the test plants a kernel grant by hand, which an
     // owned table refuses to anyone but sesamed.
     let config = format!(
@@ -227,34 +203,25 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
          open_for = \"60s\"\nprotect = [\"tcp/{PORT}\"]\n"
     );
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let daemon = start_daemon(
-        &mut bed,
-        &config,
-        &["--control-socket", socket.to_str().unwrap()],
-    );
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    let socket = daemon.socket.clone();
     let server = Testbed::addr(Side::Server, false);
     let (a, b): (std::net::IpAddr, std::net::IpAddr) = (
         "198.18.0.2".parse().unwrap(),
         sesame::testbed::CLIENT2_V4.into(),
     );
     knock_from(&bed, a, server, &[7000, 8000, 9000, 10000]);
-    assert!(
-        daemon
-            .log
-            .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["door opened", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     assert!(connects_from(&bed, a, server, PORT));
     knock_from(&bed, b, server, &[7000, 8000, 9000, 10000]);
-    assert!(
-        daemon
-            .log
-            .wait_for(&["grant_evicted", "198.18.0.2"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["grant_evicted", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     assert!(connects_from(&bed, b, server, PORT));
     assert!(
@@ -281,7 +248,7 @@ fn an_evicted_grant_is_closed_in_the_kernel_and_revoke_finds_kernel_grants() {
         .args(["revoke", "198.18.0.2", "--socket", socket.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesame revoke");
     assert!(!connects_from(&bed, a, server, PORT));
     assert!(
         connects_from(&bed, b, server, PORT),
@@ -299,8 +266,7 @@ fn slow_peers_and_a_stalled_syslog_do_not_delay_an_opening() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let mut bed = testbed_or_skip!("slowpeer");
-    let dir = scratch(&bed, "slowpeer");
-    let socket = dir.join("control.sock");
+    let dir = bed.scratch();
     let syslog = dir.join("syslog.sock");
     let _ = std::fs::remove_file(&syslog);
     // A syslog "daemon" that never reads, its queue filled up front.
@@ -319,11 +285,8 @@ fn slow_peers_and_a_stalled_syslog_do_not_delay_an_opening() {
         syslog.display()
     );
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let daemon = start_daemon(
-        &mut bed,
-        &config,
-        &["--control-socket", socket.to_str().unwrap()],
-    );
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    let socket = daemon.socket.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let mut drippers = Vec::new();
     for i in 0..32 {
@@ -389,28 +352,22 @@ fn a_protected_port_published_by_dnat_is_reported() {
     );
     let config = "[door.web]\nsequence = [\"7000\", \"8000\", \"9000\", \"10000\"]\nprotect = [\"tcp/2200\", \"tcp/2222\"]\n";
     let daemon = start_daemon(&mut bed, config, &[]);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &[
-                    "config_warning",
-                    "tcp/2200",
-                    "ip dockerish chain pre",
-                    "does NOT protect"
-                ],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &[
+            "config_warning",
+            "tcp/2200",
+            "ip dockerish chain pre",
+            "does NOT protect",
+        ],
+        Duration::from_secs(2),
+        "expected log line",
     );
     assert_eq!(
         daemon.log.count("protects tcp/2222, but"),
         0,
         "only the forwarded port is named"
     );
-    let dir = scratch(&bed, "dnat");
+    let dir = bed.scratch();
     let path = dir.join("check.toml");
     std::fs::write(&path, config).unwrap();
     let out = bed
@@ -428,14 +385,14 @@ fn a_protected_port_published_by_dnat_is_reported() {
 }
 
 /// A public-key SPA door for `dana`, with its keys, in a fresh directory.
-fn pk_door(bed: &Testbed, tag: &str) -> (std::path::PathBuf, String) {
-    let dir = scratch(bed, tag);
+fn pk_door(bed: &Testbed) -> (std::path::PathBuf, String) {
+    let dir = bed.scratch();
     for (kind, name) in [("identity", "id"), ("server", "server")] {
         let out = Command::new(bin("sesame"))
             .args(["keygen", kind, dir.join(name).to_str().unwrap()])
             .output()
             .unwrap();
-        assert_success(&out);
+        assert_success(&out, format!("sesame keygen {kind}"));
     }
     let config = format!(
         "[daemon]\nstate_dir = \"{}\"\nserver_key = \"{}\"\nmetrics = \"127.0.0.1:9763\"\n\
@@ -478,7 +435,7 @@ fn a_public_key_spa_flood_from_one_source_does_not_starve_another() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let mut bed = testbed_or_skip!("pkflood");
-    let (dir, config) = pk_door(&bed, "pkflood");
+    let (dir, config) = pk_door(&bed);
     let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, false);
@@ -556,7 +513,7 @@ fn a_public_key_spa_flood_from_one_source_does_not_starve_another() {
 #[test]
 fn junk_to_an_spa_port_is_dropped_in_the_kernel() {
     let mut bed = testbed_or_skip!("spajunk");
-    let (dir, config) = pk_door(&bed, "spajunk");
+    let (dir, config) = pk_door(&bed);
     let _service = Service::start(&bed, PORT).expect("echo service");
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, false);
@@ -589,13 +546,10 @@ fn junk_to_an_spa_port_is_dropped_in_the_kernel() {
         s.send_to(&packet, SocketAddr::new(server, 62201)).unwrap();
     })
     .unwrap();
-    assert!(
-        daemon
-            .log
-            .wait_for(&["spa_accepted", "198.18.0.2"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["spa_accepted", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     let delivered = metric(&bed, "127.0.0.1:9763", "sesame_nflog_packets_total") - before;
     eprintln!("junk: {sent} sent, {delivered} delivered to the daemon");
@@ -629,23 +583,18 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
         sesame::testbed::CLIENT2_V4.into(),
     );
     knock_from(&bed, a, server, &[7000, 8000, 9000, 10000]);
-    assert!(daemon
-        .log
-        .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
-        .is_some());
+    daemon.log.expect(
+        &["door opened", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
+    );
     nft(&bed, &["flush", "ruleset"]);
     // Healed from the change notification (which names the program), not
     // from the fallback one-second check.
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["table_restored", "table deleted by nft[", "1 active grant"],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["table_restored", "table deleted by nft[", "1 active grant"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     let tables = nft(&bed, &["list", "tables"]);
     assert!(tables.contains("inet sesame"), "{tables}");
@@ -660,16 +609,10 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
     // Partial damage leaves the table in place (the periodic check would
     // not see it): a flushed chain and a hand-deleted grant are healed too.
     nft(&bed, &["flush", "chain", "inet", "sesame", "gate"]);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["table_restored", "rule deleted by nft["],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["table_restored", "rule deleted by nft["],
+        Duration::from_secs(3),
+        "expected log line",
     );
     assert!(
         !connects_from(&bed, b, server, PORT),
@@ -686,16 +629,10 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
             &format!("{{ 198.18.0.2 . tcp . {PORT} }}"),
         ],
     );
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["table_restored", "set elements deleted by nft["],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["table_restored", "set elements deleted by nft["],
+        Duration::from_secs(3),
+        "expected log line",
     );
     assert!(
         connects_from(&bed, a, server, PORT),
@@ -715,7 +652,7 @@ fn a_flushed_ruleset_is_restored_with_its_grants() {
 #[test]
 fn drops_of_protected_ports_in_other_tables_are_named() {
     let mut bed = testbed_or_skip!("foreign");
-    let dir = scratch(&bed, "foreign");
+    let dir = bed.scratch();
     let path = dir.join("sesame.toml");
     std::fs::write(
         &path,
@@ -729,7 +666,7 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
             .arg(&path)
             .output()
             .unwrap();
-        assert_success(&out);
+        assert_success(&out, "sesamed --check-config");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(
@@ -840,7 +777,7 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
         .args(format!("-A INPUT -p tcp --dport {PORT} -j REJECT").split(' '))
         .output()
         .expect("run iptables (install iptables)");
-    assert_success(&out);
+    assert_success(&out, "iptables -A INPUT");
     let warned = check(&bed);
     assert!(
         warned.contains("table ip filter, chain INPUT, rule handle")
@@ -848,16 +785,10 @@ fn drops_of_protected_ports_in_other_tables_are_named() {
         "{warned}"
     );
     let daemon = start_daemon(&mut bed, &std::fs::read_to_string(&path).unwrap(), &[]);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["config_warning", "does not override a drop"],
-                Duration::from_secs(3)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["config_warning", "does not override a drop"],
+        Duration::from_secs(3),
+        "expected log line",
     );
 }
 
@@ -887,16 +818,10 @@ fn an_owned_table_survives_flushes_and_its_owner() {
         );
         return;
     }
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["table_owned", "holds table inet sesame"],
-                Duration::from_secs(1)
-            )
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["table_owned", "holds table inet sesame"],
+        Duration::from_secs(1),
+        "expected log line",
     );
     let listed = nft(&bed, &["list", "table", "inet", "sesame"]);
     assert!(listed.contains("flags owner"), "{listed}");
@@ -906,10 +831,11 @@ fn an_owned_table_survives_flushes_and_its_owner() {
         sesame::testbed::CLIENT2_V4.into(),
     );
     knock_from(&bed, a, server, &[7000, 8000, 9000, 10000]);
-    assert!(daemon
-        .log
-        .wait_for(&["door opened", "198.18.0.2"], Duration::from_secs(3))
-        .is_some());
+    daemon.log.expect(
+        &["door opened", "198.18.0.2"],
+        Duration::from_secs(3),
+        "expected log line",
+    );
     nft(&bed, &["flush", "ruleset"]);
     assert!(nft(&bed, &["list", "tables"]).contains("inet sesame"));
     assert!(!connects_from(&bed, b, server, PORT), "open after a flush");
@@ -964,13 +890,10 @@ fn an_owned_table_survives_flushes_and_its_owner() {
 
     // The next sesamed takes the table over, grants included.
     let daemon = start_daemon(&mut bed, &config, &[]);
-    assert!(
-        daemon
-            .log
-            .wait_for(&["holds table inet sesame"], Duration::from_secs(1))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["holds table inet sesame"],
+        Duration::from_secs(1),
+        "expected log line",
     );
     nft(&bed, &["flush", "ruleset"]);
     assert!(
@@ -987,10 +910,6 @@ fn an_owned_table_survives_flushes_and_its_owner() {
         .arg("--remove")
         .output()
         .unwrap();
-    assert!(
-        remove.status.success(),
-        "{}",
-        String::from_utf8_lossy(&remove.stderr)
-    );
+    assert_success(&remove, "sesamed --remove");
     assert!(!nft(&bed, &["list", "tables"]).contains("inet sesame"));
 }

@@ -5,19 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use sesame::testbed::{Side, Testbed};
 use support::*;
-
-/// A scratch directory for one test's files.
-fn scratch(bed: &Testbed) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{}-knockd", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Starts sesamed on `conf` (knockd syntax) and returns it.
 fn start_knockd_conf(bed: &mut Testbed, dir: &Path, conf: &str) -> Daemon {
@@ -47,7 +40,7 @@ fn wait_lines(path: &Path, needle: &str, count: usize, limit: Duration) -> bool 
 #[test]
 fn sigterm_runs_the_stop_command_of_an_open_door() {
     let mut bed = testbed_or_skip!("kd-term");
-    let dir = scratch(&bed);
+    let dir = bed.scratch();
     let log = dir.join("cmd.log");
     let conf = format!(
         "[options]\n\tLogFile = {dir}/knockd.log\n\n[door]\n\tsequence = 7000,8000\n\tseq_timeout = 5\n\
@@ -75,13 +68,12 @@ fn sigterm_runs_the_stop_command_of_an_open_door() {
         read(&dir.join("knockd.log")).contains("event=\"open\""),
         "LogFile received no lines"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn repeated_knock_extends_instead_of_rerunning_start() {
     let mut bed = testbed_or_skip!("kd-repeat");
-    let dir = scratch(&bed);
+    let dir = bed.scratch();
     let log = dir.join("cmd.log");
     let conf = format!(
         "[door]\nsequence = 7000:udp\nstart_command = echo start %IP% >> {log}\n\
@@ -99,13 +91,10 @@ fn repeated_knock_extends_instead_of_rerunning_start() {
     assert!(wait_lines(&log, "start", 1, Duration::from_secs(2)));
     std::thread::sleep(Duration::from_millis(1200));
     knock(&bed, server, &["7000:udp"]);
-    assert!(
-        daemon
-            .log
-            .wait_for(&["event=\"refresh\""], Duration::from_secs(2))
-            .is_some(),
-        "re-knock not logged as a refresh:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"refresh\""],
+        Duration::from_secs(2),
+        "re-knock not logged as a refresh",
     );
     assert!(wait_lines(&log, "stop", 1, Duration::from_secs(5)));
     assert!(
@@ -117,13 +106,12 @@ fn repeated_knock_extends_instead_of_rerunning_start() {
     let text = read(&log);
     assert_eq!(text.matches("start").count(), 1, "{text}");
     assert_eq!(text.matches("stop").count(), 1, "{text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn one_time_sequences_work_over_ipv6_and_compare_the_whole_sequence() {
     let mut bed = testbed_or_skip!("kd-otp6");
-    let dir = scratch(&bed);
+    let dir = bed.scratch();
     let log = dir.join("cmd.log");
     let otp = dir.join("otp");
     // The second sequence shares its first half with the first one: knockd
@@ -158,10 +146,11 @@ fn one_time_sequences_work_over_ipv6_and_compare_the_whole_sequence() {
         "replay opened the door"
     );
     // Let the door close, so the next open runs the start command again.
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"close\""], Duration::from_secs(3))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"close\""],
+        Duration::from_secs(3),
+        "expected log line",
+    );
     // The new sequence works over IPv6 (knockd only regenerates its v4 filter).
     knock(&bed, server, &["7001", "7002", "7005", "7006"]);
     assert!(
@@ -173,17 +162,17 @@ fn one_time_sequences_work_over_ipv6_and_compare_the_whole_sequence() {
         !read(&log).contains("v4"),
         "the IPv4 command ran for an IPv6 knocker"
     );
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"one_time_exhausted\""], Duration::from_secs(2))
-        .is_some());
-    std::fs::remove_dir_all(&dir).ok();
+    daemon.log.expect(
+        &["event=\"one_time_exhausted\""],
+        Duration::from_secs(2),
+        "expected log line",
+    );
 }
 
 #[test]
 fn interface_filter_and_interface_flapping() {
     let mut bed = testbed_or_skip!("kd-iface");
-    let dir = scratch(&bed);
+    let dir = bed.scratch();
     let log = dir.join("cmd.log");
     let conf = format!(
         "[options]\nInterface = sesame-none0\n[door]\nsequence = 7000,8000\nstart_command = echo start %IP% >> {log}\n",
@@ -243,5 +232,4 @@ fn interface_filter_and_interface_flapping() {
         "knock after the interface flapped did not open:\n{}",
         daemon.log.dump()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -34,16 +34,10 @@ fn knock_lifecycle(v6: bool) {
     assert!(!can_connect(&bed, server, PORT), "open before any knock");
 
     knock(&bed, server, &WRONG);
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"reset\"", &format!("source={client}")],
-                Duration::from_secs(2)
-            )
-            .is_some(),
-        "wrong order was not logged as a reset:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"reset\"", &format!("source={client}")],
+        Duration::from_secs(2),
+        "wrong order was not logged as a reset",
     );
     assert!(!can_connect(&bed, server, PORT), "open after a wrong order");
 
@@ -68,10 +62,11 @@ fn knock_lifecycle(v6: bool) {
         set.contains(&format!("{client} . tcp . {PORT}")),
         "no grant element for {client}:\n{set}"
     );
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"open\"", "door=ssh"], Duration::from_secs(1))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"open\"", "door=ssh"],
+        Duration::from_secs(1),
+        "expected log line",
+    );
 
     // Closed again once open_for (3 s) has passed, without any daemon action.
     assert!(
@@ -83,10 +78,11 @@ fn knock_lifecycle(v6: bool) {
         elapsed >= Duration::from_millis(2900),
         "closed too early: {elapsed:?}"
     );
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"close\"", "door=ssh"], Duration::from_secs(2))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"close\"", "door=ssh"],
+        Duration::from_secs(2),
+        "expected log line",
+    );
 }
 
 #[test]
@@ -138,7 +134,7 @@ fn cli_knock_binary_opens_over_ipv6() {
         .args(SEQ)
         .output()
         .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesame knock -6");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 3, "-v prints each hit: {stdout}");
     assert_opens(&bed, server, PORT);
@@ -209,10 +205,11 @@ fn restart_keeps_one_table_and_active_grants_then_remove_deletes_it() {
     knock(&bed, server, &SEQ);
     assert_opens(&bed, server, PORT);
     stop_daemon(&mut bed, &first, Signal::SIGTERM);
-    assert!(first
-        .log
-        .wait_for(&["event=\"shutdown\""], Duration::from_secs(1))
-        .is_some());
+    first.log.expect(
+        &["event=\"shutdown\""],
+        Duration::from_secs(1),
+        "expected log line",
+    );
     // Clean shutdown: the table stays, so protected ports stay protected.
     assert!(nft(&bed, &["list", "tables"]).contains("table inet sesame"));
 
@@ -246,7 +243,7 @@ fn restart_keeps_one_table_and_active_grants_then_remove_deletes_it() {
         .args(["--remove", "--config", "/nonexistent"])
         .output()
         .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesamed --remove --config /nonexistent");
     assert!(!nft(&bed, &["list", "tables"]).contains("sesame"));
 }
 
@@ -293,15 +290,17 @@ fn commands_run_once_per_open_and_close_runs_on_sigterm() {
     let server = Testbed::addr(Side::Server, false);
     let client: IpAddr = Testbed::addr(Side::Client, false);
     knock(&bed, server, &SEQ);
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"command_done\""], Duration::from_secs(3))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"command_done\""],
+        Duration::from_secs(3),
+        "expected log line",
+    );
     knock(&bed, server, &SEQ);
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"refresh\""], Duration::from_secs(3))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"refresh\""],
+        Duration::from_secs(3),
+        "expected log line",
+    );
     std::thread::sleep(Duration::from_millis(200));
     let text = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(
@@ -313,7 +312,6 @@ fn commands_run_once_per_open_and_close_runs_on_sigterm() {
     stop_daemon(&mut bed, &daemon, Signal::SIGTERM);
     let text = std::fs::read_to_string(&closed).expect("on_close ran at shutdown");
     assert_eq!(text, format!("{client}\n"));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `sesame demo | head`: the reader goes away after a few lines; the demo

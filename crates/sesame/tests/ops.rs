@@ -140,13 +140,11 @@ fn control_status_grants_open_revoke() {
     );
     assert!(out.contains("opened door ssh"), "{out}");
     assert!(can_connect(&bed, server, SSH), "closed after sesame open");
-    assert!(daemon
-        .log
-        .wait_for(
-            &["event=\"manual_open\"", &format!("source={client}")],
-            Duration::from_secs(1)
-        )
-        .is_some());
+    daemon.log.expect(
+        &["event=\"manual_open\"", &format!("source={client}")],
+        Duration::from_secs(1),
+        "expected log line",
+    );
     let grants = json(&ctl_ok(&d.socket, &["grants", "--json"]));
     let g = &grants.as_array().unwrap()[0];
     assert_eq!(g["addr"], client_s.as_str());
@@ -166,13 +164,11 @@ fn control_status_grants_open_revoke() {
         wait_connect(&bed, server, SSH, false, Duration::from_secs(1)),
         "still reachable after revoke"
     );
-    assert!(daemon
-        .log
-        .wait_for(
-            &["event=\"revoke\"", &format!("source={client}")],
-            Duration::from_secs(1)
-        )
-        .is_some());
+    daemon.log.expect(
+        &["event=\"revoke\"", &format!("source={client}")],
+        Duration::from_secs(1),
+        "expected log line",
+    );
     let grants = json(&ctl_ok(&d.socket, &["grants", "--json"]));
     assert!(grants.as_array().unwrap().is_empty(), "{grants}");
 
@@ -277,10 +273,11 @@ fn reload_adds_removes_refuses_and_keeps_grants() {
         err.contains(&format!("{name}:8:")),
         "error does not name line 8: {err}"
     );
-    assert!(daemon
-        .log
-        .wait_for(&["event=\"reload_failed\"", ":8:"], Duration::from_secs(1))
-        .is_some());
+    daemon.log.expect(
+        &["event=\"reload_failed\"", ":8:"],
+        Duration::from_secs(1),
+        "expected log line",
+    );
     let client = Testbed::addr(Side::Client, false).to_string();
     ctl_ok(&d.socket, &["revoke", &client, "--door", "web"]);
     assert_closes(&bed, server, WEB, Duration::from_secs(1));
@@ -302,13 +299,10 @@ fn reload_adds_removes_refuses_and_keeps_grants() {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    assert!(
-        daemon
-            .log
-            .wait_for(&["event=\"reloaded\"", "1 revoked"], Duration::from_secs(3))
-            .is_some(),
-        "SIGHUP reload not logged:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"reloaded\"", "1 revoked"],
+        Duration::from_secs(3),
+        "SIGHUP reload not logged",
     );
     assert!(
         wait_connect(&bed, server, WEB, false, Duration::from_secs(1)),

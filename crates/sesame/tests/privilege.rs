@@ -50,13 +50,10 @@ fn unprivileged_daemon_keeps_only_cap_net_admin_and_still_opens_doors() {
         &config,
         &["--user", "nobody", "--state-dir", state.to_str().unwrap()],
     );
-    assert!(
-        daemon
-            .log
-            .wait_for(&["event=\"privileges\"", "nobody"], Duration::from_secs(2))
-            .is_some(),
-        "no privilege-drop line:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"privileges\"", "nobody"],
+        Duration::from_secs(2),
+        "no privilege-drop line",
     );
 
     let pid = daemon.pid;
@@ -106,13 +103,10 @@ fn unprivileged_daemon_keeps_only_cap_net_admin_and_still_opens_doors() {
         "an unprivileged sesamed did not open the door:\n{}",
         daemon.log.dump()
     );
-    assert!(
-        daemon
-            .log
-            .wait_for(&["event=\"open\""], Duration::from_secs(2))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"open\""],
+        Duration::from_secs(2),
+        "expected log line",
     );
     assert_eq!(daemon.log.count("ERROR"), 0, "{}", daemon.log.dump());
     let _ = std::fs::remove_dir_all(&state);
@@ -148,7 +142,7 @@ fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .expect("user nobody");
-    let dir = scratch(&bed, "lnk");
+    let dir = bed.scratch();
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     let key = dir.join("alice.key");
@@ -218,7 +212,7 @@ fn a_restart_as_root_never_writes_through_links_in_the_users_state_directory() {
 #[test]
 fn check_config_reads_keys_as_the_service_user() {
     let mut bed = testbed_or_skip!("ckuser");
-    let dir = scratch(&bed, "ckuser");
+    let dir = bed.scratch();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let key = dir.join("laptop.key");
     keygen("spa", &key);
@@ -255,15 +249,11 @@ fn check_config_reads_keys_as_the_service_user() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        as_root.status.success(),
-        "{}",
-        String::from_utf8_lossy(&as_root.stderr)
-    );
+    assert_success(&as_root, "sesamed --check-config as root");
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     std::os::unix::fs::chown(&key, Some(nobody.uid.as_raw()), None).unwrap();
     let out = check();
-    assert_success(&out);
+    assert_success(&out, "sesamed --check-config, key owned by nobody");
 
     // A start whose key cannot be read fails before the table exists
     // (it would drop the protected port with no daemon to open it).

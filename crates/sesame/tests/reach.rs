@@ -24,7 +24,7 @@ fn sesame(bed: &Testbed, args: &[&str]) -> Command {
 fn proxy_carries_sessions_through_a_link_losing_thirty_percent() {
     let mut bed = testbed_or_skip!("rproxy");
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let (client, daemon) = spa_door_and_client(&mut bed, "rproxy", false);
+    let (client, daemon) = spa_door_and_client(&mut bed, false);
     let server = Testbed::addr(Side::Server, false);
     assert!(!can_connect(&bed, server, PORT), "closed before the knock");
     lossy_link(&bed, 30);
@@ -33,7 +33,7 @@ fn proxy_carries_sessions_through_a_link_losing_thirty_percent() {
         let line = format!("session {i}\n");
         let proxy = proxy_command(&bed, &client, 10, &[]);
         let out = run_with_input(proxy, line.as_bytes(), Duration::from_secs(90));
-        assert_success(&out);
+        assert_success(&out, "sesame proxy");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             line,
@@ -47,7 +47,7 @@ fn proxy_carries_sessions_through_a_link_losing_thirty_percent() {
             .args(["--socket", daemon.socket.to_str().unwrap()])
             .output()
             .unwrap();
-        assert_success(&out);
+        assert_success(&out, "sesame revoke");
     }
     eprintln!("{retried} of 5 sessions needed more than one knock");
     assert!(
@@ -61,7 +61,7 @@ fn proxy_carries_sessions_through_a_link_losing_thirty_percent() {
 fn proxy_gives_up_on_a_door_that_does_not_open_and_says_why() {
     let mut bed = testbed_or_skip!("rfail");
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let (client, daemon) = spa_door_and_client(&mut bed, "rfail", true);
+    let (client, daemon) = spa_door_and_client(&mut bed, true);
     let out = run_with_input(
         proxy_command(&bed, &client, 3, &["--connect-timeout", "0.3"]),
         b"",
@@ -85,7 +85,7 @@ fn proxy_gives_up_on_a_door_that_does_not_open_and_says_why() {
 fn exec_runs_the_program_only_once_the_door_is_open() {
     let mut bed = testbed_or_skip!("rexec");
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let (client, _daemon) = spa_door_and_client(&mut bed, "rexec", false);
+    let (client, _daemon) = spa_door_and_client(&mut bed, false);
     let server = Testbed::addr(Side::Server, false);
     // The program checks the port itself: it only succeeds if it is open.
     let probe = format!(
@@ -108,6 +108,6 @@ fn exec_runs_the_program_only_once_the_door_is_open() {
     )
     .output()
     .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesame exec");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n");
 }

@@ -31,7 +31,7 @@ fn sesame(args: &[&str]) -> (bool, String) {
 #[test]
 fn thirty_sweeps_of_a_totp_range_open_nothing() {
     let mut bed = testbed_or_skip!("swtotp");
-    let dir = scratch(&bed, "swtotp");
+    let dir = bed.scratch();
     let secret = dir.join("carol.totp");
     keygen("totp", &secret);
     let config = format!(
@@ -57,13 +57,10 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
     );
     assert!(sent >= SWEEPS * 3000 * 9 / 10, "only {sent} SYNs sent");
     // Let the daemon catch up with the last packets.
-    assert!(
-        daemon
-            .log
-            .wait_for(&["event=\"reset\""], Duration::from_secs(5))
-            .is_some(),
-        "the sweeps were never seen as resets:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"reset\""],
+        Duration::from_secs(5),
+        "the sweeps were never seen as resets",
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(daemon.log.count("door opened"), 0, "{}", daemon.log.dump());
@@ -100,7 +97,7 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
         ])
         .output()
         .unwrap();
-    assert_success(&out);
+    assert_success(&out, "sesame knock");
     assert!(
         wait_connect(&bed, server, PORT, true, Duration::from_secs(3)),
         "the real TOTP knock did not open after the sweeps:\n{}",
@@ -116,18 +113,13 @@ fn thirty_sweeps_of_a_totp_range_open_nothing() {
 #[test]
 fn thirty_full_sweeps_of_a_plain_door_open_nothing_and_ban_the_sweeper() {
     let mut bed = testbed_or_skip!("swplain");
-    let dir = scratch(&bed, "swplain");
-    let socket = dir.join("control.sock");
     let config = format!(
         "[daemon]\nmetrics = \"127.0.0.1:9761\"\n[door.ssh]\nsequence = [\"7000\", \"8000\", \"9000\"]\n\
          seq_timeout = \"10s\"\nopen_for = \"30s\"\nprotect = [\"tcp/{PORT}\"]\n"
     );
     let _service = Service::start(&bed, PORT).expect("echo service");
-    let daemon = start_daemon(
-        &mut bed,
-        &config,
-        &["--control-socket", socket.to_str().unwrap()],
-    );
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    let socket = daemon.socket.clone();
     let server = Testbed::addr(Side::Server, false);
     let client = Testbed::addr(Side::Client, false);
     let sent = syn_sweeps(
@@ -140,16 +132,10 @@ fn thirty_full_sweeps_of_a_plain_door_open_nothing_and_ban_the_sweeper() {
         Duration::from_secs(120),
     );
     assert!(sent >= SWEEPS * 65535 * 9 / 10, "only {sent} SYNs sent");
-    assert!(
-        daemon
-            .log
-            .wait_for(
-                &["event=\"banned\"", "198.18.0.2/32"],
-                Duration::from_secs(5)
-            )
-            .is_some(),
-        "the sweeper was not banned:\n{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["event=\"banned\"", "198.18.0.2/32"],
+        Duration::from_secs(5),
+        "the sweeper was not banned",
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(daemon.log.count("door opened"), 0, "{}", daemon.log.dump());
@@ -190,13 +176,10 @@ fn thirty_full_sweeps_of_a_plain_door_open_nothing_and_ban_the_sweeper() {
         }
     })
     .unwrap();
-    assert!(
-        daemon
-            .log
-            .wait_for(&["door opened", "198.18.0.3"], Duration::from_secs(3))
-            .is_some(),
-        "{}",
-        daemon.log.dump()
+    daemon.log.expect(
+        &["door opened", "198.18.0.3"],
+        Duration::from_secs(3),
+        "expected log line",
     );
     // …and the ban lifts on request.
     let (ok, out) = sesame(&["unban", "198.18.0.2", "--socket", sock]);

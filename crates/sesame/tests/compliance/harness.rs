@@ -14,7 +14,7 @@
 //! namespaces is killed, and the namespaces and the temp dir are removed, when
 //! the harness is dropped (also on panic).
 
-use sesame_testkit::proc::ci;
+use sesame_testkit::proc::{assert_success, ci};
 pub use sesame_testkit::proc::{find_program, poll, run_bounded};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -169,11 +169,7 @@ impl Harness {
         let mut nft = h.bed().command(Side::Server, h.progs.nft.to_str().unwrap());
         nft.arg("-f").arg(&gate);
         let out = run_bounded(nft, Duration::from_secs(10));
-        assert!(
-            out.status.success(),
-            "installing the gate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "installing the gate");
         h.service = Some(support::Service::start(h.bed(), PORT).expect("echo service"));
 
         for (name, content) in files {
@@ -440,11 +436,7 @@ impl Harness {
             .arg(addr.to_string())
             .args(["lladdr", &mac, "dev", "sesame1", "nud", "permanent"]);
         let out = run_bounded(c, Duration::from_secs(5));
-        assert!(
-            out.status.success(),
-            "ip neigh replace failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, "ip neigh replace");
     }
 
     /// Sends SIGTERM to the daemon (by its pid).

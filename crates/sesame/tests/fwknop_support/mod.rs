@@ -17,7 +17,7 @@
 
 #![allow(dead_code)]
 
-use sesame_testkit::proc::ci;
+use sesame_testkit::proc::{assert_success, ci};
 pub use sesame_testkit::proc::{find_program, poll, run_bounded};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -61,11 +61,7 @@ pub fn iptables(bed: &Testbed, args: &[&str]) -> String {
     let mut cmd = bed.command(Side::Server, "iptables");
     cmd.arg("-w").args(args);
     let out = run_bounded(cmd, Duration::from_secs(10));
-    assert!(
-        out.status.success(),
-        "iptables {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, format!("iptables {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -62,6 +62,8 @@ pub(crate) use testbed_or_skip;
 /// always captured). Benchmarks turn this off to keep output readable.
 pub static ECHO_DAEMON_LOGS: AtomicBool = AtomicBool::new(true);
 
+#[allow(unused_imports)] // not every test binary runs commands
+pub use sesame_testkit::proc::assert_success;
 /// Captured daemon log lines.
 pub use sesame_testkit::proc::Lines as Log;
 
@@ -179,20 +181,6 @@ pub fn open_times(log: &Log, needle: &str) -> Vec<Duration> {
         .collect()
 }
 
-/// Fails the test unless the command behind `out` succeeded; shows its
-/// output otherwise.
-#[track_caller]
-#[allow(dead_code)] // not every test binary runs commands
-pub fn assert_success(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}: {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Fails the test unless `server:port` opens for the client within 2 s.
 #[track_caller]
 pub fn assert_opens(bed: &Testbed, server: IpAddr, port: u16) {
@@ -228,11 +216,7 @@ pub fn nft(bed: &Testbed, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run nft (install nftables)");
-    assert!(
-        out.status.success(),
-        "nft {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, format!("nft {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -344,11 +328,7 @@ pub fn keygen(kind: &str, file: &std::path::Path) {
         .args(["keygen", kind, file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "keygen {kind}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, format!("keygen {kind}"));
 }
 
 /// A TCP connect to `server:port` from `src` (a client-namespace IPv4
@@ -394,13 +374,6 @@ pub fn send_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16, datagram
     .unwrap();
 }
 
-/// A scratch directory for `bed`, named after its namespaces and `what`.
-pub fn scratch(bed: &Testbed, what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{}-{what}", bed.server));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The body of `GET /metrics` from `addr` in the server namespace.
 pub fn scrape(bed: &Testbed, addr: &'static str) -> String {
     bed.run_in(Side::Server, move || {
@@ -432,11 +405,7 @@ pub fn status_json(daemon: &Daemon) -> serde_json::Value {
         .arg(&daemon.socket)
         .output()
         .expect("run sesame status");
-    assert!(
-        out.status.success(),
-        "sesame status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "sesame status");
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
 }
 
@@ -471,7 +440,7 @@ pub fn run_with_input(mut cmd: Command, input: &[u8], limit: Duration) -> Output
 /// the kernel tells the sender (EPERM), where a lossy link says nothing.
 #[allow(dead_code)] // for the tests and benches of lossy links
 pub fn lossy_link(bed: &Testbed, percent: u8) {
-    let rules = scratch(bed, "loss").join("loss.nft");
+    let rules = bed.scratch().join("loss.nft");
     std::fs::write(
         &rules,
         format!(
@@ -490,7 +459,7 @@ pub fn lossy_link(bed: &Testbed, percent: u8) {
             .args(["-f", rules.to_str().unwrap()])
             .output()
             .expect("run nft");
-        assert_success(&out);
+        assert_success(&out, "nft -f");
     }
 }
 
@@ -498,12 +467,8 @@ pub fn lossy_link(bed: &Testbed, percent: u8) {
 /// and alice's client config (server `srv`, door `ssh`); `wrong_key` gives
 /// the client a key the server does not know.
 #[allow(dead_code)] // for the tests and benches of SPA clients
-pub fn spa_door_and_client(
-    bed: &mut Testbed,
-    tag: &str,
-    wrong_key: bool,
-) -> (std::path::PathBuf, Daemon) {
-    let dir = scratch(bed, tag);
+pub fn spa_door_and_client(bed: &mut Testbed, wrong_key: bool) -> (std::path::PathBuf, Daemon) {
+    let dir = bed.scratch();
     let key = dir.join("alice.key");
     keygen("spa", &key);
     let client_key = if wrong_key {
