@@ -34,6 +34,7 @@ pub fn fixture() -> &'static Fixture {
             ],
             max_duration: 600,
             allow_address: false,
+            retired_after: None,
         };
         verifier
             .add_user("sym", Credential::Symmetric(sym.clone()), policy.clone())

@@ -3,7 +3,7 @@
 //! Elsewhere (Windows) files have no Unix mode or owner: key files are then
 //! protected by the platform's ACLs, and the checks here pass.
 
-use std::fs::{Metadata, OpenOptions};
+use std::fs::{DirBuilder, Metadata, OpenOptions};
 use std::io;
 
 /// Permission bits (`& 0o7777`) and owner uid of a file, where the
@@ -66,4 +66,17 @@ pub(crate) fn connect_in_progress(e: &io::Error) -> bool {
         return true;
     }
     e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// New folders get `mode` from their creation.
+#[cfg(unix)]
+pub(crate) fn dir_mode(builder: &mut DirBuilder, mode: u32) -> &mut DirBuilder {
+    use std::os::unix::fs::DirBuilderExt;
+    builder.mode(mode)
+}
+
+/// New folders inherit their parent's ACL on this platform.
+#[cfg(not(unix))]
+pub(crate) fn dir_mode(builder: &mut DirBuilder, _mode: u32) -> &mut DirBuilder {
+    builder
 }

@@ -8,7 +8,7 @@
 //! on every platform the client builds for.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -248,4 +248,85 @@ mod tests {
         server.join().unwrap();
         assert_eq!(out, b"echo: hello");
     }
+}
+
+/// The local address this host would send from to reach `target` (no
+/// packet is sent: a UDP socket is connected, which only picks a route).
+pub fn source_address(target: SocketAddr) -> io::Result<IpAddr> {
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(any)?;
+    socket.connect(target)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+/// What keeps a session's door open while the session lives.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// Knock again when the source address for the server changes
+    /// (roaming: Wi-Fi to 4G, a new DHCP lease, a VPN coming up).
+    pub follow: bool,
+    /// Knock again this often, so that the grant is refreshed before it
+    /// expires (for a door that extends a grant on a new knock).
+    pub refresh: Option<Duration>,
+}
+
+/// How often [`keep_open`] looks at the source address.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// Why [`keep_open`] knocked again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rekey {
+    /// The source address changed from the first to the second.
+    Moved(IpAddr, IpAddr),
+    /// The refresh interval passed.
+    Refresh,
+}
+
+/// Starts a thread that knocks again (with `knock`) whenever `keep` asks,
+/// for as long as the process lives; `report` hears each re-knock and its
+/// outcome. Does nothing when `keep` asks for nothing.
+pub fn keep_open(
+    target: SocketAddr,
+    keep: Keep,
+    knock: impl Fn() -> Result<(), String> + Send + 'static,
+    report: impl Fn(&Rekey, &Result<(), String>) + Send + 'static,
+) {
+    if !keep.follow && keep.refresh.is_none() {
+        return;
+    }
+    // Sampled before the thread starts: a move right after the session
+    // began is still a move.
+    let mut source = source_address(target).ok();
+    thread::spawn(move || {
+        let mut last_knock = Instant::now();
+        loop {
+            thread::sleep(FOLLOW_EVERY);
+            let mut why = None;
+            if keep.follow {
+                // No route (an interface going down between networks) is
+                // not a move; the next address seen is.
+                if let Ok(now) = source_address(target) {
+                    if let Some(before) = source.filter(|&b| b != now) {
+                        why = Some(Rekey::Moved(before, now));
+                    }
+                    source = Some(now);
+                }
+            }
+            if why.is_none()
+                && keep
+                    .refresh
+                    .is_some_and(|every| last_knock.elapsed() >= every)
+            {
+                why = Some(Rekey::Refresh);
+            }
+            if let Some(why) = why {
+                let outcome = knock();
+                report(&why, &outcome);
+                last_knock = Instant::now();
+            }
+        }
+    });
 }

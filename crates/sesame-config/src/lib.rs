@@ -421,4 +421,51 @@ mod tests {
             assert!(err.starts_with("test.toml:"), "{err}");
         }
     }
+
+    #[test]
+    fn key_rotation_and_roaming_parse_and_bad_values_are_named() {
+        let cfg = parse_str(
+            "[door.spa]\nspa_port = 62201\nroaming = true\nprotect = [\"tcp/22\"]\n\
+             [door.spa.users.alice]\nkey = \"/k/new\"\nprevious_key = \"/k/old\"\n\
+             previous_until = \"2026-12-31T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let Some(DoorKind::Spa(spa)) = cfg.kinds.get("spa") else {
+            panic!("spa door kind");
+        };
+        assert!(spa.roaming);
+        assert_eq!(
+            spa.users[0].previous,
+            Some((
+                CredentialSource::SymmetricKeyFile("/k/old".into()),
+                1_798_675_200
+            ))
+        );
+        let door =
+            "[door.a]\nspa_port = 1\nprotect = [\"tcp/22\"]\n[door.a.users.u]\nkey = \"k\"\n";
+        for (extra, needle) in [
+            ("previous_key = \"o\"\n", "needs previous_until"),
+            ("previous_until = \"2026-12-31T00:00:00Z\"\n", "only valid with previous_key"),
+            (
+                "previous_key = \"o\"\nprevious_until = \"tomorrow\"\n",
+                "users.u previous_until \"tomorrow\": expected an RFC 3339",
+            ),
+            (
+                "previous_key = \"o\"\nprevious_identity = \"i\"\nprevious_until = \"2026-12-31T00:00:00Z\"\n",
+                "not both",
+            ),
+        ] {
+            let text = format!("{door}{extra}");
+            let err = parse_str(&text).expect_err(&text).to_string();
+            assert!(err.contains(needle), "{text:?} gave {err}");
+            assert!(err.starts_with("test.toml:"), "{err}");
+        }
+        let err = parse_str("[door.a]\nsequence = [\"5\"]\nprotect = [\"tcp/22\"]\nroaming = true")
+            .expect_err("roaming on a knock door")
+            .to_string();
+        assert!(
+            err.contains("roaming") && err.contains("only valid with spa_port"),
+            "{err}"
+        );
+    }
 }

@@ -62,6 +62,9 @@ pub struct SpaDoor {
     /// Also accept version 1 public-key packets, which lack `mac1` and so
     /// cost an X25519 before they can be refused (legacy clients).
     pub accept_v1: bool,
+    /// A user's grant follows them: a grant to a new address revokes the
+    /// one to the address they knocked from before (`roaming = true`).
+    pub roaming: bool,
 }
 
 /// One SPA user of a door.
@@ -75,6 +78,10 @@ pub struct SpaUser {
     pub services: Vec<Service>,
     /// Whether the packet may name another address to open for (NAT).
     pub allow_address: bool,
+    /// Key rotation: the credential being replaced, and the Unix time
+    /// after which it is refused (`previous_key` or `previous_identity`,
+    /// with `previous_until`).
+    pub previous: Option<(CredentialSource, u64)>,
 }
 
 /// How an SPA user proves who they are.

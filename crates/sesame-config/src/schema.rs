@@ -74,6 +74,8 @@ pub(crate) struct RawDoor {
     pub(crate) spa_window: Option<Spanned<RawDuration>>,
     /// SPA door: accept version 1 public-key packets (no mac1).
     pub(crate) spa_accept_v1: Option<Spanned<bool>>,
+    /// SPA door: a user's grant follows them to a new address.
+    pub(crate) roaming: Option<Spanned<bool>>,
     /// TOTP door: `"20000-29999"`.
     pub(crate) totp_ports: Option<Spanned<String>>,
     pub(crate) totp_length: Option<Spanned<i64>>,
@@ -128,6 +130,12 @@ pub(crate) struct RawUser {
     pub(crate) identity: Option<String>,
     /// TOTP secret file.
     pub(crate) totp_secret: Option<String>,
+    /// Key rotation: the old symmetric key file, or
+    pub(crate) previous_key: Option<String>,
+    /// the old Ed25519 public key, accepted until
+    pub(crate) previous_identity: Option<String>,
+    /// this RFC 3339 UTC time (`"2026-12-31T00:00:00Z"`).
+    pub(crate) previous_until: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) services: Vec<Spanned<String>>,
     #[serde(default)]

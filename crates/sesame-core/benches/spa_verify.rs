@@ -68,6 +68,7 @@ fn main() {
         services: vec![Service::tcp(22)],
         max_duration: 60,
         allow_address: false,
+        retired_after: None,
     };
     // A realistic table: 1000 symmetric users plus the ones under test.
     for i in 0..1000u32 {

@@ -246,28 +246,96 @@ fn totp_blind_sweep_opens_nothing() {
     assert_eq!(opened(&h), 0);
 }
 
-fn spa_door(allow_address: bool) -> (EngineDoor, SpaKey) {
-    let key = SpaKey::from_bytes(&[9u8; 32]);
+/// An SPA door on udp/62201 whose user "alice" holds `keys`: each with
+/// its retirement time (key rotation).
+fn spa_door_with(keys: &[(SpaKey, Option<u64>)], allow_address: bool, roaming: bool) -> EngineDoor {
     let mut verifier = Verifier::new(60, None);
-    verifier
-        .add_user(
-            "alice",
-            Credential::Symmetric(key.clone()),
-            UserPolicy {
-                services: vec![SSH],
-                max_duration: 30,
-                allow_address,
-            },
-        )
-        .unwrap();
-    let d = EngineDoor {
+    for (key, retired_after) in keys {
+        let policy = UserPolicy {
+            services: vec![SSH],
+            max_duration: 30,
+            allow_address,
+            retired_after: *retired_after,
+        };
+        verifier
+            .add_user("alice", Credential::Symmetric(key.clone()), policy)
+            .unwrap();
+    }
+    EngineDoor {
         door: door("spa", &[]),
         kind: DoorKind::Spa(SpaDoor {
             port: 62201,
             verifier,
+            roaming,
         }),
-    };
-    (d, key)
+    }
+}
+
+fn spa_door(allow_address: bool) -> (EngineDoor, SpaKey) {
+    let key = SpaKey::from_bytes(&[9u8; 32]);
+    (
+        spa_door_with(&[(key.clone(), None)], allow_address, false),
+        key,
+    )
+}
+
+/// An SPA door whose user "alice" has a new key (`[10; 32]`) and an old one
+/// (`[9; 32]`, [`spa_door`]'s) retired at `retired_after`; `roaming` as
+/// given.
+fn rotating_door(retired_after: u64, roaming: bool) -> (EngineDoor, SpaKey, SpaKey) {
+    let (old, new) = (
+        SpaKey::from_bytes(&[9u8; 32]),
+        SpaKey::from_bytes(&[10u8; 32]),
+    );
+    let keys = [(new.clone(), None), (old.clone(), Some(retired_after))];
+    (spa_door_with(&keys, false, roaming), old, new)
+}
+
+#[test]
+fn a_rotated_key_works_until_its_grace_period_ends_then_only_the_new_one() {
+    let (d, old, new) = rotating_door(NOW + 10, false);
+    let mut h = harness(vec![d]);
+    let (a, b, c) = (ip("198.51.100.7"), ip("198.51.100.8"), ip("198.51.100.9"));
+    send_spa(&mut h, a, &spa_packet(&old, 1, NOW, None));
+    send_spa(&mut h, b, &spa_packet(&new, 2, NOW, None));
+    assert!(h.admits(a, SSH), "old key refused during the grace period");
+    assert!(h.admits(b, SSH), "new key refused");
+    h.advance(Duration::from_secs(11));
+    let now = NOW + 11;
+    send_spa(&mut h, c, &spa_packet(&old, 3, now, None));
+    assert!(
+        !h.admits(c, SSH),
+        "old key still opens after the grace period"
+    );
+    assert_eq!(h.refusals(), vec!["key_retired"]);
+    // Backdating the packet does not help: the server's clock decides.
+    send_spa(&mut h, c, &spa_packet(&old, 4, NOW, None));
+    assert!(!h.admits(c, SSH));
+    send_spa(&mut h, c, &spa_packet(&new, 5, now, None));
+    assert!(h.admits(c, SSH), "new key refused after the grace period");
+}
+
+#[test]
+fn a_roaming_grant_moves_with_its_user_and_stays_put_without_roaming() {
+    for roaming in [true, false] {
+        let (d, _, key) = rotating_door(NOW + 3600, roaming);
+        let mut h = harness(vec![d]);
+        let (wifi, lte) = (ip("198.51.100.7"), ip("203.0.113.9"));
+        send_spa(&mut h, wifi, &spa_packet(&key, 1, NOW, None));
+        assert!(h.admits(wifi, SSH));
+        h.advance(Duration::from_secs(2));
+        send_spa(&mut h, lte, &spa_packet(&key, 2, NOW + 2, None));
+        assert!(h.admits(lte, SSH));
+        assert_eq!(
+            h.admits(wifi, SSH),
+            !roaming,
+            "roaming {roaming}: the old address's grant"
+        );
+        // Moving back and forth never leaves two addresses open.
+        send_spa(&mut h, wifi, &spa_packet(&key, 3, NOW + 2, None));
+        assert!(h.admits(wifi, SSH));
+        assert_eq!(h.admits(lte, SSH), !roaming);
+    }
 }
 
 fn spa_packet(key: &SpaKey, nonce: u8, timestamp: u64, address: Option<IpAddr>) -> Vec<u8> {

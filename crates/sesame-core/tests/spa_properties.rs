@@ -44,6 +44,7 @@ fn verifier() -> Verifier {
         services: allowed(),
         max_duration: 3600,
         allow_address: true,
+        retired_after: None,
     };
     v.add_user("sym", Credential::Symmetric(sym_key()), policy.clone())
         .unwrap();

@@ -11,7 +11,7 @@
 /// fwknop doors.
 pub mod client {
     pub use sesame_client::knock::*;
-    pub use sesame_client::{fwknop, profile, reach};
+    pub use sesame_client::{enroll, fwknop, profile, reach};
 }
 /// The configuration (`sesame-config`).
 pub use sesame_config as config;

@@ -417,6 +417,7 @@ fn verifier(dir: &Scratch) -> Verifier {
         services: vec![Service::tcp(22)],
         max_duration: 600,
         allow_address: false,
+        retired_after: None,
     };
     v.add_user(
         "alice",

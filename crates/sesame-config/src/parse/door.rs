@@ -259,6 +259,7 @@ impl Ctx<'_> {
             for (key, given) in [
                 ("spa_window", raw.spa_window.is_some()),
                 ("spa_accept_v1", raw.spa_accept_v1.is_some()),
+                ("roaming", raw.roaming.is_some()),
             ] {
                 if given {
                     return Err(self.invalid(
@@ -340,6 +341,40 @@ impl Ctx<'_> {
                         return Err(self.invalid(uspan, ulabel, "give exactly one of key (symmetric key file) or identity (Ed25519 public key)"))
                     }
                 };
+                let previous_source = match (u.previous_key, u.previous_identity) {
+                    (Some(_), Some(_)) => {
+                        return Err(self.invalid(
+                            uspan,
+                            format!("{ulabel} previous_key"),
+                            "give one of previous_key or previous_identity, not both",
+                        ))
+                    }
+                    (Some(k), None) => Some(CredentialSource::SymmetricKeyFile(PathBuf::from(k))),
+                    (None, Some(i)) => Some(CredentialSource::Identity(i)),
+                    (None, None) => None,
+                };
+                let previous = match (previous_source, u.previous_until) {
+                    (None, None) => None,
+                    (Some(_), None) => {
+                        return Err(self.invalid(uspan, format!("{ulabel} previous_until"), "a previous key needs previous_until: when the rotation's grace period ends, as \"2026-12-31T00:00:00Z\""))
+                    }
+                    (None, Some(until)) => {
+                        return Err(self.invalid(until.span(), format!("{ulabel} previous_until"), "only valid with previous_key or previous_identity"))
+                    }
+                    (Some(source), Some(until)) => {
+                        let at = humantime::parse_rfc3339(until.get_ref().trim())
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .ok_or_else(|| {
+                                self.invalid(
+                                    until.span(),
+                                    format!("{ulabel} previous_until {:?}", until.get_ref()),
+                                    "expected an RFC 3339 UTC time such as \"2026-12-31T00:00:00Z\"",
+                                )
+                            })?;
+                        Some((source, at.as_secs()))
+                    }
+                };
                 let mut services = Vec::new();
                 for (i, sv) in u.services.iter().enumerate() {
                     let service: Service = sv.get_ref().parse().map_err(|e: DoorError| {
@@ -356,6 +391,7 @@ impl Ctx<'_> {
                     credential,
                     services,
                     allow_address: u.allow_address,
+                    previous,
                 });
             }
             return Ok(Some((
@@ -366,6 +402,7 @@ impl Ctx<'_> {
                     window,
                     users: out,
                     accept_v1: raw.spa_accept_v1.take().is_some_and(|v| *v.get_ref()),
+                    roaming: raw.roaming.take().is_some_and(|v| *v.get_ref()),
                 }),
             )));
         }

@@ -42,6 +42,11 @@ pub struct SpaDoor {
     pub port: u16,
     /// Its users, their keys and policies.
     pub verifier: Verifier,
+    /// Roaming: a user's grant follows them. When a user's packet opens
+    /// the door for a new address, the grant of the address they knocked
+    /// from before is revoked, so a phone that moves from Wi-Fi to 4G does
+    /// not leave the door open behind it.
+    pub roaming: bool,
 }
 
 /// A TOTP door.

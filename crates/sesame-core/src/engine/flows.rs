@@ -439,6 +439,8 @@ impl Engine {
         world: &mut W,
     ) {
         let door_name = self.name(door);
+        let roaming = matches!(&self.doors[door].kind, DoorKind::Spa(s) if s.roaming);
+        let holder = roaming.then(|| user.clone());
         self.note(Note::Accepted {
             event: a.event,
             src,
@@ -451,8 +453,34 @@ impl Engine {
                 target,
                 services,
                 open_for,
-            } => self.open_with(now, target, door, &services, open_for, world),
+            } => {
+                if let Some(user) = holder {
+                    self.move_holder(door, user, target, world);
+                }
+                self.open_with(now, target, door, &services, open_for, world)
+            }
             Then::Command(run) => self.actions.push_back(Action::Run(run)),
         }
+    }
+
+    /// A roaming door's grant for `user` goes to `target`: the grant of
+    /// the address the user held before (if still open) is revoked.
+    fn move_holder<W: World + ?Sized>(
+        &mut self,
+        door: DoorId,
+        user: String,
+        target: IpAddr,
+        world: &mut W,
+    ) {
+        let Some(previous) = self.holders.insert((door, user.clone()), target) else {
+            return;
+        };
+        if previous == target || !self.granted.contains_key(&(previous, door)) {
+            return;
+        }
+        let why = format!("user {user} moved to {target}");
+        // A failed revoke is noted by revoke_one; the old grant then ends
+        // with its kernel timeout.
+        let _ = self.revoke_one(previous, door, &why, world);
     }
 }

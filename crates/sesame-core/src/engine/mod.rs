@@ -84,6 +84,7 @@ impl Engine {
             datagram_ports,
             granted: HashMap::new(),
             adopted: HashSet::new(),
+            holders: HashMap::new(),
             pending: HashMap::new(),
             next_ticket: 0,
             rolled_at: None,
@@ -442,6 +443,11 @@ impl Engine {
                 .is_ok()
             {
                 carried.revoked += 1;
+            }
+        }
+        for ((d, user), addr) in std::mem::take(&mut old.holders) {
+            if let Ok(j) = self.door_id(&old.doors[d].door.name) {
+                self.holders.insert((j, user), addr);
             }
         }
         // Requests waiting for the store keep waiting, under the new door

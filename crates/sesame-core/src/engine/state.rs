@@ -127,6 +127,9 @@ pub struct Engine {
     pub(super) granted: HashMap<(IpAddr, DoorId), Vec<Service>>,
     /// Grants found in the kernel at start: their on_close already ran.
     pub(super) adopted: HashSet<(IpAddr, DoorId)>,
+    /// Roaming SPA doors: where each user's last grant went, so that a
+    /// grant to a new address takes the old one's place.
+    pub(super) holders: HashMap<(DoorId, String), IpAddr>,
     pub(super) pk_budget: PrefixBudget,
     pub(super) pending: HashMap<Ticket, Pending>,
     pub(super) next_ticket: u64,

@@ -100,6 +100,7 @@ mod tests {
             services: vec![tcp(22), udp(51820)],
             max_duration: 60,
             allow_address: false,
+            retired_after: None,
         }
     }
 

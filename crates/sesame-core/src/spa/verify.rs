@@ -152,6 +152,15 @@ pub enum SpaError {
         /// The address named.
         address: IpAddr,
     },
+    /// Authentic and fresh, but made with a credential retired by a key
+    /// rotation whose grace period is over.
+    #[error("key of {user} was retired at {retired_after} (Unix time): its rotation is over")]
+    Retired {
+        /// Authenticated user.
+        user: Arc<str>,
+        /// When the credential stopped being accepted.
+        retired_after: u64,
+    },
     /// Authentic and fresh, but already used: a replay.
     #[error("replay: packet from {user} was already used")]
     Replay {
@@ -190,6 +199,7 @@ impl SpaError {
             SpaError::Future { .. } => "future",
             SpaError::ServiceNotAllowed { .. } => "service_not_allowed",
             SpaError::AddressNotAllowed { .. } => "address_not_allowed",
+            SpaError::Retired { .. } => "key_retired",
             SpaError::Replay { .. } => "replay",
             SpaError::ReplayUnverifiable { .. } => "replay_unverifiable",
         }
@@ -258,6 +268,10 @@ pub struct UserPolicy {
     /// Whether the user's packets may name an explicit address (for NAT).
     /// Off by default: grants go to the packet's observed source.
     pub allow_address: bool,
+    /// For the old credential of a key rotation: the Unix time after which
+    /// it is refused ([`SpaError::Retired`]). Until then old and new keys
+    /// both work, so devices can move over one by one.
+    pub retired_after: Option<u64>,
 }
 
 pub(super) enum Check {
@@ -566,8 +580,17 @@ impl Verifier {
             });
         }
 
-        // 7. Policy.
+        // 7. Policy. A retired credential is judged by the server's clock,
+        //    not by the timestamp the sender chose.
         let policy = &user.policy;
+        if let Some(retired_after) = policy.retired_after {
+            if now_unix > retired_after {
+                return Err(SpaError::Retired {
+                    user: claimed(),
+                    retired_after,
+                });
+            }
+        }
         if let Some(&service) = payload
             .services
             .iter()

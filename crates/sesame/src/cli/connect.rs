@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::knock::{config_path, knock_quietly};
 use crate::client::profile::ClientConfig;
-use crate::client::reach::{self, Retry};
+use crate::client::reach::{self, Keep, Rekey, Retry};
 use crate::client::{self, Family};
 
 /// What every connecting command shares: which door of which server, and
@@ -38,6 +38,19 @@ pub(crate) struct Reach {
     /// Knock and connect over IPv6 only.
     #[arg(short = '6', long = "ipv6")]
     ipv6: bool,
+    /// Knock over IPv4 and IPv6 each time (connect over either).
+    #[arg(short = 'b', long = "both", conflicts_with_all = ["ipv4", "ipv6"])]
+    both: bool,
+    /// While the session lives, knock again whenever this host's source
+    /// address for the server changes (roaming). With a `roaming = true`
+    /// door the grant moves to the new address.
+    #[arg(long)]
+    follow: bool,
+    /// While the session lives, knock again every SECS seconds, so that the
+    /// grant is refreshed before it expires (choose less than the door's
+    /// open_for).
+    #[arg(long, value_name = "SECS")]
+    refresh: Option<u64>,
 }
 
 /// `sesame proxy`.
@@ -143,13 +156,36 @@ fn open(host: &str, port: u16, r: &Reach) -> Result<std::net::TcpStream, String>
         ..Retry::default()
     };
     let target = SocketAddr::new(addr, port);
+    let both = r.both;
     let (stream, knocks) = reach::knock_and_connect(target, &retry, |_| {
-        knock_quietly(&path, &server, &door, family)
+        knock_quietly(&path, &server, &door, family, both)
     })
     .map_err(|e| format!("server {server:?} door {door:?}: {e}"))?;
     if knocks > 1 {
         eprintln!("sesame: {target} answered after {knocks} knocks");
     }
+    let keep = Keep {
+        follow: r.follow,
+        refresh: match r.refresh {
+            Some(0) => return Err("--refresh 0: give at least 1 second".into()),
+            secs => secs.map(Duration::from_secs),
+        },
+    };
+    reach::keep_open(
+        target,
+        keep,
+        move || knock_quietly(&path, &server, &door, family, both),
+        |why, outcome| {
+            let what = match why {
+                Rekey::Moved(from, to) => format!("source address {from} -> {to}"),
+                Rekey::Refresh => "refresh".to_string(),
+            };
+            match outcome {
+                Ok(()) => eprintln!("sesame: knocked again ({what})"),
+                Err(e) => eprintln!("sesame: knocking again ({what}) failed: {e}"),
+            }
+        },
+    );
     Ok(stream)
 }
 

@@ -12,7 +12,7 @@ use crate::client::profile::{self, ClientConfig, ClientDoor, ServerProfile, SpaD
 use crate::client::{self, Family};
 use crate::one_time::OneTimeFile;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub(crate) struct KnockArgs {
     /// Host name or address, or a server name from the client config.
     host: String,
@@ -40,6 +40,10 @@ pub(crate) struct KnockArgs {
     /// Knock over IPv6 only.
     #[arg(short = '6', long = "ipv6")]
     ipv6: bool,
+    /// Knock over IPv4 and over IPv6 (the server sees two addresses and
+    /// opens for each); fails only when neither can be sent.
+    #[arg(short = 'b', long = "both", conflicts_with_all = ["ipv4", "ipv6", "one_time"])]
+    both: bool,
     /// Print each knock as it is sent.
     #[arg(short, long)]
     verbose: bool,
@@ -110,6 +114,32 @@ pub(crate) fn config_path(given: &Option<PathBuf>) -> Result<PathBuf, String> {
         .ok_or_else(|| "no client config: pass --config FILE".to_string())
 }
 
+/// `--both`: the knock over IPv4, then over IPv6. A family that cannot be
+/// reached (no IPv6 route, no A record) is reported, not fatal, while the
+/// other one works.
+fn knock_both(args: KnockArgs) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for (ipv4, ipv6, name) in [(true, false, "IPv4"), (false, true, "IPv6")] {
+        let one = KnockArgs {
+            ipv4,
+            ipv6,
+            both: false,
+            ..args.clone()
+        };
+        if let Err(e) = knock(one) {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    match failed.len() {
+        0 => Ok(()),
+        1 => {
+            eprintln!("sesame: knocked over one family only; {}", failed[0]);
+            Ok(())
+        }
+        _ => Err(failed.join("; ")),
+    }
+}
+
 fn family_of(args: &KnockArgs) -> Family {
     if args.ipv4 {
         Family::V4
@@ -127,6 +157,7 @@ pub(crate) fn knock_quietly(
     server: &str,
     door: &str,
     family: Family,
+    both: bool,
 ) -> Result<(), String> {
     knock(KnockArgs {
         host: server.to_string(),
@@ -136,6 +167,7 @@ pub(crate) fn knock_quietly(
         delay: None,
         ipv4: family == Family::V4,
         ipv6: family == Family::V6,
+        both,
         verbose: false,
         dry_run: false,
         config: Some(config.to_path_buf()),
@@ -146,6 +178,9 @@ pub(crate) fn knock_quietly(
 
 /// `sesame knock`.
 pub(crate) fn knock(args: KnockArgs) -> Result<(), String> {
+    if args.both {
+        return knock_both(args);
+    }
     let family = family_of(&args);
     if let Some(path) = &args.one_time {
         return knock_one_time(&args, path, family);

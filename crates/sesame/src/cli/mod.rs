@@ -4,7 +4,9 @@
 //! - `knock`: `sesame knock` and `sesame sequence`;
 //! - `keygen`: `sesame keygen`;
 //! - `import`: `sesame import knockd|fwknop`;
-//! - `connect`: `sesame proxy`, `exec` and `ssh` (knock, confirm, retry);
+//! - `connect`: `sesame proxy`, `exec` and `ssh` (knock, confirm, retry,
+//!   keep open);
+//! - `enroll`: `sesame invite` and `sesame enroll`;
 //! - the control commands (`status`, `grants`, `revoke`, `unban`, `open`,
 //!   `reload`) are [`crate::control::cli`]'s; `demo` is [`crate::demo`]'s.
 
@@ -15,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::control::cli as ctl;
 
 mod connect;
+mod enroll;
 mod import;
 mod keygen;
 mod knock;
@@ -49,6 +52,12 @@ enum Command {
     /// Create key material: a symmetric SPA key, an SPA identity, the
     /// server's SPA key pair or a TOTP secret (files are created 0600).
     Keygen(keygen::KeygenArgs),
+    /// On the server: print a one-line `sesame://enroll?...` URI with all a
+    /// device needs to knock an SPA door (host, door, port, key).
+    Invite(enroll::InviteArgs),
+    /// On a device: install a `sesame invite` URI (key file 0600, profile in
+    /// the client config), then `sesame knock SERVER DOOR` works.
+    Enroll(enroll::EnrollArgs),
     /// Show closed → knock → open → closed in two network namespaces, over
     /// IPv4 and IPv6 (needs root and iproute2).
     Demo,
@@ -109,6 +118,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Exec(args) => connect::exec(args),
         Command::Ssh(args) => connect::ssh(args),
         Command::Keygen(args) => keygen::keygen(args),
+        Command::Invite(args) => enroll::invite(args),
+        Command::Enroll(args) => enroll::enroll(args),
         Command::Demo => crate::demo::run().map_err(|e| e.to_string()),
         Command::Import {
             from: ImportFrom::Knockd { file },

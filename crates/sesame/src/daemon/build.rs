@@ -78,24 +78,26 @@ pub fn doors(config: &Config) -> Result<Vec<EngineDoor>, AuthError> {
                 let mut verifier = Verifier::new(spa.window.as_secs(), server.clone());
                 verifier.accept_v1_public(spa.accept_v1);
                 for user in &spa.users {
-                    let key_err = |source| AuthError::Key {
-                        door: door.name.clone(),
-                        user: user.name.clone(),
-                        source,
-                    };
-                    let credential = match &user.credential {
-                        CredentialSource::SymmetricKeyFile(path) => {
-                            Credential::Symmetric(keys::load_spa_key(path).map_err(key_err)?)
-                        }
-                        CredentialSource::Identity(text) => {
-                            if server.is_none() {
-                                return Err(AuthError::NoServerKey {
-                                    door: door.name.clone(),
-                                    user: user.name.clone(),
-                                });
+                    let load = |source: &CredentialSource| -> Result<Credential, AuthError> {
+                        let key_err = |source| AuthError::Key {
+                            door: door.name.clone(),
+                            user: user.name.clone(),
+                            source,
+                        };
+                        Ok(match source {
+                            CredentialSource::SymmetricKeyFile(path) => {
+                                Credential::Symmetric(keys::load_spa_key(path).map_err(key_err)?)
                             }
-                            Credential::Public(keys::identity_public(text).map_err(key_err)?)
-                        }
+                            CredentialSource::Identity(text) => {
+                                if server.is_none() {
+                                    return Err(AuthError::NoServerKey {
+                                        door: door.name.clone(),
+                                        user: user.name.clone(),
+                                    });
+                                }
+                                Credential::Public(keys::identity_public(text).map_err(key_err)?)
+                            }
+                        })
                     };
                     let policy = UserPolicy {
                         services: user.services.clone(),
@@ -103,17 +105,35 @@ pub fn doors(config: &Config) -> Result<Vec<EngineDoor>, AuthError> {
                             .unwrap_or(u32::MAX)
                             .max(1),
                         allow_address: user.allow_address,
+                        retired_after: None,
                     };
-                    verifier
-                        .add_user(&user.name, credential, policy)
-                        .map_err(|source| AuthError::Policy {
-                            door: door.name.clone(),
-                            source,
-                        })?;
+                    // A key rotation adds the old credential under the same
+                    // name, refused once its grace period is over.
+                    let previous = match &user.previous {
+                        Some((source, until)) => Some((
+                            load(source)?,
+                            UserPolicy {
+                                retired_after: Some(*until),
+                                ..policy.clone()
+                            },
+                        )),
+                        None => None,
+                    };
+                    for (credential, policy) in
+                        std::iter::once((load(&user.credential)?, policy)).chain(previous)
+                    {
+                        verifier
+                            .add_user(&user.name, credential, policy)
+                            .map_err(|source| AuthError::Policy {
+                                door: door.name.clone(),
+                                source,
+                            })?;
+                    }
                 }
                 DoorKind::Spa(SpaDoor {
                     port: spa.port,
                     verifier,
+                    roaming: spa.roaming,
                 })
             }
             Some(ConfigKind::Totp(t)) => {
