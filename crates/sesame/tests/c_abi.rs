@@ -1,0 +1,218 @@
+//! The C ABI (`crates/sesame-ffi`) as apps use it: its C example, compiled
+//! with the system's C compiler against the static library, knocks an SPA
+//! door in a namespace; and the same example built for Windows with
+//! Debian's mingw-w64 and run under wine makes byte for byte the packet
+//! the Linux build makes, and knocks the door from the client namespace.
+//!
+//! Under `CI=true` a missing compiler or wine is a failure (`.ci/run`
+//! installs gcc-mingw-w64-x86-64 and wine64), never a skip.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sesame::testbed::{Side, Testbed};
+use sesame_testkit::proc::{ci, find_program, run_bounded};
+use support::*;
+
+/// The protected service.
+const PORT: u16 = 2222;
+
+/// Debian's wine64 (not on PATH).
+const WINE: &str = "/usr/lib/wine/wine64";
+
+static ONE_BUILD_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ffi() -> PathBuf {
+    repo().join("crates/sesame-ffi")
+}
+
+/// `cargo build -p sesame-ffi [--target T]` in `target/ffi` (its own
+/// folder, so it never waits on the lock of the build running the tests);
+/// returns the static library.
+fn static_library(target: Option<&str>) -> PathBuf {
+    let _turn = ONE_BUILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = repo().join("target/ffi");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--locked", "-p", "sesame-ffi"])
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", &dir);
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
+    let out = run_bounded(cmd, Duration::from_secs(900));
+    assert_success(&out, format!("cargo build -p sesame-ffi {target:?}"));
+    match target {
+        Some(t) => dir.join(t).join("debug/libsesame_ffi.a"),
+        None => dir.join("debug/libsesame_ffi.a"),
+    }
+}
+
+/// Compiles `examples/knock.c` with `compiler` into `out`.
+fn compile_example(compiler: &str, library: &Path, out: &Path, libs: &[&str]) {
+    let out = run_bounded(
+        {
+            let mut cmd = Command::new(compiler);
+            cmd.args(["-Wall", "-Wextra", "-Werror", "-o"])
+                .arg(out)
+                .arg(ffi().join("examples/knock.c"))
+                .arg("-I")
+                .arg(ffi().join("include"))
+                .arg(library)
+                .args(libs);
+            cmd
+        },
+        Duration::from_secs(120),
+    );
+    assert_success(&out, format!("{compiler} examples/knock.c"));
+}
+
+/// Whether `program` exists; under CI=true it must.
+fn have(program: &str) -> bool {
+    let found = Path::new(program).is_absolute() && Path::new(program).exists()
+        || find_program(program).is_some();
+    assert!(
+        found || !ci(),
+        "CI=true but {program} is missing (.ci/run installs it)"
+    );
+    if !found {
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
+}
+
+#[test]
+fn the_c_example_knocks_an_spa_door_through_the_c_abi() {
+    if !have("cc") {
+        return;
+    }
+    let mut bed = testbed_or_skip!("cabi");
+    let dir = bed.scratch();
+    let example = dir.join("knock");
+    compile_example(
+        "cc",
+        &static_library(None),
+        &example,
+        &["-lpthread", "-ldl", "-lm"],
+    );
+    let _service = Service::start(&bed, PORT).expect("echo service");
+    let (client, daemon) = spa_door_and_client(&mut bed, false);
+    let server = Testbed::addr(Side::Server, false);
+    assert_closes(&bed, server, PORT, Duration::from_millis(300));
+    // A bad door is refused with a message that names it.
+    let out = bed
+        .command(Side::Client, example.to_str().unwrap())
+        .arg(&client)
+        .args(["srv", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope"), "{stderr}");
+    let out = bed
+        .command(Side::Client, example.to_str().unwrap())
+        .arg(&client)
+        .args(["srv", "ssh"])
+        .output()
+        .unwrap();
+    assert_success(&out, "knock (C example)");
+    assert_opens(&bed, server, PORT);
+    daemon.log.expect(
+        &["spa_accepted", "user alice"],
+        Duration::from_secs(2),
+        "the C example's packet",
+    );
+}
+
+#[test]
+fn a_windows_build_makes_the_same_packet_under_wine_and_opens_the_door() {
+    if !have("cc") || !have("x86_64-w64-mingw32-gcc") || !have(WINE) {
+        return;
+    }
+    let mut bed = testbed_or_skip!("wine");
+    let dir = bed.scratch();
+    let (linux, windows) = (dir.join("knock"), dir.join("knock.exe"));
+    compile_example(
+        "cc",
+        &static_library(None),
+        &linux,
+        &["-lpthread", "-ldl", "-lm"],
+    );
+    compile_example(
+        "x86_64-w64-mingw32-gcc",
+        &static_library(Some("x86_64-pc-windows-gnu")),
+        &windows,
+        &["-lws2_32", "-luserenv", "-lntdll", "-lbcrypt"],
+    );
+    // Debian 12's wine lacks bcryptprimitives.dll; a stand-in next to the
+    // .exe provides ProcessPrng (see tests/wine/bcryptprimitives.c).
+    let shim = run_bounded(
+        {
+            let mut cmd = Command::new("x86_64-w64-mingw32-gcc");
+            cmd.args(["-shared", "-o"])
+                .arg(dir.join("bcryptprimitives.dll"))
+                .arg(ffi().join("tests/wine/bcryptprimitives.c"))
+                .arg("-ladvapi32");
+            cmd
+        },
+        Duration::from_secs(60),
+    );
+    assert_success(&shim, "the bcryptprimitives.dll stand-in");
+    let _service = Service::start(&bed, PORT).expect("echo service");
+    let (client, daemon) = spa_door_and_client(&mut bed, false);
+    let server = Testbed::addr(Side::Server, false);
+    // wine runs in the client namespace with a prefix of its own, so its
+    // wineserver (which makes the sockets) starts there too.
+    let wine = |args: &[&str]| {
+        let mut cmd = bed.command(Side::Client, WINE);
+        cmd.arg(&windows)
+            .args(args)
+            .current_dir(&dir)
+            .env("WINEPREFIX", dir.join("wineprefix"))
+            .env("WINEDEBUG", "-all");
+        run_bounded(cmd, Duration::from_secs(120))
+    };
+    let fixed = [
+        "--fixed",
+        client.to_str().unwrap(),
+        "srv",
+        "ssh",
+        "1800000000",
+    ];
+    let native = Command::new(&linux).args(fixed).output().unwrap();
+    assert_success(&native, "knock --fixed (Linux)");
+    let under_wine = wine(&fixed);
+    assert_success(&under_wine, "knock.exe --fixed (wine)");
+    let hex = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(hex(&native).len() > 100, "{}", hex(&native));
+    assert_eq!(
+        hex(&under_wine),
+        hex(&native),
+        "the Windows build made another packet"
+    );
+    // And a real knock from the Windows build opens the door.
+    assert_closes(&bed, server, PORT, Duration::from_millis(300));
+    let knocked = wine(&[client.to_str().unwrap(), "srv", "ssh"]);
+    assert_success(&knocked, "knock.exe (wine)");
+    assert_opens(&bed, server, PORT);
+    daemon.log.expect(
+        &["spa_accepted", "user alice"],
+        Duration::from_secs(2),
+        "the Windows build's packet",
+    );
+    let _ = bed
+        .command(Side::Client, "/usr/lib/wine/wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", dir.join("wineprefix"))
+        .output();
+}
