@@ -356,11 +356,16 @@ pub enum ProfileError {
 }
 
 /// The default client config location: `$XDG_CONFIG_HOME/sesame/client.toml`
-/// or `~/.config/sesame/client.toml`.
+/// or `~/.config/sesame/client.toml`; on Windows, without those,
+/// `%APPDATA%\sesame\client.toml` (the user's roaming profile, private to
+/// them by its ACL).
 pub fn default_path() -> Option<PathBuf> {
+    let home_config = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config"));
+    #[cfg(windows)]
+    let home_config = || home_config().or_else(|| std::env::var_os("APPDATA").map(PathBuf::from));
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        .or_else(home_config)?;
     Some(base.join("sesame").join("client.toml"))
 }
 

@@ -17,7 +17,6 @@
 
 use sesame_client::located::{FileError, Located, ReadError};
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use sesame_core::{DoorError, Knock, Proto, MAX_SEQUENCE_LEN};
@@ -253,7 +252,7 @@ impl OneTimeFile {
             .open(&self.path)
             .map_err(write_err)?;
         let mut on_disk = vec![0u8; entry.raw.len()];
-        let unchanged = match file.read_exact_at(&mut on_disk, entry.offset) {
+        let unchanged = match positioned::read_exact_at(&file, &mut on_disk, entry.offset) {
             Ok(()) => on_disk == entry.raw,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
             Err(e) => return Err(write_err(e)),
@@ -265,10 +264,53 @@ impl OneTimeFile {
                 expected: String::from_utf8_lossy(&entry.raw).into_owned(),
             });
         }
-        file.write_all_at(b"#", entry.offset).map_err(write_err)?;
+        positioned::write_all_at(&file, b"#", entry.offset).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
         self.next += 1;
         Ok(self.current().map(<[Knock]>::to_vec))
+    }
+}
+
+/// Reads and writes at an offset, on each platform's terms (Windows moves
+/// the file cursor as it goes; nothing here uses the cursor).
+mod positioned {
+    use std::fs::File;
+    use std::io;
+
+    #[cfg(unix)]
+    pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+
+    #[cfg(unix)]
+    pub(super) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+
+    #[cfg(windows)]
+    pub(super) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], offset + done as u64)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(windows)]
+    pub(super) fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_write(&buf[done..], offset + done as u64)? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,10 @@
 //! Builds that `cargo test --workspace` does not do by itself, checked so
 //! that they cannot break unnoticed:
-//! - the portable client crate for macOS, Windows and Android (their
-//!   standard libraries come from `rustup target add`, which `.ci/run`
-//!   does); under `CI=true` a missing target is a failure, never a skip;
+//! - the portable client for macOS, Windows and Android: the client crate,
+//!   the `sesame` command (its client commands; the daemon and admin
+//!   commands are Linux-only) and the C ABI (their standard libraries come
+//!   from `rustup target add`, which `.ci/run` does); under `CI=true` a
+//!   missing target is a failure, never a skip;
 //! - the fuzz targets (`fuzz/`, a workspace of its own), which a refactor
 //!   once broke without anyone noticing. libfuzzer-sys's build script needs
 //!   a C++ compiler (`g++`, which `.ci/run` installs).
@@ -51,7 +53,7 @@ fn cargo_check(args: &[&str], target_dir: &str) {
 }
 
 #[test]
-fn the_client_crate_checks_for_macos_windows_and_android() {
+fn the_client_builds_for_macos_windows_and_android() {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -71,7 +73,21 @@ fn the_client_crate_checks_for_macos_windows_and_android() {
         return;
     }
     for target in TARGETS {
-        cargo_check(&["-p", "sesame-client", "--target", target], "cross-check");
+        let packages = [
+            "-p",
+            "sesame-client",
+            "-p",
+            "sesame-ffi",
+            "-p",
+            "sesame",
+            "--lib",
+            "--bin",
+            "sesame",
+        ];
+        cargo_check(
+            &[&packages[..], &["--target", target]].concat(),
+            "cross-check",
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 //! with the system's C compiler against the static library, knocks an SPA
 //! door in a namespace; and the same example built for Windows with
 //! Debian's mingw-w64 and run under wine makes byte for byte the packet
-//! the Linux build makes, and knocks the door from the client namespace.
+//! the Linux build makes, and knocks the door from the client namespace;
+//! so does the `sesame` client itself, built for Windows.
 //!
 //! Under `CI=true` a missing compiler or wine is a failure (`.ci/run`
 //! installs gcc-mingw-w64-x86-64 and wine64), never a skip.
@@ -56,6 +57,59 @@ fn static_library(target: Option<&str>) -> PathBuf {
         Some(t) => dir.join(t).join("debug/libsesame_ffi.a"),
         None => dir.join("debug/libsesame_ffi.a"),
     }
+}
+
+/// `cargo build -p sesame --bin sesame` for Windows, in `target/ffi`;
+/// returns `sesame.exe`.
+fn windows_client() -> PathBuf {
+    let _turn = ONE_BUILD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = repo().join("target/ffi");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--locked", "-p", "sesame", "--bin", "sesame"])
+        .args(["--target", "x86_64-pc-windows-gnu"])
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", &dir);
+    let out = run_bounded(cmd, Duration::from_secs(900));
+    assert_success(&out, "cargo build -p sesame --bin sesame (Windows)");
+    dir.join("x86_64-pc-windows-gnu/debug/sesame.exe")
+}
+
+/// Makes the `bcryptprimitives.dll` stand-in in `dir`: Debian 12's wine
+/// lacks the DLL where Rust's standard library finds ProcessPrng (see
+/// tests/wine/bcryptprimitives.c); wine looks next to the .exe first.
+fn wine_prng_shim(dir: &Path) {
+    let mut cmd = Command::new("x86_64-w64-mingw32-gcc");
+    cmd.args(["-shared", "-o"])
+        .arg(dir.join("bcryptprimitives.dll"))
+        .arg(ffi().join("tests/wine/bcryptprimitives.c"))
+        .arg("-ladvapi32");
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert_success(&out, "the bcryptprimitives.dll stand-in");
+}
+
+/// Runs `exe ARGS` under wine in the client namespace, with a prefix of
+/// its own in `dir` (so its wineserver, which makes the sockets, starts in
+/// the namespace too).
+fn wine(bed: &Testbed, dir: &Path, exe: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = bed.command(Side::Client, WINE);
+    cmd.arg(exe)
+        .args(args)
+        .current_dir(dir)
+        .env("WINEPREFIX", dir.join("wineprefix"))
+        .env("WINEDEBUG", "-all");
+    run_bounded(cmd, Duration::from_secs(120))
+}
+
+/// Stops the prefix's wineserver.
+fn stop_wine(bed: &Testbed, dir: &Path) {
+    let _ = bed
+        .command(Side::Client, "/usr/lib/wine/wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", dir.join("wineprefix"))
+        .output();
 }
 
 /// Compiles `examples/knock.c` with `compiler` into `out`.
@@ -154,44 +208,15 @@ fn a_windows_build_makes_the_same_packet_under_wine_and_opens_the_door() {
         &windows,
         &["-lws2_32", "-luserenv", "-lntdll", "-lbcrypt"],
     );
-    // Debian 12's wine lacks bcryptprimitives.dll; a stand-in next to the
-    // .exe provides ProcessPrng (see tests/wine/bcryptprimitives.c).
-    let shim = run_bounded(
-        {
-            let mut cmd = Command::new("x86_64-w64-mingw32-gcc");
-            cmd.args(["-shared", "-o"])
-                .arg(dir.join("bcryptprimitives.dll"))
-                .arg(ffi().join("tests/wine/bcryptprimitives.c"))
-                .arg("-ladvapi32");
-            cmd
-        },
-        Duration::from_secs(60),
-    );
-    assert_success(&shim, "the bcryptprimitives.dll stand-in");
+    wine_prng_shim(&dir);
     let _service = Service::start(&bed, PORT).expect("echo service");
     let (client, daemon) = spa_door_and_client(&mut bed, false);
     let server = Testbed::addr(Side::Server, false);
-    // wine runs in the client namespace with a prefix of its own, so its
-    // wineserver (which makes the sockets) starts there too.
-    let wine = |args: &[&str]| {
-        let mut cmd = bed.command(Side::Client, WINE);
-        cmd.arg(&windows)
-            .args(args)
-            .current_dir(&dir)
-            .env("WINEPREFIX", dir.join("wineprefix"))
-            .env("WINEDEBUG", "-all");
-        run_bounded(cmd, Duration::from_secs(120))
-    };
-    let fixed = [
-        "--fixed",
-        client.to_str().unwrap(),
-        "srv",
-        "ssh",
-        "1800000000",
-    ];
+    let config = client.to_str().unwrap();
+    let fixed = ["--fixed", config, "srv", "ssh", "1800000000"];
     let native = Command::new(&linux).args(fixed).output().unwrap();
     assert_success(&native, "knock --fixed (Linux)");
-    let under_wine = wine(&fixed);
+    let under_wine = wine(&bed, &dir, &windows, &fixed);
     assert_success(&under_wine, "knock.exe --fixed (wine)");
     let hex = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(hex(&native).len() > 100, "{}", hex(&native));
@@ -202,7 +227,7 @@ fn a_windows_build_makes_the_same_packet_under_wine_and_opens_the_door() {
     );
     // And a real knock from the Windows build opens the door.
     assert_closes(&bed, server, PORT, Duration::from_millis(300));
-    let knocked = wine(&[client.to_str().unwrap(), "srv", "ssh"]);
+    let knocked = wine(&bed, &dir, &windows, &[config, "srv", "ssh"]);
     assert_success(&knocked, "knock.exe (wine)");
     assert_opens(&bed, server, PORT);
     daemon.log.expect(
@@ -210,9 +235,48 @@ fn a_windows_build_makes_the_same_packet_under_wine_and_opens_the_door() {
         Duration::from_secs(2),
         "the Windows build's packet",
     );
-    let _ = bed
-        .command(Side::Client, "/usr/lib/wine/wineserver")
-        .arg("-k")
-        .env("WINEPREFIX", dir.join("wineprefix"))
-        .output();
+    stop_wine(&bed, &dir);
+}
+
+#[test]
+fn the_sesame_client_built_for_windows_knocks_under_wine() {
+    if !have("x86_64-w64-mingw32-gcc") || !have(WINE) {
+        return;
+    }
+    let mut bed = testbed_or_skip!("winsesame");
+    let dir = bed.scratch();
+    let exe = dir.join("sesame.exe");
+    std::fs::copy(windows_client(), &exe).expect("copy sesame.exe");
+    wine_prng_shim(&dir);
+    let _service = Service::start(&bed, PORT).expect("echo service");
+    let (client, daemon) = spa_door_and_client(&mut bed, false);
+    let server = Testbed::addr(Side::Server, false);
+    let config = client.to_str().unwrap();
+    // The admin commands are Linux-only: they do not exist here.
+    let out = wine(&bed, &dir, &exe, &["status"]);
+    assert!(!out.status.success());
+    // A dry run shows the packet and sends nothing.
+    let dry = ["knock", "--dry-run", "srv", "ssh", "--config", config];
+    let out = wine(&bed, &dir, &exe, &dry);
+    assert_success(&out, "sesame.exe knock --dry-run");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("dry run: nothing sent") && shown.contains("hex:"),
+        "{shown}"
+    );
+    assert_closes(&bed, server, PORT, Duration::from_millis(300));
+    let out = wine(
+        &bed,
+        &dir,
+        &exe,
+        &["knock", "srv", "ssh", "--config", config],
+    );
+    assert_success(&out, "sesame.exe knock");
+    assert_opens(&bed, server, PORT);
+    daemon.log.expect(
+        &["spa_accepted", "user alice"],
+        Duration::from_secs(2),
+        "sesame.exe's packet",
+    );
+    stop_wine(&bed, &dir);
 }

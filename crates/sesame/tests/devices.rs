@@ -325,3 +325,57 @@ fn with_follow_the_grant_moves_when_the_clients_address_changes() {
         "the old address is still open"
     );
 }
+
+/// Removes `/etc/netns/NAME` (a hosts file for one namespace) on drop.
+struct NetnsEtc(PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn knock_both_opens_for_the_clients_ipv4_and_ipv6_addresses() {
+    let mut bed = testbed_or_skip!("both");
+    let dir = bed.scratch();
+    let key = dir.join("phone.key");
+    keygen("spa", &key);
+    let config = format!(
+        "{}[door.ssh.users.phone]\nkey = \"{}\"\n",
+        door_head(&dir, ""),
+        key.display()
+    );
+    let _service = Service::start(&bed, PORT).expect("echo service");
+    let _daemon = start_daemon(&mut bed, &config, &[]);
+    let (v4, v6) = (
+        Testbed::addr(Side::Server, false),
+        Testbed::addr(Side::Server, true),
+    );
+    // A name with both an A and an AAAA record, for the client namespace
+    // only (`ip netns exec` mounts /etc/netns/NAME/hosts over /etc/hosts).
+    let etc = NetnsEtc(PathBuf::from("/etc/netns").join(&bed.client));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("hosts"),
+        format!("{v4} srv.test\n{v6} srv.test\n"),
+    )
+    .unwrap();
+    let client = dir.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "[server.srv]\nhost = \"srv.test\"\n[server.srv.spa.ssh]\nport = 62201\nkey = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let config = client.to_str().unwrap();
+    // One family only with -6: IPv4 stays closed.
+    knock_from_client(&bed, &["srv", "ssh", "-6", "--config", config]);
+    assert_opens(&bed, v6, PORT);
+    assert_closes(&bed, v4, PORT, Duration::from_millis(300));
+    knock_from_client(&bed, &["srv", "ssh", "--both", "--config", config]);
+    assert_opens(&bed, v4, PORT);
+    assert_opens(&bed, v6, PORT);
+}

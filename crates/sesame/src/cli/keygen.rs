@@ -1,6 +1,9 @@
 //! `sesame keygen`: key files, private from their creation.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+#[cfg(unix)]
+use std::os::unix::fs::DirBuilderExt;
+#[cfg(target_os = "linux")]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -21,6 +24,7 @@ pub(crate) struct KeygenArgs {
     force: bool,
     /// Give the secret file to this user (run as root on the server:
     /// `--owner sesame`, the service user, which must read it).
+    #[cfg(target_os = "linux")]
     #[arg(long, value_name = "USER")]
     owner: Option<String>,
 }
@@ -80,12 +84,15 @@ pub(crate) fn keygen(args: KeygenArgs) -> Result<(), String> {
     }
     // Missing folders are made private (0700): they hold secrets.
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
+        let mut folder = std::fs::DirBuilder::new();
+        folder.recursive(true);
+        #[cfg(unix)]
+        folder.mode(0o700);
+        folder
             .create(parent)
             .map_err(|e| format!("cannot create the folder {}: {e}", parent.display()))?;
     }
+    #[cfg(target_os = "linux")]
     let owner = args
         .owner
         .as_deref()
@@ -210,6 +217,7 @@ pub(crate) fn keygen(args: KeygenArgs) -> Result<(), String> {
             println!("    length = 4                     # the door's totp_length");
         }
     }
+    #[cfg(target_os = "linux")]
     if let Some(owner) = &owner {
         give_to(out, owner)?;
         println!();
@@ -223,6 +231,7 @@ pub(crate) fn keygen(args: KeygenArgs) -> Result<(), String> {
 
 /// Hands a freshly written secret file to `owner`, by descriptor and never
 /// through a symlink.
+#[cfg(target_os = "linux")]
 fn give_to(path: &Path, owner: &crate::privilege::Target) -> Result<(), String> {
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -8,12 +8,15 @@
 //!   keep open);
 //! - `enroll`: `sesame invite` and `sesame enroll`;
 //! - the control commands (`status`, `grants`, `revoke`, `unban`, `open`,
-//!   `reload`) are [`crate::control::cli`]'s; `demo` is [`crate::demo`]'s.
+//!   `reload`) are `crate::control::cli`'s; `demo` is `crate::demo`'s.
+//!   They talk to a local sesamed or make namespaces, so they exist on
+//!   Linux only; every other command builds for macOS and Windows too.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(target_os = "linux")]
 use crate::control::cli as ctl;
 
 mod connect;
@@ -60,6 +63,7 @@ enum Command {
     Enroll(enroll::EnrollArgs),
     /// Show closed → knock → open → closed in two network namespaces, over
     /// IPv4 and IPv6 (needs root and iproute2).
+    #[cfg(target_os = "linux")]
     Demo,
     /// Convert another port knocker's config to Sesame TOML (printed to
     /// stdout).
@@ -69,18 +73,24 @@ enum Command {
     },
     /// Show the running sesamed: doors, active grants with the time left,
     /// knocks in progress, counters and uptime (control socket).
+    #[cfg(target_os = "linux")]
     Status(ctl::ListArgs),
     /// List the active grants of the running sesamed.
+    #[cfg(target_os = "linux")]
     Grants(ctl::ListArgs),
     /// Remove a grant from the kernel now: `sesame revoke ADDR [--door D]`.
+    #[cfg(target_os = "linux")]
     Revoke(ctl::RevokeArgs),
     /// Lift a knock ban (a source prefix that used up its failure budget).
+    #[cfg(target_os = "linux")]
     Unban(ctl::UnbanArgs),
     /// Manual (emergency) grant, logged as such: `sesame open ADDR --door D
     /// --for 10m`.
+    #[cfg(target_os = "linux")]
     Open(ctl::OpenArgs),
     /// Make sesamed re-read its config; an invalid one is refused and the
     /// running one kept.
+    #[cfg(target_os = "linux")]
     Reload(ctl::SocketArg),
 }
 
@@ -120,6 +130,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Keygen(args) => keygen::keygen(args),
         Command::Invite(args) => enroll::invite(args),
         Command::Enroll(args) => enroll::enroll(args),
+        #[cfg(target_os = "linux")]
         Command::Demo => crate::demo::run().map_err(|e| e.to_string()),
         Command::Import {
             from: ImportFrom::Knockd { file },
@@ -132,11 +143,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     protect,
                 },
         } => import::fwknop(&access_conf, fwknopd_conf.as_deref(), &protect),
+        #[cfg(target_os = "linux")]
         Command::Status(args) => ctl::status(&args),
+        #[cfg(target_os = "linux")]
         Command::Grants(args) => ctl::grants(&args),
+        #[cfg(target_os = "linux")]
         Command::Revoke(args) => ctl::revoke(&args),
+        #[cfg(target_os = "linux")]
         Command::Unban(args) => ctl::unban(&args),
+        #[cfg(target_os = "linux")]
         Command::Open(args) => ctl::open(&args),
+        #[cfg(target_os = "linux")]
         Command::Reload(args) => ctl::reload(&args),
     }
 }
