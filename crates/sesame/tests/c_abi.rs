@@ -112,6 +112,18 @@ fn stop_wine(bed: &Testbed, dir: &Path) {
         .output();
 }
 
+/// The knock behind `out` succeeded and opened the door for alice.
+#[track_caller]
+fn assert_knock_opened(bed: &Testbed, daemon: &Daemon, out: &std::process::Output, what: &str) {
+    assert_success(out, what);
+    assert_opens(bed, Testbed::addr(Side::Server, false), PORT);
+    daemon.log.expect(
+        &["spa_accepted", "user alice"],
+        Duration::from_secs(2),
+        what,
+    );
+}
+
 /// Compiles `examples/knock.c` with `compiler` into `out`.
 fn compile_example(compiler: &str, library: &Path, out: &Path, libs: &[&str]) {
     let out = run_bounded(
@@ -179,13 +191,7 @@ fn the_c_example_knocks_an_spa_door_through_the_c_abi() {
         .args(["srv", "ssh"])
         .output()
         .unwrap();
-    assert_success(&out, "knock (C example)");
-    assert_opens(&bed, server, PORT);
-    daemon.log.expect(
-        &["spa_accepted", "user alice"],
-        Duration::from_secs(2),
-        "the C example's packet",
-    );
+    assert_knock_opened(&bed, &daemon, &out, "knock (C example)");
 }
 
 #[test]
@@ -228,13 +234,7 @@ fn a_windows_build_makes_the_same_packet_under_wine_and_opens_the_door() {
     // And a real knock from the Windows build opens the door.
     assert_closes(&bed, server, PORT, Duration::from_millis(300));
     let knocked = wine(&bed, &dir, &windows, &[config, "srv", "ssh"]);
-    assert_success(&knocked, "knock.exe (wine)");
-    assert_opens(&bed, server, PORT);
-    daemon.log.expect(
-        &["spa_accepted", "user alice"],
-        Duration::from_secs(2),
-        "the Windows build's packet",
-    );
+    assert_knock_opened(&bed, &daemon, &knocked, "knock.exe (wine)");
     stop_wine(&bed, &dir);
 }
 
@@ -271,12 +271,6 @@ fn the_sesame_client_built_for_windows_knocks_under_wine() {
         &exe,
         &["knock", "srv", "ssh", "--config", config],
     );
-    assert_success(&out, "sesame.exe knock");
-    assert_opens(&bed, server, PORT);
-    daemon.log.expect(
-        &["spa_accepted", "user alice"],
-        Duration::from_secs(2),
-        "sesame.exe's packet",
-    );
+    assert_knock_opened(&bed, &daemon, &out, "sesame.exe knock");
     stop_wine(&bed, &dir);
 }

@@ -75,19 +75,42 @@ fn rfc3339(secs: u64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn a_device_enrolled_from_a_uri_knocks_and_a_tampered_uri_installs_nothing() {
-    let mut bed = testbed_or_skip!("enroll");
+/// The echo service, and sesamed with an SPA door `ssh` (`extra` adds door
+/// lines) whose one user `phone` has a fresh key: returns the key file.
+fn phone_door(bed: &mut Testbed, extra: &str) -> (PathBuf, Daemon, Service) {
     let dir = bed.scratch();
     let key = dir.join("phone.key");
     keygen("spa", &key);
     let config = format!(
         "{}[door.ssh.users.phone]\nkey = \"{}\"\n",
-        door_head(&dir, ""),
+        door_head(&dir, extra),
         key.display()
     );
-    let _service = Service::start(&bed, PORT).expect("echo service");
-    let daemon = start_daemon(&mut bed, &config, &[]);
+    let service = Service::start(bed, PORT).expect("echo service");
+    let daemon = start_daemon(bed, &config, &[]);
+    (key, daemon, service)
+}
+
+/// A client config in `dir` with server `srv` at `host` and its SPA door
+/// `ssh` knocked with `key`.
+fn client_config(dir: &Path, host: &str, key: &Path) -> PathBuf {
+    let client = dir.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "[server.srv]\nhost = \"{host}\"\n[server.srv.spa.ssh]\nport = 62201\nkey = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    client
+}
+
+#[test]
+fn a_device_enrolled_from_a_uri_knocks_and_a_tampered_uri_installs_nothing() {
+    let mut bed = testbed_or_skip!("enroll");
+    let dir = bed.scratch();
+    let (key, daemon, _service) = phone_door(&mut bed, "");
     let server = Testbed::addr(Side::Server, false);
     let uri = sesame(&[
         "invite",
@@ -242,26 +265,10 @@ fn a_revoked_device_is_refused_and_the_others_keep_working() {
 fn with_follow_the_grant_moves_when_the_clients_address_changes() {
     let mut bed = testbed_or_skip!("roam");
     let dir = bed.scratch();
-    let key = dir.join("phone.key");
-    keygen("spa", &key);
-    let config = format!(
-        "{}[door.ssh.users.phone]\nkey = \"{}\"\n",
-        door_head(&dir, "roaming = true\n"),
-        key.display()
-    );
-    let _service = Service::start(&bed, PORT).expect("echo service");
-    let daemon = start_daemon(&mut bed, &config, &[]);
+    let (key, daemon, _service) = phone_door(&mut bed, "roaming = true\n");
     let server = Testbed::addr(Side::Server, false);
     let (first, second): (IpAddr, IpAddr) = (Testbed::addr(Side::Client, false), CLIENT2_V4.into());
-    let client = dir.join("client.toml");
-    std::fs::write(
-        &client,
-        format!(
-            "[server.srv]\nhost = \"{server}\"\n[server.srv.spa.ssh]\nport = 62201\nkey = \"{}\"\n",
-            key.display()
-        ),
-    )
-    .unwrap();
+    let client = client_config(&dir, &server.to_string(), &key);
     // A session that lives 20 s (bounded), started with --follow.
     let mut session = bed.command(Side::Client, bin("sesame").to_str().unwrap());
     session
@@ -339,15 +346,7 @@ impl Drop for NetnsEtc {
 fn knock_both_opens_for_the_clients_ipv4_and_ipv6_addresses() {
     let mut bed = testbed_or_skip!("both");
     let dir = bed.scratch();
-    let key = dir.join("phone.key");
-    keygen("spa", &key);
-    let config = format!(
-        "{}[door.ssh.users.phone]\nkey = \"{}\"\n",
-        door_head(&dir, ""),
-        key.display()
-    );
-    let _service = Service::start(&bed, PORT).expect("echo service");
-    let _daemon = start_daemon(&mut bed, &config, &[]);
+    let (key, _daemon, _service) = phone_door(&mut bed, "");
     let (v4, v6) = (
         Testbed::addr(Side::Server, false),
         Testbed::addr(Side::Server, true),
@@ -361,15 +360,7 @@ fn knock_both_opens_for_the_clients_ipv4_and_ipv6_addresses() {
         format!("{v4} srv.test\n{v6} srv.test\n"),
     )
     .unwrap();
-    let client = dir.join("client.toml");
-    std::fs::write(
-        &client,
-        format!(
-            "[server.srv]\nhost = \"srv.test\"\n[server.srv.spa.ssh]\nport = 62201\nkey = \"{}\"\n",
-            key.display()
-        ),
-    )
-    .unwrap();
+    let client = client_config(&dir, "srv.test", &key);
     let config = client.to_str().unwrap();
     // One family only with -6: IPv4 stays closed.
     knock_from_client(&bed, &["srv", "ssh", "-6", "--config", config]);
@@ -378,4 +369,59 @@ fn knock_both_opens_for_the_clients_ipv4_and_ipv6_addresses() {
     knock_from_client(&bed, &["srv", "ssh", "--both", "--config", config]);
     assert_opens(&bed, v4, PORT);
     assert_opens(&bed, v6, PORT);
+}
+
+#[test]
+fn a_session_refreshes_its_grant_before_it_expires() {
+    let mut bed = testbed_or_skip!("refresh");
+    let dir = bed.scratch();
+    let key = dir.join("phone.key");
+    keygen("spa", &key);
+    // Grants of 3 s: without a refresh the door closes during the session.
+    let config = format!(
+        "[daemon]\nstate_dir = \"{}\"\n[door.ssh]\nspa_port = 62201\nopen_for = \"3s\"\n\
+         protect = [\"tcp/{PORT}\"]\n[door.ssh.users.phone]\nkey = \"{}\"\n",
+        dir.join("state").display(),
+        key.display()
+    );
+    let _service = Service::start(&bed, PORT).expect("echo service");
+    let daemon = start_daemon(&mut bed, &config, &[]);
+    let server = Testbed::addr(Side::Server, false);
+    let client = client_config(&dir, &server.to_string(), &key);
+    // The profile asks for 3 s: sesame refreshes every 2 s by itself.
+    let mut text = std::fs::read_to_string(&client).unwrap();
+    text.push_str("duration = \"3s\"\n");
+    std::fs::write(&client, text).unwrap();
+    let mut session = bed.command(Side::Client, bin("sesame").to_str().unwrap());
+    session
+        .args(["exec", "srv", "--port", &PORT.to_string(), "--config"])
+        .arg(&client)
+        .args(["--", "sh", "-c", "echo session started >&2; sleep 12"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let index = bed.spawn(session).expect("spawn sesame exec");
+    let log = Log::default();
+    let stderr = bed.child(index).stderr.take().unwrap();
+    log.collect(stderr, "sesame exec".into(), || true);
+    log.expect(
+        &["session started"],
+        Duration::from_secs(10),
+        "sesame exec started its program",
+    );
+    // Twice the grant's lifetime later, the door is still open for it.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        connects_from(&bed, Testbed::addr(Side::Client, false), server, PORT),
+        "the grant lapsed during the session"
+    );
+    log.expect(
+        &["knocked again (refresh)"],
+        Duration::from_secs(1),
+        "sesame exec refreshed",
+    );
+    daemon.log.expect(
+        &["event=\"refresh\""],
+        Duration::from_secs(1),
+        "the daemon saw a refresh",
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::knock::{config_path, knock_quietly};
-use crate::client::profile::ClientConfig;
+use crate::client::profile::{ClientConfig, ClientDoor};
 use crate::client::reach::{self, Keep, Rekey, Retry};
 use crate::client::{self, Family};
 
@@ -164,11 +164,19 @@ fn open(host: &str, port: u16, r: &Reach) -> Result<std::net::TcpStream, String>
     if knocks > 1 {
         eprintln!("sesame: {target} answered after {knocks} knocks");
     }
+    // An SPA door that asks for a known duration is refreshed at two
+    // thirds of it unless --refresh says otherwise; the door's own maximum
+    // (duration 0) is unknown here, so then only --refresh refreshes.
+    let asked = match profile.doors.get(&door) {
+        Some(ClientDoor::Spa(spa)) if spa.duration > 0 => Some(u64::from(spa.duration)),
+        _ => None,
+    };
     let keep = Keep {
         follow: r.follow,
         refresh: match r.refresh {
             Some(0) => return Err("--refresh 0: give at least 1 second".into()),
-            secs => secs.map(Duration::from_secs),
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => asked.map(|d| Duration::from_secs((d * 2 / 3).max(1))),
         },
     };
     reach::keep_open(
