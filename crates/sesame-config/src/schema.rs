@@ -61,6 +61,15 @@ pub(crate) struct RawDoor {
     pub(crate) tcp_flags: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) protect: Vec<Spanned<String>>,
+    /// Gateway mode: DNAT forwards (`"tcp/2222 -> 10.2.0.2:22"`).
+    #[serde(default)]
+    pub(crate) forward: Vec<Spanned<String>>,
+    /// Gateway mode: routed inner services (`"tcp/10.2.0.2:22"`).
+    #[serde(default)]
+    pub(crate) route: Vec<Spanned<String>>,
+    /// Gateway mode: local redirects (`"tcp/2222 -> 22"`).
+    #[serde(default)]
+    pub(crate) redirect: Vec<Spanned<String>>,
     pub(crate) on_open: Option<Spanned<Vec<String>>>,
     pub(crate) on_close: Option<Spanned<Vec<String>>>,
     pub(crate) on_open_v6: Option<Spanned<Vec<String>>>,

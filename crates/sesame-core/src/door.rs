@@ -1,7 +1,7 @@
 //! Door definitions: what a knock looks like and what it opens.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -508,6 +508,9 @@ pub struct Door {
     pub on_close: Commands,
     /// Ports whose hit resets an attempt in progress (sweep protection).
     pub guard: Guard,
+    /// What the grant opens through this host (gateway mode): DNAT,
+    /// route and redirect forwards, for the knocker only.
+    pub forwards: Vec<Forward>,
 }
 
 impl Door {
@@ -526,6 +529,7 @@ impl Door {
             on_open: Commands::default(),
             on_close: Commands::default(),
             guard: Guard::None,
+            forwards: Vec::new(),
         }
     }
 
@@ -589,7 +593,7 @@ impl Door {
         if self.tcp_flags.set & self.tcp_flags.clear != 0 {
             return Err(DoorError::BadTcpFlag(self.tcp_flags.to_string()));
         }
-        if self.services.is_empty() && self.on_open.is_empty() {
+        if self.services.is_empty() && self.on_open.is_empty() && self.forwards.is_empty() {
             return Err(DoorError::NothingToOpen);
         }
         for (key, cmds) in [("on_open", &self.on_open), ("on_close", &self.on_close)] {
@@ -638,15 +642,219 @@ pub enum DoorError {
     ZeroDuration(&'static str),
     /// Door opens nothing.
     #[error(
-        "the door protects no service and runs no on_open command, so opening it would do nothing"
+        "the door protects no service, forwards nothing and runs no on_open command, so opening it would do nothing"
     )]
     NothingToOpen,
     /// Empty argv.
     #[error("{0} is empty: give the program and its arguments as a list")]
     EmptyCommand(&'static str),
+    /// A forward (`forward`, `route`, `redirect`) that cannot be read.
+    #[error("invalid forward {forward:?}: {reason}")]
+    BadForward {
+        /// As written.
+        forward: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// `%PORT%`/`%PROTO%` used by a door without services.
     #[error("{0} uses %PORT% or %PROTO% but the door protects no service")]
     ServicePlaceholderWithoutService(&'static str),
+}
+
+// ---- gateway forwards -------------------------------------------------------
+//
+// Gateway doors: what a grant opens *through* this host, besides its own
+// services. Three kinds, each for the knocker's address only and with the
+// grant's lifetime:
+//
+// - **DNAT** (`"tcp/2222 -> 10.2.0.2:22"`): the knocker's connections to
+//   this host's port 2222 go to the inner host's port 22;
+// - **route** (`"tcp/10.2.0.2:22"`, `"tcp/[2001:db8:2::2]:22"`): the
+//   knocker may reach the inner service through this host, untranslated
+//   (the natural IPv6 case);
+// - **redirect** (`"tcp/2222 -> 22"`): this host's port 2222 goes to its
+//   own port 22 (fwknop's "local NAT").
+//
+// Inner services named by a DNAT or route forward are closed in the
+// forward path unless granted, as protected local services are.
+//
+
+/// One forward a door opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Forward {
+    /// This host's `proto/public_port` is translated to `inner`.
+    Dnat {
+        /// Protocol.
+        proto: Proto,
+        /// The port the knocker connects to on this host.
+        public_port: u16,
+        /// The inner service.
+        inner: SocketAddr,
+    },
+    /// The knocker may reach `inner` through this host, untranslated.
+    Route {
+        /// Protocol.
+        proto: Proto,
+        /// The inner service.
+        inner: SocketAddr,
+    },
+    /// This host's `proto/public_port` is redirected to its own
+    /// `local_port`.
+    Redirect {
+        /// Protocol.
+        proto: Proto,
+        /// The port the knocker connects to.
+        public_port: u16,
+        /// The local port it reaches.
+        local_port: u16,
+    },
+}
+
+impl Forward {
+    /// Whether a grant for `addr` can use this forward: DNAT and route
+    /// forwards stay within one address family (no NAT64); a redirect
+    /// works for both.
+    pub fn applies_to(&self, addr: IpAddr) -> bool {
+        match self {
+            Forward::Dnat { inner, .. } | Forward::Route { inner, .. } => {
+                inner.is_ipv4() == addr.is_ipv4()
+            }
+            Forward::Redirect { .. } => true,
+        }
+    }
+
+    /// The service the knocker connects to on this host (DNAT, redirect):
+    /// closed to everyone else, as a protected service is.
+    pub fn public_service(&self) -> Option<Service> {
+        match *self {
+            Forward::Dnat {
+                proto, public_port, ..
+            }
+            | Forward::Redirect {
+                proto, public_port, ..
+            } => Some(Service {
+                proto,
+                port: public_port,
+            }),
+            Forward::Route { .. } => None,
+        }
+    }
+
+    /// The local service a redirect reaches: the grant must let the
+    /// knocker in there too (as fwknop's local NAT does).
+    pub fn local_service(&self) -> Option<Service> {
+        match *self {
+            Forward::Redirect {
+                proto, local_port, ..
+            } => Some(Service {
+                proto,
+                port: local_port,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The inner service (DNAT, route): closed in the forward path unless
+    /// granted.
+    pub fn inner_service(&self) -> Option<(Proto, SocketAddr)> {
+        match *self {
+            Forward::Dnat { proto, inner, .. } | Forward::Route { proto, inner } => {
+                Some((proto, inner))
+            }
+            Forward::Redirect { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Forward::Dnat {
+                proto,
+                public_port,
+                inner,
+            } => write!(f, "{proto}/{public_port} -> {inner}"),
+            Forward::Route { proto, inner } => write!(f, "{proto}/{inner}"),
+            Forward::Redirect {
+                proto,
+                public_port,
+                local_port,
+            } => write!(f, "{proto}/{public_port} -> {local_port}"),
+        }
+    }
+}
+
+fn bad(text: &str, why: &str) -> DoorError {
+    DoorError::BadForward {
+        forward: text.to_string(),
+        reason: why.to_string(),
+    }
+}
+
+fn inner_addr(text: &str, s: &str) -> Result<SocketAddr, DoorError> {
+    let inner: SocketAddr = s.trim().parse().map_err(|_| {
+        bad(
+            text,
+            "expected an inner service as ADDR:PORT or [IPv6]:PORT",
+        )
+    })?;
+    if inner.port() == 0 {
+        return Err(bad(text, "port 0"));
+    }
+    let ip = inner.ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(bad(
+            text,
+            "the inner host must be a unicast address other than loopback",
+        ));
+    }
+    Ok(inner)
+}
+
+impl FromStr for Forward {
+    type Err = DoorError;
+
+    /// `"PROTO/PORT -> ADDR:PORT"` (DNAT), `"PROTO/ADDR:PORT"` (route) or
+    /// `"PROTO/PORT -> PORT"` (redirect); IPv6 addresses in brackets.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (proto, rest) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| bad(text, "expected PROTO/... (tcp or udp)"))?;
+        let proto: Proto = proto
+            .trim()
+            .parse()
+            .map_err(|_| bad(text, "the protocol must be tcp or udp"))?;
+        let port = |s: &str| -> Result<u16, DoorError> {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad(text, "ports are 1 to 65535"))
+        };
+        match rest.split_once("->") {
+            Some((public, target)) => {
+                let public_port = port(public)?;
+                if target.contains(':') {
+                    Ok(Forward::Dnat {
+                        proto,
+                        public_port,
+                        inner: inner_addr(text, target)?,
+                    })
+                } else {
+                    Ok(Forward::Redirect {
+                        proto,
+                        public_port,
+                        local_port: port(target)?,
+                    })
+                }
+            }
+            None => Ok(Forward::Route {
+                proto,
+                inner: inner_addr(text, rest)?,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -717,5 +925,43 @@ mod tests {
             Some(Service::tcp(22)),
         );
         assert_eq!(argv, vec!["echo", "ssh 2001:db8::1 tcp/22"]);
+    }
+}
+
+#[cfg(test)]
+mod forward_tests {
+    use super::*;
+
+    #[test]
+    fn forwards_parse_print_and_refuse_nonsense() {
+        for text in [
+            "tcp/2222 -> 10.2.0.2:22",
+            "udp/51820 -> [2001:db8:2::2]:51820",
+            "tcp/10.2.0.2:22",
+            "tcp/[2001:db8:2::2]:22",
+            "tcp/2222 -> 22",
+        ] {
+            let f: Forward = text.parse().unwrap();
+            assert_eq!(f.to_string(), text);
+        }
+        let dnat: Forward = "tcp/2222 -> 10.2.0.2:22".parse().unwrap();
+        assert!(dnat.applies_to("198.51.100.7".parse().unwrap()));
+        assert!(!dnat.applies_to("2001:db8::7".parse().unwrap()));
+        assert_eq!(dnat.public_service(), Some(Service::tcp(2222)));
+        let redirect: Forward = "tcp/2222 -> 22".parse().unwrap();
+        assert_eq!(redirect.local_service(), Some(Service::tcp(22)));
+        assert!(redirect.applies_to("2001:db8::7".parse().unwrap()));
+        for (text, needle) in [
+            ("2222 -> 10.2.0.2:22", "PROTO/"),
+            ("icmp/2222 -> 10.2.0.2:22", "tcp or udp"),
+            ("tcp/0 -> 10.2.0.2:22", "1 to 65535"),
+            ("tcp/2222 -> 10.2.0.2:0", "port 0"),
+            ("tcp/2222 -> 127.0.0.1:22", "loopback"),
+            ("tcp/2222 -> 2001:db8::2:22", "ADDR:PORT"),
+            ("tcp/host.example:22", "ADDR:PORT"),
+        ] {
+            let err = text.parse::<Forward>().unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains(text), "{text}: {err}");
+        }
     }
 }

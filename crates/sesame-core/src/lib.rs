@@ -27,8 +27,8 @@ pub mod tracker;
 
 pub use ban::{BanPolicy, FailureBudget, Prefix};
 pub use door::{
-    CommandTemplate, Commands, Door, DoorError, Guard, Knock, PortRange, Proto, Service, TcpFlags,
-    MAX_SEQUENCE_LEN,
+    CommandTemplate, Commands, Door, DoorError, Forward, Guard, Knock, PortRange, Proto, Service,
+    TcpFlags, MAX_SEQUENCE_LEN,
 };
 pub use grants::{GrantOutcome, Grants};
 pub use packet::{Packet, ParseError};

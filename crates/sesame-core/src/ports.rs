@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::engine::ruleset::Ruleset;
 use crate::replay::{ReplayCache, ReplayKey};
-use crate::{Knock, Service};
+use crate::{Forward, Knock, Service};
 
 /// What a seam reports when it cannot do what was asked. The message names
 /// the object and the cause; it is logged as is.
@@ -43,6 +43,29 @@ pub trait Firewall {
         -> Result<(), PortError>;
     /// Removes `addr`'s grants of `services` now.
     fn revoke(&mut self, addr: IpAddr, services: &[Service]) -> Result<(), PortError>;
+    /// Opens `forwards` through this host for `addr` for `ttl` (gateway
+    /// doors); the kernel closes them then. A firewall that cannot forward
+    /// says so.
+    fn forward(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+        ttl: Duration,
+    ) -> Result<(), PortError> {
+        let _ = (addr, ttl);
+        match forwards.is_empty() {
+            true => Ok(()),
+            false => Err(PortError("this firewall cannot forward".into())),
+        }
+    }
+    /// Closes `addr`'s `forwards` now.
+    fn unforward(&mut self, addr: IpAddr, forwards: &[Forward]) -> Result<(), PortError> {
+        let _ = addr;
+        match forwards.is_empty() {
+            true => Ok(()),
+            false => Err(PortError("this firewall cannot forward".into())),
+        }
+    }
 }
 
 /// A reservation's identifier, unique within one engine.

@@ -15,7 +15,7 @@ use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
 use sesame_core::tracker::{Event, Observation};
-use sesame_core::{BanPolicy, Door, Knock, Proto, Service};
+use sesame_core::{BanPolicy, Door, Forward, Knock, Proto, Service};
 use sesame_testkit::engine::{Harness, StoreMode};
 
 const NOW: u64 = 1_800_000_000;
@@ -737,4 +737,54 @@ fn first_knock_from(src: IpAddr) -> Observation {
         dst_port: 7000,
         tcp_flags: sesame_core::door::tcp_flag::SYN,
     }
+}
+
+#[test]
+fn a_gateway_door_forwards_for_the_knocker_only_within_its_family_and_revoke_closes_it() {
+    let forwards: Vec<Forward> = [
+        "tcp/2222 -> 10.2.0.2:22",
+        "tcp/2222 -> [2001:db8:2::2]:22",
+        "tcp/10.2.0.3:443",
+        "tcp/2223 -> 22",
+    ]
+    .iter()
+    .map(|f| f.parse().unwrap())
+    .collect();
+    let gateway = EngineDoor {
+        door: Door {
+            forwards: forwards.clone(),
+            ..Door::new("gw", knocks(&["7000", "8000", "9000"]), vec![])
+        },
+        kind: DoorKind::Sequence,
+    };
+    let mut h = harness(vec![gateway]);
+    // The ruleset closes the public ports and knows the inner services.
+    let ruleset = h.world.firewall.ruleset.clone().unwrap();
+    assert!(ruleset.protected.contains(&Service::tcp(2222)));
+    assert!(ruleset.protected.contains(&Service::tcp(2223)));
+    assert_eq!(ruleset.forwards.len(), 4);
+    let (alice, bob) = (ip("198.51.100.7"), ip("198.51.100.8"));
+    h.knock(alice, server(), &knocks(&["7000", "8000", "9000"]));
+    let fw = &h.world.firewall;
+    assert!(fw.forwards(alice, forwards[0]), "IPv4 DNAT");
+    assert!(
+        !fw.forwards(alice, forwards[1]),
+        "an IPv6 forward for an IPv4 knocker"
+    );
+    assert!(fw.forwards(alice, forwards[2]), "route");
+    assert!(fw.forwards(alice, forwards[3]), "redirect");
+    assert!(
+        h.admits(alice, Service::tcp(22)),
+        "a redirect's local port is granted"
+    );
+    assert!(!fw.forwards(bob, forwards[0]), "only for the knocker");
+    // The kernel closes it with the grant.
+    h.advance(Duration::from_secs(31));
+    assert!(!h.world.firewall.forwards(alice, forwards[0]));
+    // Revoke closes it at once.
+    h.knock(alice, server(), &knocks(&["7000", "8000", "9000"]));
+    assert!(h.world.firewall.forwards(alice, forwards[0]));
+    h.engine.revoke(alice, None, "test", &mut h.world).unwrap();
+    assert!(!h.world.firewall.forwards(alice, forwards[0]));
+    assert!(!h.admits(alice, Service::tcp(22)));
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 use sesame_core::engine::ruleset::Ruleset;
 use sesame_core::Service;
 
+use crate::gateway::{
+    forward_rules, inner_elements, prenat_rules, ForwardElements, MapEntry, CHAIN_FORWARD,
+    CHAIN_PRENAT, FORWARD_CHAINS, FORWARD_SETS,
+};
 use crate::rules::*;
 use crate::sys::*;
 use crate::wire::Writer;
@@ -157,6 +161,59 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Adds map elements (key and data); `timeout` is per element.
+    pub(crate) fn map_elements(
+        &mut self,
+        map: &'static str,
+        entries: &[MapEntry],
+        timeout: Option<Duration>,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        let t = self.table;
+        for chunk in entries.chunks(ELEMENTS_PER_MESSAGE) {
+            let op = format!("add {} element(s) in map {map}", chunk.len());
+            self.push(NFT_MSG_NEWSETELEM, NLM_F_CREATE, op, |w| {
+                w.put_str(NFTA_SET_ELEM_LIST_TABLE, t);
+                w.put_str(NFTA_SET_ELEM_LIST_SET, map);
+                w.nest(NFTA_SET_ELEM_LIST_ELEMENTS, |w| {
+                    for (key, data) in chunk {
+                        w.nest(NFTA_LIST_ELEM, |w| {
+                            w.nest(NFTA_SET_ELEM_KEY, |w| w.put(NFTA_DATA_VALUE, key));
+                            w.nest(NFTA_SET_ELEM_DATA, |w| w.put(NFTA_DATA_VALUE, data));
+                            if let Some(ttl) = timeout {
+                                w.put_be64(NFTA_SET_ELEM_TIMEOUT, timeout_ms(ttl));
+                            }
+                        });
+                    }
+                });
+            });
+        }
+    }
+
+    /// A grant's forward elements: added with `ttl`, refreshed to it when
+    /// present (add, delete, add: one transaction); with `ttl` `None`,
+    /// removed whether present or not (add for a millisecond, delete).
+    pub(crate) fn forward_elements(&mut self, e: &ForwardElements, ttl: Option<Duration>) {
+        let first = ttl.unwrap_or(Duration::from_millis(1));
+        for (map, entries) in &e.maps {
+            let keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| k.clone()).collect();
+            self.map_elements(map, entries, Some(first));
+            self.elements(map, &keys, None, true);
+            if ttl.is_some() {
+                self.map_elements(map, entries, ttl);
+            }
+        }
+        for (set, keys) in &e.sets {
+            self.elements(set, keys, Some(first), false);
+            self.elements(set, keys, None, true);
+            if ttl.is_some() {
+                self.elements(set, keys, ttl, false);
+            }
+        }
+    }
+
     pub(crate) fn new_chain(&mut self, c: &ChainSpec) {
         let t = self.table;
         self.push(
@@ -206,6 +263,32 @@ impl<'a> Batch<'a> {
         }
         for (n, r) in gate_rules().iter().enumerate() {
             self.new_rule(CHAIN_GATE, n + 1, r);
+        }
+        // Gateway mode only where it is used: a host that forwards nothing
+        // needs no NAT in its kernel.
+        if rules.forwards.is_empty() {
+            return;
+        }
+        for (id, s) in (100..).zip(&FORWARD_SETS) {
+            self.new_set(s, id);
+        }
+        for (set, keys) in inner_elements(rules) {
+            if flush {
+                self.flush_set(set);
+            }
+            self.elements(set, &keys, None, false);
+        }
+        for c in &FORWARD_CHAINS {
+            self.new_chain(c);
+            if flush {
+                self.flush_chain(c.name);
+            }
+        }
+        for (n, r) in prenat_rules().iter().enumerate() {
+            self.new_rule(CHAIN_PRENAT, n + 1, r);
+        }
+        for (n, r) in forward_rules().iter().enumerate() {
+            self.new_rule(CHAIN_FORWARD, n + 1, r);
         }
     }
 

@@ -76,10 +76,20 @@ impl HostRuleset {
     /// `proto/port` from an address Sesame granted: one line per finding,
     /// naming family, table, chain and rule.
     pub fn blockers(&self, l4proto: u8, port: u16) -> Vec<String> {
+        self.blockers_at(&[NF_INET_PRE_ROUTING, NF_INET_LOCAL_IN], l4proto, port)
+    }
+
+    /// The same for connections this host forwards to `proto/port` (a
+    /// gateway door's inner service): prerouting and forward chains.
+    pub fn forward_blockers(&self, l4proto: u8, port: u16) -> Vec<String> {
+        self.blockers_at(&[NF_INET_PRE_ROUTING, NF_INET_FORWARD], l4proto, port)
+    }
+
+    fn blockers_at(&self, hooks: &[u32], l4proto: u8, port: u16) -> Vec<String> {
         let mut out = Vec::new();
         for chain in &self.chains {
-            // Output, forward and postrouting chains never see the packet.
-            if matches!(chain.hook, Some(h) if h != NF_INET_PRE_ROUTING && h != NF_INET_LOCAL_IN) {
+            // Chains at other hooks never see the packet.
+            if matches!(chain.hook, Some(h) if !hooks.contains(&h)) {
                 continue;
             }
             let mut decided = false;
@@ -355,5 +365,23 @@ mod tests {
         let found = host.blockers(6, 22);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("chain input: policy drop"), "{found:?}");
+    }
+
+    #[test]
+    fn forwarded_services_are_judged_on_the_forward_path() {
+        let host = HostRuleset {
+            chains: vec![
+                chain("input", Some(NF_INET_LOCAL_IN), true),
+                chain("forward", Some(NF_INET_FORWARD), true),
+            ],
+            rules: vec![rule("forward", 7, &[443], false, Verdict::Accept)],
+        };
+        // The input policy does not see forwarded packets; the forward one
+        // does, unless a rule there accepts the port.
+        let found = host.forward_blockers(6, 22);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("chain forward: policy drop"), "{found:?}");
+        assert!(host.forward_blockers(6, 443).is_empty());
+        assert_eq!(host.blockers(6, 443).len(), 1, "input judges local ports");
     }
 }

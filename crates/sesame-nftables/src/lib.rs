@@ -30,7 +30,9 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod conntrack;
 mod dump;
+mod gateway;
 mod host;
 mod rules;
 mod sys;
@@ -51,7 +53,7 @@ use std::time::{Duration, Instant};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use sesame_core::Service;
+use sesame_core::{Forward, Proto, Service};
 
 use crate::batch::{grant_keys, Batch, NFT_TABLE_F_OWNER, NFT_TABLE_F_PERSIST};
 use crate::dump::{parse_dnat_rule, parse_elements};
@@ -60,6 +62,11 @@ use crate::sys::*;
 use crate::wire::{Msg, Writer};
 
 pub use sesame_core::engine::ruleset::DEFAULT_TABLE;
+
+/// How long `revoke --kill-flows` keeps a cut flow blocked: longer than
+/// TCP keeps retransmitting into silence (about 15 minutes by default),
+/// so both ends give up. A new grant lifts it at once.
+pub const KILLED_BLOCK: Duration = Duration::from_secs(20 * 60);
 
 /// How long to wait for the kernel's answer to one request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -284,6 +291,40 @@ impl Firewall {
         self.commit(b)
     }
 
+    /// Opens `forwards` through this host for `addr` for `ttl` (gateway
+    /// mode; the ruleset must have them). A forward already open is
+    /// refreshed to the full `ttl` in the same transaction.
+    pub fn forward(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+        ttl: Duration,
+    ) -> Result<(), FirewallError> {
+        self.forward_elements(addr, forwards, Some(ttl))
+    }
+
+    /// Closes `addr`'s `forwards`, open or not. Flows already forwarded
+    /// keep their conntrack binding.
+    pub fn unforward(&mut self, addr: IpAddr, forwards: &[Forward]) -> Result<(), FirewallError> {
+        self.forward_elements(addr, forwards, None)
+    }
+
+    fn forward_elements(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+        ttl: Option<Duration>,
+    ) -> Result<(), FirewallError> {
+        let elements = gateway::forward_elements(addr, forwards);
+        if elements.maps.is_empty() && elements.sets.is_empty() {
+            return Ok(());
+        }
+        let table = self.table.clone();
+        let mut b = Batch::new(&table, self.seq);
+        b.forward_elements(&elements, ttl);
+        self.commit(b)
+    }
+
     /// Removes the grants of `addr` to `services`, present or not.
     pub fn revoke(&mut self, addr: IpAddr, services: &[Service]) -> Result<(), FirewallError> {
         if services.is_empty() {
@@ -390,6 +431,110 @@ impl Firewall {
         );
         self.send(op, &w.into_bytes())?;
         self.collect(op, seq, on_msg)
+    }
+
+    /// Cuts `addr`'s live flows to `services` (local) and through
+    /// `forwards`: deletes their conntrack entries, after blocking them
+    /// for [`KILLED_BLOCK`] unless granted again (conntrack would pick a
+    /// cut flow's next packet up as established; a DNAT'd or redirected
+    /// flow loses its translation and is answered with a reset). Returns
+    /// how many entries were deleted; those that ended meanwhile are no
+    /// error.
+    pub fn kill_flows(
+        &mut self,
+        addr: IpAddr,
+        services: &[Service],
+        forwards: &[Forward],
+    ) -> Result<usize, FirewallError> {
+        let addr = canonical(addr);
+        let (killed, keys) = {
+            let (set, prefix) = grant_set_for(addr);
+            let set = if set == SET_GRANTS4 {
+                SET_KILLED4
+            } else {
+                SET_KILLED6
+            };
+            (
+                set,
+                services
+                    .iter()
+                    .map(|s| grant_key(&prefix, s))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (killed_route, route_keys) = gateway::killed_route_elements(addr, forwards);
+        let table = self.table.clone();
+        let mut b = Batch::new(&table, self.seq);
+        for (set, keys) in [(killed, &keys), (killed_route, &route_keys)] {
+            b.elements(set, keys, Some(KILLED_BLOCK), false);
+            b.elements(set, keys, None, true);
+            b.elements(set, keys, Some(KILLED_BLOCK), false);
+        }
+        self.commit(b)?;
+        // A flow's original destination port: the service's, a DNAT or
+        // redirect's public port, a route's inner port.
+        let mut ports: Vec<(Proto, u16)> = services.iter().map(|s| (s.proto, s.port)).collect();
+        for f in forwards.iter().filter(|f| f.applies_to(addr)) {
+            ports.push(match *f {
+                Forward::Dnat {
+                    proto, public_port, ..
+                }
+                | Forward::Redirect {
+                    proto, public_port, ..
+                } => (proto, public_port),
+                Forward::Route { proto, inner } => (proto, inner.port()),
+            });
+        }
+        if ports.is_empty() {
+            return Ok(0);
+        }
+        let op = format!("list the conntrack entries of {addr}");
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut w = Writer::new();
+        w.message(
+            (conntrack::NFNL_SUBSYS_CTNETLINK << 8) | conntrack::IPCTNL_MSG_CT_GET,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            NFPROTO_UNSPEC,
+            0,
+            |_| {},
+        );
+        self.send(&op, &w.into_bytes())?;
+        let mut flows = Vec::new();
+        self.collect(&op, seq, |msg| {
+            if let Some(f) = conntrack::matching_flow(msg, addr, &ports).map_err(|m| {
+                FirewallError::Malformed {
+                    op: op.clone(),
+                    what: m.0,
+                }
+            })? {
+                flows.push(f);
+            }
+            Ok(())
+        })?;
+        let mut killed = 0;
+        for flow in flows {
+            let op = format!("delete a conntrack entry of {addr}");
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            let mut w = Writer::new();
+            w.message(
+                (conntrack::NFNL_SUBSYS_CTNETLINK << 8) | conntrack::IPCTNL_MSG_CT_DELETE,
+                NLM_F_REQUEST | NLM_F_ACK,
+                seq,
+                flow.family,
+                0,
+                |w| w.put(conntrack::CTA_TUPLE_ORIG | NLA_F_NESTED, &flow.tuple),
+            );
+            self.send(&op, &w.into_bytes())?;
+            match self.collect(&op, seq, |_| Ok(())) {
+                Ok(()) => killed += 1,
+                Err(e) if e.errno() == Some(ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(killed)
     }
 
     /// Deletes the table and everything in it. Returns whether it existed.
@@ -617,6 +762,25 @@ impl sesame_core::ports::Firewall for Firewall {
     ) -> Result<(), sesame_core::ports::PortError> {
         Firewall::revoke(self, addr, services).map_err(sesame_core::ports::PortError::from_display)
     }
+
+    fn forward(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+        ttl: Duration,
+    ) -> Result<(), sesame_core::ports::PortError> {
+        Firewall::forward(self, addr, forwards, ttl)
+            .map_err(sesame_core::ports::PortError::from_display)
+    }
+
+    fn unforward(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+    ) -> Result<(), sesame_core::ports::PortError> {
+        Firewall::unforward(self, addr, forwards)
+            .map_err(sesame_core::ports::PortError::from_display)
+    }
 }
 
 #[cfg(test)]
@@ -705,9 +869,9 @@ mod tests {
             assert_ne!(p.flags & NLM_F_ACK, 0);
         }
         // Empty config sets get no element message, and no guard or SPA
-        // port means no rules for them; the table, 13 sets, 11 flushes, 2
-        // chains, 2 chain flushes and 8 rules remain.
-        assert_eq!(n, 1 + 13 + 11 + 2 + 2 + 8);
+        // port means no rules for them; the table, 15 sets, 11 flushes, 2
+        // chains, 2 chain flushes and 10 rules remain.
+        assert_eq!(n, 1 + 15 + 11 + 2 + 2 + 10);
         assert_eq!(last, 10 + n as u32 + 2);
     }
 

@@ -13,6 +13,13 @@ use sesame_core::engine::ruleset::Ruleset;
 pub(crate) const SET_GRANTS4: &str = "grants4";
 /// Grants from IPv6 sources: `ipv6_addr . inet_proto . inet_service`.
 pub(crate) const SET_GRANTS6: &str = "grants6";
+/// Flows cut by `revoke --kill-flows` from IPv4 sources, blocked while
+/// their peers give up (unless granted again): `ipv4_addr . inet_proto .
+/// inet_service`. Conntrack alone would pick a cut flow's next packet up
+/// as established again.
+pub(crate) const SET_KILLED4: &str = "killed4";
+/// The same for IPv6 sources.
+pub(crate) const SET_KILLED6: &str = "killed6";
 /// Protected services: `inet_proto . inet_service`.
 pub(crate) const SET_PROTECTED: &str = "protected";
 /// TCP knock ports, SYN-only logging.
@@ -48,7 +55,7 @@ pub(crate) const OBSERVE_PRIORITY: i32 = -300;
 /// Just before the usual `filter` priority (0).
 pub(crate) const GATE_PRIORITY: i32 = -10;
 
-const fn concat_type(types: &[u32]) -> u32 {
+pub(crate) const fn concat_type(types: &[u32]) -> u32 {
     let mut t = 0;
     let mut i = 0;
     while i < types.len() {
@@ -65,10 +72,12 @@ pub(crate) struct SetSpec {
     pub key_type: u32,
     pub key_len: u32,
     pub flags: u32,
+    /// A map's data: (type, length).
+    pub data: Option<(u32, u32)>,
 }
 
 /// The sets, in creation order.
-pub(crate) const SETS: [SetSpec; 13] = [
+pub(crate) const SETS: [SetSpec; 15] = [
     SetSpec {
         name: SET_GRANTS4,
         key_type: concat_type(&[
@@ -78,6 +87,7 @@ pub(crate) const SETS: [SetSpec; 13] = [
         ]),
         key_len: 12,
         flags: NFT_SET_TIMEOUT,
+        data: None,
     },
     SetSpec {
         name: SET_GRANTS6,
@@ -88,72 +98,106 @@ pub(crate) const SETS: [SetSpec; 13] = [
         ]),
         key_len: 24,
         flags: NFT_SET_TIMEOUT,
+        data: None,
     },
     SetSpec {
         name: SET_PROTECTED,
         key_type: concat_type(&[NFT_TYPE_INET_PROTOCOL, NFT_TYPE_INET_SERVICE]),
         key_len: 8,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_KNOCK_TCP_SYN,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_KNOCK_TCP_ANY,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_KNOCK_UDP,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_GUARD_TCP_SYN,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_GUARD_UDP,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_SPA_UDP,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_SPA_LEN,
         key_type: NFT_TYPE_INET_SERVICE,
         key_len: 2,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_KNOCK_IFACES,
         key_type: NFT_TYPE_IFNAME,
         key_len: IFNAMSIZ as u32,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_TARGETS4,
         key_type: NFT_TYPE_IPADDR,
         key_len: 4,
         flags: 0,
+        data: None,
     },
     SetSpec {
         name: SET_TARGETS6,
         key_type: NFT_TYPE_IP6ADDR,
         key_len: 16,
         flags: 0,
+        data: None,
+    },
+    SetSpec {
+        name: SET_KILLED4,
+        key_type: concat_type(&[
+            NFT_TYPE_IPADDR,
+            NFT_TYPE_INET_PROTOCOL,
+            NFT_TYPE_INET_SERVICE,
+        ]),
+        key_len: 12,
+        flags: NFT_SET_TIMEOUT,
+        data: None,
+    },
+    SetSpec {
+        name: SET_KILLED6,
+        key_type: concat_type(&[
+            NFT_TYPE_IP6ADDR,
+            NFT_TYPE_INET_PROTOCOL,
+            NFT_TYPE_INET_SERVICE,
+        ]),
+        key_len: 24,
+        flags: NFT_SET_TIMEOUT,
+        data: None,
     },
 ];
 
@@ -166,6 +210,10 @@ pub(crate) fn set_attrs(w: &mut Writer, table: &str, s: &SetSpec, id: u32) {
     }
     w.put_be32(NFTA_SET_KEY_TYPE, s.key_type);
     w.put_be32(NFTA_SET_KEY_LEN, s.key_len);
+    if let Some((data_type, data_len)) = s.data {
+        w.put_be32(NFTA_SET_DATA_TYPE, data_type);
+        w.put_be32(NFTA_SET_DATA_LEN, data_len);
+    }
     w.put_be32(NFTA_SET_ID, id);
 }
 
@@ -175,19 +223,23 @@ pub(crate) struct ChainSpec {
     pub name: &'static str,
     pub hook: u32,
     pub priority: i32,
+    /// `filter` or `nat`.
+    pub kind: &'static str,
 }
 
-/// The two base chains, both `type filter`, `policy accept`.
+/// The two base chains of every ruleset, both `type filter`, `policy accept`.
 pub(crate) const CHAINS: [ChainSpec; 2] = [
     ChainSpec {
         name: CHAIN_OBSERVE,
         hook: NF_INET_PRE_ROUTING,
         priority: OBSERVE_PRIORITY,
+        kind: "filter",
     },
     ChainSpec {
         name: CHAIN_GATE,
         hook: NF_INET_LOCAL_IN,
         priority: GATE_PRIORITY,
+        kind: "filter",
     },
 ];
 
@@ -200,7 +252,7 @@ pub(crate) fn chain_attrs(w: &mut Writer, table: &str, c: &ChainSpec) {
         w.put_be32(NFTA_HOOK_PRIORITY, c.priority as u32);
     });
     w.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-    w.put_str(NFTA_CHAIN_TYPE, "filter");
+    w.put_str(NFTA_CHAIN_TYPE, c.kind);
 }
 
 /// One nf_tables expression.
@@ -236,6 +288,22 @@ pub(crate) enum Expr {
         set: &'static str,
         sreg: u32,
     },
+    /// A map lookup: the data of the key's element goes to `dreg`.
+    LookupMap {
+        set: &'static str,
+        sreg: u32,
+        dreg: u32,
+    },
+    /// `dnat` to the address in `addr_reg` and port in `proto_reg`.
+    Dnat {
+        family: u8,
+        addr_reg: u32,
+        proto_reg: u32,
+    },
+    /// `redirect` to the local port in `proto_reg`.
+    Redirect {
+        proto_reg: u32,
+    },
     Fib {
         dreg: u32,
         result: u32,
@@ -258,7 +326,9 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
-            Expr::Lookup { .. } | Expr::LookupNot { .. } => "lookup",
+            Expr::Lookup { .. } | Expr::LookupNot { .. } | Expr::LookupMap { .. } => "lookup",
+            Expr::Dnat { .. } => "nat",
+            Expr::Redirect { .. } => "redir",
             Expr::Fib { .. } => "fib",
             Expr::Ct { .. } => "ct",
             Expr::Log { .. } => "log",
@@ -321,6 +391,29 @@ impl Expr {
                 w.put_be32(NFTA_LOOKUP_SREG, *sreg);
                 w.put_be32(NFTA_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
             }
+            Expr::LookupMap { set, sreg, dreg } => {
+                w.put_str(NFTA_LOOKUP_SET, set);
+                w.put_be32(NFTA_LOOKUP_SREG, *sreg);
+                w.put_be32(NFTA_LOOKUP_DREG, *dreg);
+            }
+            Expr::Dnat {
+                family,
+                addr_reg,
+                proto_reg,
+            } => {
+                w.put_be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
+                w.put_be32(NFTA_NAT_FAMILY, u32::from(*family));
+                w.put_be32(NFTA_NAT_REG_ADDR_MIN, *addr_reg);
+                w.put_be32(NFTA_NAT_REG_PROTO_MIN, *proto_reg);
+                w.put_be32(
+                    NFTA_NAT_FLAGS,
+                    NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED,
+                );
+            }
+            Expr::Redirect { proto_reg } => {
+                w.put_be32(NFTA_REDIR_REG_PROTO_MIN, *proto_reg);
+                w.put_be32(NFTA_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+            }
             Expr::Fib {
                 dreg,
                 result,
@@ -350,7 +443,7 @@ impl Expr {
 // ---- building blocks ---------------------------------------------------------
 
 /// `fib daddr type local`
-fn fib_daddr_local() -> [Expr; 2] {
+pub(crate) fn fib_daddr_local() -> [Expr; 2] {
     [
         Expr::Fib {
             dreg: NFT_REG_1,
@@ -381,7 +474,7 @@ fn l4proto_is(proto: u8) -> [Expr; 2] {
 }
 
 /// `meta nfproto <family>`
-fn nfproto_is(family: u8) -> [Expr; 2] {
+pub(crate) fn nfproto_is(family: u8) -> [Expr; 2] {
     [
         Expr::Meta {
             key: NFT_META_NFPROTO,
@@ -396,7 +489,7 @@ fn nfproto_is(family: u8) -> [Expr; 2] {
 }
 
 /// `th dport` loaded into `dreg`.
-fn dport(dreg: u32) -> Expr {
+pub(crate) fn dport(dreg: u32) -> Expr {
     Expr::Payload {
         base: NFT_PAYLOAD_TRANSPORT_HEADER,
         offset: 2,
@@ -445,9 +538,18 @@ fn tcp_syn_without_ack() -> [Expr; 3] {
 /// consecutive 32-bit registers starting at `NFT_REG32_00` and each further
 /// field in the next free one.
 fn grant_lookup(family: u8) -> Vec<Expr> {
-    let (offset, len, set) = match family {
-        NFPROTO_IPV4 => (12, 4, SET_GRANTS4),
-        _ => (8, 16, SET_GRANTS6),
+    let set = match family {
+        NFPROTO_IPV4 => SET_GRANTS4,
+        _ => SET_GRANTS6,
+    };
+    source_service_lookup(family, set)
+}
+
+/// `<saddr> . meta l4proto . th dport @set` for any set of that shape.
+fn source_service_lookup(family: u8, set: &'static str) -> Vec<Expr> {
+    let (offset, len) = match family {
+        NFPROTO_IPV4 => (12, 4),
+        _ => (8, 16),
     };
     let proto_reg = NFT_REG32_00 + len / 4;
     vec![
@@ -603,9 +705,9 @@ pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
     out
 }
 
-/// The rules of the `gate` chain, in order.
-pub(crate) fn gate_rules() -> Vec<Vec<Expr>> {
-    let established = vec![
+/// `ct state established accept`.
+pub(crate) fn established() -> Vec<Expr> {
+    vec![
         Expr::Ct {
             key: NFT_CT_STATE,
             dreg: NFT_REG_1,
@@ -626,8 +728,28 @@ pub(crate) fn gate_rules() -> Vec<Vec<Expr>> {
             data: 0u32.to_ne_bytes().to_vec(),
         },
         Expr::Verdict(NF_ACCEPT),
-    ];
+    ]
+}
 
+/// `<key> @killed` and not `<key> @granted` (the key loaded by the
+/// lookups before): a cut flow's packets, unless granted again.
+pub(crate) fn killed_not_granted(mut lookup_killed: Vec<Expr>, granted: &'static str) -> Vec<Expr> {
+    lookup_killed.push(Expr::LookupNot {
+        set: granted,
+        sreg: NFT_REG32_00,
+    });
+    lookup_killed.push(Expr::Verdict(NF_DROP));
+    lookup_killed
+}
+
+/// The rules of the `gate` chain, in order.
+pub(crate) fn gate_rules() -> Vec<Vec<Expr>> {
+    let killed = |family: u8, killed: &'static str, granted: &'static str| {
+        let mut v = nfproto_is(family).to_vec();
+        v.extend(source_service_lookup(family, killed));
+        killed_not_granted(v, granted)
+    };
+    let established = established();
     let granted = |family: u8| -> Vec<Expr> {
         let mut v = Vec::new();
         v.extend(nfproto_is(family));
@@ -650,6 +772,8 @@ pub(crate) fn gate_rules() -> Vec<Vec<Expr>> {
     ];
 
     vec![
+        killed(NFPROTO_IPV4, SET_KILLED4, SET_GRANTS4),
+        killed(NFPROTO_IPV6, SET_KILLED6, SET_GRANTS6),
         established,
         granted(NFPROTO_IPV4),
         granted(NFPROTO_IPV6),
@@ -680,12 +804,12 @@ pub(crate) fn port_key(port: u16) -> Vec<u8> {
 }
 
 /// One 32-bit register holding the protocol number, zero padded.
-fn proto_reg(p: Proto) -> [u8; 4] {
+pub(crate) fn proto_reg(p: Proto) -> [u8; 4] {
     [p.number(), 0, 0, 0]
 }
 
 /// One 32-bit register holding the port in network byte order, zero padded.
-fn port_reg(port: u16) -> [u8; 4] {
+pub(crate) fn port_reg(port: u16) -> [u8; 4] {
     let [hi, lo] = port.to_be_bytes();
     [hi, lo, 0, 0]
 }

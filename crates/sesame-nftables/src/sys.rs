@@ -57,6 +57,7 @@ pub const NF_ACCEPT: u32 = 1;
 
 pub const NF_INET_PRE_ROUTING: u32 = 0;
 pub const NF_INET_LOCAL_IN: u32 = 1;
+pub const NF_INET_FORWARD: u32 = 2;
 
 pub const NFPROTO_UNSPEC: u8 = 0;
 pub const NFPROTO_INET: u8 = 1;
@@ -115,6 +116,7 @@ pub const NFTA_RULE_CHAIN: u16 = 2;
 pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
 
 // enum nft_set_flags
+pub const NFT_SET_MAP: u32 = 0x8;
 pub const NFT_SET_TIMEOUT: u32 = 0x10;
 
 // enum nft_set_attributes
@@ -123,11 +125,14 @@ pub const NFTA_SET_NAME: u16 = 2;
 pub const NFTA_SET_FLAGS: u16 = 3;
 pub const NFTA_SET_KEY_TYPE: u16 = 4;
 pub const NFTA_SET_KEY_LEN: u16 = 5;
+pub const NFTA_SET_DATA_TYPE: u16 = 6;
+pub const NFTA_SET_DATA_LEN: u16 = 7;
 /// Batch-local set id; the kernel requires it on NEWSET.
 pub const NFTA_SET_ID: u16 = 10;
 
 // enum nft_set_elem_attributes
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
+pub const NFTA_SET_ELEM_DATA: u16 = 2;
 pub const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 pub const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 
@@ -163,7 +168,17 @@ pub const NFT_CMP_EQ: u32 = 0;
 
 // enum nft_nat_attributes, enum nft_nat_types
 pub const NFTA_NAT_TYPE: u16 = 1;
+pub const NFTA_NAT_FAMILY: u16 = 2;
+pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+pub const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+pub const NFTA_NAT_FLAGS: u16 = 7;
 pub const NFT_NAT_DNAT: u32 = 1;
+// linux/netfilter/nf_nat.h
+pub const NF_NAT_RANGE_MAP_IPS: u32 = 1 << 0;
+pub const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
+// enum nft_redir_attributes
+pub const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
+pub const NFTA_REDIR_FLAGS: u16 = 3;
 pub const NFT_CMP_NEQ: u32 = 1;
 pub const NFT_CMP_GT: u32 = 4;
 pub const NFTA_CMP_SREG: u16 = 1;
@@ -175,6 +190,7 @@ pub const NFTA_LOOKUP_SET: u16 = 1;
 pub const NFTA_LOOKUP_FLAGS: u16 = 5;
 pub const NFT_LOOKUP_F_INV: u32 = 1;
 pub const NFTA_LOOKUP_SREG: u16 = 2;
+pub const NFTA_LOOKUP_DREG: u16 = 3;
 
 // enum nft_payload_bases / nft_payload_attributes
 pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
@@ -193,6 +209,7 @@ pub const NFTA_META_KEY: u16 = 2;
 
 // enum nft_ct_keys / nft_ct_attributes
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_STATUS: u32 = 2;
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
 
@@ -215,6 +232,8 @@ pub const RTN_LOCAL: u32 = 2;
 
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`.
 pub const NF_CT_STATE_ESTABLISHED: u32 = 1 << 1;
+/// `IPS_DST_NAT`: the connection's destination was translated.
+pub const IPS_DST_NAT: u32 = 1 << 5;
 /// `NF_CT_STATE_BIT(IP_CT_RELATED)`.
 pub const NF_CT_STATE_RELATED: u32 = 1 << 2;
 

@@ -238,3 +238,74 @@ fn interface_filter_limits_which_knocks_are_observed() {
     );
     fw.remove().unwrap();
 }
+
+/// `nft list ruleset` in this thread's namespace.
+fn nft_list() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("run nft");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_gateway_ruleset_installs_and_forwards_come_and_go_with_their_timeouts() {
+    if !enter_private_netns() {
+        return;
+    }
+    let forwards: Vec<sesame_core::Forward> = [
+        "tcp/2222 -> 10.2.0.2:22",
+        "tcp/2222 -> [2001:db8:2::2]:22",
+        "udp/10.2.0.3:53",
+        "tcp/2223 -> 22",
+    ]
+    .iter()
+    .map(|f| f.parse().unwrap())
+    .collect();
+    let rules = Ruleset {
+        forwards: forwards.clone(),
+        ..ruleset(&[service("tcp/2222"), service("tcp/2223")])
+    };
+    let mut fw = Firewall::open(TABLE).unwrap();
+    fw.install(&rules).expect("install a gateway ruleset");
+    // In place again (a reload).
+    assert_eq!(fw.install(&rules).unwrap(), InstallOutcome::Updated);
+    let listed = nft_list();
+    for needle in [
+        "chain prenat",
+        "type nat hook prerouting priority dstnat",
+        "chain forward_gate",
+        "ct status dnat",
+        "10.2.0.2 . tcp . 22",
+        "2001:db8:2::2 . tcp . 22",
+    ] {
+        assert!(listed.contains(needle), "{needle:?} missing:\n{listed}");
+    }
+    let client: IpAddr = "192.0.2.7".parse().unwrap();
+    fw.forward(client, &forwards, Duration::from_secs(2))
+        .expect("forward");
+    // A refresh in place.
+    fw.forward(client, &forwards, Duration::from_secs(2))
+        .expect("refresh");
+    let listed = nft_list();
+    if std::env::var_os("SHOW_RULESET").is_some() {
+        eprintln!("{listed}");
+    }
+    for needle in [
+        "192.0.2.7 . tcp . 2222 timeout 2s",
+        ": 10.2.0.2 . 22",
+        "192.0.2.7 . tcp . 10.2.0.2 . 22 timeout 2s",
+        "192.0.2.7 . udp . 10.2.0.3 . 53 timeout 2s",
+        "192.0.2.7 . tcp . 2223 timeout 2s",
+    ] {
+        assert!(listed.contains(needle), "{needle:?} missing:\n{listed}");
+    }
+    let six: IpAddr = "2001:db8::7".parse().unwrap();
+    fw.forward(six, &forwards, Duration::from_secs(60)).unwrap();
+    assert!(nft_list().contains(": 2001:db8:2::2 . 22"));
+    fw.unforward(six, &forwards).unwrap();
+    assert!(!nft_list().contains("2001:db8::7"));
+    // The kernel closes the IPv4 ones on time.
+    std::thread::sleep(Duration::from_millis(2300));
+    assert!(!nft_list().contains("192.0.2.7"), "{}", nft_list());
+}

@@ -14,7 +14,7 @@ use sesame_core::ports::{
 };
 use sesame_core::replay::{ReplayCache, ReplayKey};
 use sesame_core::tracker::Observation;
-use sesame_core::{Instant, Knock, Proto, Service};
+use sesame_core::{Forward, Instant, Knock, Proto, Service};
 
 /// A firewall in memory: the grants it holds, with their kernel expiry.
 #[derive(Debug, Default)]
@@ -25,6 +25,8 @@ pub struct MemoryFirewall {
     pub installs: usize,
     /// (address, service) → expiry on the harness clock.
     pub grants: BTreeMap<(IpAddr, Service), Instant>,
+    /// (address, forward) → expiry on the harness clock.
+    pub forwards: BTreeMap<(IpAddr, Forward), Instant>,
     /// The harness clock, kept current by [`Harness`].
     pub now: Instant,
     /// Make every call fail (a lost netlink socket, a full kernel set).
@@ -36,6 +38,13 @@ impl MemoryFirewall {
     pub fn admits(&self, addr: IpAddr, service: Service) -> bool {
         self.grants
             .get(&(addr, service))
+            .is_some_and(|&t| t > self.now)
+    }
+
+    /// Whether `addr` may use `forward` now.
+    pub fn forwards(&self, addr: IpAddr, forward: Forward) -> bool {
+        self.forwards
+            .get(&(addr, forward))
             .is_some_and(|&t| t > self.now)
     }
 
@@ -73,6 +82,27 @@ impl Firewall for MemoryFirewall {
         self.check()?;
         for s in services {
             self.grants.remove(&(addr, *s));
+        }
+        Ok(())
+    }
+
+    fn forward(
+        &mut self,
+        addr: IpAddr,
+        forwards: &[Forward],
+        ttl: Duration,
+    ) -> Result<(), PortError> {
+        self.check()?;
+        for f in forwards {
+            self.forwards.insert((addr, *f), self.now + ttl);
+        }
+        Ok(())
+    }
+
+    fn unforward(&mut self, addr: IpAddr, forwards: &[Forward]) -> Result<(), PortError> {
+        self.check()?;
+        for f in forwards {
+            self.forwards.remove(&(addr, *f));
         }
         Ok(())
     }

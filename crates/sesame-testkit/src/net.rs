@@ -200,10 +200,15 @@ impl EchoService {
     /// Listens on `[::]:port` (v4 and v6) in the server namespace; serves
     /// for at most 30 minutes.
     pub fn start(bed: &Testbed, port: u16) -> std::io::Result<EchoService> {
+        EchoService::start_on(bed, Side::Server, port)
+    }
+
+    /// The same in `side`'s namespace (the inner host of a gateway bed).
+    pub fn start_on(bed: &Testbed, side: Side, port: u16) -> std::io::Result<EchoService> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let (tx, rx) = std::sync::mpsc::channel();
-        bed.spawn_in(Side::Server, move || {
+        bed.spawn_in(side, move || {
             let _ = nix::sys::prctl::set_name(c"echo-service");
             let listener = match TcpListener::bind(("::", port)) {
                 Ok(l) if l.set_nonblocking(true).is_ok() => l,

@@ -23,6 +23,15 @@ pub const CLIENT2_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 0, 0, 0, 0, 0, 1);
 /// Client-side IPv6 address.
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 0, 0, 0, 0, 0, 2);
+/// The inner host's IPv4 address, behind the server acting as a gateway
+/// ([`Testbed::create_gateway`]).
+pub const INNER_V4: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
+/// The gateway's IPv4 address on the inner link.
+pub const GATEWAY_INNER_V4: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 1);
+/// The inner host's IPv6 address.
+pub const INNER_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 2, 0, 0, 0, 0, 2);
+/// The gateway's IPv6 address on the inner link.
+pub const GATEWAY_INNER_V6: Ipv6Addr = Ipv6Addr::new(0xfd53, 0x5e5a, 2, 0, 0, 0, 0, 1);
 
 /// Why the testbed could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +64,9 @@ pub enum Side {
     Server,
     /// Knocks and connects.
     Client,
+    /// The host behind the server when the server is a gateway
+    /// ([`Testbed::create_gateway`]).
+    Inner,
 }
 
 /// A pair of namespaces; deleted on drop.
@@ -63,6 +75,8 @@ pub struct Testbed {
     pub server: String,
     /// Client namespace name.
     pub client: String,
+    /// Inner host namespace name (gateway test beds only).
+    pub inner: Option<String>,
     children: Vec<Child>,
 }
 
@@ -133,6 +147,7 @@ impl Testbed {
         let bed = Testbed {
             server: format!("{base}-srv"),
             client: format!("{base}-cli"),
+            inner: None,
             children: Vec::new(),
         };
         ip(&["netns", "add", &bed.server])?;
@@ -172,11 +187,89 @@ impl Testbed {
         Ok(bed)
     }
 
+    /// A test bed whose server is a gateway: a third namespace, the inner
+    /// host, sits behind it on its own link (`INNER_V4`, `INNER_V6`), with
+    /// the gateway as its default route; the server forwards, and the
+    /// client routes the inner networks through it.
+    pub fn create_gateway(tag: &str) -> Result<Self, TestbedError> {
+        let mut bed = Testbed::create(tag)?;
+        let inner = bed.server.replace("-srv", "-inn");
+        ip(&["netns", "add", &inner])?;
+        bed.inner = Some(inner.clone());
+        ip(&[
+            "link",
+            "add",
+            "sesame2",
+            "netns",
+            &bed.server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "sesame3",
+            "netns",
+            &inner,
+        ])?;
+        for (ns, dev, a4, a6) in [
+            (&bed.server, "sesame2", GATEWAY_INNER_V4, GATEWAY_INNER_V6),
+            (&inner, "sesame3", INNER_V4, INNER_V6),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{a4}/24"), "dev", dev])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{a6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let gw4 = GATEWAY_INNER_V4.to_string();
+        let gw6 = GATEWAY_INNER_V6.to_string();
+        ip(&["-n", &inner, "route", "add", "default", "via", &gw4])?;
+        ip(&["-n", &inner, "-6", "route", "add", "default", "via", &gw6])?;
+        let (s4, s6) = (SERVER_V4.to_string(), SERVER_V6.to_string());
+        ip(&["-n", &bed.client, "route", "add", "10.2.0.0/24", "via", &s4])?;
+        ip(&[
+            "-n",
+            &bed.client,
+            "-6",
+            "route",
+            "add",
+            "fd53:5e5a:2::/64",
+            "via",
+            &s6,
+        ])?;
+        for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let server = bed.server.clone();
+            let written = bed
+                .run_in(Side::Server, move || std::fs::write(&path, "1"))
+                .map_err(|e| TestbedError::Ip {
+                    args: format!("netns {server} sysctl {key}=1"),
+                    message: e.to_string(),
+                })?;
+            written.map_err(|e| TestbedError::Ip {
+                args: format!("sysctl {key}=1 in {}", bed.server),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(bed)
+    }
+
     /// Namespace name of `side`.
     pub fn name(&self, side: Side) -> &str {
         match side {
             Side::Server => &self.server,
             Side::Client => &self.client,
+            Side::Inner => self
+                .inner
+                .as_deref()
+                .unwrap_or("no-inner-namespace-in-this-testbed"),
         }
     }
 
@@ -187,6 +280,8 @@ impl Testbed {
             (Side::Server, true) => SERVER_V6.into(),
             (Side::Client, false) => CLIENT_V4.into(),
             (Side::Client, true) => CLIENT_V6.into(),
+            (Side::Inner, false) => INNER_V4.into(),
+            (Side::Inner, true) => INNER_V6.into(),
         }
     }
 
@@ -301,6 +396,9 @@ impl Drop for Testbed {
         // Deleting the namespaces also deletes the veth pair.
         let _ = ip(&["netns", "del", &self.server]);
         let _ = ip(&["netns", "del", &self.client]);
+        if let Some(inner) = &self.inner {
+            let _ = ip(&["netns", "del", inner]);
+        }
         self.remove_scratch();
     }
 }

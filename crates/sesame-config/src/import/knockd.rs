@@ -644,6 +644,7 @@ impl KnockdConfig {
                 on_open: commands(kd.start_commands()),
                 on_close: commands(kd.stop_commands()),
                 guard: sesame_core::Guard::Auto,
+                forwards: Vec::new(),
             };
             door.validate().map_err(|e| {
                 let line = match &e {

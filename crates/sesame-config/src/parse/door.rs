@@ -132,6 +132,47 @@ impl Ctx<'_> {
             }
         }
 
+        // Gateway mode: each list's items in one syntax check, named by
+        // list and index.
+        let mut forwards = Vec::new();
+        for (key, list, kind) in [
+            (
+                "forward",
+                &raw.forward,
+                "DNAT, as \"tcp/2222 -> 10.2.0.2:22\"",
+            ),
+            (
+                "route",
+                &raw.route,
+                "a routed inner service, as \"tcp/10.2.0.2:22\"",
+            ),
+            (
+                "redirect",
+                &raw.redirect,
+                "a local redirect, as \"tcp/2222 -> 22\"",
+            ),
+        ] {
+            for (i, f) in list.iter().enumerate() {
+                let item = format!("{label} {key}[{i}] {:?}", f.get_ref());
+                let forward: sesame_core::Forward = f
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: DoorError| self.invalid(f.span(), item.clone(), e))?;
+                let right_kind = matches!(
+                    (key, &forward),
+                    ("forward", sesame_core::Forward::Dnat { .. })
+                        | ("route", sesame_core::Forward::Route { .. })
+                        | ("redirect", sesame_core::Forward::Redirect { .. })
+                );
+                if !right_kind {
+                    return Err(self.invalid(f.span(), item, format!("{key} takes {kind}")));
+                }
+                if !forwards.contains(&forward) {
+                    forwards.push(forward);
+                }
+            }
+        }
+
         let mut cmd_spans: Vec<(Range<usize>, String)> = Vec::new();
         let on_open = self.commands(
             &label,
@@ -170,6 +211,7 @@ impl Ctx<'_> {
             on_open,
             on_close,
             guard,
+            forwards,
         };
         door.validate().map_err(|e| {
             // Point at the most specific place we know for the failing check.

@@ -36,7 +36,7 @@ use crate::grants::{GrantOutcome, Grants};
 use crate::ports::{Ticket, World};
 use crate::rate::PrefixBudget;
 use crate::tracker::{DoorId, Event, Observation, Tracker};
-use crate::{Door, Instant, Prefix, Service};
+use crate::{Door, Forward, Instant, Prefix, Service};
 
 pub use action::{Action, CloseReason, Level, Note, Run};
 pub use doors::{DoorKind, EngineDoor, FwknopDoor, LoadedStanza, SpaDoor, TotpDoor};
@@ -378,7 +378,11 @@ impl Engine {
                 .until
                 .saturating_since(now.mono)
                 .max(Duration::from_millis(1));
-            if !g.services.is_empty() && world.firewall().grant(g.addr, &g.services, left).is_ok() {
+            let forwards = self.forwards_for(g.door, g.addr);
+            let granted =
+                g.services.is_empty() || world.firewall().grant(g.addr, &g.services, left).is_ok();
+            let forwarded = world.firewall().forward(g.addr, &forwards, left).is_ok();
+            if granted && forwarded && !(g.services.is_empty() && forwards.is_empty()) {
                 restored += 1;
             }
         }
@@ -630,6 +634,16 @@ impl Engine {
         world: &mut W,
     ) {
         let name = self.name(door);
+        // A redirect reaches a local port: the grant lets the knocker in
+        // there too (fwknop's local NAT does the same).
+        let forwards = self.forwards_for(door, src);
+        let mut services = services.to_vec();
+        for local in forwards.iter().filter_map(Forward::local_service) {
+            if !services.contains(&local) {
+                services.push(local);
+            }
+        }
+        let services = &services[..];
         if !services.is_empty() {
             if let Err(e) = world.firewall().grant(src, services, open_for) {
                 self.note(Note::OpenFailed {
@@ -639,6 +653,16 @@ impl Engine {
                 });
                 return;
             }
+        }
+        if let Err(e) = world.firewall().forward(src, &forwards, open_for) {
+            // All or nothing: the services just granted are taken back.
+            let _ = world.firewall().revoke(src, services);
+            self.note(Note::OpenFailed {
+                src,
+                door: name,
+                error: e.0,
+            });
+            return;
         }
         let entry = self.granted.entry((src, door)).or_default();
         for s in services {
@@ -688,6 +712,15 @@ impl Engine {
                 .filter(|s| !still.contains(s))
                 .collect();
             let name = self.name(door);
+            let forwards = self.forwards_for(door, src);
+            if let Err(e) = world.firewall().unforward(src, &forwards) {
+                self.note(Note::RevokeFailed {
+                    src,
+                    door: Arc::clone(&name),
+                    error: e.0,
+                    evicted: true,
+                });
+            }
             if !remove.is_empty() {
                 if let Err(e) = world.firewall().revoke(src, &remove) {
                     self.note(Note::RevokeFailed {
@@ -786,7 +819,12 @@ impl Engine {
             .copied()
             .filter(|s| !still.contains(s))
             .collect();
-        if let Err(e) = world.firewall().revoke(addr, &remove) {
+        let forwards = self.forwards_for(door, addr);
+        let removed = world
+            .firewall()
+            .revoke(addr, &remove)
+            .and_then(|()| world.firewall().unforward(addr, &forwards));
+        if let Err(e) = removed {
             self.note(Note::RevokeFailed {
                 src: addr,
                 door: Arc::clone(&name),
@@ -810,6 +848,21 @@ impl Engine {
             self.actions.extend(runs.into_iter().map(Action::Run));
         }
         Ok(services)
+    }
+
+    /// The forwards of `door` a grant for `addr` uses (its address family's).
+    fn forwards_for(&self, door: DoorId, addr: IpAddr) -> Vec<Forward> {
+        self.doors
+            .get(door)
+            .map(|d| {
+                d.door
+                    .forwards
+                    .iter()
+                    .filter(|f| f.applies_to(addr))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn ticket(&mut self) -> Ticket {

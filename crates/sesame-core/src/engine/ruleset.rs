@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::{Door, Proto, Service, TcpFlags};
+use crate::{Door, Forward, Proto, Service, TcpFlags};
 
 /// The firewall table name used when the configuration does not choose one.
 pub const DEFAULT_TABLE: &str = "sesame";
@@ -37,6 +37,10 @@ pub struct Ruleset {
     /// Non-local destination addresses knocks may be sent to (knockd's
     /// `Target`), besides the host's own addresses.
     pub targets: Vec<IpAddr>,
+    /// Every door's forwards (gateway mode), sorted and de-duplicated:
+    /// their public ports are in `protected`, and their inner services are
+    /// closed in the forward path unless granted.
+    pub forwards: Vec<Forward>,
 }
 
 /// Builds the ruleset for `doors`, whose `sequence` holds the knocks to
@@ -64,6 +68,8 @@ pub fn build(doors: &[Door], nflog_group: u16, interfaces: &[String]) -> Ruleset
             }
         }
         protected.extend(door.services.iter().copied());
+        // A forward's public port answers nobody without a grant.
+        protected.extend(door.forwards.iter().filter_map(Forward::public_service));
     }
     tcp_syn.retain(|p| !tcp_any.contains(p));
     // Guard ports are logged without being dropped; a port that is also a
@@ -91,6 +97,10 @@ pub fn build(doors: &[Door], nflog_group: u16, interfaces: &[String]) -> Ruleset
         }
     }
     let targets: BTreeSet<IpAddr> = doors.iter().filter_map(|d| d.target).collect();
+    let forwards: BTreeSet<Forward> = doors
+        .iter()
+        .flat_map(|d| d.forwards.iter().copied())
+        .collect();
     Ruleset {
         nflog_group,
         interfaces: interfaces.to_vec(),
@@ -102,5 +112,6 @@ pub fn build(doors: &[Door], nflog_group: u16, interfaces: &[String]) -> Ruleset
         guard_udp: guard_udp.into_iter().collect(),
         spa_udp: Vec::new(),
         protected: protected.into_iter().collect(),
+        forwards: forwards.into_iter().collect(),
     }
 }

@@ -35,6 +35,10 @@ pub struct RevokeArgs {
     /// Only this door's grant (default: every grant of ADDR).
     #[arg(long, value_name = "DOOR")]
     pub door: Option<String>,
+    /// Also cut ADDR's live connections to what the grants opened (their
+    /// conntrack entries); without it established sessions go on.
+    #[arg(long)]
+    pub kill_flows: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub socket: SocketArg,
@@ -187,8 +191,14 @@ pub fn revoke(args: &RevokeArgs) -> Result<(), String> {
         &Request::Revoke {
             addr: args.addr,
             door: args.door.clone(),
+            kill_flows: args.kill_flows,
         },
     )?;
+    if let Some(m) = &r.message {
+        if args.kill_flows {
+            println!("{m}");
+        }
+    }
     for g in r.grants.unwrap_or_default() {
         println!(
             "revoked {} on door {} ({})",

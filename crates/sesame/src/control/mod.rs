@@ -28,6 +28,10 @@ pub enum Request {
         addr: IpAddr,
         /// Only this door.
         door: Option<String>,
+        /// Also cut the address's live flows to what the grants opened
+        /// (conntrack entries); expiry alone never does.
+        #[serde(default)]
+        kill_flows: bool,
     },
     /// A manual grant of `door`'s services to `addr` for `secs` seconds.
     Open {
@@ -191,6 +195,7 @@ mod tests {
             Request::Revoke {
                 addr: "10.0.0.1".parse().unwrap(),
                 door: Some("ssh".into()),
+                kill_flows: true,
             },
             Request::Open {
                 addr: "fd00::2".parse().unwrap(),

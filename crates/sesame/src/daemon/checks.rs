@@ -78,11 +78,16 @@ pub fn check(cfg: &Config) -> Result<Findings, String> {
 /// every grant in silence.
 pub fn foreign_drop_findings(cfg: &Config) -> Vec<String> {
     let protected = protected_services(cfg);
-    if protected.is_empty() {
+    let forwarded = forwarded_services(cfg);
+    if protected.is_empty() && forwarded.is_empty() {
         return Vec::new();
     }
     match sesame_nftables::Firewall::open(&cfg.daemon.table).and_then(|mut fw| fw.host_ruleset()) {
-        Ok(host) => foreign_drops(&protected, &host),
+        Ok(host) => {
+            let mut out = foreign_drops(&protected, &host);
+            out.extend(foreign_forward_drops(&forwarded, &host));
+            out
+        }
         Err(e) => vec![format!(
             "could not read the host's nftables ruleset to look for rules in other tables that drop protected ports ({e}); run --check-config as root to check"
         )],
@@ -107,6 +112,37 @@ pub fn foreign_drops(
         }
     }
     out
+}
+
+/// The warnings for forwards whose inner service `host` drops in its
+/// forward path: the gateway's grant cannot get through such a drop.
+pub fn foreign_forward_drops(
+    forwarded: &[(String, sesame_core::Forward)],
+    host: &sesame_nftables::HostRuleset,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (door, forward) in forwarded {
+        let Some((proto, inner)) = forward.inner_service() else {
+            continue;
+        };
+        let l4 = proto.number();
+        for what in host.forward_blockers(l4, inner.port()) {
+            out.push(format!(
+                "door {door:?} forwards {forward}, but {what}: an accept in Sesame's table does not override a drop in another table, so the forward never gets through. Let the other table's forward path accept {proto}/{port} to {addr} (Sesame then decides who gets through): see docs/gateway.md",
+                port = inner.port(),
+                addr = inner.ip(),
+            ));
+        }
+    }
+    out
+}
+
+/// Every (door, forward) pair of the config.
+fn forwarded_services(cfg: &Config) -> Vec<(String, sesame_core::Forward)> {
+    cfg.doors
+        .iter()
+        .flat_map(|d| d.forwards.iter().map(move |f| (d.name.clone(), *f)))
+        .collect()
 }
 
 /// Every (door, service) pair the config protects.

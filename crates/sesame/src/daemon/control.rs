@@ -55,7 +55,11 @@ impl Daemon {
                 grants: Some(self.grant_list()),
                 ..Default::default()
             },
-            Request::Revoke { addr, door } => self.revoke(*addr, door.as_deref(), uid),
+            Request::Revoke {
+                addr,
+                door,
+                kill_flows,
+            } => self.revoke(*addr, door.as_deref(), *kill_flows, uid),
             Request::Open { addr, door, secs } => self.manual_open(*addr, door, *secs, uid),
             Request::Unban { prefix } => self.unban(prefix.as_deref(), uid),
             Request::Reload => match self.reload(&format!("control socket (uid {uid})")) {
@@ -166,7 +170,7 @@ impl Daemon {
         }
     }
 
-    fn revoke(&mut self, addr: IpAddr, door: Option<&str>, uid: u32) -> Response {
+    fn revoke(&mut self, addr: IpAddr, door: Option<&str>, kill_flows: bool, uid: u32) -> Response {
         let only = match door.map(|d| self.engine.door_id(d)).transpose() {
             Ok(d) => d,
             Err(e) => return Response::error(e),
@@ -175,10 +179,18 @@ impl Daemon {
             .engine
             .revoke(addr, only, &format!("by uid {uid}"), &mut self.world);
         self.apply();
-        let mut done: Vec<GrantInfo> = match revoked {
-            Ok(gs) => gs.iter().map(|g| self.grant_info(g, false)).collect(),
+        let revoked = match revoked {
+            Ok(gs) => gs,
             Err(e) => return Response::error(e),
         };
+        let mut done: Vec<GrantInfo> = revoked.iter().map(|g| self.grant_info(g, false)).collect();
+        // What the cut flows reached: the grants' services and the doors'
+        // forwards.
+        let mut services: Vec<Service> = revoked.iter().flat_map(|g| g.services.clone()).collect();
+        let mut forwards: Vec<sesame_core::Forward> = revoked
+            .iter()
+            .flat_map(|g| self.engine.doors()[g.door].door.forwards.clone())
+            .collect();
         // What the kernel holds is what lets the address in, whatever the
         // daemon remembers (a grant from before a restart, an external
         // `nft add element`): remove the rest of it too.
@@ -218,9 +230,28 @@ impl Daemon {
                 None => format!("no active grant for {addr}, in the daemon or in the kernel"),
             });
         }
+        let mut message = format!("revoked {} grant(s) of {addr}", done.len());
+        if kill_flows {
+            services.extend(leftover.iter().copied());
+            services.sort_unstable();
+            services.dedup();
+            forwards.sort_unstable();
+            forwards.dedup();
+            match self.world.firewall.kill_flows(addr, &services, &forwards) {
+                Ok(n) => {
+                    info!(event = "flows_killed", source = %addr, uid, flows = n, "{n} live flow(s) of {addr} cut by uid {uid}");
+                    message.push_str(&format!("; cut {n} live flow(s)"));
+                }
+                Err(e) => {
+                    return Response::error(format!(
+                        "{message}, but cutting its live flows failed: {e}"
+                    ))
+                }
+            }
+        }
         Response {
             ok: true,
-            message: Some(format!("revoked {} grant(s) of {addr}", done.len())),
+            message: Some(message),
             grants: Some(done),
             ..Default::default()
         }

@@ -188,6 +188,7 @@ impl FwknopConfig {
             on_open: Commands::default(),
             on_close: Commands::default(),
             guard: sesame_core::Guard::None,
+            forwards: Vec::new(),
         };
         door.validate().map_err(|e| FwknopConfError::Unusable {
             path: self.access_conf.display().to_string(),
