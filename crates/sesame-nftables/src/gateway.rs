@@ -30,8 +30,9 @@ use sesame_core::engine::ruleset::Ruleset;
 use sesame_core::{Forward, Proto};
 
 use crate::rules::{
-    canonical, concat_type, dport, established, fib_daddr_local, killed_not_granted, nfproto_is,
-    port_reg, proto_reg, ChainSpec, Expr, SetSpec,
+    address_service_set, canonical, concat_type, dport, established, fib_daddr_local,
+    killed_not_granted, nfproto_is, port_reg, proto_reg, ChainSpec, Expr, SetSpec, V4_SERVICE_KEY,
+    V6_SERVICE_KEY,
 };
 use crate::sys::*;
 
@@ -66,16 +67,6 @@ pub(crate) const CHAIN_PRENAT: &str = "prenat";
 /// The filter chain at forward.
 pub(crate) const CHAIN_FORWARD: &str = "forward_gate";
 
-const V4_KEY: u32 = concat_type(&[
-    NFT_TYPE_IPADDR,
-    NFT_TYPE_INET_PROTOCOL,
-    NFT_TYPE_INET_SERVICE,
-]);
-const V6_KEY: u32 = concat_type(&[
-    NFT_TYPE_IP6ADDR,
-    NFT_TYPE_INET_PROTOCOL,
-    NFT_TYPE_INET_SERVICE,
-]);
 const V4_FLOW: u32 = concat_type(&[
     NFT_TYPE_IPADDR,
     NFT_TYPE_INET_PROTOCOL,
@@ -113,24 +104,34 @@ const fn map(name: &'static str, key_type: u32, key_len: u32, data: (u32, u32)) 
 pub(crate) const FORWARD_SETS: [SetSpec; 12] = [
     map(
         SET_DNAT4,
-        V4_KEY,
+        V4_SERVICE_KEY,
         12,
         (concat_type(&[NFT_TYPE_IPADDR, NFT_TYPE_INET_SERVICE]), 8),
     ),
     map(
         SET_DNAT6,
-        V6_KEY,
+        V6_SERVICE_KEY,
         24,
         (concat_type(&[NFT_TYPE_IP6ADDR, NFT_TYPE_INET_SERVICE]), 20),
     ),
-    map(SET_REDIRECT4, V4_KEY, 12, (NFT_TYPE_INET_SERVICE, 2)),
-    map(SET_REDIRECT6, V6_KEY, 24, (NFT_TYPE_INET_SERVICE, 2)),
+    map(
+        SET_REDIRECT4,
+        V4_SERVICE_KEY,
+        12,
+        (NFT_TYPE_INET_SERVICE, 2),
+    ),
+    map(
+        SET_REDIRECT6,
+        V6_SERVICE_KEY,
+        24,
+        (NFT_TYPE_INET_SERVICE, 2),
+    ),
     set(SET_FORWARD4, V4_FLOW, 16, true),
     set(SET_FORWARD6, V6_FLOW, 40, true),
     set(SET_ROUTE4, V4_FLOW, 16, true),
     set(SET_ROUTE6, V6_FLOW, 40, true),
-    set(SET_INNER4, V4_KEY, 12, false),
-    set(SET_INNER6, V6_KEY, 24, false),
+    address_service_set(SET_INNER4, false, false),
+    address_service_set(SET_INNER6, true, false),
     set(SET_KILLED_ROUTE4, V4_FLOW, 16, true),
     set(SET_KILLED_ROUTE6, V6_FLOW, 40, true),
 ];

@@ -65,6 +65,31 @@ pub(crate) const fn concat_type(types: &[u32]) -> u32 {
     t
 }
 
+/// `ipv4_addr . inet_proto . inet_service`: an IPv4 source and a service.
+pub(crate) const V4_SERVICE_KEY: u32 = concat_type(&[
+    NFT_TYPE_IPADDR,
+    NFT_TYPE_INET_PROTOCOL,
+    NFT_TYPE_INET_SERVICE,
+]);
+/// `ipv6_addr . inet_proto . inet_service`.
+pub(crate) const V6_SERVICE_KEY: u32 = concat_type(&[
+    NFT_TYPE_IP6ADDR,
+    NFT_TYPE_INET_PROTOCOL,
+    NFT_TYPE_INET_SERVICE,
+]);
+
+/// A set of (address, service) keys, of IPv6 addresses when `v6`, with
+/// per-element timeouts when `timeout`.
+pub(crate) const fn address_service_set(name: &'static str, v6: bool, timeout: bool) -> SetSpec {
+    SetSpec {
+        name,
+        key_type: if v6 { V6_SERVICE_KEY } else { V4_SERVICE_KEY },
+        key_len: if v6 { 24 } else { 12 },
+        flags: if timeout { NFT_SET_TIMEOUT } else { 0 },
+        data: None,
+    }
+}
+
 /// Declaration of one named set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SetSpec {
@@ -78,28 +103,8 @@ pub(crate) struct SetSpec {
 
 /// The sets, in creation order.
 pub(crate) const SETS: [SetSpec; 15] = [
-    SetSpec {
-        name: SET_GRANTS4,
-        key_type: concat_type(&[
-            NFT_TYPE_IPADDR,
-            NFT_TYPE_INET_PROTOCOL,
-            NFT_TYPE_INET_SERVICE,
-        ]),
-        key_len: 12,
-        flags: NFT_SET_TIMEOUT,
-        data: None,
-    },
-    SetSpec {
-        name: SET_GRANTS6,
-        key_type: concat_type(&[
-            NFT_TYPE_IP6ADDR,
-            NFT_TYPE_INET_PROTOCOL,
-            NFT_TYPE_INET_SERVICE,
-        ]),
-        key_len: 24,
-        flags: NFT_SET_TIMEOUT,
-        data: None,
-    },
+    address_service_set(SET_GRANTS4, false, true),
+    address_service_set(SET_GRANTS6, true, true),
     SetSpec {
         name: SET_PROTECTED,
         key_type: concat_type(&[NFT_TYPE_INET_PROTOCOL, NFT_TYPE_INET_SERVICE]),
@@ -177,28 +182,8 @@ pub(crate) const SETS: [SetSpec; 15] = [
         flags: 0,
         data: None,
     },
-    SetSpec {
-        name: SET_KILLED4,
-        key_type: concat_type(&[
-            NFT_TYPE_IPADDR,
-            NFT_TYPE_INET_PROTOCOL,
-            NFT_TYPE_INET_SERVICE,
-        ]),
-        key_len: 12,
-        flags: NFT_SET_TIMEOUT,
-        data: None,
-    },
-    SetSpec {
-        name: SET_KILLED6,
-        key_type: concat_type(&[
-            NFT_TYPE_IP6ADDR,
-            NFT_TYPE_INET_PROTOCOL,
-            NFT_TYPE_INET_SERVICE,
-        ]),
-        key_len: 24,
-        flags: NFT_SET_TIMEOUT,
-        data: None,
-    },
+    address_service_set(SET_KILLED4, false, true),
+    address_service_set(SET_KILLED6, true, true),
 ];
 
 /// Attributes of a NEWSET message.

@@ -99,6 +99,13 @@ fn ip(args: &[&str]) -> Result<(), TestbedError> {
     }
 }
 
+/// A veth pair between two namespaces: (device, namespace) each.
+fn veth(a: (&str, &str), b: (&str, &str)) -> Result<(), TestbedError> {
+    ip(&[
+        "link", "add", a.0, "netns", a.1, "type", "veth", "peer", "name", b.0, "netns", b.1,
+    ])
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Testbed {
@@ -152,20 +159,7 @@ impl Testbed {
         };
         ip(&["netns", "add", &bed.server])?;
         ip(&["netns", "add", &bed.client])?;
-        ip(&[
-            "link",
-            "add",
-            "sesame0",
-            "netns",
-            &bed.server,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "sesame1",
-            "netns",
-            &bed.client,
-        ])?;
+        veth(("sesame0", &bed.server), ("sesame1", &bed.client))?;
         let v4 = |a: Ipv4Addr| format!("{a}/24");
         let v6 = |a: Ipv6Addr| format!("{a}/64");
         for (ns, dev, addrs4, addr6) in [
@@ -196,20 +190,7 @@ impl Testbed {
         let inner = bed.server.replace("-srv", "-inn");
         ip(&["netns", "add", &inner])?;
         bed.inner = Some(inner.clone());
-        ip(&[
-            "link",
-            "add",
-            "sesame2",
-            "netns",
-            &bed.server,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "sesame3",
-            "netns",
-            &inner,
-        ])?;
+        veth(("sesame2", &bed.server), ("sesame3", &inner))?;
         for (ns, dev, a4, a6) in [
             (&bed.server, "sesame2", GATEWAY_INNER_V4, GATEWAY_INNER_V6),
             (&inner, "sesame3", INNER_V4, INNER_V6),
