@@ -690,6 +690,9 @@ pub enum Forward {
         public_port: u16,
         /// The inner service.
         inner: SocketAddr,
+        /// The inner host sees this host as the source (for inner hosts
+        /// that do not route their answers through it).
+        masquerade: bool,
     },
     /// The knocker may reach `inner` through this host, untranslated.
     Route {
@@ -697,6 +700,8 @@ pub enum Forward {
         proto: Proto,
         /// The inner service.
         inner: SocketAddr,
+        /// As for [`Forward::Dnat`].
+        masquerade: bool,
     },
     /// This host's `proto/public_port` is redirected to its own
     /// `local_port`.
@@ -758,7 +763,7 @@ impl Forward {
     /// granted.
     pub fn inner_service(&self) -> Option<(Proto, SocketAddr)> {
         match *self {
-            Forward::Dnat { proto, inner, .. } | Forward::Route { proto, inner } => {
+            Forward::Dnat { proto, inner, .. } | Forward::Route { proto, inner, .. } => {
                 Some((proto, inner))
             }
             Forward::Redirect { .. } => None,
@@ -766,15 +771,27 @@ impl Forward {
     }
 }
 
+impl Forward {
+    /// Whether the inner host sees this host as the source.
+    pub fn masquerade(&self) -> bool {
+        match *self {
+            Forward::Dnat { masquerade, .. } | Forward::Route { masquerade, .. } => masquerade,
+            Forward::Redirect { .. } => false,
+        }
+    }
+}
+
 impl fmt::Display for Forward {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masq = if self.masquerade() { " masquerade" } else { "" };
         match self {
             Forward::Dnat {
                 proto,
                 public_port,
                 inner,
-            } => write!(f, "{proto}/{public_port} -> {inner}"),
-            Forward::Route { proto, inner } => write!(f, "{proto}/{inner}"),
+                ..
+            } => write!(f, "{proto}/{public_port} -> {inner}{masq}"),
+            Forward::Route { proto, inner, .. } => write!(f, "{proto}/{inner}{masq}"),
             Forward::Redirect {
                 proto,
                 public_port,
@@ -815,9 +832,15 @@ impl FromStr for Forward {
     type Err = DoorError;
 
     /// `"PROTO/PORT -> ADDR:PORT"` (DNAT), `"PROTO/ADDR:PORT"` (route) or
-    /// `"PROTO/PORT -> PORT"` (redirect); IPv6 addresses in brackets.
+    /// `"PROTO/PORT -> PORT"` (redirect); IPv6 addresses in brackets. A
+    /// DNAT or route forward may end in `masquerade`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (proto, rest) = text
+        let trimmed = text.trim();
+        let (body, masquerade) = match trimmed.rsplit_once(char::is_whitespace) {
+            Some((body, word)) if word.eq_ignore_ascii_case("masquerade") => (body, true),
+            _ => (trimmed, false),
+        };
+        let (proto, rest) = body
             .trim()
             .split_once('/')
             .ok_or_else(|| bad(text, "expected PROTO/... (tcp or udp)"))?;
@@ -840,7 +863,13 @@ impl FromStr for Forward {
                         proto,
                         public_port,
                         inner: inner_addr(text, target)?,
+                        masquerade,
                     })
+                } else if masquerade {
+                    Err(bad(
+                        text,
+                        "a redirect stays on this host: masquerade is for DNAT and route forwards",
+                    ))
                 } else {
                     Ok(Forward::Redirect {
                         proto,
@@ -852,6 +881,7 @@ impl FromStr for Forward {
             None => Ok(Forward::Route {
                 proto,
                 inner: inner_addr(text, rest)?,
+                masquerade,
             }),
         }
     }
@@ -940,10 +970,16 @@ mod forward_tests {
             "tcp/10.2.0.2:22",
             "tcp/[2001:db8:2::2]:22",
             "tcp/2222 -> 22",
+            "tcp/2222 -> 10.2.0.2:22 masquerade",
+            "tcp/10.2.0.2:22 masquerade",
         ] {
             let f: Forward = text.parse().unwrap();
             assert_eq!(f.to_string(), text);
         }
+        assert!("tcp/2222 -> 10.2.0.2:22 MASQUERADE"
+            .parse::<Forward>()
+            .unwrap()
+            .masquerade());
         let dnat: Forward = "tcp/2222 -> 10.2.0.2:22".parse().unwrap();
         assert!(dnat.applies_to("198.51.100.7".parse().unwrap()));
         assert!(!dnat.applies_to("2001:db8::7".parse().unwrap()));
@@ -959,6 +995,7 @@ mod forward_tests {
             ("tcp/2222 -> 127.0.0.1:22", "loopback"),
             ("tcp/2222 -> 2001:db8::2:22", "ADDR:PORT"),
             ("tcp/host.example:22", "ADDR:PORT"),
+            ("tcp/2222 -> 22 masquerade", "stays on this host"),
         ] {
             let err = text.parse::<Forward>().unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains(text), "{text}: {err}");

@@ -7,8 +7,8 @@ use sesame_core::engine::ruleset::Ruleset;
 use sesame_core::Service;
 
 use crate::gateway::{
-    forward_rules, inner_elements, prenat_rules, ForwardElements, MapEntry, CHAIN_FORWARD,
-    CHAIN_PRENAT, FORWARD_CHAINS, FORWARD_SETS,
+    forward_rules, inner_elements, postnat_rules, prenat_rules, ForwardElements, MapEntry,
+    CHAIN_FORWARD, CHAIN_POSTNAT, CHAIN_PRENAT, FORWARD_CHAINS, FORWARD_SETS,
 };
 use crate::rules::*;
 use crate::sys::*;
@@ -289,6 +289,9 @@ impl<'a> Batch<'a> {
         }
         for (n, r) in forward_rules().iter().enumerate() {
             self.new_rule(CHAIN_FORWARD, n + 1, r);
+        }
+        for (n, r) in postnat_rules().iter().enumerate() {
+            self.new_rule(CHAIN_POSTNAT, n + 1, r);
         }
     }
 

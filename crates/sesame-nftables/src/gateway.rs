@@ -57,6 +57,11 @@ pub(crate) const SET_ROUTE6: &str = "route6";
 pub(crate) const SET_KILLED_ROUTE4: &str = "killed_route4";
 /// The same for IPv6.
 pub(crate) const SET_KILLED_ROUTE6: &str = "killed_route6";
+/// Granted flows the inner host sees from this host (`masquerade`):
+/// (client, proto, inner, port).
+pub(crate) const SET_MASQUERADE4: &str = "masquerade4";
+/// The same for IPv6.
+pub(crate) const SET_MASQUERADE6: &str = "masquerade6";
 /// Inner services closed in the forward path unless granted.
 pub(crate) const SET_INNER4: &str = "inner4";
 /// The same for IPv6.
@@ -66,6 +71,8 @@ pub(crate) const SET_INNER6: &str = "inner6";
 pub(crate) const CHAIN_PRENAT: &str = "prenat";
 /// The filter chain at forward.
 pub(crate) const CHAIN_FORWARD: &str = "forward_gate";
+/// The NAT chain at postrouting (masquerade).
+pub(crate) const CHAIN_POSTNAT: &str = "postnat";
 
 const V4_FLOW: u32 = concat_type(&[
     NFT_TYPE_IPADDR,
@@ -101,7 +108,7 @@ const fn map(name: &'static str, key_type: u32, key_len: u32, data: (u32, u32)) 
 }
 
 /// The gateway's sets and maps, in creation order.
-pub(crate) const FORWARD_SETS: [SetSpec; 12] = [
+pub(crate) const FORWARD_SETS: [SetSpec; 14] = [
     map(
         SET_DNAT4,
         V4_SERVICE_KEY,
@@ -134,15 +141,19 @@ pub(crate) const FORWARD_SETS: [SetSpec; 12] = [
     address_service_set(SET_INNER6, true, false),
     set(SET_KILLED_ROUTE4, V4_FLOW, 16, true),
     set(SET_KILLED_ROUTE6, V6_FLOW, 40, true),
+    set(SET_MASQUERADE4, V4_FLOW, 16, true),
+    set(SET_MASQUERADE6, V6_FLOW, 40, true),
 ];
 
 /// `NF_IP_PRI_NAT_DST`: nft's `dstnat`.
 const PRENAT_PRIORITY: i32 = -100;
 /// Just before the usual `filter` priority, as the input gate.
 const FORWARD_PRIORITY: i32 = -10;
+/// `NF_IP_PRI_NAT_SRC`: nft's `srcnat`.
+const POSTNAT_PRIORITY: i32 = 100;
 
 /// The gateway's base chains.
-pub(crate) const FORWARD_CHAINS: [ChainSpec; 2] = [
+pub(crate) const FORWARD_CHAINS: [ChainSpec; 3] = [
     ChainSpec {
         name: CHAIN_PRENAT,
         hook: NF_INET_PRE_ROUTING,
@@ -154,6 +165,12 @@ pub(crate) const FORWARD_CHAINS: [ChainSpec; 2] = [
         hook: NF_INET_FORWARD,
         priority: FORWARD_PRIORITY,
         kind: "filter",
+    },
+    ChainSpec {
+        name: CHAIN_POSTNAT,
+        hook: NF_INET_POST_ROUTING,
+        priority: POSTNAT_PRIORITY,
+        kind: "nat",
     },
 ];
 
@@ -213,6 +230,7 @@ struct FamilySets {
     route: &'static str,
     inner: &'static str,
     killed_route: &'static str,
+    masquerade: &'static str,
 }
 
 fn family_sets(family: u8) -> FamilySets {
@@ -224,6 +242,7 @@ fn family_sets(family: u8) -> FamilySets {
             route: SET_ROUTE4,
             inner: SET_INNER4,
             killed_route: SET_KILLED_ROUTE4,
+            masquerade: SET_MASQUERADE4,
         },
         _ => FamilySets {
             dnat: SET_DNAT6,
@@ -232,6 +251,7 @@ fn family_sets(family: u8) -> FamilySets {
             route: SET_ROUTE6,
             inner: SET_INNER6,
             killed_route: SET_KILLED_ROUTE6,
+            masquerade: SET_MASQUERADE6,
         },
     }
 }
@@ -273,6 +293,26 @@ pub(crate) fn prenat_rules() -> Vec<Vec<Expr>> {
         out.extend([to_inner, to_local]);
     }
     out
+}
+
+/// The rules of the `postnat` chain: granted flows of masquerading
+/// forwards leave with this host's address (at postrouting the
+/// destination is the inner host's, after DNAT).
+pub(crate) fn postnat_rules() -> Vec<Vec<Expr>> {
+    use Field::*;
+    [NFPROTO_IPV4, NFPROTO_IPV6]
+        .into_iter()
+        .map(|family| {
+            let mut v = nfproto_is(family).to_vec();
+            v.extend(load(family, &[Saddr, L4proto, Daddr, Dport]));
+            v.push(Expr::Lookup {
+                set: family_sets(family).masquerade,
+                sreg: NFT_REG32_00,
+            });
+            v.push(Expr::Masquerade);
+            v
+        })
+        .collect()
 }
 
 /// The rules of the `forward_gate` chain: granted flows pass, inner
@@ -412,6 +452,7 @@ pub(crate) fn forward_elements(client: IpAddr, forwards: &[Forward]) -> ForwardE
         redirect,
         forward,
         route,
+        masquerade,
         ..
     } = family_sets(family);
     let mut out = ForwardElements::default();
@@ -430,18 +471,22 @@ pub(crate) fn forward_elements(client: IpAddr, forwards: &[Forward]) -> ForwardE
         None => sets.push((name, vec![key])),
     };
     for f in forwards.iter().filter(|f| f.applies_to(client)) {
+        if let Some((proto, inner)) = f.inner_service().filter(|_| f.masquerade()) {
+            set(masquerade, flow_key(client, proto, inner));
+        }
         match *f {
             Forward::Dnat {
                 proto,
                 public_port,
                 inner,
+                ..
             } => {
                 let mut data = addr_bytes(inner.ip());
                 data.extend_from_slice(&port_reg(inner.port()));
                 map(dnat, service_key(client, proto, public_port), data);
                 set(forward, flow_key(client, proto, inner));
             }
-            Forward::Route { proto, inner } => set(route, flow_key(client, proto, inner)),
+            Forward::Route { proto, inner, .. } => set(route, flow_key(client, proto, inner)),
             Forward::Redirect {
                 proto,
                 public_port,
@@ -472,7 +517,7 @@ pub(crate) fn killed_route_elements(
         .iter()
         .filter(|f| f.applies_to(client))
         .filter_map(|f| match *f {
-            Forward::Route { proto, inner } => Some(flow_key(client, proto, inner)),
+            Forward::Route { proto, inner, .. } => Some(flow_key(client, proto, inner)),
             _ => None,
         })
         .collect();

@@ -482,7 +482,7 @@ impl Firewall {
                 | Forward::Redirect {
                     proto, public_port, ..
                 } => (proto, public_port),
-                Forward::Route { proto, inner } => (proto, inner.port()),
+                Forward::Route { proto, inner, .. } => (proto, inner.port()),
             });
         }
         if ports.is_empty() {

@@ -289,6 +289,8 @@ pub(crate) enum Expr {
     Redirect {
         proto_reg: u32,
     },
+    /// `masquerade`.
+    Masquerade,
     Fib {
         dreg: u32,
         result: u32,
@@ -314,6 +316,7 @@ impl Expr {
             Expr::Lookup { .. } | Expr::LookupNot { .. } | Expr::LookupMap { .. } => "lookup",
             Expr::Dnat { .. } => "nat",
             Expr::Redirect { .. } => "redir",
+            Expr::Masquerade => "masq",
             Expr::Fib { .. } => "fib",
             Expr::Ct { .. } => "ct",
             Expr::Log { .. } => "log",
@@ -395,6 +398,7 @@ impl Expr {
                     NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED,
                 );
             }
+            Expr::Masquerade => {}
             Expr::Redirect { proto_reg } => {
                 w.put_be32(NFTA_REDIR_REG_PROTO_MIN, *proto_reg);
                 w.put_be32(NFTA_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);

@@ -58,6 +58,7 @@ pub const NF_ACCEPT: u32 = 1;
 pub const NF_INET_PRE_ROUTING: u32 = 0;
 pub const NF_INET_LOCAL_IN: u32 = 1;
 pub const NF_INET_FORWARD: u32 = 2;
+pub const NF_INET_POST_ROUTING: u32 = 4;
 
 pub const NFPROTO_UNSPEC: u8 = 0;
 pub const NFPROTO_INET: u8 = 1;

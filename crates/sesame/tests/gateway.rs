@@ -218,3 +218,53 @@ fn forwards_open_for_the_knocker_only_and_close_on_time_over_ipv4_and_ipv6() {
     assert_all_within(&bed, false, false, Duration::from_secs(OPEN_FOR_SECS + 2));
     assert!(started.elapsed() >= Duration::from_millis(OPEN_FOR_SECS * 1000 - 500));
 }
+
+#[test]
+fn masquerade_serves_an_inner_host_that_does_not_route_back() {
+    let mut bed = match Testbed::create_gateway("gwmasq") {
+        Ok(bed) => bed,
+        Err(e) if !sesame_testkit::proc::ci() => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    };
+    // The inner host knows only its own link: answers to the client can
+    // only reach it through the gateway's own address.
+    for family in ["-4", "-6"] {
+        let out = bed
+            .command(Side::Inner, "ip")
+            .args([family, "route", "del", "default"])
+            .output()
+            .unwrap();
+        assert_success(&out, "ip route del default");
+    }
+    let _inner22 = Service::start_on(&bed, Side::Inner, 22).expect("inner :22");
+    let _inner23 = Service::start_on(&bed, Side::Inner, 23).expect("inner :23");
+    let (i4, i6) = (
+        Testbed::addr(Side::Inner, false),
+        Testbed::addr(Side::Inner, true),
+    );
+    let config = format!(
+        "[daemon]\nstate_dir = \"{}\"\n\
+         [door.masq]\nsequence = [\"7100\", \"8100\", \"9100\"]\n\
+         forward = [\"tcp/2226 -> {i4}:22 masquerade\", \"tcp/2226 -> [{i6}]:22 masquerade\"]\n\
+         [door.plain]\nsequence = [\"7200\", \"8200\", \"9200\"]\n\
+         forward = [\"tcp/2227 -> {i4}:23\", \"tcp/2227 -> [{i6}]:23\"]\n",
+        bed.scratch().join("state").display()
+    );
+    let _daemon = start_daemon(&mut bed, &config, &[]);
+    for v6 in [false, true] {
+        let gateway = Testbed::addr(Side::Server, v6);
+        knock(&bed, gateway, &["7100", "8100", "9100"]);
+        knock(&bed, gateway, &["7200", "8200", "9200"]);
+        let end = Instant::now() + Duration::from_secs(2);
+        while !reaches(&bed, None, SocketAddr::new(gateway, 2226)) {
+            assert!(Instant::now() < end, "masqueraded forward closed (v6 {v6})");
+        }
+        assert!(
+            !reaches(&bed, None, SocketAddr::new(gateway, 2227)),
+            "an unmasqueraded forward to a host without a route back answered (v6 {v6})"
+        );
+    }
+}
