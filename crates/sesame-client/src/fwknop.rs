@@ -18,6 +18,8 @@
 //! # digest = "sha256"               # -m: the inner digest (default SHA256)
 //! # client_timeout = 60             # -f: ask for N seconds (message type 3)
 //! # username = "alice"              # -U (default: $USER, else root)
+//! # nat_access = "10.2.0.2:22"      # -N: forward the first access port to
+//! #                                 # this inner service (message type 2)
 //! ```
 //!
 //! Every packet gets fresh randomness from the OS (`getrandom`): the
@@ -153,6 +155,9 @@ pub struct FwknopDoor {
     pub client_timeout: Option<u32>,
     /// The username to send; `None` = `$USER`, else `root`.
     pub username: Option<String>,
+    /// `-N HOST:PORT`: ask the server to forward the first access port to
+    /// this inner service (a NAT access message, type 2 or 4).
+    pub nat_access: Option<std::net::SocketAddr>,
 }
 
 /// Why an fwknop packet could not be made.
@@ -256,12 +261,16 @@ impl FwknopDoor {
 
     /// The request this door sends at `unix_secs` as `username`.
     pub fn request(&self, username: &str, unix_secs: u64) -> FwknopRequest {
-        let req = FwknopRequest::access(
+        let mut req = FwknopRequest::access(
             username,
             unix_secs,
             self.allow_ip.access_ip(),
             self.access.clone(),
         );
+        if let Some(inner) = self.nat_access {
+            req.msg_type = sesame_core::fwknop::MsgType::NatAccess;
+            req.nat_access = Some((inner.ip().to_string(), inner.port()));
+        }
         let mut req = match self.client_timeout {
             Some(secs) => req.with_client_timeout(secs),
             None => req,
@@ -513,6 +522,7 @@ pub(crate) struct RawFwknop {
     digest: Option<String>,
     client_timeout: Option<i64>,
     username: Option<String>,
+    nat_access: Option<String>,
 }
 
 /// One of several ways to give a key, or none.
@@ -687,6 +697,15 @@ impl RawFwknop {
             digest,
             client_timeout,
             username: self.username,
+            nat_access: match &self.nat_access {
+                None => None,
+                Some(n) => Some(n.trim().parse().map_err(|_| {
+                    (
+                        format!("{label} nat_access {n:?}"),
+                        "expected the inner service as ADDR:PORT (fwknop -N)".to_string(),
+                    )
+                })?),
+            },
         };
         // The encoder's own checks (username, ports, message length), with
         // a dummy key.
@@ -812,6 +831,7 @@ mod tests {
             digest: DigestType::Sha256,
             client_timeout: None,
             username: None,
+            nat_access: None,
         };
         let e = door
             .load_keys(&dir.join("none.toml"))

@@ -98,6 +98,12 @@ pub(crate) struct RawDoor {
     /// fwknop door: access.conf stanzas, in order.
     #[serde(default)]
     pub(crate) stanzas: Vec<Spanned<RawStanza>>,
+    /// fwknop door: NAT access requests (ENABLE_IPT_FORWARDING).
+    pub(crate) nat_forwarding: Option<Spanned<bool>>,
+    /// fwknop door: local NAT requests (ENABLE_IPT_LOCAL_NAT).
+    pub(crate) nat_local: Option<Spanned<bool>>,
+    /// fwknop door: the inner networks NAT requests may name.
+    pub(crate) nat_hosts: Option<Spanned<Vec<String>>>,
 }
 
 /// One `[[door.NAME.stanzas]]` of an fwknop door (access.conf's meaning).
@@ -128,6 +134,14 @@ pub(crate) struct RawStanza {
     /// `["ANY"]` or addresses and networks the packet must be sent to.
     pub(crate) destination: Option<Spanned<Vec<String>>>,
     pub(crate) access_expire: Option<Spanned<i64>>,
+    /// `FORCE_NAT`: `"10.2.0.2:22"`.
+    pub(crate) force_nat: Option<Spanned<String>>,
+    /// `FORCE_MASQUERADE`.
+    #[serde(default)]
+    pub(crate) force_masquerade: bool,
+    /// `DISABLE_DNAT`.
+    #[serde(default)]
+    pub(crate) disable_dnat: bool,
 }
 
 #[derive(Deserialize)]

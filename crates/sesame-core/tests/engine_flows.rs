@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use sesame_core::engine::*;
-use sesame_core::fwknop::stanza::{FwknopStanza, Secret};
+use sesame_core::fwknop::stanza::{FwknopNat, FwknopStanza, Secret};
 use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
 use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
@@ -459,6 +459,10 @@ fn a_store_that_cannot_record_keeps_the_door_closed() {
 }
 
 fn fwknop_door() -> EngineDoor {
+    fwknop_door_with(FwknopNat::default())
+}
+
+fn fwknop_door_with(nat: FwknopNat) -> EngineDoor {
     let key = Secret(b"fwknop-key".to_vec());
     let stanza = FwknopStanza {
         line: 3,
@@ -477,6 +481,7 @@ fn fwknop_door() -> EngineDoor {
                 stanza,
                 run_as: None,
             }],
+            nat,
         }),
     }
 }
@@ -787,4 +792,78 @@ fn a_gateway_door_forwards_for_the_knocker_only_within_its_family_and_revoke_clo
     h.engine.revoke(alice, None, "test", &mut h.world).unwrap();
     assert!(!h.world.firewall.forwards(alice, forwards[0]));
     assert!(!h.admits(alice, Service::tcp(22)));
+}
+
+/// An fwknop NAT message of `msg_type` for `tcp/22`, NAT field `nat`.
+fn fwknop_nat_packet(random: u64, msg_type: fk::MsgType, nat: (&str, u16)) -> Vec<u8> {
+    let access = vec![AccessPort::Service(SSH)];
+    let mut req = FwknopRequest::access("alice", NOW, None, access);
+    req.msg_type = msg_type;
+    req.nat_access = Some((nat.0.to_string(), nat.1));
+    fk::encode(&req, &fwknop_keys(), random, [random as u8; 8])
+        .unwrap()
+        .into_bytes()
+}
+
+#[test]
+fn fwknop_nat_requests_forward_only_where_enabled_and_only_to_allowed_hosts() {
+    let alice = ip("198.51.100.7");
+    let inner = "10.2.0.2:22".parse().unwrap();
+    let send = |h: &mut Harness, random: u64, t: fk::MsgType, nat: (&str, u16)| {
+        h.packet(
+            alice,
+            server(),
+            Proto::Udp,
+            62201,
+            &fwknop_nat_packet(random, t, nat),
+        );
+    };
+    // NAT disabled (fwknopd's default): refused with its own reason.
+    let mut h = harness(vec![fwknop_door()]);
+    send(&mut h, 1, fk::MsgType::NatAccess, ("10.2.0.2", 22));
+    send(&mut h, 2, fk::MsgType::LocalNatAccess, ("192.0.2.1", 22));
+    assert_eq!(h.refusals(), vec!["nat_disabled", "nat_disabled"]);
+    // Enabled, with an allow-list.
+    let nat = FwknopNat {
+        forwarding: true,
+        local: true,
+        hosts: vec![(ip("10.2.0.0"), 24)],
+    };
+    let mut h = harness(vec![fwknop_door_with(nat)]);
+    assert!(h.world.firewall.ruleset.as_ref().unwrap().gateway);
+    send(&mut h, 3, fk::MsgType::NatAccess, ("10.9.0.2", 22));
+    send(&mut h, 4, fk::MsgType::NatAccess, ("inner.example", 22));
+    assert_eq!(
+        h.refusals(),
+        vec!["nat_host_not_allowed", "nat_host_not_allowed"]
+    );
+    send(&mut h, 5, fk::MsgType::NatAccess, ("10.2.0.2", 22));
+    let dnat = Forward::Dnat {
+        proto: Proto::Tcp,
+        public_port: 22,
+        inner,
+        masquerade: false,
+    };
+    assert!(
+        h.world.firewall.forwards(alice, dnat),
+        "NAT access forwarded"
+    );
+    assert!(
+        !h.admits(alice, SSH),
+        "a NAT request opens the forward, not the local port"
+    );
+    // The forward closes with the grant.
+    h.advance(Duration::from_secs(31));
+    assert!(!h.world.firewall.forwards(alice, dnat));
+    // Local NAT: the requested port is redirected to the NAT port here.
+    send(&mut h, 6, fk::MsgType::LocalNatAccess, ("192.0.2.1", 22));
+    let redirect = Forward::Redirect {
+        proto: Proto::Tcp,
+        public_port: 22,
+        local_port: 22,
+    };
+    assert!(h.world.firewall.forwards(alice, redirect));
+    assert!(h.admits(alice, SSH), "the local NAT port is granted");
+    h.engine.revoke(alice, None, "test", &mut h.world).unwrap();
+    assert!(!h.world.firewall.forwards(alice, redirect));
 }

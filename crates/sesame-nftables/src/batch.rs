@@ -266,7 +266,7 @@ impl<'a> Batch<'a> {
         }
         // Gateway mode only where it is used: a host that forwards nothing
         // needs no NAT in its kernel.
-        if rules.forwards.is_empty() {
+        if rules.forwards.is_empty() && !rules.gateway {
             return;
         }
         for (id, s) in (100..).zip(&FORWARD_SETS) {

@@ -79,6 +79,7 @@ impl Client {
             digest: DigestType::Sha256,
             client_timeout: None,
             username: Some("bench".into()),
+            nat_access: None,
         };
         let enc = STANDARD.decode(&keys.key).expect("key");
         let hmac = STANDARD.decode(&keys.hmac).expect("hmac key");

@@ -52,6 +52,7 @@ fn door() -> (FwknopDoor, FwknopKeys) {
         digest: DigestType::Sha256,
         client_timeout: None,
         username: Some("bench".into()),
+        nat_access: None,
     };
     let keys = FwknopKeys::new(&enc, EncMode::Cbc, Some((&hmac, DigestType::Sha256)))
         .expect("fwknop keys");

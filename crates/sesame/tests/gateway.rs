@@ -4,7 +4,10 @@
 //! inner host's tcp/22), a routed inner service (the inner host's tcp/23,
 //! untranslated) and a local redirect (gateway tcp/2223 to its own
 //! tcp/2224), over IPv4 and IPv6. Every check is a real TCP round trip.
+//! Debian's real `fwknop` client asks for forwards with `-N` and
+//! `--nat-local` from `sesamed --fwknop-access`.
 
+mod fwknop_support;
 mod support;
 
 use std::io::{Read, Write};
@@ -265,6 +268,148 @@ fn masquerade_serves_an_inner_host_that_does_not_route_back() {
         assert!(
             !reaches(&bed, None, SocketAddr::new(gateway, 2227)),
             "an unmasqueraded forward to a host without a route back answered (v6 {v6})"
+        );
+    }
+}
+
+#[test]
+fn the_real_fwknop_client_opens_nat_forwards_only_to_allowed_inner_hosts() {
+    let Some(progs) = fwknop_support::programs(&["fwknop"]) else {
+        return;
+    };
+    let mut bed = match Testbed::create_gateway("gwfwk") {
+        Ok(bed) => bed,
+        Err(e) if !sesame_testkit::proc::ci() => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    };
+    let dir = bed.scratch();
+    let _inner = Service::start_on(&bed, Side::Inner, 22).expect("inner :22");
+    let _local = Service::start_on(&bed, Side::Server, 2224).expect("gateway :2224");
+    // The access.conf and fwknopd.conf lines that make fwknopd forward.
+    let keys = fwknop_support::Keys::generate();
+    let access = dir.join("access.conf");
+    std::fs::write(&access, keys.stanza("ANY", "tcp/2222, tcp/2224", 30)).unwrap();
+    let fwknopd = dir.join("fwknopd.conf");
+    std::fs::write(
+        &fwknopd,
+        "ENABLE_IPT_FORWARDING Y;\nENABLE_IPT_LOCAL_NAT Y;\n",
+    )
+    .unwrap();
+    for f in [&access, &fwknopd] {
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let daemon = fwknop_support::start_sesamed(
+        &mut bed,
+        &bin("sesamed"),
+        &dir.join("var-lib"),
+        &[
+            "--fwknop-access",
+            access.to_str().unwrap(),
+            "--fwknopd-conf",
+            fwknopd.to_str().unwrap(),
+            "--nat-host",
+            "10.2.0.0/24",
+        ],
+        true,
+    );
+    let gateway = Testbed::addr(Side::Server, false);
+    let client = Testbed::addr(Side::Client, false).to_string();
+    let fwknop = |extra: &[&str]| {
+        let mut args = vec!["-a", &client, "-D"];
+        let server = gateway.to_string();
+        args.push(&server);
+        args.extend([
+            "--use-hmac",
+            "--key-base64-rijndael",
+            &keys.key,
+            "--key-base64-hmac",
+            &keys.hmac,
+        ]);
+        args.extend(extra);
+        fwknop_support::fwknop_client(&bed, &progs[0], &dir, &args);
+    };
+    let forwarded = SocketAddr::new(gateway, 2222);
+    assert!(
+        !reaches(&bed, None, forwarded),
+        "forwarded before any packet"
+    );
+    // A NAT host outside the allow-list: refused, with its own reason.
+    fwknop(&["-A", "tcp/2222", "-N", "10.3.0.9:22"]);
+    daemon.log.expect(
+        &["fwknop_refused", "nat_host_not_allowed"],
+        Duration::from_secs(3),
+        "a NAT host outside the allow-list",
+    );
+    assert!(!reaches(&bed, None, forwarded));
+    // fwknop -N: gateway tcp/2222 to the inner host's ssh.
+    let inner = Testbed::addr(Side::Inner, false);
+    fwknop(&["-A", "tcp/2222", "-N", &format!("{inner}:22")]);
+    let end = Instant::now() + Duration::from_secs(3);
+    while !reaches(&bed, None, forwarded) {
+        assert!(
+            Instant::now() < end,
+            "fwknop -N did not open the forward:\n{}",
+            daemon.log.dump()
+        );
+    }
+    assert!(
+        !reaches(&bed, None, SocketAddr::new(gateway, 2224)),
+        "a NAT request also opened a local port"
+    );
+    // Sesame's own client asks for the same forward from a profile
+    // (`nat_access`), here for the client's second address.
+    let second: IpAddr = CLIENT2_V4.into();
+    assert!(!reaches(&bed, Some(second), forwarded));
+    let profile = dir.join("client.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[server.gw]\nhost = \"{gateway}\"\n[server.gw.fwknop.inner]\naccess = [\"tcp/2222\"]\n\
+             allow_ip = \"{second}\"\nnat_access = \"{inner}:22\"\nkey_base64 = \"{}\"\n\
+             hmac_key_base64 = \"{}\"\n",
+            keys.key, keys.hmac
+        ),
+    )
+    .unwrap();
+    // Inline keys: the profile must be private.
+    std::fs::set_permissions(
+        &profile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let out = bed
+        .command(Side::Client, bin("sesame").to_str().unwrap())
+        .args([
+            "knock",
+            "gw",
+            "inner",
+            "--config",
+            profile.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame knock (fwknop NAT profile)");
+    let end = Instant::now() + Duration::from_secs(3);
+    while !reaches(&bed, Some(second), forwarded) {
+        assert!(
+            Instant::now() < end,
+            "sesame knock with nat_access did not open the forward:\n{}",
+            daemon.log.dump()
+        );
+    }
+    // fwknop --nat-local: gateway tcp/55000 to its own tcp/2224.
+    let redirected = SocketAddr::new(gateway, 55000);
+    assert!(!reaches(&bed, None, redirected));
+    fwknop(&["-A", "tcp/2224", "--nat-local", "--nat-port", "55000"]);
+    let end = Instant::now() + Duration::from_secs(3);
+    while !reaches(&bed, None, redirected) {
+        assert!(
+            Instant::now() < end,
+            "fwknop --nat-local did not open the redirect:\n{}",
+            daemon.log.dump()
         );
     }
 }

@@ -287,6 +287,9 @@ impl Ctx<'_> {
             for (key, given) in [
                 ("fwknop_max_age", raw.fwknop_max_age.is_some()),
                 ("stanzas", !raw.stanzas.is_empty()),
+                ("nat_forwarding", raw.nat_forwarding.is_some()),
+                ("nat_local", raw.nat_local.is_some()),
+                ("nat_hosts", raw.nat_hosts.is_some()),
             ] {
                 if given {
                     return Err(self.invalid(

@@ -63,6 +63,32 @@ impl Ctx<'_> {
         for (i, st) in raw_stanzas.into_iter().enumerate() {
             stanzas.push(self.fwknop_stanza(label, i, st)?);
         }
+        let flag = |v: Option<Spanned<bool>>| v.is_some_and(|v| *v.get_ref());
+        let forwarding = flag(raw.nat_forwarding.take());
+        let local = flag(raw.nat_local.take());
+        let hosts = match raw.nat_hosts.take() {
+            None => Vec::new(),
+            Some(list) => {
+                if list.get_ref().iter().any(|h| h.eq_ignore_ascii_case("any")) {
+                    return Err(self.invalid(
+                        list.span(),
+                        format!("{label} nat_hosts"),
+                        "ANY is not allowed: list the inner networks NAT requests may name (0.0.0.0/0 if you mean every IPv4 address)",
+                    ));
+                }
+                fk::parse_source(&list.get_ref().join(","))
+                    .map_err(|e| self.invalid(list.span(), format!("{label} nat_hosts"), e))?
+            }
+        };
+        if !forwarding {
+            if let Some(s) = stanzas.iter().position(|s| s.force_nat.is_some()) {
+                return Err(self.invalid(
+                    span,
+                    format!("{label} stanzas[{s}] force_nat"),
+                    "force_nat needs nat_forwarding = true on the door (ENABLE_IPT_FORWARDING)",
+                ));
+            }
+        }
         Ok((
             span,
             vec![format!("{port_num}:udp")],
@@ -70,6 +96,11 @@ impl Ctx<'_> {
                 port: port_num,
                 max_age,
                 stanzas,
+                nat: fk::FwknopNat {
+                    forwarding,
+                    local,
+                    hosts,
+                },
             }),
         ))
     }
@@ -196,6 +227,19 @@ impl Ctx<'_> {
                     Some(v) => Err(bad(v.span(), what, "expected a user or group name".into())),
                 }
             };
+        let force_nat =
+            match raw.force_nat {
+                None => None,
+                Some(f) => Some(f.get_ref().trim().parse::<std::net::SocketAddr>().map_err(
+                    |_| {
+                        bad(
+                            f.span(),
+                            "force_nat",
+                            format!("{:?}: expected ADDR:PORT or [IPv6]:PORT", f.get_ref()),
+                        )
+                    },
+                )?),
+            };
         let cmd_exec_user = name(raw.cmd_exec_user, "cmd_exec_user")?;
         let cmd_exec_group = name(raw.cmd_exec_group, "cmd_exec_group")?;
         Ok(fk::FwknopStanza {
@@ -216,6 +260,9 @@ impl Ctx<'_> {
             cmd_exec_group,
             destination,
             access_expire,
+            force_nat,
+            disable_dnat: raw.disable_dnat,
+            force_masquerade: raw.force_masquerade,
         })
     }
 

@@ -129,8 +129,10 @@ pub enum Note {
         src: IpAddr,
         /// Door.
         door: Arc<str>,
-        /// What (empty: a commands-only door).
+        /// What (empty: a commands-only or forwards-only door).
         services: Vec<Service>,
+        /// What it forwards through this host (gateway mode).
+        forwards: Vec<crate::Forward>,
         /// For how long.
         open_for: Duration,
     },

@@ -65,6 +65,8 @@ pub struct FwknopDoor {
     pub max_age: u64,
     /// Stanzas in file order, with their keys.
     pub stanzas: Vec<LoadedStanza>,
+    /// NAT access requests.
+    pub nat: crate::fwknop::stanza::FwknopNat,
 }
 
 /// One access.conf stanza and what was loaded for it.

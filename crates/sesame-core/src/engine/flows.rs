@@ -135,6 +135,7 @@ impl Engine {
                 target,
                 services: v.services,
                 open_for: v.duration,
+                forwards: Vec::new(),
             },
         };
         let credential = Credential {
@@ -168,6 +169,7 @@ impl Engine {
         let DoorKind::Fwknop(f) = &self.doors[door].kind else {
             return;
         };
+        let nat = &f.nat;
         let mut last_error: Option<FwknopError> = None;
         let mut policy_refusal: Option<(&'static str, String)> = None;
         let mut found = None;
@@ -185,8 +187,10 @@ impl Engine {
                     let action = if msg.request.msg_type == MsgType::Command {
                         policy::fwknop_command(stanza, &msg).map(FwknopAction::Command)
                     } else {
-                        policy::fwknop_grant(stanza, &msg, src, &mut |a| target_refusal(world, a))
-                            .map(FwknopAction::Grant)
+                        policy::fwknop_grant(stanza, nat, &msg, src, &mut |a| {
+                            target_refusal(world, a)
+                        })
+                        .map(FwknopAction::Grant)
                     };
                     match action {
                         Ok(action) => {
@@ -247,7 +251,7 @@ impl Engine {
                     run_as,
                 }),
             },
-            FwknopAction::Grant((target, services, open_for)) => Accepted {
+            FwknopAction::Grant((target, services, open_for, forwards)) => Accepted {
                 event: "fwknop_accepted",
                 message: format!(
                     "fwknop SPA request {} accepted (stanza at line {line})",
@@ -257,6 +261,7 @@ impl Engine {
                     target,
                     services,
                     open_for,
+                    forwards,
                 },
             },
         };
@@ -298,6 +303,7 @@ impl Engine {
                 target: src,
                 services: door.services.clone(),
                 open_for: door.open_for,
+                forwards: Vec::new(),
             },
         };
         let credential = Credential {
@@ -453,9 +459,18 @@ impl Engine {
                 target,
                 services,
                 open_for,
+                forwards,
             } => {
                 if let Some(user) = holder {
                     self.move_holder(door, user, target, world);
+                }
+                if !forwards.is_empty() {
+                    let held = self.requested.entry((target, door)).or_default();
+                    for f in forwards {
+                        if !held.contains(&f) {
+                            held.push(f);
+                        }
+                    }
                 }
                 self.open_with(now, target, door, &services, open_for, world)
             }

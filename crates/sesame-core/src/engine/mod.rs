@@ -85,6 +85,7 @@ impl Engine {
             granted: HashMap::new(),
             adopted: HashSet::new(),
             holders: HashMap::new(),
+            requested: HashMap::new(),
             pending: HashMap::new(),
             next_ticket: 0,
             rolled_at: None,
@@ -275,6 +276,11 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        // fwknop NAT requests name their forwards at run time.
+        r.gateway = self
+            .doors
+            .iter()
+            .any(|d| matches!(&d.kind, DoorKind::Fwknop(f) if f.nat.enabled()));
         r
     }
 
@@ -447,6 +453,11 @@ impl Engine {
                 .is_ok()
             {
                 carried.revoked += 1;
+            }
+        }
+        for ((addr, d), forwards) in std::mem::take(&mut old.requested) {
+            if let Ok(j) = self.door_id(&old.doors[d].door.name) {
+                self.requested.insert((addr, j), forwards);
             }
         }
         for ((d, user), addr) in std::mem::take(&mut old.holders) {
@@ -676,6 +687,7 @@ impl Engine {
                     src,
                     door: name,
                     services: services.to_vec(),
+                    forwards: forwards.clone(),
                     open_for,
                 });
                 let d = &self.doors[door].door;
@@ -781,6 +793,7 @@ impl Engine {
 
     fn on_close(&mut self, src: IpAddr, door: DoorId, why: CloseReason) {
         self.granted.remove(&(src, door));
+        self.requested.remove(&(src, door));
         let adopted = self.adopted.remove(&(src, door));
         self.note(Note::Closed {
             src,
@@ -834,6 +847,7 @@ impl Engine {
             return Err(format!("removing the grant of {addr} on {name}: {e}"));
         }
         self.granted.remove(&(addr, door));
+        self.requested.remove(&(addr, door));
         self.adopted.remove(&(addr, door));
         self.grants.revoke(addr, door);
         self.note(Note::Revoked {
@@ -850,19 +864,17 @@ impl Engine {
         Ok(services)
     }
 
-    /// The forwards of `door` a grant for `addr` uses (its address family's).
+    /// The forwards a grant of `door` for `addr` uses: the door's own (of
+    /// the address's family) and those its request asked for.
     fn forwards_for(&self, door: DoorId, addr: IpAddr) -> Vec<Forward> {
-        self.doors
-            .get(door)
-            .map(|d| {
-                d.door
-                    .forwards
-                    .iter()
-                    .filter(|f| f.applies_to(addr))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let own = self.doors.get(door).map(|d| d.door.forwards.as_slice());
+        let asked = self.requested.get(&(addr, door)).map(Vec::as_slice);
+        own.unwrap_or_default()
+            .iter()
+            .chain(asked.unwrap_or_default())
+            .filter(|f| f.applies_to(addr))
+            .copied()
+            .collect()
     }
 
     fn ticket(&mut self) -> Ticket {

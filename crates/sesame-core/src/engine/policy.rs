@@ -1,11 +1,12 @@
 //! fwknop's access policy, with fwknopd's meaning: which stanza applies to
 //! a packet, and what an authenticated message may do under it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::fwknop::stanza::FwknopStanza;
+use crate::fwknop::stanza::{FwknopNat, FwknopStanza};
 use crate::fwknop::{FwknopError, FwknopMessage, MsgType};
+use crate::{Forward, Service};
 
 /// Refusals that do not depend on a stanza's keys (the packet itself is
 /// unacceptable), so no other stanza is tried.
@@ -58,8 +59,108 @@ pub(super) fn in_networks(networks: &[(IpAddr, u8)], addr: IpAddr) -> bool {
 pub(super) enum FwknopAction {
     /// Run this argv (a command message).
     Command(Vec<String>),
-    /// Open these services for this address, for this long.
-    Grant((IpAddr, Vec<crate::Service>, Duration)),
+    /// Open these services and forwards for this address, for this long.
+    Grant(Grant),
+}
+
+/// What an accepted request opens: for whom, which local services, for
+/// how long, and which forwards (fwknop NAT).
+pub(super) type Grant = (IpAddr, Vec<Service>, Duration, Vec<Forward>);
+
+/// A refusal: its logged reason and the detail.
+type Refusal = (&'static str, String);
+
+/// The forward a NAT request (or `FORCE_NAT`) asks for, with fwknopd's
+/// meaning: only the first requested port is forwarded; NAT access
+/// (types 2, 4) goes to an inner host of the allow-list, DNAT'd unless
+/// `DISABLE_DNAT`; local NAT (types 5, 6) redirects the requested port to
+/// the NAT port on this host. `None` for a plain access request.
+fn nat_forward(
+    stanza: &FwknopStanza,
+    nat: &FwknopNat,
+    msg: &FwknopMessage,
+    first: Service,
+    target: IpAddr,
+) -> Result<Option<Forward>, Refusal> {
+    let local = matches!(
+        msg.request.msg_type,
+        MsgType::LocalNatAccess | MsgType::ClientTimeoutLocalNatAccess
+    );
+    let asked = msg.request.msg_type.has_nat_access();
+    if local && !nat.local {
+        return Err((
+            "nat_disabled",
+            "local NAT access needs ENABLE_IPT_LOCAL_NAT Y in fwknopd.conf".into(),
+        ));
+    }
+    if !local && (asked || stanza.force_nat.is_some()) && !nat.forwarding {
+        return Err((
+            "nat_disabled",
+            "NAT access needs ENABLE_IPT_FORWARDING Y in fwknopd.conf".into(),
+        ));
+    }
+    let inner = match (stanza.force_nat, asked) {
+        (None, false) => return Ok(None),
+        (Some(forced), _) if !local => forced,
+        (_, _) => {
+            let Some((host, port)) = &msg.request.nat_access else {
+                return Err(("malformed", "a NAT message without its NAT field".into()));
+            };
+            if local {
+                let local_port = Service {
+                    proto: first.proto,
+                    port: *port,
+                };
+                if !stanza.open_ports.is_empty() && !stanza.open_ports.contains(&local_port) {
+                    return Err((
+                        "port_not_allowed",
+                        format!("{local_port} (the local NAT port) is not in OPEN_PORTS"),
+                    ));
+                }
+                return Ok(Some(Forward::Redirect {
+                    proto: first.proto,
+                    public_port: first.port,
+                    local_port: *port,
+                }));
+            }
+            // Only an address: fwknopd resolves names only with
+            // ENABLE_NAT_DNS, and a name would bypass the allow-list.
+            let Ok(ip) = host.parse::<IpAddr>() else {
+                return Err((
+                    "nat_host_not_allowed",
+                    format!("NAT host {host:?} is not an address (names are not resolved)"),
+                ));
+            };
+            if nat.hosts.is_empty() || !in_networks(&nat.hosts, ip) {
+                return Err((
+                    "nat_host_not_allowed",
+                    format!("NAT host {ip} is not in the door's allow-list of inner hosts"),
+                ));
+            }
+            SocketAddr::new(ip, *port)
+        }
+    };
+    if inner.is_ipv4() != target.is_ipv4() {
+        return Err((
+            "nat_family",
+            format!("{inner} and the granted address {target} are not of one address family"),
+        ));
+    }
+    let masquerade = stanza.force_masquerade;
+    Ok(Some(if stanza.disable_dnat {
+        Forward::Route {
+            proto: first.proto,
+            inner,
+            masquerade,
+        }
+    } else {
+        Forward::Dnat {
+            proto: first.proto,
+            public_port: first.port,
+            inner,
+            masquerade,
+        }
+    }))
 }
 
 /// `REQUIRE_USERNAME`: the request names the stanza's user, if it has one.
@@ -103,31 +204,24 @@ pub(super) fn fwknop_command(
 /// (address, services, lifetime), or (reason, detail) when refused.
 /// `target_refusal` says why an address the request names may not be
 /// granted (see [`super::Engine`]'s explicit-target check).
-#[allow(clippy::type_complexity)]
 pub(super) fn fwknop_grant(
     stanza: &FwknopStanza,
+    nat: &FwknopNat,
     msg: &FwknopMessage,
     src: IpAddr,
     target_refusal: &mut dyn FnMut(IpAddr) -> Option<String>,
-) -> Result<(IpAddr, Vec<crate::Service>, Duration), (&'static str, String)> {
+) -> Result<Grant, Refusal> {
     required_username(stanza, msg)?;
-    match msg.request.msg_type {
-        MsgType::Access | MsgType::ClientTimeoutAccess => {}
-        MsgType::Command => {
-            return Err((
-                "command_disabled",
-                "command messages need ENABLE_CMD_EXEC in the stanza".into(),
-            ))
-        }
-        other => {
-            return Err((
-                "nat_unsupported",
-                format!(
-                "{other:?}: NAT access is not supported by sesamed (it opens local services only)"
-            ),
-            ))
-        }
+    if msg.request.msg_type == MsgType::Command {
+        return Err((
+            "command_disabled",
+            "command messages need ENABLE_CMD_EXEC in the stanza".into(),
+        ));
     }
+    let local_nat = matches!(
+        msg.request.msg_type,
+        MsgType::LocalNatAccess | MsgType::ClientTimeoutLocalNatAccess
+    );
     let target = match msg.request.access_ip {
         None if stanza.require_source_address => return Err((
             "source_address_required",
@@ -153,7 +247,9 @@ pub(super) fn fwknop_grant(
         if stanza.restrict_ports.contains(&service) {
             return Err(("restricted_port", format!("{service} is in RESTRICT_PORTS")));
         }
-        if !stanza.open_ports.is_empty() && !stanza.open_ports.contains(&service) {
+        // A local NAT request's port is only the public side of a redirect;
+        // the local port it reaches is checked instead (in nat_forward).
+        if !local_nat && !stanza.open_ports.is_empty() && !stanza.open_ports.contains(&service) {
             return Err((
                 "port_not_allowed",
                 format!("{service} is not in OPEN_PORTS"),
@@ -170,7 +266,12 @@ pub(super) fn fwknop_grant(
         Some(t) if t > 0 => Duration::from_secs(u64::from(t)).min(stanza.effective_max_timeout()),
         _ => stanza.access_timeout,
     };
-    Ok((target, services, open_for))
+    // A forwarded request opens the forward instead of the local ports,
+    // as fwknopd's FORWARD/DNAT rules replace its INPUT one.
+    match nat_forward(stanza, nat, msg, services[0], target)? {
+        Some(forward) => Ok((target, Vec::new(), open_for, vec![forward])),
+        None => Ok((target, services, open_for, Vec::new())),
+    }
 }
 
 #[cfg(test)]
@@ -240,17 +341,28 @@ mod tests {
     fn fwknop_policy_follows_access_conf() {
         let s = stanza();
         let src: IpAddr = "10.0.0.9".parse().unwrap();
-        let ok = fwknop_grant(&s, &message(MsgType::Access, &["tcp/22"]), src, &mut |_| {
-            None
-        })
+        let ok = fwknop_grant(
+            &s,
+            &FwknopNat::default(),
+            &message(MsgType::Access, &["tcp/22"]),
+            src,
+            &mut |_| None,
+        )
         .unwrap();
         assert_eq!(
             ok,
-            (src, vec!["tcp/22".parse().unwrap()], DEFAULT_ACCESS_TIMEOUT)
+            (
+                src,
+                vec!["tcp/22".parse().unwrap()],
+                DEFAULT_ACCESS_TIMEOUT,
+                Vec::new()
+            )
         );
 
         let reason = |m: &FwknopMessage, st: &FwknopStanza| {
-            fwknop_grant(st, m, src, &mut |_| None).unwrap_err().0
+            fwknop_grant(st, &FwknopNat::default(), m, src, &mut |_| None)
+                .unwrap_err()
+                .0
         };
         assert_eq!(
             reason(&message(MsgType::Access, &["udp/53"]), &s),
@@ -266,7 +378,7 @@ mod tests {
         );
         assert_eq!(
             reason(&message(MsgType::NatAccess, &["tcp/22"]), &s),
-            "nat_unsupported"
+            "nat_disabled"
         );
         let mut bob = message(MsgType::Access, &["tcp/22"]);
         bob.request.username = "bob".into();
@@ -285,7 +397,8 @@ mod tests {
         let mut m = message(MsgType::ClientTimeoutAccess, &["tcp/22"]);
         m.request.client_timeout = Some(600);
         m.request.access_ip = Some("10.0.0.77".parse().unwrap());
-        let (target, _, open_for) = fwknop_grant(&s, &m, src, &mut |_| None).unwrap();
+        let (target, _, open_for, _) =
+            fwknop_grant(&s, &FwknopNat::default(), &m, src, &mut |_| None).unwrap();
         assert_eq!(target, "10.0.0.77".parse::<IpAddr>().unwrap());
         assert_eq!(open_for, Duration::from_secs(60));
     }

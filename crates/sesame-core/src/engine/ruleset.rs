@@ -41,6 +41,9 @@ pub struct Ruleset {
     /// their public ports are in `protected`, and their inner services are
     /// closed in the forward path unless granted.
     pub forwards: Vec<Forward>,
+    /// The gateway's chains are needed even without `forwards` (fwknop NAT
+    /// requests name theirs at run time).
+    pub gateway: bool,
 }
 
 /// Builds the ruleset for `doors`, whose `sequence` holds the knocks to
@@ -113,5 +116,6 @@ pub fn build(doors: &[Door], nflog_group: u16, interfaces: &[String]) -> Ruleset
         spa_udp: Vec::new(),
         protected: protected.into_iter().collect(),
         forwards: forwards.into_iter().collect(),
+        gateway: false,
     }
 }

@@ -127,6 +127,9 @@ pub struct Engine {
     pub(super) granted: HashMap<(IpAddr, DoorId), Vec<Service>>,
     /// Grants found in the kernel at start: their on_close already ran.
     pub(super) adopted: HashSet<(IpAddr, DoorId)>,
+    /// Forwards a request asked for (fwknop NAT), per grant: they close
+    /// with it.
+    pub(super) requested: HashMap<(IpAddr, DoorId), Vec<crate::Forward>>,
     /// Roaming SPA doors: where each user's last grant went, so that a
     /// grant to a new address takes the old one's place.
     pub(super) holders: HashMap<(DoorId, String), IpAddr>,
@@ -158,6 +161,9 @@ pub(super) enum Then {
         target: IpAddr,
         services: Vec<Service>,
         open_for: Duration,
+        /// Forwards this request asked for (fwknop NAT), besides the
+        /// door's own.
+        forwards: Vec<crate::Forward>,
     },
     Command(Run),
 }

@@ -4,7 +4,7 @@
 
 use super::encoding::{DigestType, EncMode};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::Service;
@@ -26,6 +26,30 @@ pub struct FwknopDoor {
     pub max_age: Duration,
     /// Stanzas in file order.
     pub stanzas: Vec<FwknopStanza>,
+    /// NAT access requests: what fwknopd.conf enables, and where they may
+    /// lead.
+    pub nat: FwknopNat,
+}
+
+/// fwknop's NAT access, with an allow-list fwknop does not have.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FwknopNat {
+    /// `ENABLE_IPT_FORWARDING`: NAT access messages (types 2 and 4) and
+    /// `FORCE_NAT` are honoured.
+    pub forwarding: bool,
+    /// `ENABLE_IPT_LOCAL_NAT`: local NAT messages (types 5 and 6) are.
+    pub local: bool,
+    /// The inner hosts a NAT access message may name (networks); empty
+    /// allows none. A client can never name an arbitrary internal address.
+    pub hosts: Vec<(IpAddr, u8)>,
+}
+
+impl FwknopNat {
+    /// Whether any NAT is enabled (the firewall then needs its gateway
+    /// chains).
+    pub fn enabled(&self) -> bool {
+        self.forwarding || self.local
+    }
 }
 
 impl FwknopDoor {
@@ -109,6 +133,14 @@ pub struct FwknopStanza {
     /// `ACCESS_EXPIRE_EPOCH`: Unix time (seconds) from which the stanza no
     /// longer matches any packet. `None`: it never expires.
     pub access_expire: Option<u64>,
+    /// `FORCE_NAT IP PORT`: every request is forwarded to this inner
+    /// service (needs `ENABLE_IPT_FORWARDING`).
+    pub force_nat: Option<SocketAddr>,
+    /// `DISABLE_DNAT`: NAT requests are routed to the inner service,
+    /// untranslated, instead of DNAT'd.
+    pub disable_dnat: bool,
+    /// `FORCE_MASQUERADE`: forwarded flows leave with this host's address.
+    pub force_masquerade: bool,
 }
 
 impl FwknopStanza {
@@ -135,6 +167,9 @@ impl FwknopStanza {
             cmd_exec_group: None,
             destination: Vec::new(),
             access_expire: None,
+            force_nat: None,
+            disable_dnat: false,
+            force_masquerade: false,
         }
     }
 

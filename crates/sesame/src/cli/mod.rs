@@ -116,6 +116,10 @@ enum ImportFrom {
         /// (repeatable): what a stanza without OPEN_PORTS may open.
         #[arg(long, value_name = "PROTO/PORT")]
         protect: Vec<sesame_core::Service>,
+        /// An inner network NAT access requests may name (repeatable), as
+        /// sesamed's --nat-host.
+        #[arg(long, value_name = "CIDR")]
+        nat_host: Vec<String>,
     },
 }
 
@@ -141,8 +145,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
                     access_conf,
                     fwknopd_conf,
                     protect,
+                    nat_host,
                 },
-        } => import::fwknop(&access_conf, fwknopd_conf.as_deref(), &protect),
+        } => import::fwknop(&access_conf, fwknopd_conf.as_deref(), &protect, &nat_host),
         #[cfg(target_os = "linux")]
         Command::Status(args) => ctl::status(&args),
         #[cfg(target_os = "linux")]

@@ -195,6 +195,7 @@ fn fwknop_door(
         port: f.port,
         max_age: f.max_age.as_secs(),
         stanzas,
+        nat: f.nat.clone(),
     })
 }
 

@@ -39,6 +39,12 @@ struct Args {
     /// may open any protected service the client asks for.
     #[arg(long, value_name = "PROTO/PORT", requires = "fwknop_access")]
     protect: Vec<sesame_core::Service>,
+    /// With --fwknop-access: an inner network (or address) NAT access
+    /// requests may name (repeatable), such as 10.2.0.0/24; without any,
+    /// every NAT host is refused. fwknop has no such list: a client could
+    /// name any internal address.
+    #[arg(long, value_name = "CIDR", requires = "fwknop_access")]
+    nat_host: Vec<String>,
     /// Directory for the persisted replay cache (overrides the config's
     /// `[daemon] state_dir`; default /var/lib/sesame).
     #[arg(long, value_name = "DIR")]
@@ -86,6 +92,7 @@ fn source(args: &Args, sesame_path: &Path) -> ConfigSource {
         fwknop_access: args.fwknop_access.clone(),
         fwknopd_conf: args.fwknopd_conf.clone(),
         protect: args.protect.clone(),
+        nat_hosts: args.nat_host.clone(),
         state_dir: args.state_dir.clone(),
         interfaces: args.interface.clone(),
         control_socket: args.control_socket.clone(),

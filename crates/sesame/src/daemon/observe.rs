@@ -160,6 +160,7 @@ impl Observer {
                 src,
                 door,
                 services,
+                forwards,
                 open_for,
             } => {
                 self.counters.opened += 1;
@@ -167,14 +168,15 @@ impl Observer {
                 let took = self.received_at.elapsed();
                 self.metrics.open_latency(&door, took);
                 let open_us = took.as_micros() as u64;
-                if services.is_empty() {
+                let list: Vec<String> = services
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(forwards.iter().map(|f| format!("forward {f}")))
+                    .collect();
+                if list.is_empty() {
                     info!(event = "open", source = %src, door = %door, open_us, "door opened (commands only; closes in {open_for:?})");
                 } else {
-                    let list = services
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",");
+                    let list = list.join(",");
                     info!(event = "open", source = %src, door = %door, open_us, "door opened: {list} for {open_for:?}");
                 }
             }

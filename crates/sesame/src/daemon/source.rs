@@ -21,6 +21,9 @@ pub struct ConfigSource {
     /// With `fwknop_access`: services to protect beyond the stanzas'
     /// `OPEN_PORTS` (`--protect`).
     pub protect: Vec<sesame_core::Service>,
+    /// With `fwknop_access`: the inner networks NAT requests may name
+    /// (`--nat-host`).
+    pub nat_hosts: Vec<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
     /// `--interface` (repeatable).
@@ -47,13 +50,16 @@ impl ConfigSource {
             (Some(path), _) => crate::knockd::load(path)
                 .and_then(|k| k.to_config(path))
                 .map_err(|e| e.to_string())?,
-            (None, Some(access)) => crate::fwknop_conf::load_protecting(
-                access,
-                self.fwknopd_conf.as_deref(),
-                &self.protect,
-            )
-            .and_then(|f| f.to_config(access))
-            .map_err(|e| e.to_string())?,
+            (None, Some(access)) => {
+                let mut f = crate::fwknop_conf::load_protecting(
+                    access,
+                    self.fwknopd_conf.as_deref(),
+                    &self.protect,
+                )
+                .map_err(|e| e.to_string())?;
+                f.door.nat.hosts = crate::fwknop_conf::parse_nat_hosts(&self.nat_hosts)?;
+                f.to_config(access).map_err(|e| e.to_string())?
+            }
             (None, None) => config::load(&self.config).map_err(|e| e.to_string())?,
         };
         if !self.interfaces.is_empty() {

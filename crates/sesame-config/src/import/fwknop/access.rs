@@ -62,8 +62,9 @@ const STANZA_KEYWORDS: [&str; 32] = [
 ];
 
 const NAT_REFUSED: &str =
-    "NAT and forwarding are not supported: Sesame's fwknop door grants access \
-     to this host only and refuses NAT access requests (remove the line, or set it to N)";
+    "not supported: Sesame forwards to one inner service per request (NAT access, FORCE_NAT), \
+     keeping the client's address or masquerading (FORCE_MASQUERADE); SNAT to a chosen address \
+     and FORWARD_ALL are not (remove the line, or set it to N)";
 const GPG_REFUSED: &str = "GPG mode is out of scope for Sesame's fwknop door; use a Rijndael key \
      (KEY or KEY_BASE64, e.g. from `fwknop --key-gen`)";
 
@@ -94,11 +95,17 @@ pub(super) struct Pending {
     pub(super) destination: Vec<(IpAddr, u8)>,
     pub(super) access_expire: Option<u64>,
     pub(super) hmac_digest_line: Option<usize>,
+    /// `FORCE_NAT` and its line.
+    pub(super) force_nat: Option<(std::net::SocketAddr, usize)>,
+    pub(super) force_masquerade: bool,
+    pub(super) disable_dnat: bool,
 }
 
 pub(super) struct AccessParser {
     /// The SPA port (a stanza must not open it).
     pub(super) port: u16,
+    /// fwknopd.conf's `ENABLE_IPT_FORWARDING` (`FORCE_NAT` needs it).
+    pub(super) nat_forwarding: bool,
     /// Stanzas in SOURCE order; a slot is filled when its stanza ends.
     pub(super) slots: Vec<Option<(FwknopStanza, PathBuf, usize)>>,
     /// Canonical paths of the files being read (include loop detection).
@@ -494,8 +501,28 @@ impl AccessParser {
                     "command cycles are not supported: Sesame opens OPEN_PORTS itself with nftables grant sets (for extra actions, use on_open/on_close in a Sesame door)".into(),
                 ));
             }
-            "FORCE_NAT" | "FORCE_SNAT" => return Err(err(NAT_REFUSED.into())),
-            "FORCE_MASQUERADE" | "DISABLE_DNAT" | "FORWARD_ALL" => {
+            "FORCE_NAT" => {
+                // `FORCE_NAT IP PORT`: an address, never a name.
+                let mut parts = value.split_whitespace();
+                let forced = match (parts.next(), parts.next(), parts.next()) {
+                    (Some(ip), Some(port), None) => ip
+                        .parse::<std::net::IpAddr>()
+                        .ok()
+                        .zip(port.parse::<u16>().ok().filter(|&p| p != 0))
+                        .map(|(ip, port)| std::net::SocketAddr::new(ip, port)),
+                    _ => None,
+                };
+                let Some(forced) = forced else {
+                    return Err(err(format!(
+                        "{value:?}: expected FORCE_NAT IP PORT (an address and a port from 1 to 65535)"
+                    )));
+                };
+                p.force_nat = Some((forced, line));
+            }
+            "FORCE_MASQUERADE" => p.force_masquerade = yes_no(value).map_err(err)?,
+            "DISABLE_DNAT" => p.disable_dnat = yes_no(value).map_err(err)?,
+            "FORCE_SNAT" => return Err(err(NAT_REFUSED.into())),
+            "FORWARD_ALL" => {
                 if yes_no(value).map_err(err)? {
                     return Err(err(NAT_REFUSED.into()));
                 }
@@ -520,6 +547,14 @@ impl AccessParser {
                 "the stanza has no KEY or KEY_BASE64 (Sesame's fwknop door takes Rijndael keys; GPG is out of scope)",
             ));
         };
+        if let Some((_, line)) = p.force_nat.filter(|_| !self.nat_forwarding) {
+            return Err(invalid(
+                &p.file,
+                line,
+                "FORCE_NAT",
+                "FORCE_NAT needs ENABLE_IPT_FORWARDING Y in fwknopd.conf (as in fwknopd)",
+            ));
+        }
         // No OPEN_PORTS: filled in once the whole file is read (see
         // `load_protecting`).
         let (open_ports, open_line) = p.open_ports.unwrap_or((Vec::new(), p.line));
@@ -542,6 +577,9 @@ impl AccessParser {
             cmd_exec_group: p.cmd_exec_group.clone(),
             destination: p.destination.clone(),
             access_expire: p.access_expire,
+            force_nat: p.force_nat.map(|(f, _)| f),
+            disable_dnat: p.disable_dnat,
+            force_masquerade: p.force_masquerade,
         };
         if let Err(e) = check_stanza(&stanza) {
             // Point at the most specific line known.

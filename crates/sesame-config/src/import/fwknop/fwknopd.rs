@@ -38,13 +38,12 @@ fn fwknopd_treatment(kw: &str) -> Option<Treatment> {
         "FLUSH_IPT_AT_EXIT" | "FLUSH_FIREWD_AT_EXIT" => Ignored(
             "Sesame keeps its table when it stops (protected ports stay closed); open grants end by their kernel timeouts",
         ),
-        "ENABLE_IPT_FORWARDING" | "ENABLE_IPT_LOCAL_NAT" | "ENABLE_FIREWD_FORWARDING"
-        | "ENABLE_FIREWD_LOCAL_NAT" => RefusedIfYes(
-            "NAT and forwarding are not supported: Sesame's fwknop door grants access to this host only and refuses NAT access requests",
+        "ENABLE_IPT_SNAT" | "ENABLE_FIREWD_SNAT" | "SNAT_TRANSLATE_IP" => RefusedIfYes(
+            "SNAT to a chosen address is not supported: Sesame's forwards keep the client's address, or masquerade (access.conf FORCE_MASQUERADE)",
         ),
-        "ENABLE_IPT_SNAT" | "ENABLE_FIREWD_SNAT" | "SNAT_TRANSLATE_IP" | "ENABLE_NAT_DNS" => {
-            Ignored("only used for NAT access, which Sesame refuses")
-        }
+        "ENABLE_NAT_DNS" => RefusedIfYes(
+            "NAT hosts must be addresses: a name resolved at request time would bypass the allow-list of inner hosts (--nat-host)",
+        ),
         "ENABLE_DESTINATION_RULE" => RefusedIfYes(
             "with Y, fwknopd's grants admit connections to the SPA packet's destination address only; Sesame's grants admit the granted source on every local address, so ignoring it would widen access (DESTINATION itself is supported: it selects the stanza)",
         ),
@@ -97,7 +96,11 @@ pub fn parse_fwknopd(text: &str, path: &Path) -> Result<FwknopdSettings, FwknopC
     for l in conf_lines(text) {
         let kw = l.keyword;
         let err = |m: String| invalid(path, l.number, kw, m);
-        const USED: [&str; 10] = [
+        const USED: [&str; 14] = [
+            "ENABLE_IPT_FORWARDING",
+            "ENABLE_IPT_LOCAL_NAT",
+            "ENABLE_FIREWD_FORWARDING",
+            "ENABLE_FIREWD_LOCAL_NAT",
             "PCAP_INTF",
             "PCAP_FILTER",
             "ENABLE_UDP_SERVER",
@@ -182,6 +185,8 @@ pub fn parse_fwknopd(text: &str, path: &Path) -> Result<FwknopdSettings, FwknopC
             },
         }
     };
+    out.nat_forwarding = flag("ENABLE_IPT_FORWARDING")? || flag("ENABLE_FIREWD_FORWARDING")?;
+    out.nat_local = flag("ENABLE_IPT_LOCAL_NAT")? || flag("ENABLE_FIREWD_LOCAL_NAT")?;
     let udp = flag("ENABLE_UDP_SERVER")?;
     let nfq = flag("ENABLE_NFQ_CAPTURE")?;
     if udp && nfq {

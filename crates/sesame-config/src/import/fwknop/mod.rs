@@ -103,6 +103,7 @@ pub fn load_protecting(
     };
     let mut parser = AccessParser {
         port: settings.port,
+        nat_forwarding: settings.nat_forwarding,
         slots: Vec::new(),
         stack: Vec::new(),
         files: Vec::new(),
@@ -153,6 +154,11 @@ pub fn load_protecting(
             ),
         });
     }
+    let nat = sesame_core::fwknop::stanza::FwknopNat {
+        forwarding: settings.nat_forwarding,
+        local: settings.nat_local,
+        hosts: Vec::new(),
+    };
     Ok(FwknopConfig {
         access_conf: access_conf.to_path_buf(),
         fwknopd_conf: fwknopd_conf.map(Path::to_path_buf),
@@ -162,6 +168,7 @@ pub fn load_protecting(
             port: settings.port,
             max_age: settings.max_age,
             stanzas,
+            nat,
         },
         settings,
         notes: parser.notes,
@@ -307,6 +314,24 @@ impl FwknopConfig {
             "open_for = {}",
             toml_duration(self.door.longest_grant())
         ));
+        let nat = &self.door.nat;
+        if nat.forwarding {
+            put("# ENABLE_IPT_FORWARDING Y: NAT access requests (fwknop -N) and FORCE_NAT.");
+            put("nat_forwarding = true");
+        }
+        if nat.local {
+            put("# ENABLE_IPT_LOCAL_NAT Y: local NAT requests (fwknop --nat-local).");
+            put("nat_local = true");
+        }
+        if nat.forwarding || nat.local {
+            let hosts: Vec<String> = nat
+                .hosts
+                .iter()
+                .map(|(a, p)| toml_str(&format!("{a}/{p}")))
+                .collect();
+            put("# The inner networks NAT requests may name (none: every NAT host is refused).");
+            put(&format!("nat_hosts = [{}]", hosts.join(", ")));
+        }
         for (i, st) in self.door.stanzas.iter().enumerate() {
             put("");
             let (file, line) = &self.origins[i];
@@ -444,6 +469,15 @@ fn put_stanza(put: &mut impl FnMut(&str), st: &FwknopStanza) {
     if let Some(t) = st.access_expire {
         put("# ACCESS_EXPIRE_EPOCH: the stanza stops matching at this Unix time.");
         put(&format!("access_expire = {t}"));
+    }
+    if let Some(f) = st.force_nat {
+        put(&format!("force_nat = {}", toml_str(&f.to_string())));
+    }
+    if st.force_masquerade {
+        put("force_masquerade = true");
+    }
+    if st.disable_dnat {
+        put("disable_dnat = true");
     }
 }
 
@@ -813,17 +847,12 @@ mod tests {
             ("GPG_IGNORE_SIG_VERIFY_ERROR N", "GPG mode is out of scope"),
             ("GPG_DISABLE_SIG N", "GPG mode is out of scope"),
             ("GPG_EXE /usr/bin/gpg", "GPG mode is out of scope"),
-            (
-                "FORCE_NAT 192.168.1.2 22",
-                "NAT and forwarding are not supported",
-            ),
-            (
-                "FORCE_SNAT 192.168.1.1",
-                "NAT and forwarding are not supported",
-            ),
-            ("FORCE_MASQUERADE Y", "NAT and forwarding are not supported"),
-            ("DISABLE_DNAT Y", "NAT and forwarding are not supported"),
-            ("FORWARD_ALL Y", "NAT and forwarding are not supported"),
+            ("FORCE_NAT 192.168.1.2 22", "needs ENABLE_IPT_FORWARDING Y"),
+            ("FORCE_NAT host.example 22", "expected FORCE_NAT IP PORT"),
+            ("FORCE_NAT 192.168.1.2", "expected FORCE_NAT IP PORT"),
+            ("FORCE_SNAT 192.168.1.1", "SNAT to a chosen address"),
+            ("FORCE_MASQUERADE maybe", "Y or N"),
+            ("FORWARD_ALL Y", "FORWARD_ALL are not"),
             (
                 "CMD_CYCLE_OPEN iptables -A ...",
                 "command cycles are not supported",
@@ -1077,7 +1106,6 @@ mod tests {
             "DIGEST_FILE",
             "IPT_INPUT_ACCESS",
             "FIREWALL_EXE",
-            "ENABLE_IPT_FORWARDING",
             "UDPSERV_PORT",
         ] {
             assert!(kws.contains(&k), "{k} in {kws:?}");
@@ -1127,8 +1155,9 @@ mod tests {
                 1,
                 "always checks the packet's age",
             ),
-            ("ENABLE_IPT_FORWARDING Y", 1, "NAT and forwarding"),
-            ("ENABLE_FIREWD_LOCAL_NAT Y", 1, "NAT and forwarding"),
+            ("ENABLE_IPT_SNAT Y", 1, "SNAT to a chosen address"),
+            ("ENABLE_NAT_DNS Y", 1, "must be addresses"),
+            ("ENABLE_IPT_FORWARDING maybe", 1, "Y or N"),
             ("ACCESS_FOLDER /etc/fwknop/access.d", 1, "%include_folder"),
             (
                 "ENABLE_UDP_SERVER Y\nUDPSERV_PORT 0",

@@ -66,6 +66,10 @@ pub struct FwknopdSettings {
     pub interfaces_origin: String,
     /// Settings accepted but not carried over.
     pub notes: Vec<Note>,
+    /// `ENABLE_IPT_FORWARDING` (or `ENABLE_FIREWD_FORWARDING`): NAT access.
+    pub nat_forwarding: bool,
+    /// `ENABLE_IPT_LOCAL_NAT` (or `ENABLE_FIREWD_LOCAL_NAT`): local NAT.
+    pub nat_local: bool,
 }
 
 impl Default for FwknopdSettings {
@@ -78,6 +82,8 @@ impl Default for FwknopdSettings {
             max_age_origin: "fwknopd's default (MAX_SPA_PACKET_AGE 120)".into(),
             interfaces_origin: "no fwknopd.conf: fwknopd sniffed eth0 by default".into(),
             notes: Vec::new(),
+            nat_forwarding: false,
+            nat_local: false,
         }
     }
 }

@@ -12,7 +12,7 @@ use sesame_core::fwknop::{DigestType, EncMode};
 use sesame_core::{Proto, Service};
 
 pub use sesame_core::fwknop::stanza::{
-    FwknopDoor, FwknopStanza, Secret, DEFAULT_ACCESS_TIMEOUT, DEFAULT_MAX_FW_TIMEOUT,
+    FwknopDoor, FwknopNat, FwknopStanza, Secret, DEFAULT_ACCESS_TIMEOUT, DEFAULT_MAX_FW_TIMEOUT,
 };
 
 /// Default fwknop SPA port (UDP).
@@ -342,3 +342,18 @@ pub(super) fn conf_lines(text: &str) -> impl Iterator<Item = ConfLine<'_>> {
 
 // ---------------------------------------------------------------------------
 // access.conf
+
+/// `--nat-host` values (addresses or networks) as networks; each error
+/// names the value. `ANY` is refused: the allow-list names inner networks.
+pub fn parse_nat_hosts(values: &[String]) -> Result<Vec<(IpAddr, u8)>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        if v.trim().eq_ignore_ascii_case("any") {
+            return Err(format!(
+                "--nat-host {v:?}: name the inner networks (0.0.0.0/0 if you mean every IPv4 address)"
+            ));
+        }
+        out.extend(parse_source(v).map_err(|e| format!("--nat-host {v:?}: {e}"))?);
+    }
+    Ok(out)
+}
