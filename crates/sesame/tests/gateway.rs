@@ -35,6 +35,19 @@ fn config(bed: &Testbed) -> String {
     )
 }
 
+/// A gateway test bed, or `None` where it cannot be built (never under
+/// `CI=true`, where that fails the test).
+fn gateway_bed(tag: &str) -> Option<Testbed> {
+    match Testbed::create_gateway(tag) {
+        Ok(bed) => Some(bed),
+        Err(e) if !sesame_testkit::proc::ci() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    }
+}
+
 /// A TCP round trip from the client namespace (from `from`, or its
 /// primary address) to `to` within 300 ms.
 fn reaches(bed: &Testbed, from: Option<IpAddr>, to: SocketAddr) -> bool {
@@ -111,13 +124,8 @@ fn assert_all_within(bed: &Testbed, v6: bool, open: bool, limit: Duration) {
 
 #[test]
 fn forwards_open_for_the_knocker_only_and_close_on_time_over_ipv4_and_ipv6() {
-    let mut bed = match Testbed::create_gateway("gw") {
-        Ok(bed) => bed,
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    let Some(mut bed) = gateway_bed("gw") else {
+        return;
     };
     let _inner22 = Service::start_on(&bed, Side::Inner, 22).expect("inner :22");
     let _inner23 = Service::start_on(&bed, Side::Inner, 23).expect("inner :23");
@@ -224,13 +232,8 @@ fn forwards_open_for_the_knocker_only_and_close_on_time_over_ipv4_and_ipv6() {
 
 #[test]
 fn masquerade_serves_an_inner_host_that_does_not_route_back() {
-    let mut bed = match Testbed::create_gateway("gwmasq") {
-        Ok(bed) => bed,
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    let Some(mut bed) = gateway_bed("gwmasq") else {
+        return;
     };
     // The inner host knows only its own link: answers to the client can
     // only reach it through the gateway's own address.
@@ -277,13 +280,8 @@ fn the_real_fwknop_client_opens_nat_forwards_only_to_allowed_inner_hosts() {
     let Some(progs) = fwknop_support::programs(&["fwknop"]) else {
         return;
     };
-    let mut bed = match Testbed::create_gateway("gwfwk") {
-        Ok(bed) => bed,
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
+    let Some(mut bed) = gateway_bed("gwfwk") else {
+        return;
     };
     let dir = bed.scratch();
     let _inner = Service::start_on(&bed, Side::Inner, 22).expect("inner :22");
