@@ -35,46 +35,41 @@ fn ffi() -> PathBuf {
     repo().join("crates/sesame-ffi")
 }
 
-/// `cargo build -p sesame-ffi [--target T]` in `target/ffi` (its own
-/// folder, so it never waits on the lock of the build running the tests);
-/// returns the static library.
-fn static_library(target: Option<&str>) -> PathBuf {
+/// `cargo build ARGS` in `target/ffi` (its own folder, so it never waits
+/// on the lock of the build running the tests), one build at a time;
+/// returns that folder.
+fn cargo_build(args: &[&str]) -> PathBuf {
     let _turn = ONE_BUILD_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = repo().join("target/ffi");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--locked", "-p", "sesame-ffi"])
+    cmd.args(["build", "--locked"])
+        .args(args)
         .current_dir(repo())
         .env("CARGO_TARGET_DIR", &dir);
-    if let Some(t) = target {
-        cmd.args(["--target", t]);
-    }
     let out = run_bounded(cmd, Duration::from_secs(900));
-    assert_success(&out, format!("cargo build -p sesame-ffi {target:?}"));
+    assert_success(&out, format!("cargo build {}", args.join(" ")));
+    dir
+}
+
+/// The C ABI's static library, for `target` (default: this host).
+fn static_library(target: Option<&str>) -> PathBuf {
     match target {
-        Some(t) => dir.join(t).join("debug/libsesame_ffi.a"),
-        None => dir.join("debug/libsesame_ffi.a"),
+        Some(t) => cargo_build(&["-p", "sesame-ffi", "--target", t])
+            .join(t)
+            .join("debug/libsesame_ffi.a"),
+        None => cargo_build(&["-p", "sesame-ffi"]).join("debug/libsesame_ffi.a"),
     }
 }
 
-/// `cargo build -p sesame --bin sesame` for Windows, in `target/ffi`;
-/// returns `sesame.exe`.
+/// The `sesame` client built for Windows: `sesame.exe`.
 fn windows_client() -> PathBuf {
-    let _turn = ONE_BUILD_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let dir = repo().join("target/ffi");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--locked", "-p", "sesame", "--bin", "sesame"])
-        .args(["--target", "x86_64-pc-windows-gnu"])
-        .current_dir(repo())
-        .env("CARGO_TARGET_DIR", &dir);
-    let out = run_bounded(cmd, Duration::from_secs(900));
-    assert_success(&out, "cargo build -p sesame --bin sesame (Windows)");
-    dir.join("x86_64-pc-windows-gnu/debug/sesame.exe")
+    let target = "x86_64-pc-windows-gnu";
+    cargo_build(&["-p", "sesame", "--bin", "sesame", "--target", target])
+        .join(target)
+        .join("debug/sesame.exe")
 }
 
 /// Makes the `bcryptprimitives.dll` stand-in in `dir`: Debian 12's wine
