@@ -864,6 +864,11 @@ fn fwknop_nat_requests_forward_only_where_enabled_and_only_to_allowed_hosts() {
     };
     assert!(h.world.firewall.forwards(alice, redirect));
     assert!(h.admits(alice, SSH), "the local NAT port is granted");
-    h.engine.revoke(alice, None, "test", &mut h.world).unwrap();
+    // The grant lists the forward its request asked for (what revoke
+    // --kill-flows cuts).
+    let listed = h.engine.grants();
+    assert_eq!(listed[0].forwards, vec![redirect]);
+    let revoked = h.engine.revoke(alice, None, "test", &mut h.world).unwrap();
+    assert_eq!(revoked[0].forwards, vec![redirect]);
     assert!(!h.world.firewall.forwards(alice, redirect));
 }

@@ -30,7 +30,7 @@ use sesame_core::engine::ruleset::Ruleset;
 use sesame_core::{Forward, Proto};
 
 use crate::rules::{
-    address_service_set, canonical, concat_type, dport, established, fib_daddr_local,
+    address_service_set, canonical, concat_type, dport, established, fib_daddr_local, grant_key,
     killed_not_granted, nfproto_is, port_reg, proto_reg, ChainSpec, Expr, SetSpec, V4_SERVICE_KEY,
     V6_SERVICE_KEY,
 };
@@ -390,12 +390,9 @@ fn addr_bytes(addr: IpAddr) -> Vec<u8> {
     }
 }
 
-/// `addr . proto . port`, each field register-padded.
+/// `addr . proto . port`, each field register-padded (a grant's key).
 fn service_key(addr: IpAddr, proto: Proto, port: u16) -> Vec<u8> {
-    let mut k = addr_bytes(addr);
-    k.extend_from_slice(&proto_reg(proto));
-    k.extend_from_slice(&port_reg(port));
-    k
+    grant_key(&addr_bytes(addr), &sesame_core::Service { proto, port })
 }
 
 /// `client . proto . inner . port`.

@@ -433,19 +433,17 @@ impl Firewall {
         self.collect(op, seq, on_msg)
     }
 
-    /// Cuts `addr`'s live flows to `services` (local) and through
-    /// `forwards`: deletes their conntrack entries, after blocking them
-    /// for [`KILLED_BLOCK`] unless granted again (conntrack would pick a
-    /// cut flow's next packet up as established; a DNAT'd or redirected
-    /// flow loses its translation and is answered with a reset). Returns
-    /// how many entries were deleted; those that ended meanwhile are no
-    /// error.
-    pub fn kill_flows(
+    /// Blocks `addr`'s flows to `services` (local) and through `forwards`
+    /// for [`KILLED_BLOCK`] unless the address is granted again: what
+    /// [`Firewall::delete_flows`] cuts must stay cut (conntrack would pick
+    /// a cut flow's next packet up as established). One transaction, on
+    /// the socket that owns the table.
+    pub fn block_cut_flows(
         &mut self,
         addr: IpAddr,
         services: &[Service],
         forwards: &[Forward],
-    ) -> Result<usize, FirewallError> {
+    ) -> Result<(), FirewallError> {
         let addr = canonical(addr);
         let (killed, keys) = {
             let (set, prefix) = grant_set_for(addr);
@@ -470,7 +468,23 @@ impl Firewall {
             b.elements(set, keys, None, true);
             b.elements(set, keys, Some(KILLED_BLOCK), false);
         }
-        self.commit(b)?;
+        self.commit(b)
+    }
+
+    /// Cuts `addr`'s live flows to `services` (local) and through
+    /// `forwards`: deletes their conntrack entries (a DNAT'd or redirected
+    /// flow loses its translation and is answered with a reset). Call
+    /// [`Firewall::block_cut_flows`] first. Conntrack is not part of the
+    /// table, so any handle will do: a large conntrack table takes a while,
+    /// and the daemon runs this away from its packet loop. Returns how many
+    /// entries were deleted; those that ended meanwhile are no error.
+    pub fn delete_flows(
+        &mut self,
+        addr: IpAddr,
+        services: &[Service],
+        forwards: &[Forward],
+    ) -> Result<usize, FirewallError> {
+        let addr = canonical(addr);
         // A flow's original destination port: the service's, a DNAT or
         // redirect's public port, a route's inner port.
         let mut ports: Vec<(Proto, u16)> = services.iter().map(|s| (s.proto, s.port)).collect();

@@ -239,6 +239,7 @@ impl Engine {
                 addr,
                 door,
                 services: self.services_of(addr, door),
+                forwards: self.forwards_for(door, addr),
                 until,
             })
             .collect()
@@ -339,11 +340,13 @@ impl Engine {
             .collect();
         let mut done = Vec::new();
         for (a, d, until) in targets {
+            let forwards = self.forwards_for(d, a);
             let services = self.revoke_one(a, d, why, world)?;
             done.push(GrantView {
                 addr: a,
                 door: d,
                 services,
+                forwards,
                 until,
             });
         }
@@ -384,11 +387,10 @@ impl Engine {
                 .until
                 .saturating_since(now.mono)
                 .max(Duration::from_millis(1));
-            let forwards = self.forwards_for(g.door, g.addr);
             let granted =
                 g.services.is_empty() || world.firewall().grant(g.addr, &g.services, left).is_ok();
-            let forwarded = world.firewall().forward(g.addr, &forwards, left).is_ok();
-            if granted && forwarded && !(g.services.is_empty() && forwards.is_empty()) {
+            let forwarded = world.firewall().forward(g.addr, &g.forwards, left).is_ok();
+            if granted && forwarded && !(g.services.is_empty() && g.forwards.is_empty()) {
                 restored += 1;
             }
         }

@@ -87,6 +87,8 @@ pub struct GrantView {
     pub door: DoorId,
     /// What it opens.
     pub services: Vec<Service>,
+    /// What it forwards through this host (the door's and the request's).
+    pub forwards: Vec<crate::Forward>,
     /// When it closes.
     pub until: Instant,
 }

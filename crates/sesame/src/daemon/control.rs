@@ -35,16 +35,21 @@ impl Daemon {
         let pending: Vec<Pending> = control.take();
         self.control = Some(control);
         for p in pending {
-            let response = match &p.request {
-                Err(e) => Response::error(e.clone()),
+            let (response, cut) = match &p.request {
+                Err(e) => (Response::error(e.clone()), None),
                 Ok(req) => self.handle_request(req, p.uid),
             };
-            ControlServer::respond(p, &response);
+            match cut {
+                None => ControlServer::respond(p, &response),
+                Some(cut) => cut.run_then_respond(p, response),
+            }
         }
     }
 
-    fn handle_request(&mut self, req: &Request, uid: u32) -> Response {
-        match req {
+    /// The response, and live flows to cut before it is sent (off the
+    /// loop: see [`FlowCut`]).
+    fn handle_request(&mut self, req: &Request, uid: u32) -> (Response, Option<FlowCut>) {
+        let response = match req {
             Request::Status => Response {
                 ok: true,
                 status: Some(self.status()),
@@ -59,14 +64,15 @@ impl Daemon {
                 addr,
                 door,
                 kill_flows,
-            } => self.revoke(*addr, door.as_deref(), *kill_flows, uid),
+            } => return self.revoke(*addr, door.as_deref(), *kill_flows, uid),
             Request::Open { addr, door, secs } => self.manual_open(*addr, door, *secs, uid),
             Request::Unban { prefix } => self.unban(prefix.as_deref(), uid),
             Request::Reload => match self.reload(&format!("control socket (uid {uid})")) {
                 Ok(msg) => Response::message(msg),
                 Err(e) => Response::error(e),
             },
-        }
+        };
+        (response, None)
     }
 
     fn unban(&mut self, prefix: Option<&str>, uid: u32) -> Response {
@@ -170,10 +176,17 @@ impl Daemon {
         }
     }
 
-    fn revoke(&mut self, addr: IpAddr, door: Option<&str>, kill_flows: bool, uid: u32) -> Response {
+    fn revoke(
+        &mut self,
+        addr: IpAddr,
+        door: Option<&str>,
+        kill_flows: bool,
+        uid: u32,
+    ) -> (Response, Option<FlowCut>) {
+        let error = |e: String| (Response::error(e), None);
         let only = match door.map(|d| self.engine.door_id(d)).transpose() {
             Ok(d) => d,
-            Err(e) => return Response::error(e),
+            Err(e) => return error(e),
         };
         let revoked = self
             .engine
@@ -181,16 +194,13 @@ impl Daemon {
         self.apply();
         let revoked = match revoked {
             Ok(gs) => gs,
-            Err(e) => return Response::error(e),
+            Err(e) => return error(e),
         };
         let mut done: Vec<GrantInfo> = revoked.iter().map(|g| self.grant_info(g, false)).collect();
-        // What the cut flows reached: the grants' services and the doors'
-        // forwards.
+        // What the cut flows reached: the grants' services and forwards.
         let mut services: Vec<Service> = revoked.iter().flat_map(|g| g.services.clone()).collect();
-        let mut forwards: Vec<sesame_core::Forward> = revoked
-            .iter()
-            .flat_map(|g| self.engine.doors()[g.door].door.forwards.clone())
-            .collect();
+        let mut forwards: Vec<sesame_core::Forward> =
+            revoked.iter().flat_map(|g| g.forwards.clone()).collect();
         // What the kernel holds is what lets the address in, whatever the
         // daemon remembers (a grant from before a restart, an external
         // `nft add element`): remove the rest of it too.
@@ -204,7 +214,7 @@ impl Daemon {
                 .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(s)))
                 .collect(),
             Err(e) => {
-                return Response::error(format!(
+                return error(format!(
                     "revoked {} tracked grant(s) of {addr}, but could not read the kernel's grants to remove the rest: {e}",
                     done.len()
                 ))
@@ -212,7 +222,7 @@ impl Daemon {
         };
         if !leftover.is_empty() {
             if let Err(e) = self.world.firewall.revoke(addr, &leftover) {
-                return Response::error(format!("removing the kernel's grants of {addr}: {e}"));
+                return error(format!("removing the kernel's grants of {addr}: {e}"));
             }
             info!(event = "revoke", source = %addr, uid, "kernel grant(s) the daemon did not track removed: {}", services_text(&leftover).join(","));
             done.push(GrantInfo {
@@ -223,38 +233,47 @@ impl Daemon {
             });
         }
         if done.is_empty() {
-            return Response::error(match door {
+            return error(match door {
                 Some(d) => format!(
                     "no active grant for {addr} on door {d}, in the daemon or in the kernel"
                 ),
                 None => format!("no active grant for {addr}, in the daemon or in the kernel"),
             });
         }
-        let mut message = format!("revoked {} grant(s) of {addr}", done.len());
-        if kill_flows {
-            services.extend(leftover.iter().copied());
-            services.sort_unstable();
-            services.dedup();
-            forwards.sort_unstable();
-            forwards.dedup();
-            match self.world.firewall.kill_flows(addr, &services, &forwards) {
-                Ok(n) => {
-                    info!(event = "flows_killed", source = %addr, uid, flows = n, "{n} live flow(s) of {addr} cut by uid {uid}");
-                    message.push_str(&format!("; cut {n} live flow(s)"));
-                }
-                Err(e) => {
-                    return Response::error(format!(
-                        "{message}, but cutting its live flows failed: {e}"
-                    ))
-                }
-            }
-        }
-        Response {
+        let message = format!("revoked {} grant(s) of {addr}", done.len());
+        let response = Response {
             ok: true,
-            message: Some(message),
+            message: Some(message.clone()),
             grants: Some(done),
             ..Default::default()
+        };
+        if !kill_flows {
+            return (response, None);
         }
+        services.extend(leftover.iter().copied());
+        services.sort_unstable();
+        services.dedup();
+        forwards.sort_unstable();
+        forwards.dedup();
+        // The block is one transaction on the table's own socket; the
+        // conntrack deletions (a dump of the whole table) go to a thread.
+        if let Err(e) = self
+            .world
+            .firewall
+            .block_cut_flows(addr, &services, &forwards)
+        {
+            return error(format!(
+                "{message}, but blocking its live flows failed: {e}"
+            ));
+        }
+        let cut = FlowCut {
+            table: self.world.firewall.table().to_string(),
+            addr,
+            services,
+            forwards,
+            uid,
+        };
+        (response, Some(cut))
     }
 
     fn manual_open(&mut self, addr: IpAddr, door: &str, secs: u64, uid: u32) -> Response {
@@ -462,6 +481,59 @@ impl Daemon {
                 .log_dropped
                 .inc_by(dropped - o.counters.log_dropped);
             o.counters.log_dropped = dropped;
+        }
+    }
+}
+
+/// Live flows to cut for `revoke --kill-flows`, once their grants are gone
+/// and the flows blocked: a ctnetlink dump of the whole conntrack table
+/// and one delete per flow, on a thread of its own with its own netlink
+/// socket, so that the packet loop never waits for it. The control
+/// connection gets its answer when it is done.
+pub(super) struct FlowCut {
+    table: String,
+    addr: IpAddr,
+    services: Vec<Service>,
+    forwards: Vec<sesame_core::Forward>,
+    uid: u32,
+}
+
+impl FlowCut {
+    /// Cuts the flows on a new thread, then answers `pending` with
+    /// `response` and the count (or the error).
+    pub(super) fn run_then_respond(self, pending: Pending, mut response: Response) {
+        let spawned = std::thread::Builder::new()
+            .name("kill-flows".into())
+            .spawn(move || {
+                let FlowCut {
+                    table,
+                    addr,
+                    services,
+                    forwards,
+                    uid,
+                } = self;
+                let cut = sesame_nftables::Firewall::open(&table)
+                    .and_then(|mut fw| fw.delete_flows(addr, &services, &forwards));
+                let said = response.message.take().unwrap_or_default();
+                match cut {
+                    Ok(n) => {
+                        info!(event = "flows_killed", source = %addr, uid, flows = n, "{n} live flow(s) of {addr} cut by uid {uid}");
+                        response.message = Some(format!("{said}; cut {n} live flow(s)"));
+                    }
+                    Err(e) => {
+                        warn!(event = "flows_kill_failed", source = %addr, uid, "cutting the live flows of {addr} failed: {e}");
+                        response = Response::error(format!(
+                            "{said}, but cutting its live flows failed: {e}"
+                        ));
+                    }
+                }
+                ControlServer::respond(pending, &response);
+            });
+        if let Err(e) = spawned {
+            error!(
+                event = "flows_kill_failed",
+                "cannot start the thread that cuts live flows: {e}"
+            );
         }
     }
 }
