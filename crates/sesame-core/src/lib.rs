@@ -13,6 +13,7 @@ pub mod ban;
 pub mod door;
 pub mod engine;
 mod first_knocks;
+pub mod fleet;
 pub mod fwknop;
 pub mod grants;
 pub mod packet;

@@ -100,6 +100,27 @@ pub trait ReplayStore {
     fn reserve(&mut self, ticket: Ticket, key: ReplayKey, expires: u64) -> Reservation;
 }
 
+/// The answer of [`FleetStore::spend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetSpend {
+    /// Answered now.
+    Done(crate::fleet::SpendAnswer),
+    /// The store answers later, through
+    /// [`crate::engine::Engine::fleet_answered`] with the same ticket.
+    Pending,
+}
+
+/// The store a fleet of gateways shares: it makes a credential single-use
+/// across the fleet, and carries grants to the other gateways.
+pub trait FleetStore {
+    /// Records `token` ([`crate::fleet::spend_token`]) as spent for
+    /// `ttl`, unless a gateway already did.
+    fn spend(&mut self, ticket: Ticket, token: [u8; 32], ttl: Duration) -> FleetSpend;
+    /// Sends a grant or revoke to the other gateways (signed by the
+    /// adapter; no answer is awaited).
+    fn publish(&mut self, outgoing: crate::fleet::Outgoing);
+}
+
 /// Files of knockd-style one-time sequences.
 pub trait OneTimeStore {
     /// Marks the current sequence of `door` used and returns the next one
@@ -115,6 +136,10 @@ pub trait World {
     fn replay(&mut self) -> Option<&mut dyn ReplayStore>;
     /// One-time sequence files.
     fn one_time(&mut self) -> &mut dyn OneTimeStore;
+    /// The fleet's store (absent outside fleet mode).
+    fn fleet(&mut self) -> Option<&mut dyn FleetStore> {
+        None
+    }
     /// Why an address a request names explicitly may not be granted because
     /// of this host's own addresses (one of them, or a broadcast address),
     /// or `Some` reason when they cannot be read (fail closed). `None`: it

@@ -48,6 +48,7 @@ fn settings() -> Settings {
         max_grants: 64,
         ban: BanPolicy::default(),
         spa_pk_rate: RatePolicy::default(),
+        fleet: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn plain(name: &str, sequence: &[&str]) -> EngineDoor {
     EngineDoor {
         door: door(name, sequence),
         kind: DoorKind::Sequence,
+        fleet: None,
     }
 }
 
@@ -124,6 +126,7 @@ fn one_time_sequences_are_single_use_and_the_door_retires_when_they_run_out() {
     let mut h = harness(vec![EngineDoor {
         door: door("once", &["1001", "1002"]),
         kind: DoorKind::OneTime,
+        fleet: None,
     }]);
     h.world
         .one_time
@@ -162,6 +165,7 @@ fn one_time_door_is_disabled_when_its_file_cannot_be_marked() {
     let mut h = harness(vec![EngineDoor {
         door: door("once", &["1001", "1002"]),
         kind: DoorKind::OneTime,
+        fleet: None,
     }]);
     h.world.one_time.failing = true;
     let alice = ip("198.51.100.7");
@@ -192,6 +196,7 @@ fn totp_door() -> (EngineDoor, TotpSpec, TotpSecret) {
             spec: spec.clone(),
             users: vec![("carol".into(), secret.clone())],
         }),
+        fleet: None,
     };
     (d, spec, secret)
 }
@@ -268,6 +273,7 @@ fn spa_door_with(keys: &[(SpaKey, Option<u64>)], allow_address: bool, roaming: b
             verifier,
             roaming,
         }),
+        fleet: None,
     }
 }
 
@@ -483,6 +489,7 @@ fn fwknop_door_with(nat: FwknopNat) -> EngineDoor {
             }],
             nat,
         }),
+        fleet: None,
     }
 }
 
@@ -761,6 +768,7 @@ fn a_gateway_door_forwards_for_the_knocker_only_within_its_family_and_revoke_clo
             ..Door::new("gw", knocks(&["7000", "8000", "9000"]), vec![])
         },
         kind: DoorKind::Sequence,
+        fleet: None,
     };
     let mut h = harness(vec![gateway]);
     // The ruleset closes the public ports and knows the inner services.

@@ -5,12 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sesame_core::fleet::{self, Outgoing, Signers, SpendAnswer};
+use sesame_core::spa::IdentityKey;
 
 use sesame_core::engine::{Action, Engine, Note, Now, Ruleset, Run};
 use sesame_core::packet::{self, testing as wire};
 use sesame_core::ports::{
-    Firewall, OneTimeStore, PortError, ReplayStore, Reservation, Ticket, World,
+    Firewall, FleetSpend, FleetStore, OneTimeStore, PortError, ReplayStore, Reservation, Ticket,
+    World,
 };
 use sesame_core::replay::{ReplayCache, ReplayKey};
 use sesame_core::tracker::Observation;
@@ -194,6 +199,90 @@ impl OneTimeStore for MemoryOneTime {
     }
 }
 
+/// A fleet's store in memory, shared by several [`Harness`]es: the spent
+/// set and the log of signed entries, as Redis would hold them.
+#[derive(Debug, Default)]
+pub struct SharedStore {
+    /// Spent tokens → the gateway that spent each first.
+    pub spent: HashMap<[u8; 32], String>,
+    /// Signed entry lines, in order (anyone with store access may append).
+    pub entries: Vec<(String, [u8; 64])>,
+    /// The store is unreachable.
+    pub down: bool,
+}
+
+/// One gateway's side of a [`SharedStore`].
+pub struct MemoryFleet {
+    /// This gateway's name.
+    pub name: String,
+    /// The fleet's group.
+    pub group: String,
+    /// This gateway's signing key.
+    pub key: IdentityKey,
+    /// Whose entries it installs.
+    pub signers: Signers,
+    /// The store.
+    pub store: Arc<Mutex<SharedStore>>,
+    /// Entries read so far.
+    pub cursor: usize,
+    /// The harness's wall clock in unix ms (entries are stamped with it).
+    pub stamp_ms: u64,
+}
+
+impl MemoryFleet {
+    /// Gateway `name` of `group` on `store`, trusting `signers`.
+    pub fn new(
+        name: &str,
+        group: &str,
+        key: IdentityKey,
+        signers: Signers,
+        store: Arc<Mutex<SharedStore>>,
+    ) -> Self {
+        MemoryFleet {
+            name: name.into(),
+            group: group.into(),
+            key,
+            signers,
+            store,
+            cursor: 0,
+            stamp_ms: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryFleet({})", self.name)
+    }
+}
+
+impl FleetStore for MemoryFleet {
+    fn spend(&mut self, _ticket: Ticket, token: [u8; 32], _ttl: Duration) -> FleetSpend {
+        let mut store = self.store.lock().expect("fleet store lock");
+        if store.down {
+            return FleetSpend::Done(SpendAnswer::Unavailable("memory store down".into()));
+        }
+        FleetSpend::Done(match store.spent.get(&token) {
+            Some(by) => SpendAnswer::SpentElsewhere { by: by.clone() },
+            None => {
+                store.spent.insert(token, self.name.clone());
+                SpendAnswer::Spent
+            }
+        })
+    }
+
+    fn publish(&mut self, outgoing: Outgoing) {
+        // The harness clock is in whole seconds; entries are stamped by it.
+        let now_ms = self.stamp_ms;
+        let line = outgoing.stamp(&self.name, now_ms).encode();
+        let sig = fleet::sign(&self.key, &self.group, &line);
+        let mut store = self.store.lock().expect("fleet store lock");
+        if !store.down {
+            store.entries.push((line, sig));
+        }
+    }
+}
+
 /// Every seam in memory.
 #[derive(Debug, Default)]
 pub struct MemoryWorld {
@@ -205,6 +294,8 @@ pub struct MemoryWorld {
     pub one_time: MemoryOneTime,
     /// This host's addresses (a grant to them is refused).
     pub local: Vec<IpAddr>,
+    /// The fleet's store, in fleet mode.
+    pub fleet: Option<MemoryFleet>,
 }
 
 impl World for MemoryWorld {
@@ -216,6 +307,9 @@ impl World for MemoryWorld {
     }
     fn one_time(&mut self) -> &mut dyn OneTimeStore {
         &mut self.one_time
+    }
+    fn fleet(&mut self) -> Option<&mut dyn FleetStore> {
+        self.fleet.as_mut().map(|f| f as &mut dyn FleetStore)
     }
     fn host_address_refusal(&mut self, addr: IpAddr) -> Option<String> {
         self.local
@@ -288,7 +382,7 @@ impl Harness {
 
     /// Fires what is due now.
     pub fn tick(&mut self) {
-        self.world.firewall.now = self.now.mono;
+        self.sync_clock();
         self.engine.handle_timeout(self.now, &mut self.world);
         self.drain();
     }
@@ -310,7 +404,7 @@ impl Harness {
             (IpAddr::V6(s), IpAddr::V6(d)) => wire::ipv6(s, d, &[], number, &l4),
             _ => panic!("mixed address families"),
         };
-        self.world.firewall.now = self.now.mono;
+        self.sync_clock();
         let p = packet::parse(&bytes).expect("the builder makes valid packets");
         if p.proto == Proto::Udp && self.engine.wants_datagram(p.dst_port) {
             let payload = p.payload.to_vec();
@@ -331,7 +425,7 @@ impl Harness {
 
     /// One batch of observed knock packets, as one NFLOG read delivers them.
     pub fn observe(&mut self, batch: &[Observation]) {
-        self.world.firewall.now = self.now.mono;
+        self.sync_clock();
         self.engine.observe(self.now, batch, &mut self.world);
         self.drain();
     }
@@ -356,6 +450,46 @@ impl Harness {
         self.engine
             .reservation_answered(self.now, ticket, answer, &mut self.world);
         self.drain();
+    }
+
+    /// Installs the entries other gateways wrote to the fleet's store
+    /// since the last call, as the adapter does: only those that verify
+    /// against this gateway's signers reach the engine. Returns how many
+    /// did not verify.
+    pub fn deliver_fleet(&mut self) -> usize {
+        self.sync_clock();
+        let Some(f) = self.world.fleet.as_mut() else {
+            return 0;
+        };
+        let new: Vec<(String, [u8; 64])> = {
+            let store = f.store.lock().expect("fleet store lock");
+            store.entries[f.cursor..].to_vec()
+        };
+        f.cursor += new.len();
+        let verified: Vec<_> = new
+            .iter()
+            .map(|(line, sig)| f.signers.verify(&f.group, line, sig))
+            .collect();
+        let mut rejected = 0;
+        for v in verified {
+            match v {
+                Ok(entry) => {
+                    let now_ms = self.now.unix * 1000;
+                    self.engine
+                        .fleet_entry(self.now, now_ms, &entry, &mut self.world)
+                }
+                Err(_) => rejected += 1,
+            }
+        }
+        self.drain();
+        rejected
+    }
+
+    fn sync_clock(&mut self) {
+        self.world.firewall.now = self.now.mono;
+        if let Some(f) = self.world.fleet.as_mut() {
+            f.stamp_ms = self.now.unix * 1000;
+        }
     }
 
     /// Whether `addr` may reach `service` now.

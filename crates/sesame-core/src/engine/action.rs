@@ -222,4 +222,30 @@ pub enum Note {
         /// The firewall's error.
         error: String,
     },
+    /// The fleet's store was down and the door's `on_store_down = "local"`
+    /// let a credential in with single use on this gateway only.
+    FleetLocalOnly {
+        /// Sender.
+        src: IpAddr,
+        /// Door.
+        door: Arc<str>,
+        /// Why the store did not answer.
+        error: String,
+    },
+    /// A grant or revoke from another gateway of the fleet was applied
+    /// (`applied`) or ignored, and why.
+    FleetEntry {
+        /// Grant or revoke.
+        kind: crate::fleet::EntryKind,
+        /// The gateway that sent it.
+        from: String,
+        /// Whose grant.
+        src: IpAddr,
+        /// The door's name, as sent.
+        door: String,
+        /// `applied`, or why it was ignored (`expired`, `not_for_us`,
+        /// `unknown_door`, `not_a_fleet_door`, `revoked_later`,
+        /// `address_refused`, `open_failed`).
+        outcome: &'static str,
+    },
 }

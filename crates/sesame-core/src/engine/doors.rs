@@ -19,6 +19,9 @@ pub struct EngineDoor {
     pub door: Door,
     /// How it is opened.
     pub kind: DoorKind,
+    /// Fleet mode: its credentials are single-use fleet-wide, and its
+    /// grants may open on other gateways too.
+    pub fleet: Option<crate::fleet::DoorFleet>,
 }
 
 /// How a door is opened.

@@ -14,6 +14,7 @@ use crate::tracker::DoorId;
 
 use super::action::{Action, Level, Note, Run};
 use super::doors::DoorKind;
+use super::fleet::SpentLocally;
 use super::policy::{self, FwknopAction};
 use super::state::{Accepted, Engine, Now, Pending, Then, MAX_PENDING, RESERVATION_TIMEOUT};
 use super::totp_slots::SlotOwner;
@@ -52,7 +53,7 @@ pub fn fwknop_key(door: &str, line: usize, msg: &FwknopMessage) -> ReplayKey {
 /// Why an address a request names explicitly may not be granted: one no
 /// grant should go to (loopback, link-local and the like), or one of this
 /// host's own or broadcast addresses.
-fn target_refusal<W: World + ?Sized>(world: &mut W, addr: IpAddr) -> Option<String> {
+pub(super) fn target_refusal<W: World + ?Sized>(world: &mut W, addr: IpAddr) -> Option<String> {
     let addr = match addr {
         IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,
@@ -379,8 +380,18 @@ impl Engine {
             );
         }
         let ticket = self.ticket();
+        let fleet_spend = self.fleet_spend(now, c.door, &c.key, c.expires);
         match store.reserve(ticket, c.key, c.expires) {
-            Reservation::Done(Ok(())) => self.carry_out(now, c.src, c.door, c.user, then, world),
+            Reservation::Done(Ok(())) => {
+                let spent = SpentLocally {
+                    via: c.via,
+                    src: c.src,
+                    door: c.door,
+                    user: c.user,
+                    fleet_spend,
+                };
+                self.spent_locally(now, spent, then, world)
+            }
             Reservation::Done(Err(e)) => self.spend_failed(c.via, c.src, c.door, c.user, e),
             Reservation::Pending => {
                 self.pending.insert(
@@ -392,6 +403,8 @@ impl Engine {
                         door: c.door,
                         user: c.user,
                         then,
+                        fleet_spend,
+                        fleet: false,
                     },
                 );
             }
@@ -406,11 +419,20 @@ impl Engine {
         answer: Result<(), PortError>,
         world: &mut W,
     ) {
-        let Some(p) = self.pending.remove(&ticket) else {
+        let Some(p) = self.pending.remove(&ticket).filter(|p| !p.fleet) else {
             return;
         };
         match answer {
-            Ok(()) => self.carry_out(now, p.src, p.door, p.user, p.then, world),
+            Ok(()) => {
+                let spent = SpentLocally {
+                    via: p.via,
+                    src: p.src,
+                    door: p.door,
+                    user: p.user,
+                    fleet_spend: p.fleet_spend,
+                };
+                self.spent_locally(now, spent, p.then, world)
+            }
             Err(e) => self.spend_failed(p.via, p.src, p.door, p.user, e),
         }
     }
@@ -435,7 +457,7 @@ impl Engine {
         );
     }
 
-    fn carry_out<W: World + ?Sized>(
+    pub(super) fn carry_out<W: World + ?Sized>(
         &mut self,
         now: Now,
         src: IpAddr,
@@ -472,7 +494,10 @@ impl Engine {
                         }
                     }
                 }
-                self.open_with(now, target, door, &services, open_for, world)
+                self.open_with(now, target, door, &services, open_for, world);
+                if self.grants.expires_at(target, door).is_some() {
+                    self.publish_grant(target, door, open_for, world);
+                }
             }
             Then::Command(run) => self.actions.push_back(Action::Run(run)),
         }
@@ -496,6 +521,8 @@ impl Engine {
         let why = format!("user {user} moved to {target}");
         // A failed revoke is noted by revoke_one; the old grant then ends
         // with its kernel timeout.
-        let _ = self.revoke_one(previous, door, &why, world);
+        if self.revoke_one(previous, door, &why, world).is_ok() {
+            self.publish_revoke(previous, door, world);
+        }
     }
 }

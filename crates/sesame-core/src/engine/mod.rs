@@ -21,6 +21,7 @@
 
 pub mod action;
 pub mod doors;
+mod fleet;
 mod flows;
 mod policy;
 pub mod ruleset;
@@ -85,6 +86,7 @@ impl Engine {
             granted: HashMap::new(),
             adopted: HashSet::new(),
             holders: HashMap::new(),
+            fleet_revoked: HashMap::new(),
             requested: HashMap::new(),
             pending: HashMap::new(),
             next_ticket: 0,
@@ -157,6 +159,10 @@ impl Engine {
             .collect();
         for ticket in late {
             if let Some(p) = self.pending.remove(&ticket) {
+                if p.fleet {
+                    self.fleet_timed_out(now, p, world);
+                    continue;
+                }
                 self.refuse(p.via, Level::Error, p.src, p.door, Some(p.user), "replay_store_timeout", format!("the replay store did not answer within {RESERVATION_TIMEOUT:?}: refused (fail closed)"));
             }
         }
@@ -320,7 +326,11 @@ impl Engine {
     ) -> bool {
         let services = self.doors[door].door.services.clone();
         self.open_with(now, addr, door, &services, open_for, world);
-        self.grants.expires_at(addr, door).is_some()
+        let open = self.grants.expires_at(addr, door).is_some();
+        if open {
+            self.publish_grant(addr, door, open_for, world);
+        }
+        open
     }
 
     /// Revokes `addr`'s grants (of one door, or all), running on_close.
@@ -341,6 +351,8 @@ impl Engine {
         let mut done = Vec::new();
         for (a, d, until) in targets {
             let forwards = self.forwards_for(d, a);
+            // The other gateways learn before the books forget the services.
+            self.publish_revoke(a, d, world);
             let services = self.revoke_one(a, d, why, world)?;
             done.push(GrantView {
                 addr: a,
@@ -462,6 +474,11 @@ impl Engine {
                 self.requested.insert((addr, j), forwards);
             }
         }
+        for ((addr, d), at) in std::mem::take(&mut old.fleet_revoked) {
+            if let Ok(j) = self.door_id(&old.doors[d].door.name) {
+                self.fleet_revoked.insert((addr, j), at);
+            }
+        }
         for ((d, user), addr) in std::mem::take(&mut old.holders) {
             if let Ok(j) = self.door_id(&old.doors[d].door.name) {
                 self.holders.insert((j, user), addr);
@@ -562,9 +579,13 @@ impl Engine {
                         let d = &self.doors[door];
                         let (services, open_for) = (d.door.services.clone(), d.door.open_for);
                         let one_time = matches!(d.kind, DoorKind::OneTime);
-                        self.open_with(now, src, door, &services, open_for, world);
                         if one_time {
-                            self.next_one_time_sequence(door, world);
+                            self.one_time_open(now, src, door, world);
+                            continue;
+                        }
+                        self.open_with(now, src, door, &services, open_for, world);
+                        if self.grants.expires_at(src, door).is_some() {
+                            self.publish_grant(src, door, open_for, world);
                         }
                     }
                 }

@@ -50,6 +50,8 @@ pub struct Settings {
     pub ban: BanPolicy,
     /// Public-key SPA verifications per source prefix.
     pub spa_pk_rate: RatePolicy,
+    /// This gateway's fleet (fleet doors need one).
+    pub fleet: Option<crate::fleet::FleetPolicy>,
 }
 
 /// Hash seeds for the engine's tables (randomness is passed in).
@@ -112,6 +114,11 @@ pub(super) struct Pending {
     pub(super) door: DoorId,
     pub(super) user: String,
     pub(super) then: Accepted,
+    /// A fleet door's spend token and how long the fleet keeps it: spent
+    /// fleet-wide once the local store answered.
+    pub(super) fleet_spend: Option<([u8; 32], Duration)>,
+    /// Waiting for the fleet's store rather than the local one.
+    pub(super) fleet: bool,
 }
 
 /// The protocol object. See the module documentation.
@@ -135,6 +142,9 @@ pub struct Engine {
     /// Roaming SPA doors: where each user's last grant went, so that a
     /// grant to a new address takes the old one's place.
     pub(super) holders: HashMap<(DoorId, String), IpAddr>,
+    /// Fleet revokes seen: when (unix ms) each grant was last revoked, so
+    /// that an older grant entry delivered late cannot undo the revoke.
+    pub(super) fleet_revoked: HashMap<(IpAddr, DoorId), u64>,
     pub(super) pk_budget: PrefixBudget,
     pub(super) pending: HashMap<Ticket, Pending>,
     pub(super) next_ticket: u64,

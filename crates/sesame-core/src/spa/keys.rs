@@ -83,6 +83,13 @@ impl IdentityKey {
     pub fn public(&self) -> IdentityPublic {
         IdentityPublic(self.0.verifying_key())
     }
+
+    /// An Ed25519 signature of `message` (fleet grants; callers put a
+    /// context label in the message so that no signature means two things).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.0.sign(message).to_bytes()
+    }
 }
 
 impl fmt::Debug for IdentityKey {
@@ -109,6 +116,13 @@ impl IdentityPublic {
     /// The 32 bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
+    }
+
+    /// Whether `signature` is this key's signature of `message` (strict
+    /// verification: no malleable or small-order forms).
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        self.0.verify_strict(message, &signature).is_ok()
     }
 
     /// The key id that this user's packets carry.

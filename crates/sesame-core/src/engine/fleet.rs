@@ -1,0 +1,376 @@
+//! Fleet mode in the engine: the fleet-wide spend that follows the local
+//! one, the store-down policy, publishing grants and revokes to the other
+//! gateways, and applying theirs.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::fleet::{
+    one_time_token, spend_token, EntryKind, Outgoing, SpendAnswer, StoreDown, Targets,
+    VerifiedEntry, ONE_TIME_SPEND_TTL,
+};
+use crate::ports::{FleetSpend, Ticket, World};
+use crate::tracker::DoorId;
+use crate::Service;
+
+use super::action::{Level, Note};
+use super::state::{Accepted, Engine, Now, Pending, Then};
+
+/// A credential spent locally, about to be spent fleet-wide.
+pub(super) struct SpentLocally {
+    pub(super) via: &'static str,
+    pub(super) src: IpAddr,
+    pub(super) door: DoorId,
+    pub(super) user: String,
+    /// Its fleet spend token and lifetime (a fleet door's), else `None`.
+    pub(super) fleet_spend: Option<([u8; 32], Duration)>,
+}
+
+impl Engine {
+    /// The fleet spend of a credential of `door` with `key`, kept until
+    /// unix second `expires`: `None` outside fleet mode or for other doors.
+    pub(super) fn fleet_spend(
+        &self,
+        now: Now,
+        door: DoorId,
+        key: &crate::replay::ReplayKey,
+        expires: u64,
+    ) -> Option<([u8; 32], Duration)> {
+        let policy = self.settings.fleet.as_ref()?;
+        self.doors[door].fleet.as_ref()?;
+        let token = spend_token(&policy.group, &self.doors[door].door.name, key);
+        let ttl = Duration::from_secs(expires.saturating_sub(now.unix).saturating_add(1));
+        Some((token, ttl))
+    }
+
+    /// The local spend is durable: a fleet door spends the credential
+    /// fleet-wide before it opens; any other door opens now.
+    pub(super) fn spent_locally<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        c: SpentLocally,
+        then: Accepted,
+        world: &mut W,
+    ) {
+        let (Some((token, ttl)), Some(timeout)) = (
+            c.fleet_spend,
+            self.settings.fleet.as_ref().map(|f| f.timeout),
+        ) else {
+            return self.carry_out(now, c.src, c.door, c.user, then, world);
+        };
+        let ticket = self.ticket();
+        let answer = match world.fleet() {
+            Some(store) => store.spend(ticket, token, ttl),
+            None => FleetSpend::Done(SpendAnswer::Unavailable(
+                "this daemon has no fleet store".into(),
+            )),
+        };
+        match answer {
+            FleetSpend::Done(answer) => {
+                self.fleet_decide(now, c.via, c.src, c.door, c.user, then, answer, world)
+            }
+            FleetSpend::Pending => {
+                self.pending.insert(
+                    ticket,
+                    Pending {
+                        deadline: now.mono + timeout,
+                        via: c.via,
+                        src: c.src,
+                        door: c.door,
+                        user: c.user,
+                        then,
+                        fleet_spend: None,
+                        fleet: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A one-time door's current sequence was knocked: it is used here
+    /// whatever happens next (the file moves on), and a fleet door also
+    /// spends it fleet-wide before it opens, so a sequence used at one
+    /// gateway opens no other.
+    pub(super) fn one_time_open<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        src: IpAddr,
+        door: DoorId,
+        world: &mut W,
+    ) {
+        let d = &self.doors[door];
+        let (services, open_for) = (d.door.services.clone(), d.door.open_for);
+        let fleet_spend = match (&self.settings.fleet, &d.fleet) {
+            (Some(policy), Some(_)) => Some((
+                one_time_token(
+                    &policy.group,
+                    &d.door.name,
+                    &self.tracker.doors()[door].sequence,
+                ),
+                ONE_TIME_SPEND_TTL,
+            )),
+            _ => None,
+        };
+        self.next_one_time_sequence(door, world);
+        let accepted = Accepted {
+            event: "one_time_accepted",
+            message: "one-time sequence accepted".into(),
+            then: Then::Grant {
+                target: src,
+                services,
+                open_for,
+                forwards: Vec::new(),
+            },
+        };
+        if fleet_spend.is_none() {
+            // As before fleet mode: no accept note, the grant says it all.
+            let Then::Grant { services, .. } = accepted.then else {
+                return;
+            };
+            self.open_with(now, src, door, &services, open_for, world);
+            if self.grants.expires_at(src, door).is_some() {
+                self.publish_grant(src, door, open_for, world);
+            }
+            return;
+        }
+        let spent = SpentLocally {
+            via: "one_time",
+            src,
+            door,
+            user: String::new(),
+            fleet_spend,
+        };
+        self.spent_locally(now, spent, accepted, world);
+    }
+
+    /// The fleet's store answered a spend it left pending.
+    pub fn fleet_answered<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        ticket: Ticket,
+        answer: SpendAnswer,
+        world: &mut W,
+    ) {
+        let Some(p) = self.pending.remove(&ticket).filter(|p| p.fleet) else {
+            return;
+        };
+        self.fleet_decide(now, p.via, p.src, p.door, p.user, p.then, answer, world);
+    }
+
+    /// A fleet spend waited past its deadline: the store counts as down.
+    pub(super) fn fleet_timed_out<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        p: Pending,
+        world: &mut W,
+    ) {
+        let timeout = self.settings.fleet.as_ref().map(|f| f.timeout);
+        let why = format!("the fleet store did not answer within {timeout:?}");
+        let answer = SpendAnswer::Unavailable(why);
+        self.fleet_decide(now, p.via, p.src, p.door, p.user, p.then, answer, world);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fleet_decide<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        via: &'static str,
+        src: IpAddr,
+        door: DoorId,
+        user: String,
+        then: Accepted,
+        answer: SpendAnswer,
+        world: &mut W,
+    ) {
+        match answer {
+            SpendAnswer::Spent => self.carry_out(now, src, door, user, then, world),
+            SpendAnswer::SpentElsewhere { by } => {
+                let message = format!(
+                    "{via} credential of user {user:?} refused: already spent in the fleet (first at gateway {by})"
+                );
+                self.refuse(
+                    via,
+                    Level::Info,
+                    src,
+                    door,
+                    Some(user),
+                    "fleet_replay",
+                    message,
+                );
+            }
+            SpendAnswer::Unavailable(error) => {
+                let policy = self.settings.fleet.as_ref().map(|f| f.on_store_down);
+                if policy == Some(StoreDown::Local) {
+                    let door_name = self.name(door);
+                    self.note(Note::FleetLocalOnly {
+                        src,
+                        door: door_name,
+                        error,
+                    });
+                    return self.carry_out(now, src, door, user, then, world);
+                }
+                let message = format!(
+                    "{via} credential of user {user:?} refused: the fleet store is unreachable ({error}) and on_store_down = \"deny\""
+                );
+                self.refuse(
+                    via,
+                    Level::Error,
+                    src,
+                    door,
+                    Some(user),
+                    "fleet_store_down",
+                    message,
+                );
+            }
+        }
+    }
+
+    /// A grant of a door whose grants open on other gateways was made or
+    /// refreshed here: tell them.
+    pub(super) fn publish_grant<W: World + ?Sized>(
+        &mut self,
+        addr: IpAddr,
+        door: DoorId,
+        lasts: Duration,
+        world: &mut W,
+    ) {
+        self.publish(EntryKind::Grant, addr, door, lasts, world);
+    }
+
+    /// A grant of such a door was revoked here: tell the others.
+    pub(super) fn publish_revoke<W: World + ?Sized>(
+        &mut self,
+        addr: IpAddr,
+        door: DoorId,
+        world: &mut W,
+    ) {
+        let lasts = self.doors[door].door.open_for;
+        self.publish(EntryKind::Revoke, addr, door, lasts, world);
+    }
+
+    fn publish<W: World + ?Sized>(
+        &mut self,
+        kind: EntryKind,
+        addr: IpAddr,
+        door: DoorId,
+        lasts: Duration,
+        world: &mut W,
+    ) {
+        let Some(to) = self.doors[door]
+            .fleet
+            .as_ref()
+            .and_then(|f| f.open_on.clone())
+        else {
+            return;
+        };
+        if self.settings.fleet.is_none() {
+            return;
+        }
+        let services = self.services_of(addr, door);
+        let Some(store) = world.fleet() else { return };
+        store.publish(Outgoing {
+            kind,
+            door: self.doors[door].door.name.clone(),
+            addr,
+            services,
+            to,
+            lasts,
+        });
+    }
+
+    /// A grant or revoke another gateway signed (checked by the adapter
+    /// against the allow-list of signers), at unix millisecond `now_ms`.
+    /// A grant opens only what this gateway's own door of that name
+    /// protects, for the time the grant has left and at most the door's
+    /// `open_for`.
+    pub fn fleet_entry<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        now_ms: u64,
+        verified: &VerifiedEntry,
+        world: &mut W,
+    ) {
+        let e = verified.entry();
+        let outcome = self.apply_entry(now, now_ms, verified, world);
+        self.note(Note::FleetEntry {
+            kind: e.kind,
+            from: e.from.clone(),
+            src: e.addr,
+            door: e.door.clone(),
+            outcome,
+        });
+    }
+
+    fn apply_entry<W: World + ?Sized>(
+        &mut self,
+        now: Now,
+        now_ms: u64,
+        verified: &VerifiedEntry,
+        world: &mut W,
+    ) -> &'static str {
+        let e = verified.entry();
+        let Some(policy) = &self.settings.fleet else {
+            return "not_in_a_fleet";
+        };
+        if e.from == policy.name {
+            return "own";
+        }
+        if !e.to.includes(&policy.name) {
+            return "not_for_us";
+        }
+        let Ok(door) = self.door_id(&e.door) else {
+            return "unknown_door";
+        };
+        let accepts = self.doors[door]
+            .fleet
+            .as_ref()
+            .and_then(|f| f.open_on.as_ref())
+            .is_some_and(|t| matches!(t, Targets::Group) || t.includes(&e.from));
+        if !accepts {
+            return "not_a_fleet_door";
+        }
+        let revoked = self.fleet_revoked.get(&(e.addr, door)).copied();
+        match e.kind {
+            EntryKind::Revoke => {
+                if revoked.is_none_or(|r| r < e.made_ms) {
+                    self.fleet_revoked.insert((e.addr, door), e.made_ms);
+                }
+                if !self.granted.contains_key(&(e.addr, door))
+                    && self.grants.expires_at(e.addr, door).is_none()
+                {
+                    return "applied";
+                }
+                let why = format!("revoked at gateway {}", e.from);
+                match self.revoke_one(e.addr, door, &why, world) {
+                    Ok(_) => "applied",
+                    Err(_) => "revoke_failed",
+                }
+            }
+            EntryKind::Grant => {
+                if e.expires_ms <= now_ms {
+                    return "expired";
+                }
+                if revoked.is_some_and(|r| e.made_ms <= r) {
+                    return "revoked_later";
+                }
+                if let Some(why) = super::flows::target_refusal(world, e.addr) {
+                    let _ = why;
+                    return "address_refused";
+                }
+                let d = &self.doors[door].door;
+                let services: Vec<Service> = d
+                    .services
+                    .iter()
+                    .copied()
+                    .filter(|s| e.services.contains(s))
+                    .collect();
+                let left = Duration::from_millis(e.expires_ms - now_ms).min(d.open_for);
+                self.open_with(now, e.addr, door, &services, left, world);
+                match self.grants.expires_at(e.addr, door).is_some() {
+                    true => "applied",
+                    false => "open_failed",
+                }
+            }
+        }
+    }
+}
