@@ -47,13 +47,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     })?;
     let daemon = ctx.daemon(raw.daemon)?;
+    let fleet = raw.fleet.map(|f| ctx.fleet(f)).transpose()?;
+    let mut fleet_doors = BTreeMap::new();
     if raw.door.is_empty() {
         return Err(ConfigError::NoDoors { path: ctx.path });
     }
     let mut doors = Vec::with_capacity(raw.door.len());
     let mut one_time = BTreeMap::new();
     let mut kinds = BTreeMap::new();
-    for (name, door) in raw.door {
+    for (name, mut door) in raw.door {
+        if let Some(raw_fleet) = door.get_mut().fleet.take() {
+            if let Some(f) = ctx.door_fleet(&name, raw_fleet, fleet.as_ref())? {
+                fleet_doors.insert(name.clone(), f);
+            }
+        }
         let (door, file, kind) = ctx.door(name, door)?;
         if let Some(file) = file {
             one_time.insert(door.name.clone(), file);
@@ -70,6 +77,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         doors,
         one_time,
         kinds,
+        fleet,
+        fleet_doors,
     })
 }
 

@@ -37,6 +37,46 @@ pub struct Config {
     /// core `Door::sequence` is a placeholder (the SPA port, or the first
     /// port of the TOTP range) the daemon never matches on.
     pub kinds: BTreeMap<String, DoorKind>,
+    /// Fleet mode (`[fleet]`), when configured.
+    pub fleet: Option<FleetSettings>,
+    /// Fleet doors: door name → its fleet settings.
+    pub fleet_doors: BTreeMap<String, sesame_core::fleet::DoorFleet>,
+}
+
+/// Default time a spend may wait for the fleet's store.
+pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
+/// Default interval of fleet heartbeats.
+pub const DEFAULT_FLEET_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// `[fleet]`: the shared store and this gateway's place in the fleet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// This gateway's name.
+    pub name: String,
+    /// The fleet's group (a key prefix; spends and signatures are bound
+    /// to it).
+    pub group: String,
+    /// The Redis server: `redis://HOST:PORT[/DB]` or `unix:///PATH`.
+    pub redis: String,
+    /// Redis ACL user.
+    pub user: Option<String>,
+    /// File holding the Redis password (a secret: root- or
+    /// sesame-owned, not readable by others).
+    pub password_file: Option<PathBuf>,
+    /// This gateway's Ed25519 signing key (`sesame keygen identity`).
+    pub key: PathBuf,
+    /// How long a spend may wait for the store.
+    pub timeout: Duration,
+    /// What fleet doors do when the store is unreachable.
+    pub on_store_down: sesame_core::fleet::StoreDown,
+    /// How often this gateway says it is alive.
+    pub heartbeat: Duration,
+    /// How far back a (re)starting gateway reads grants (default: the
+    /// longest `open_for` of the fleet doors).
+    pub catch_up: Option<Duration>,
+    /// Gateways whose grants are installed: name → Ed25519 public key
+    /// (inline `sesame-identity-pub-v1:…` or a file).
+    pub members: BTreeMap<String, String>,
 }
 
 /// A door opened by something other than a fixed sequence.

@@ -13,6 +13,35 @@ pub(crate) struct RawConfig {
     pub(crate) daemon: RawDaemon,
     #[serde(default)]
     pub(crate) door: BTreeMap<String, Spanned<RawDoor>>,
+    /// Fleet mode: the shared store and this gateway's place in it.
+    pub(crate) fleet: Option<Spanned<RawFleet>>,
+}
+
+/// `[fleet]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub(crate) name: Spanned<String>,
+    pub(crate) group: Spanned<String>,
+    pub(crate) redis: Spanned<String>,
+    pub(crate) user: Option<Spanned<String>>,
+    pub(crate) password_file: Option<String>,
+    pub(crate) key: String,
+    pub(crate) timeout: Option<Spanned<RawDuration>>,
+    pub(crate) on_store_down: Option<Spanned<String>>,
+    pub(crate) heartbeat: Option<Spanned<RawDuration>>,
+    pub(crate) catch_up: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    pub(crate) members: BTreeMap<String, Spanned<String>>,
+}
+
+/// A door's `fleet`: `true`, `"group"`, or a list of gateways.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDoorFleet {
+    Spend(bool),
+    Group(String),
+    Members(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
@@ -104,6 +133,9 @@ pub(crate) struct RawDoor {
     pub(crate) nat_local: Option<Spanned<bool>>,
     /// fwknop door: the inner networks NAT requests may name.
     pub(crate) nat_hosts: Option<Spanned<Vec<String>>>,
+    /// Fleet mode: single use fleet-wide (`true`), and grants that open on
+    /// the whole group (`"group"`) or on the gateways listed.
+    pub(crate) fleet: Option<Spanned<RawDoorFleet>>,
 }
 
 /// One `[[door.NAME.stanzas]]` of an fwknop door (access.conf's meaning).

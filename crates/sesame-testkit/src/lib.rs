@@ -14,4 +14,5 @@ pub mod engine;
 pub mod fwknop;
 pub mod net;
 pub mod proc;
+pub mod redis;
 pub mod testbed;

@@ -685,6 +685,8 @@ impl KnockdConfig {
             doors,
             one_time,
             kinds: Default::default(),
+            fleet: None,
+            fleet_doors: Default::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! every error located by file, line and item.
 
 mod door;
+mod fleet;
 mod fwknop;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -212,6 +212,8 @@ impl FwknopConfig {
             doors: vec![door],
             one_time: BTreeMap::new(),
             kinds,
+            fleet: None,
+            fleet_doors: Default::default(),
         })
     }
 

@@ -1,0 +1,172 @@
+//! The adapter against a real `redis-server` (Debian's package) on a
+//! private Unix socket, with an ACL user: spends are single use across
+//! gateways, entries travel signed and forged ones are rejected, a stopped
+//! store answers `Unavailable` at once, and a wrong password is refused.
+//! No root needed.
+
+use std::time::{Duration, Instant};
+
+use sesame_core::fleet::{EntryKind, Outgoing, Signers, SpendAnswer, Targets};
+use sesame_core::ports::{FleetSpend, FleetStore, Ticket};
+use sesame_core::spa::IdentityKey;
+use sesame_fleet::{FleetConfig, FleetEvent, RedisFleet};
+use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
+use zeroize::Zeroizing;
+
+fn server(tag: &str) -> Option<RedisServer> {
+    match RedisServer::start(tag) {
+        Ok(s) => Some(s),
+        Err(e) if !sesame_testkit::proc::ci() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true but no redis-server: {e}"),
+    }
+}
+
+fn key(i: u8) -> IdentityKey {
+    IdentityKey::from_seed(&[i; 32])
+}
+
+fn gateway(redis: &RedisServer, name: &str, i: u8, password: &str) -> RedisFleet {
+    let signers = Signers::new([
+        ("gw-a".to_string(), key(1).public()),
+        ("gw-b".to_string(), key(2).public()),
+    ]);
+    RedisFleet::start(FleetConfig {
+        url: redis.url(),
+        user: Some(USER.into()),
+        password: Some(Zeroizing::new(password.into())),
+        name: name.into(),
+        group: "edge".into(),
+        key: key(i),
+        signers,
+        timeout: Duration::from_millis(200),
+        heartbeat: Duration::from_millis(200),
+        catch_up: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+/// Waits (bounded) for the first event `want` accepts.
+fn wait_for(fleet: &mut RedisFleet, want: impl Fn(&FleetEvent) -> bool) -> FleetEvent {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while Instant::now() < end {
+        for e in fleet.drain() {
+            if want(&e) {
+                return e;
+            }
+            seen.push(format!("{e:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no such event within 5 s; saw {seen:#?}");
+}
+
+fn spend(fleet: &mut RedisFleet, ticket: u64, token: [u8; 32]) -> SpendAnswer {
+    match fleet.spend(Ticket(ticket), token, Duration::from_secs(60)) {
+        FleetSpend::Done(a) => a,
+        FleetSpend::Pending => match wait_for(fleet, |e| matches!(e, FleetEvent::Answer { .. })) {
+            FleetEvent::Answer { answer, .. } => answer,
+            _ => unreachable!(),
+        },
+    }
+}
+
+#[test]
+fn spends_are_single_use_across_gateways_and_entries_travel_signed() {
+    let Some(redis) = server("adapter") else {
+        return;
+    };
+    let (mut a, mut b) = (
+        gateway(&redis, "gw-a", 1, PASSWORD),
+        gateway(&redis, "gw-b", 2, PASSWORD),
+    );
+    assert_eq!(spend(&mut a, 1, [7; 32]), SpendAnswer::Spent);
+    assert_eq!(
+        spend(&mut b, 2, [7; 32]),
+        SpendAnswer::SpentElsewhere { by: "gw-a".into() }
+    );
+    assert_eq!(spend(&mut b, 3, [8; 32]), SpendAnswer::Spent);
+    a.publish(Outgoing {
+        kind: EntryKind::Grant,
+        door: "ssh".into(),
+        addr: "198.51.100.7".parse().unwrap(),
+        services: vec!["tcp/22".parse().unwrap()],
+        to: Targets::Group,
+        lasts: Duration::from_secs(30),
+    });
+    match wait_for(&mut b, |e| matches!(e, FleetEvent::Entry { .. })) {
+        FleetEvent::Entry { entry, .. } => {
+            assert_eq!(entry.entry().from, "gw-a");
+            assert_eq!(entry.entry().door, "ssh");
+        }
+        _ => unreachable!(),
+    }
+    // An entry written straight into the stream, signed by nobody trusted.
+    let line = "v1 grant from=gw-a door=ssh addr=203.0.113.66 services=tcp/22 to=* made=1 expires=99999999999999";
+    let forged = sesame_core::fleet::sign(&key(9), "edge", line);
+    let hex: String = forged.iter().map(|b| format!("{b:02x}")).collect();
+    let cli = sesame_testkit::proc::find_program("redis-cli").expect("redis-cli");
+    let out = std::process::Command::new(cli)
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
+        .args(["XADD", "sesame:{edge}:entries", "*", "m", line, "s", &hex])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    match wait_for(&mut b, |e| matches!(e, FleetEvent::Rejected { .. })) {
+        FleetEvent::Rejected { error, .. } => assert_eq!(error.reason(), "bad_signature"),
+        _ => unreachable!(),
+    }
+    // Both gateways' heartbeats are seen.
+    let end = Instant::now() + Duration::from_secs(5);
+    while b.health().members.iter().any(|(_, at)| at.is_none()) {
+        assert!(Instant::now() < end, "heartbeats: {:?}", b.health());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(b.health().up);
+}
+
+#[test]
+fn a_stopped_store_answers_unavailable_fast_and_a_wrong_password_is_refused() {
+    let Some(mut redis) = server("down") else {
+        return;
+    };
+    let mut a = gateway(&redis, "gw-a", 1, PASSWORD);
+    assert_eq!(spend(&mut a, 1, [1; 32]), SpendAnswer::Spent);
+    redis.stop();
+    let started = Instant::now();
+    assert!(matches!(
+        spend(&mut a, 2, [2; 32]),
+        SpendAnswer::Unavailable(_)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!a.health().up, "health still says up");
+    // Back (empty, as after a crash without persistence): it reconnects.
+    redis.restart().unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut ticket = 3;
+    loop {
+        ticket += 1;
+        if spend(&mut a, ticket, [ticket as u8; 32]) == SpendAnswer::Spent {
+            break;
+        }
+        assert!(Instant::now() < end, "no reconnection");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut wrong = gateway(&redis, "gw-b", 2, "not-the-password");
+    match spend(&mut wrong, 1, [3; 32]) {
+        SpendAnswer::Unavailable(e) => assert!(
+            e.to_lowercase().contains("pass") || e.contains("auth"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
