@@ -443,6 +443,23 @@ pub fn read_secret(path: &Path, kind: KeyKind) -> Result<Zeroizing<[u8; KEY_LEN]
     parse_line(&display(path), utf8(path, &bytes, kind)?, kind)
 }
 
+/// Reads a one-line secret that is not a Sesame key (a store password),
+/// with the checks of [`read_secret`]: a regular file, not a symlink, owned
+/// by root or the daemon's user, readable by no one else. Surrounding
+/// whitespace is trimmed.
+pub fn read_private_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+    let (file, meta) = open_regular(path)?;
+    check_private(path, &meta)?;
+    let bytes = read_limited(path, file)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        KeyFileError::read(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        )
+    })?;
+    Ok(Zeroizing::new(text.trim().to_string()))
+}
+
 /// Reads a public key file of `kind` (refused when group- or
 /// world-writable; readable by anyone is fine).
 pub fn read_public(path: &Path, kind: KeyKind) -> Result<[u8; KEY_LEN], KeyFileError> {

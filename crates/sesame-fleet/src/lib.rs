@@ -135,8 +135,12 @@ enum Job {
     Publish(Outgoing),
 }
 
-/// The fleet store on Redis. Dropping it stops its threads.
+/// The fleet store on Redis. Its threads start with
+/// [`RedisFleet::start_threads`] (after the daemon dropped its privileges:
+/// capabilities are per thread); requests made before wait in the queue.
+/// Dropping it stops the threads.
 pub struct RedisFleet {
+    unstarted: Option<(Writer, Receiver<Job>, Reader)>,
     jobs: SyncSender<Job>,
     events: Receiver<FleetEvent>,
     wake: UnixStream,
@@ -314,10 +318,10 @@ impl Keys {
 }
 
 impl RedisFleet {
-    /// Starts the threads. Nothing is sent before the first request: the
-    /// daemon starts even when the store is down (fleet doors then follow
-    /// `on_store_down`).
-    pub fn start(config: FleetConfig) -> Result<RedisFleet, FleetError> {
+    /// Prepares the adapter; nothing is sent before the first request, so
+    /// the daemon starts even when the store is down (fleet doors then
+    /// follow `on_store_down`).
+    pub fn new(config: FleetConfig) -> Result<RedisFleet, FleetError> {
         let url_error = |source| FleetError::Url {
             url: config.url.clone(),
             source,
@@ -376,9 +380,6 @@ impl RedisFleet {
             key: config.key,
             timeout: config.timeout,
         };
-        std::thread::Builder::new()
-            .name("fleet-writer".into())
-            .spawn(move || writer.run(jobs_rx))?;
         let block = config.heartbeat.min(Duration::from_secs(1));
         let reader = Reader {
             conn: Conn {
@@ -396,16 +397,34 @@ impl RedisFleet {
             catch_up: config.catch_up,
             stop: Arc::clone(&stop),
         };
-        std::thread::Builder::new()
-            .name("fleet-reader".into())
-            .spawn(move || reader.run())?;
         Ok(RedisFleet {
+            unstarted: Some((writer, jobs_rx, reader)),
             jobs,
             events,
             wake: wake_rx,
             health,
             stop,
         })
+    }
+
+    /// Starts the writer and reader threads (once).
+    pub fn start_threads(&mut self) -> Result<(), FleetError> {
+        if let Some((writer, jobs, reader)) = self.unstarted.take() {
+            std::thread::Builder::new()
+                .name("fleet-writer".into())
+                .spawn(move || writer.run(jobs))?;
+            std::thread::Builder::new()
+                .name("fleet-reader".into())
+                .spawn(move || reader.run())?;
+        }
+        Ok(())
+    }
+
+    /// [`RedisFleet::new`] and [`RedisFleet::start_threads`].
+    pub fn start(config: FleetConfig) -> Result<RedisFleet, FleetError> {
+        let mut fleet = RedisFleet::new(config)?;
+        fleet.start_threads()?;
+        Ok(fleet)
     }
 
     /// Readable when events wait: poll it in the loop, then [`Self::drain`].

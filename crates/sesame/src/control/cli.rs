@@ -163,6 +163,29 @@ pub fn status(args: &ListArgs) -> Result<(), String> {
             println!("  {:<44} {} left", b.prefix, left(b.secs_left));
         }
     }
+    if let Some(f) = &s.fleet {
+        let state = match (&f.store_up, &f.last_error) {
+            (true, _) => "up".to_string(),
+            (false, Some(e)) => format!("DOWN ({e})"),
+            (false, None) => "DOWN".to_string(),
+        };
+        println!(
+            "fleet: gateway {} of group {}; store {} {state}; on_store_down = {}",
+            f.name, f.group, f.store, f.on_store_down
+        );
+        for (name, ago) in &f.members {
+            let seen = match ago {
+                Some(ms) => format!("last heartbeat {:.1}s ago", *ms as f64 / 1000.0),
+                None => "never seen".to_string(),
+            };
+            let me = if name == &f.name {
+                " (this gateway)"
+            } else {
+                ""
+            };
+            println!("  {name:<16} {seen}{me}");
+        }
+    }
     println!("grants ({}):", s.grants.len());
     print_grants(&s.grants);
     let c = &s.counters;

@@ -61,6 +61,27 @@ pub struct BanInfo {
     pub secs_left: u64,
 }
 
+/// Fleet mode as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetInfo {
+    /// This gateway's name.
+    pub name: String,
+    /// The group.
+    pub group: String,
+    /// The store (URL).
+    pub store: String,
+    /// Whether the store answered the last command.
+    pub store_up: bool,
+    /// Its last error, when down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// What fleet doors do while it is down.
+    pub on_store_down: String,
+    /// The gateways and how long ago each last said it was alive
+    /// (milliseconds; `None`: never seen).
+    pub members: Vec<(String, Option<u64>)>,
+}
+
 /// One door as `status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoorInfo {
@@ -134,6 +155,9 @@ pub struct StatusInfo {
     pub bans: Vec<BanInfo>,
     /// Counters.
     pub counters: CountersInfo,
+    /// Fleet mode, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetInfo>,
 }
 
 /// A response line.

@@ -160,6 +160,7 @@ pub fn doors(config: &Config) -> Result<Vec<EngineDoor>, AuthError> {
         out.push(EngineDoor {
             door: door.clone(),
             kind,
+            fleet: config.fleet_doors.get(&door.name).cloned(),
         });
     }
     Ok(out)
@@ -208,6 +209,7 @@ pub fn engine(config: &Config) -> Result<Engine, DaemonError> {
         max_grants: config.daemon.max_grants,
         ban: config.daemon.ban,
         spa_pk_rate: config.daemon.spa_pk_rate,
+        fleet: super::fleet::policy(config),
     };
     let seeds = Seeds {
         tracker: random_seed()?,

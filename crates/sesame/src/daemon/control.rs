@@ -173,7 +173,30 @@ impl Daemon {
                 reloads: c.reloads,
                 table_restores: c.table_restores,
             },
+            fleet: self.fleet_info(),
         }
+    }
+
+    fn fleet_info(&self) -> Option<crate::control::FleetInfo> {
+        let (f, store) = (self.config.fleet.as_ref()?, self.world.fleet.as_ref()?);
+        let health = store.health();
+        let now_ms = sesame_fleet::unix_ms();
+        Some(crate::control::FleetInfo {
+            name: f.name.clone(),
+            group: f.group.clone(),
+            store: f.redis.clone(),
+            store_up: health.up,
+            last_error: health.last_error,
+            on_store_down: match f.on_store_down {
+                sesame_core::fleet::StoreDown::Deny => "deny".into(),
+                sesame_core::fleet::StoreDown::Local => "local".into(),
+            },
+            members: health
+                .members
+                .into_iter()
+                .map(|(name, at)| (name, at.map(|t| now_ms.saturating_sub(t))))
+                .collect(),
+        })
     }
 
     fn revoke(
@@ -369,6 +392,12 @@ impl Daemon {
         }
         let one_time = build::one_time_files(&cfg).map_err(|e| e.to_string())?;
         let mut engine = build::engine(&cfg).map_err(|e| e.to_string())?;
+        // A changed [fleet] gets a new adapter (keys and password read
+        // again); an unchanged one keeps its connections.
+        let new_fleet = match cfg.fleet != self.config.fleet {
+            true => Some(super::fleet::start(&cfg).map_err(|e| e.to_string())?),
+            false => None,
+        };
         let new_replay = match self.world.replay {
             None => {
                 build::replay_store(&cfg, &engine, super::unix_now()).map_err(|e| e.to_string())?
@@ -430,6 +459,9 @@ impl Daemon {
             r.cache.set_owners(engine.credential_owners());
         }
         self.world.one_time = super::world::OneTimeFiles(one_time);
+        if let Some(fleet) = new_fleet {
+            self.world.fleet = fleet;
+        }
         let now = self.now();
         let carried = engine.take_over(&mut self.engine, now, &mut self.world);
         self.engine = engine;

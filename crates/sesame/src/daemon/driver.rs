@@ -88,6 +88,7 @@ impl Daemon {
         let one_time = build::one_time_files(&config)?;
         let engine = build::engine(&config)?;
         let replay = build::replay_store(&config, &engine, unix_now())?;
+        let fleet = super::fleet::start(&config)?;
         // Bind first so no knock logged right after the rules appear is lost.
         let nflog = NflogSocket::bind(&sesame_nflog::Config {
             group: config.daemon.nflog_group,
@@ -131,6 +132,7 @@ impl Daemon {
                 firewall,
                 replay,
                 one_time: OneTimeFiles(one_time),
+                fleet,
             },
             nflog,
             commands: CommandRunner::default(),
@@ -217,6 +219,10 @@ impl Daemon {
             if let Some(c) = &control {
                 fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
             }
+            let fleet_at = fds.len();
+            if let Some(f) = &self.world.fleet {
+                fds.push(PollFd::new(f.wake_fd(), PollFlags::POLLIN));
+            }
             let polled = poll(&mut fds, timeout);
             let readable = |fd: &PollFd| {
                 fd.revents()
@@ -225,6 +231,7 @@ impl Daemon {
             let [packets, term, hup, chld] = [0, 1, 2, 3].map(|i| readable(&fds[i]));
             let control_ready = control.is_some() && readable(&fds[control_at]);
             let table_changed = self.table_watch.is_some() && readable(&fds[watch_at]);
+            let fleet_ready = self.world.fleet.is_some() && readable(&fds[fleet_at]);
             drop(fds);
             self.control = control;
             match polled {
@@ -239,6 +246,9 @@ impl Daemon {
             }
             if control_ready {
                 self.serve_control();
+            }
+            if fleet_ready {
+                self.fleet_events();
             }
             if packets {
                 self.read_packets();
@@ -268,6 +278,12 @@ impl Daemon {
             error!(
                 event = "control_error",
                 "cannot start the control socket's thread: {e}"
+            );
+        }
+        if let Some(Err(e)) = self.world.fleet.as_mut().map(|f| f.start_threads()) {
+            error!(
+                event = "fleet_error",
+                "cannot start the fleet store's threads: {e}"
             );
         }
         if let Some(Err(e)) = self.metrics_server.as_mut().map(|m| m.start()) {

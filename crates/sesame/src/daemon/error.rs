@@ -19,6 +19,9 @@ pub enum DaemonError {
     /// SPA/TOTP/fwknop keys could not be used.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Fleet mode cannot start: its keys, password or store URL.
+    #[error("fleet: {0}")]
+    Fleet(String),
     /// The replay state could not be used.
     #[error(transparent)]
     Replay(#[from] ReplayFileError),

@@ -72,6 +72,7 @@ const OPEN_LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 type OpenLatency = Family<DoorLabels, Histogram, fn() -> Histogram>;
+type FleetSpend = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
 
 fn open_latency_histogram() -> Histogram {
     Histogram::new(OPEN_LATENCY_BUCKETS)
@@ -119,6 +120,18 @@ pub struct Metrics {
     /// Seconds from reading a door's last knock (or SPA packet) to its
     /// grant in the kernel.
     open_latency: OpenLatency,
+    /// Fleet mode: seconds from a spend's request to the store's answer,
+    /// by result (spent, replay, unavailable).
+    fleet_spend: FleetSpend,
+    /// Fleet mode: seconds from a grant's making at another gateway to its
+    /// arrival here.
+    fleet_lag: Histogram,
+    /// Fleet mode: entries ignored because they did not verify, by reason.
+    fleet_rejected: Family<Vec<(String, String)>, Counter>,
+    /// Fleet mode: store errors (unreachable, refused, failed publish).
+    fleet_store_errors: Counter,
+    /// Fleet mode: 1 while the store answers.
+    fleet_store_up: Gauge,
     /// Seconds since start, set at each scrape.
     uptime: Gauge,
     started: std::time::Instant,
@@ -147,6 +160,11 @@ impl Default for Metrics {
             control_refused: Counter::default(),
             table_restores: Counter::default(),
             open_latency: Family::new_with_constructor(open_latency_histogram),
+            fleet_spend: Family::new_with_constructor(open_latency_histogram),
+            fleet_lag: open_latency_histogram(),
+            fleet_rejected: Family::default(),
+            fleet_store_errors: Counter::default(),
+            fleet_store_up: Gauge::default(),
             uptime: Gauge::default(),
             started: std::time::Instant::now(),
         };
@@ -250,6 +268,31 @@ impl Default for Metrics {
             m.control_refused.clone(),
         );
         r.register(
+            "fleet_spend_seconds",
+            "Fleet mode: time from a spend's request to the store's answer, by result",
+            m.fleet_spend.clone(),
+        );
+        r.register(
+            "fleet_grant_lag_seconds",
+            "Fleet mode: time from a grant's making at another gateway to its arrival here",
+            m.fleet_lag.clone(),
+        );
+        r.register(
+            "fleet_entries_rejected",
+            "Fleet mode: entries ignored because they did not verify, by reason",
+            m.fleet_rejected.clone(),
+        );
+        r.register(
+            "fleet_store_errors",
+            "Fleet mode: store errors (unreachable, refused, failed publish)",
+            m.fleet_store_errors.clone(),
+        );
+        r.register(
+            "fleet_store_up",
+            "Fleet mode: 1 while the store answers",
+            m.fleet_store_up.clone(),
+        );
+        r.register(
             "banned_knocks",
             "Knock packets ignored because their source prefix is banned",
             m.banned_knocks.clone(),
@@ -313,6 +356,35 @@ impl Metrics {
                 event: event.into(),
             })
             .inc();
+    }
+
+    /// Records a fleet spend's round trip.
+    pub fn fleet_spend(&self, took: Duration, result: &str) {
+        self.fleet_spend
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records a grant's propagation lag.
+    pub fn fleet_lag(&self, lag: Duration) {
+        self.fleet_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Counts an entry that did not verify.
+    pub fn fleet_rejected(&self, reason: &str) {
+        self.fleet_rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+
+    /// Counts a store error.
+    pub fn fleet_store_error(&self) {
+        self.fleet_store_errors.inc();
+    }
+
+    /// Whether the store answers.
+    pub fn fleet_up(&self, up: bool) {
+        self.fleet_store_up.set(i64::from(up));
     }
 
     /// Counts a reload.

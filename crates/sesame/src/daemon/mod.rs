@@ -16,6 +16,7 @@ pub mod commands;
 mod control;
 mod driver;
 mod error;
+pub mod fleet;
 pub mod load;
 pub mod metrics;
 pub mod observe;

@@ -141,6 +141,7 @@ impl Observer {
                 let event = match via {
                     "spa" => "spa_refused",
                     "totp" => "totp_refused",
+                    "one_time" => "one_time_refused",
                     _ => "fwknop_refused",
                 };
                 let user = user.unwrap_or_default();
@@ -246,6 +247,26 @@ impl Observer {
             }
             Note::RulesetFailed { door, error } => {
                 error!(event = "ruleset_failed", door = %door, "could not update the knock ports: {error}")
+            }
+            Note::FleetLocalOnly { src, door, error } => {
+                warn!(event = "fleet_local_only", source = %src, door = %door, "the fleet store is unreachable ({error}): on_store_down = \"local\" lets this credential in, single use on this gateway only")
+            }
+            Note::FleetEntry {
+                kind,
+                from,
+                src,
+                door,
+                outcome,
+            } => {
+                let kind = match kind {
+                    sesame_core::fleet::EntryKind::Grant => "grant",
+                    sesame_core::fleet::EntryKind::Revoke => "revoke",
+                };
+                if outcome == "applied" {
+                    info!(event = "fleet_entry", from = %from, source = %src, door = %door, kind, outcome, "fleet {kind} from gateway {from} for {src} on door {door}: applied");
+                } else {
+                    debug!(event = "fleet_entry", from = %from, source = %src, door = %door, kind, outcome, "fleet {kind} from gateway {from} for {src} on door {door}: ignored ({outcome})");
+                }
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct HostWorld {
     pub replay: Option<PersistentReplay>,
     /// One-time sequence files, by door name.
     pub one_time: OneTimeFiles,
+    /// The fleet's store (fleet mode).
+    pub fleet: Option<sesame_fleet::RedisFleet>,
 }
 
 /// One-time sequence files, by door name.
@@ -50,6 +52,12 @@ impl World for HostWorld {
 
     fn one_time(&mut self) -> &mut dyn OneTimeStore {
         &mut self.one_time
+    }
+
+    fn fleet(&mut self) -> Option<&mut dyn sesame_core::ports::FleetStore> {
+        self.fleet
+            .as_mut()
+            .map(|f| f as &mut dyn sesame_core::ports::FleetStore)
     }
 
     /// This host's own and broadcast addresses, read fresh on each request

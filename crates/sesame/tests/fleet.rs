@@ -1,0 +1,395 @@
+//! Fleet mode end to end: a real `redis-server` (Debian's package) on a
+//! private Unix socket with an ACL user, and three gateways, each a real
+//! `sesamed` in its own pair of namespaces (gateway, client). The clients
+//! of the three pairs share the knocker's address, 198.18.0.2, so one
+//! knock at A can be checked for at B and C by a TCP connect from the same
+//! address; 198.18.0.3 plays the attacker. Root; under `CI=true` never
+//! skipped.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use sesame::testbed::{Side, Testbed, CLIENT2_V4};
+use sesame_core::spa::{encode_symmetric, Payload};
+use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
+use support::*;
+
+const SSH: u16 = 2222;
+const VPN: u16 = 2223;
+const SPA_PORT: u16 = 62201;
+const NAMES: [&str; 3] = ["gw-a", "gw-b", "gw-c"];
+
+/// Redis, three gateways and their keys.
+struct Fleet {
+    redis: RedisServer,
+    beds: Vec<Testbed>,
+    daemons: Vec<Daemon>,
+    configs: Vec<String>,
+    dir: PathBuf,
+    _services: Vec<Service>,
+}
+
+fn redis_or_skip(tag: &str) -> Option<RedisServer> {
+    match RedisServer::start(tag) {
+        Ok(r) => Some(r),
+        Err(e) if !sesame_testkit::proc::ci() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true but redis-server cannot run: {e}"),
+    }
+}
+
+/// The config of gateway `i`: an SPA door whose grants open on the whole
+/// group (`open_for`), and a TOTP door that is single use fleet-wide.
+fn config(dir: &Path, redis: &RedisServer, i: usize, on_store_down: &str, open_for: u64) -> String {
+    let members: String = NAMES
+        .iter()
+        .map(|n| format!("{n} = \"{}\"\n", dir.join(format!("{n}.key.pub")).display()))
+        .collect();
+    format!(
+        "[daemon]\nstate_dir = \"{state}\"\n\
+         [fleet]\nname = \"{name}\"\ngroup = \"edge\"\nredis = \"{url}\"\nuser = \"{USER}\"\n\
+         password_file = \"{pass}\"\nkey = \"{key}\"\ntimeout = \"300ms\"\nheartbeat = \"300ms\"\n\
+         on_store_down = \"{on_store_down}\"\n[fleet.members]\n{members}\
+         [door.ssh]\nspa_port = {SPA_PORT}\nopen_for = \"{open_for}s\"\nprotect = [\"tcp/{SSH}\"]\nfleet = \"group\"\n\
+         [door.ssh.users.alice]\nkey = \"{alice}\"\n\
+         [door.vpn]\ntotp_ports = \"30000-30999\"\ntotp_length = 3\ntotp_period = \"10s\"\nseq_timeout = \"5s\"\n\
+         open_for = \"30s\"\nprotect = [\"tcp/{VPN}\"]\nfleet = true\n[door.vpn.users.bob]\ntotp_secret = \"{bob}\"\n",
+        state = dir.join(format!("state-{i}")).display(),
+        name = NAMES[i],
+        url = redis.url(),
+        pass = dir.join("redis.pass").display(),
+        key = dir.join(format!("{}.key", NAMES[i])).display(),
+        alice = dir.join("alice.key").display(),
+        bob = dir.join("bob.totp").display(),
+    )
+}
+
+impl Fleet {
+    /// `None` where it cannot run (never under `CI=true`).
+    fn start(tag: &str, on_store_down: [&str; 3], open_for: u64) -> Option<Fleet> {
+        let redis = redis_or_skip(tag)?;
+        let mut beds = Vec::new();
+        for i in 0..3 {
+            beds.push(testbed(&format!("{tag}{i}"))?);
+        }
+        let dir = beds[0].scratch();
+        for n in NAMES {
+            keygen("identity", &dir.join(format!("{n}.key")));
+        }
+        keygen("spa", &dir.join("alice.key"));
+        keygen("totp", &dir.join("bob.totp"));
+        let pass = dir.join("redis.pass");
+        std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut services = Vec::new();
+        let mut daemons = Vec::new();
+        let mut configs = Vec::new();
+        for (i, bed) in beds.iter_mut().enumerate() {
+            services.push(Service::start(bed, SSH).expect("echo ssh"));
+            services.push(Service::start(bed, VPN).expect("echo vpn"));
+            let c = config(&dir, &redis, i, on_store_down[i], open_for);
+            daemons.push(start_daemon(bed, &c, &[]));
+            configs.push(c);
+        }
+        let fleet = Fleet {
+            redis,
+            beds,
+            daemons,
+            configs,
+            dir,
+            _services: services,
+        };
+        // Every gateway has reached the store (its heartbeat thread runs).
+        for d in &fleet.daemons {
+            d.log
+                .expect(&["fleet_store_up"], Duration::from_secs(5), "the store");
+        }
+        Some(fleet)
+    }
+
+    fn server() -> std::net::IpAddr {
+        Testbed::addr(Side::Server, false)
+    }
+
+    /// An SPA packet of alice's for tcp/2222, made now.
+    fn spa_packet(&self, nonce: u8) -> Vec<u8> {
+        let key = sesame::keys::load_spa_key(&self.dir.join("alice.key")).unwrap();
+        let payload = Payload {
+            timestamp: unix_now(),
+            nonce: [nonce; 16],
+            services: vec![sesame_core::Service::tcp(SSH)],
+            duration: 0,
+            address: None,
+        };
+        encode_symmetric(&key, &payload, [nonce; 24]).unwrap()
+    }
+
+    fn send(&self, gw: usize, from: std::net::IpAddr, packet: &[u8]) {
+        send_from(
+            &self.beds[gw],
+            from,
+            Self::server(),
+            SPA_PORT,
+            packet.to_vec(),
+        );
+    }
+
+    fn knocker() -> std::net::IpAddr {
+        Testbed::addr(Side::Client, false)
+    }
+}
+
+#[test]
+fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refused() {
+    let Some(f) = Fleet::start("fl", ["deny"; 3], 4) else {
+        return;
+    };
+    let server = Fleet::server();
+    let packet = f.spa_packet(1);
+    f.send(0, Fleet::knocker(), &packet);
+    let opened = Instant::now();
+    for (i, bed) in f.beds.iter().enumerate() {
+        assert!(
+            wait_connect(bed, server, SSH, true, Duration::from_secs(2)),
+            "{} did not open for the knocker:\n{}",
+            NAMES[i],
+            f.daemons[i].log.dump()
+        );
+        assert!(
+            !connects_from(bed, CLIENT2_V4.into(), server, SSH),
+            "{} opened for another address",
+            NAMES[i]
+        );
+    }
+    f.daemons[1].log.expect(
+        &["fleet_entry", "from=gw-a", "applied"],
+        Duration::from_secs(1),
+        "B's log",
+    );
+    // The captured packet, replayed to B and C from the attacker's address.
+    for gw in [1, 2] {
+        f.send(gw, CLIENT2_V4.into(), &packet);
+        f.daemons[gw].log.expect(
+            &["fleet_replay", "198.18.0.3"],
+            Duration::from_secs(2),
+            "the replay's refusal",
+        );
+        assert!(!connects_from(&f.beds[gw], CLIENT2_V4.into(), server, SSH));
+    }
+    // Closed on time everywhere (open_for 4 s), not before.
+    let before = Duration::from_secs(3).saturating_sub(opened.elapsed());
+    std::thread::sleep(before);
+    for bed in &f.beds {
+        assert!(can_connect(bed, server, SSH), "closed before open_for");
+    }
+    for (i, bed) in f.beds.iter().enumerate() {
+        assert!(
+            wait_connect(bed, server, SSH, false, Duration::from_secs(3)),
+            "{} still open after open_for",
+            NAMES[i]
+        );
+    }
+
+    // A TOTP sequence used at A is refused at B. A step that began after
+    // the gateways' first start, with time left for both knocks.
+    let client = f.dir.join("client.toml");
+    std::fs::write(
+        &client,
+        format!(
+            "[server.srv]\nhost = \"{server}\"\n[server.srv.totp.vpn]\nsecret = \"{}\"\nports = \"30000-30999\"\nlength = 3\nperiod = \"10s\"\n",
+            f.dir.join("bob.totp").display()
+        ),
+    )
+    .unwrap();
+    let started = unix_now();
+    for _ in 0..300 {
+        let now = unix_now();
+        if now / 10 > started / 10 && now % 10 < 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new(bin("sesame"))
+        .args([
+            "sequence",
+            "--config",
+            client.to_str().unwrap(),
+            "srv",
+            "vpn",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame sequence");
+    let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|k| k.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    knock_from(&f.beds[0], Fleet::knocker(), server, &ports);
+    assert!(
+        wait_connect(&f.beds[0], server, VPN, true, Duration::from_secs(2)),
+        "the TOTP knock did not open A:\n{}",
+        f.daemons[0].log.dump()
+    );
+    knock_from(&f.beds[1], CLIENT2_V4.into(), server, &ports);
+    f.daemons[1].log.expect(
+        &["totp_refused", "fleet_replay"],
+        Duration::from_secs(2),
+        "the TOTP replay at B",
+    );
+    assert!(!connects_from(&f.beds[1], CLIENT2_V4.into(), server, VPN));
+    // A fleet-only door's grant stays where it was made.
+    assert!(!can_connect(&f.beds[2], server, VPN));
+}
+
+#[test]
+fn with_redis_stopped_deny_refuses_and_local_opens_single_use_here_only() {
+    let Some(mut f) = Fleet::start("fd", ["deny", "local", "deny"], 30) else {
+        return;
+    };
+    let server = Fleet::server();
+    f.redis.stop();
+    // A: deny.
+    f.send(0, Fleet::knocker(), &f.spa_packet(1));
+    f.daemons[0].log.expect(
+        &["spa_refused", "fleet_store_down"],
+        Duration::from_secs(3),
+        "A's refusal with the store down",
+    );
+    assert!(!can_connect(&f.beds[0], server, SSH), "deny opened");
+    // B: local, single use on B.
+    let packet = f.spa_packet(2);
+    f.send(1, Fleet::knocker(), &packet);
+    f.daemons[1].log.expect(
+        &["fleet_local_only"],
+        Duration::from_secs(3),
+        "B's fallback",
+    );
+    assert!(wait_connect(
+        &f.beds[1],
+        server,
+        SSH,
+        true,
+        Duration::from_secs(2)
+    ));
+    f.send(1, CLIENT2_V4.into(), &packet);
+    f.daemons[1].log.expect(
+        &["spa_refused", "reason=\"replay\""],
+        Duration::from_secs(2),
+        "the local replay refusal",
+    );
+    assert!(!connects_from(&f.beds[1], CLIENT2_V4.into(), server, SSH));
+    // Status says the store is down.
+    let out = Command::new(bin("sesame"))
+        .args(["status", "--socket"])
+        .arg(&f.daemons[1].socket)
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame status");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("DOWN"), "{said}");
+    // The store comes back (empty): fleet doors work again.
+    f.redis.restart().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut nonce = 10;
+    while !can_connect(&f.beds[0], server, SSH) {
+        assert!(
+            Instant::now() < end,
+            "A never recovered:\n{}",
+            f.daemons[0].log.dump()
+        );
+        nonce += 1;
+        f.send(0, Fleet::knocker(), &f.spa_packet(nonce));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
+    let Some(mut f) = Fleet::start("fr", ["deny"; 3], 30) else {
+        return;
+    };
+    let server = Fleet::server();
+    // C is down while A opens the group.
+    let c = f.daemons.pop().unwrap();
+    stop_daemon(&mut f.beds[2], &c, Signal::SIGTERM);
+    f.send(0, Fleet::knocker(), &f.spa_packet(1));
+    assert!(wait_connect(
+        &f.beds[1],
+        server,
+        SSH,
+        true,
+        Duration::from_secs(2)
+    ));
+    assert!(!can_connect(&f.beds[2], server, SSH), "C open while down");
+    let c = start_daemon(&mut f.beds[2], &f.configs[2], &[]);
+    assert!(
+        wait_connect(&f.beds[2], server, SSH, true, Duration::from_secs(3)),
+        "C did not catch up:\n{}",
+        c.log.dump()
+    );
+    // Grants written straight into Redis: one signed by a key that is no
+    // member's, one with no valid signature, one from a gateway not listed.
+    let cli = sesame_testkit::proc::find_program("redis-cli").expect("redis-cli");
+    let outsider = sesame_core::spa::IdentityKey::from_seed(&[77; 32]);
+    let far = (unix_now() + 60) * 1000;
+    let line = |from: &str| {
+        format!("v1 grant from={from} door=ssh addr=198.18.0.3 services=tcp/{SSH} to=* made={} expires={far}", unix_now() * 1000)
+    };
+    let hex = |sig: [u8; 64]| sig.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for (line, sig) in [
+        (
+            line("gw-a"),
+            hex(sesame_core::fleet::sign(&outsider, "edge", &line("gw-a"))),
+        ),
+        (line("gw-a"), "00".repeat(64)),
+        (
+            line("gw-z"),
+            hex(sesame_core::fleet::sign(&outsider, "edge", &line("gw-z"))),
+        ),
+    ] {
+        let out = Command::new(&cli)
+            .arg("-s")
+            .arg(f.redis.socket())
+            .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
+            .args(["XADD", "sesame:{edge}:entries", "*", "m", &line, "s", &sig])
+            .output()
+            .unwrap();
+        assert_success(&out, "redis-cli XADD");
+    }
+    for d in [&f.daemons[0], &f.daemons[1], &c] {
+        d.log.expect(
+            &["fleet_entry_rejected", "unknown_signer"],
+            Duration::from_secs(3),
+            "the outsider's entry",
+        );
+        assert!(d.log.count("fleet_entry_rejected") >= 3, "{}", d.log.dump());
+    }
+    for bed in &f.beds {
+        assert!(
+            !connects_from(bed, CLIENT2_V4.into(), server, SSH),
+            "a forged grant opened"
+        );
+    }
+    // Status lists the members with their heartbeats.
+    let out = Command::new(bin("sesame"))
+        .args(["status", "--socket"])
+        .arg(&f.daemons[0].socket)
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame status");
+    let said = String::from_utf8_lossy(&out.stdout);
+    for n in NAMES {
+        assert!(said.contains(n), "{said}");
+    }
+    assert!(
+        said.contains("last heartbeat") && said.contains(" up;"),
+        "{said}"
+    );
+}
