@@ -55,7 +55,7 @@ macro_rules! say {
     }};
 }
 
-fn sesamed_path() -> Result<std::path::PathBuf, DemoError> {
+pub(crate) fn sesamed_path() -> Result<std::path::PathBuf, DemoError> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("sesamed");
     if path.exists() {

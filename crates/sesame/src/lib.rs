@@ -26,6 +26,8 @@ pub mod control;
 pub mod daemon;
 #[cfg(target_os = "linux")]
 pub mod demo;
+#[cfg(target_os = "linux")]
+pub mod demo_fleet;
 pub mod docs;
 pub use sesame_client::keys;
 pub use sesame_config::fwknop_conf;

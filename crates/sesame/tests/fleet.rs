@@ -393,3 +393,34 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         "{said}"
     );
 }
+
+#[test]
+fn the_fleet_demo_opens_three_gateways_with_one_knock() {
+    if redis_or_skip("demo-probe").is_none() {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!sesame_testkit::proc::ci(), "CI=true but not root");
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let out = sesame_testkit::proc::run_bounded(
+        {
+            let mut c = Command::new(bin("sesame"));
+            c.args(["demo", "--fleet"]);
+            c
+        },
+        Duration::from_secs(90),
+    );
+    assert_success(&out, "sesame demo --fleet");
+    let said = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "gw-a: open",
+        "gw-b: open",
+        "gw-c: open",
+        "reason=\"fleet_replay\"",
+        "Fleet demo complete",
+    ] {
+        assert!(said.contains(needle), "{needle:?} missing:\n{said}");
+    }
+}

@@ -64,7 +64,12 @@ enum Command {
     /// Show closed → knock → open → closed in two network namespaces, over
     /// IPv4 and IPv6 (needs root and iproute2).
     #[cfg(target_os = "linux")]
-    Demo,
+    Demo {
+        /// Fleet mode instead: redis-server and three gateways; one knock
+        /// opens all three (also needs redis-server).
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Convert another port knocker's config to Sesame TOML (printed to
     /// stdout).
     Import {
@@ -135,7 +140,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Invite(args) => enroll::invite(args),
         Command::Enroll(args) => enroll::enroll(args),
         #[cfg(target_os = "linux")]
-        Command::Demo => crate::demo::run().map_err(|e| e.to_string()),
+        Command::Demo { fleet: false } => crate::demo::run().map_err(|e| e.to_string()),
+        Command::Demo { fleet: true } => crate::demo_fleet::run().map_err(|e| e.to_string()),
         Command::Import {
             from: ImportFrom::Knockd { file },
         } => import::knockd(&file),
