@@ -22,6 +22,8 @@ const SSH: u16 = 2222;
 const VPN: u16 = 2223;
 const SPA_PORT: u16 = 62201;
 const NAMES: [&str; 3] = ["gw-a", "gw-b", "gw-c"];
+/// Each gateway's metrics endpoint, in its own namespace.
+const METRICS: &str = "127.0.0.1:9464";
 
 /// Redis, three gateways and their keys.
 struct Fleet {
@@ -52,7 +54,7 @@ fn config(dir: &Path, redis: &RedisServer, i: usize, on_store_down: &str, open_f
         .map(|n| format!("{n} = \"{}\"\n", dir.join(format!("{n}.key.pub")).display()))
         .collect();
     format!(
-        "[daemon]\nstate_dir = \"{state}\"\n\
+        "[daemon]\nstate_dir = \"{state}\"\nmetrics = \"{METRICS}\"\n\
          [fleet]\nname = \"{name}\"\ngroup = \"edge\"\nredis = \"{url}\"\nuser = \"{USER}\"\n\
          password_file = \"{pass}\"\nkey = \"{key}\"\ntimeout = \"300ms\"\nheartbeat = \"300ms\"\n\
          on_store_down = \"{on_store_down}\"\n[fleet.members]\n{members}\
@@ -173,6 +175,19 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
         Duration::from_secs(1),
         "B's log",
     );
+    // Metrics: A's spend round trip, B's propagation lag, the store's health.
+    let spent = "sesame_fleet_spend_seconds_count{result=\"spent\"}";
+    assert_eq!(
+        metric(&f.beds[0], METRICS, spent),
+        1.0,
+        "{}",
+        scrape(&f.beds[0], METRICS)
+    );
+    assert_eq!(
+        metric(&f.beds[1], METRICS, "sesame_fleet_grant_lag_seconds_count"),
+        1.0
+    );
+    assert_eq!(metric(&f.beds[1], METRICS, "sesame_fleet_store_up"), 1.0);
     // The captured packet, replayed to B and C from the attacker's address.
     for gw in [1, 2] {
         f.send(gw, CLIENT2_V4.into(), &packet);
@@ -182,6 +197,8 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
             "the replay's refusal",
         );
         assert!(!connects_from(&f.beds[gw], CLIENT2_V4.into(), server, SSH));
+        let refused = "sesame_rejects_total{door=\"ssh\",kind=\"spa\",reason=\"fleet_replay\"}";
+        assert_eq!(metric(&f.beds[gw], METRICS, refused), 1.0);
     }
     // Closed on time everywhere (open_for 4 s), not before.
     let before = Duration::from_secs(3).saturating_sub(opened.elapsed());

@@ -265,4 +265,18 @@ mod tests {
             assert!(e.starts_with("f.toml:"), "not located: {e}");
         }
     }
+
+    #[test]
+    fn the_documented_fleet_config_parses() {
+        let doc = include_str!("../../../../docs/fleet.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in docs/fleet.md");
+        let cfg = parse(block).unwrap_or_else(|e| panic!("{e}"));
+        let f = cfg.fleet.expect("[fleet]");
+        assert_eq!(f.members.len(), 3);
+        assert_eq!(cfg.fleet_doors.len(), 2);
+    }
 }
