@@ -117,30 +117,29 @@ pub enum SpendAnswer {
 /// token for the same credential.
 pub fn spend_token(group: &str, door: &str, key: &ReplayKey) -> [u8; 32] {
     let bytes = key.to_bytes();
-    let digest = Sha256::new()
+    token_hash(group, door)
+        .chain_update([bytes[0]])
+        .chain_update(&bytes[5..])
+        .finalize()
+        .into()
+}
+
+/// SHA-256 over the label, the group and the door: what every token of a
+/// door starts with.
+fn token_hash(group: &str, door: &str) -> Sha256 {
+    Sha256::new()
         .chain_update(LABEL)
         .chain_update([0])
         .chain_update(group)
         .chain_update([0])
         .chain_update(door)
         .chain_update([0])
-        .chain_update([bytes[0]])
-        .chain_update(&bytes[5..])
-        .finalize();
-    digest.into()
 }
 
 /// The fleet-wide name of a used one-time sequence of `door`: gateways
 /// that share the door's sequence file compute the same token.
 pub fn one_time_token(group: &str, door: &str, sequence: &[crate::Knock]) -> [u8; 32] {
-    let mut h = Sha256::new()
-        .chain_update(LABEL)
-        .chain_update([0])
-        .chain_update(group)
-        .chain_update([0])
-        .chain_update(door)
-        .chain_update([0])
-        .chain_update(b"one-time");
+    let mut h = token_hash(group, door).chain_update(b"one-time");
     for k in sequence {
         h.update(k.port.to_be_bytes());
         h.update([k.proto as u8]);

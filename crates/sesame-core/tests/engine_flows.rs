@@ -11,11 +11,10 @@ use std::time::Duration;
 use sesame_core::engine::*;
 use sesame_core::fwknop::stanza::{FwknopNat, FwknopStanza, Secret};
 use sesame_core::fwknop::{self as fk, AccessPort, EncMode, FwknopKeys, FwknopRequest};
-use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
 use sesame_core::tracker::{Event, Observation};
-use sesame_core::{BanPolicy, Door, Forward, Knock, Proto, Service};
+use sesame_core::{Door, Forward, Knock, Proto, Service};
 use sesame_testkit::engine::{Harness, StoreMode};
 
 const NOW: u64 = 1_800_000_000;
@@ -41,15 +40,7 @@ fn door(name: &str, sequence: &[&str]) -> Door {
 }
 
 fn settings() -> Settings {
-    Settings {
-        nflog_group: 7,
-        interfaces: Vec::new(),
-        max_tracked: 1024,
-        max_grants: 64,
-        ban: BanPolicy::default(),
-        spa_pk_rate: RatePolicy::default(),
-        fleet: None,
-    }
+    sesame_testkit::engine::test_settings()
 }
 
 fn engine(doors: Vec<EngineDoor>) -> Engine {

@@ -13,10 +13,9 @@ use sesame_core::engine::*;
 use sesame_core::fleet::{
     self, DoorFleet, EntryKind, FleetEntry, FleetPolicy, Signers, StoreDown, Targets,
 };
-use sesame_core::rate::RatePolicy;
 use sesame_core::spa::{self, Credential, IdentityKey, Payload, SpaKey, UserPolicy, Verifier};
 use sesame_core::totp::{TotpSecret, TotpSpec};
-use sesame_core::{BanPolicy, Door, Proto, Service};
+use sesame_core::{Door, Proto, Service};
 use sesame_testkit::engine::{Harness, MemoryFleet, SharedStore};
 
 const NOW: u64 = 1_800_000_000;
@@ -98,18 +97,13 @@ fn fleet(
         .enumerate()
         .map(|(i, name)| {
             let settings = Settings {
-                nflog_group: 7,
-                interfaces: Vec::new(),
-                max_tracked: 1024,
-                max_grants: 64,
-                ban: BanPolicy::default(),
-                spa_pk_rate: RatePolicy::default(),
                 fleet: Some(FleetPolicy {
                     name: name.to_string(),
                     group: "edge".into(),
                     on_store_down: down,
                     timeout: Duration::from_millis(50),
                 }),
+                ..sesame_testkit::engine::test_settings()
             };
             let seeds = Seeds {
                 tracker: [1, 2],

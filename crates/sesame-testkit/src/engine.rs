@@ -318,6 +318,20 @@ impl World for MemoryWorld {
     }
 }
 
+/// Small engine settings for tests: NFLOG group 7, 1024 attempts, 64
+/// grants, default ban and rate policies, no fleet.
+pub fn test_settings() -> sesame_core::engine::Settings {
+    sesame_core::engine::Settings {
+        nflog_group: 7,
+        interfaces: Vec::new(),
+        max_tracked: 1024,
+        max_grants: 64,
+        ban: sesame_core::BanPolicy::default(),
+        spa_pk_rate: sesame_core::rate::RatePolicy::default(),
+        fleet: None,
+    }
+}
+
 /// An engine, its world and a virtual clock.
 pub struct Harness {
     /// The engine under test.

@@ -103,3 +103,38 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// The `[fleet]` table (and `[fleet.members]`) of gateway `name` among
+/// `members`, on `redis` as [`USER`]: each gateway's key is `DIR/GW.key`
+/// (its public key `DIR/GW.key.pub`, as `sesame keygen identity` writes
+/// them) and the password is in `DIR/redis.pass` ([`write_password`]).
+/// `settings` is added to the table as is (`"timeout = \"300ms\"\n"`).
+pub fn fleet_table(
+    redis: &RedisServer,
+    dir: &Path,
+    group: &str,
+    name: &str,
+    members: &[&str],
+    settings: &str,
+) -> String {
+    let members: String = members
+        .iter()
+        .map(|m| format!("{m} = \"{}\"\n", dir.join(format!("{m}.key.pub")).display()))
+        .collect();
+    format!(
+        "[fleet]\nname = \"{name}\"\ngroup = \"{group}\"\nredis = \"{}\"\nuser = \"{USER}\"\n\
+         password_file = \"{}\"\nkey = \"{}\"\n{settings}[fleet.members]\n{members}",
+        redis.url(),
+        dir.join("redis.pass").display(),
+        dir.join(format!("{name}.key")).display(),
+    )
+}
+
+/// Writes [`PASSWORD`] to `DIR/redis.pass`, mode 0600 (a secret's rules).
+pub fn write_password(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("redis.pass");
+    std::fs::write(&path, PASSWORD)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(path)
+}

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sesame::testbed::{Side, Testbed};
 use sesame_core::spa::{encode_symmetric, Payload, SpaKey};
 use sesame_testkit::net::{latency_line, Openings};
-use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
+use sesame_testkit::redis::{fleet_table, write_password, RedisServer};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -40,23 +40,14 @@ fn source(i: usize) -> IpAddr {
 }
 
 fn config(dir: &std::path::Path, redis: &RedisServer, i: usize) -> String {
-    let members: String = NAMES
-        .iter()
-        .map(|n| format!("{n} = \"{}\"\n", dir.join(format!("{n}.key.pub")).display()))
-        .collect();
     format!(
-        "[daemon]\nstate_dir = \"{state}\"\nmax_grants = 100000\n\
-         [fleet]\nname = \"{name}\"\ngroup = \"bench\"\nredis = \"{url}\"\nuser = \"{USER}\"\n\
-         password_file = \"{pass}\"\nkey = \"{key}\"\n[fleet.members]\n{members}\
+        "[daemon]\nstate_dir = \"{state}\"\nmax_grants = 100000\n{fleet}\
          [door.ssh]\nspa_port = {FLEET_SPA}\nopen_for = \"60s\"\nprotect = [\"tcp/{FLEET_PORT}\"]\nfleet = \"group\"\n\
          [door.ssh.users.alice]\nkey = \"{alice}\"\n\
          [door.solo]\nspa_port = {SOLO_SPA}\nopen_for = \"60s\"\nprotect = [\"tcp/{SOLO_PORT}\"]\n\
          [door.solo.users.alice]\nkey = \"{alice}\"\n",
         state = dir.join(format!("state-{i}")).display(),
-        name = NAMES[i],
-        url = redis.url(),
-        pass = dir.join("redis.pass").display(),
-        key = dir.join(format!("{}.key", NAMES[i])).display(),
+        fleet = fleet_table(redis, dir, "bench", NAMES[i], &NAMES, ""),
         alice = dir.join("alice.key").display(),
     )
 }
@@ -122,10 +113,7 @@ fn main() {
         support::keygen("identity", &dir.join(format!("{n}.key")));
     }
     support::keygen("spa", &dir.join("alice.key"));
-    let pass = dir.join("redis.pass");
-    std::fs::write(&pass, PASSWORD).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_password(&dir).unwrap();
     let key = sesame::keys::load_spa_key(&dir.join("alice.key")).unwrap();
     let mut services = Vec::new();
     let mut daemons = Vec::new();
@@ -215,31 +203,18 @@ fn main() {
     println!("{}", solo.report("single gateway (A, no fleet)"));
     println!("{}", at_a.report("fleet door, connect at A (spend added)"));
     println!("{}", at_c.report("fleet door, knock at A, connect at C"));
-    let inside = |d: usize, door: &str| support::open_times(&daemons[d].log, door);
-    println!(
-        "{}",
-        latency_line(
-            "inside A, solo door (read → granted)",
-            inside(0, "door=solo"),
-            0
-        )
-    );
-    println!(
-        "{}",
-        latency_line(
+    for (d, door, label) in [
+        (0, "door=solo", "inside A, solo door (read → granted)"),
+        (
+            0,
+            "door=ssh",
             "inside A, fleet door (read → spent → granted)",
-            inside(0, "door=ssh"),
-            0
-        )
-    );
-    println!(
-        "{}",
-        latency_line(
-            "inside C, fleet door (entry read → granted)",
-            inside(2, "door=ssh"),
-            0
-        )
-    );
+        ),
+        (2, "door=ssh", "inside C, fleet door (entry read → granted)"),
+    ] {
+        let samples = support::open_times(&daemons[d].log, door);
+        println!("{}", latency_line(label, samples, 0));
+    }
 }
 
 fn merge(into: &mut Openings, from: Openings) {

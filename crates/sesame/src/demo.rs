@@ -80,6 +80,28 @@ protect = ["tcp/{SERVICE_PORT}"]
     )
 }
 
+/// Starts `sesamed` on `config` in the server namespace of `bed` (which
+/// stops it on drop) and returns its log.
+pub(crate) fn spawn_sesamed(
+    bed: &mut Testbed,
+    sesamed: &std::path::Path,
+    config: &std::path::Path,
+    control_socket: &std::path::Path,
+) -> Result<std::process::ChildStderr, DemoError> {
+    let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap_or("sesamed"));
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--control-socket")
+        .arg(control_socket)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    let idx = bed.spawn(cmd)?;
+    bed.child(idx)
+        .stderr
+        .take()
+        .ok_or_else(|| DemoError::Daemon("no stderr".into()))
+}
+
 /// Removes the demo's config folder however the demo ends.
 struct RemoveDir(std::path::PathBuf);
 
@@ -201,19 +223,7 @@ pub fn run() -> Result<(), DemoError> {
         Ok(())
     })?;
 
-    let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap_or("sesamed"));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .arg("--control-socket")
-        .arg(dir.join("control.sock"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped());
-    let idx = bed.spawn(cmd)?;
-    let stderr = bed
-        .child(idx)
-        .stderr
-        .take()
-        .ok_or_else(|| DemoError::Daemon("no stderr".into()))?;
+    let stderr = spawn_sesamed(&mut bed, &sesamed, &config_path, &dir.join("control.sock"))?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {

@@ -7,14 +7,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use sesame_core::spa::{encode_symmetric, IdentityKey, Payload, SpaKey};
-use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
+use sesame_testkit::redis::{fleet_table, write_password, RedisServer, USER};
 
-use crate::demo::{sesamed_path, DemoError};
+use crate::demo::{sesamed_path, spawn_sesamed, DemoError};
 use crate::keys::{self, KeyKind};
 use crate::testbed::{Side, Testbed, CLIENT2_V4};
 
@@ -34,21 +33,12 @@ fn key_error(e: keys::KeyFileError) -> DemoError {
 }
 
 fn config(dir: &Path, redis: &RedisServer, i: usize) -> String {
-    let members: String = NAMES
-        .iter()
-        .map(|n| format!("{n} = \"{}\"\n", dir.join(format!("{n}.pub")).display()))
-        .collect();
     format!(
-        "[daemon]\nstate_dir = \"{state}\"\n\
-         [fleet]\nname = \"{name}\"\ngroup = \"demo\"\nredis = \"{url}\"\nuser = \"{USER}\"\n\
-         password_file = \"{pass}\"\nkey = \"{key}\"\n[fleet.members]\n{members}\
+        "[daemon]\nstate_dir = \"{state}\"\n{fleet}\
          [door.ssh]\nspa_port = {SPA_PORT}\nopen_for = \"{open}s\"\nprotect = [\"tcp/{SERVICE_PORT}\"]\nfleet = \"group\"\n\
          [door.ssh.users.alice]\nkey = \"{alice}\"\n",
         state = dir.join(format!("state-{i}")).display(),
-        name = NAMES[i],
-        url = redis.url(),
-        pass = dir.join("redis.pass").display(),
-        key = dir.join(format!("{}.key", NAMES[i])).display(),
+        fleet = fleet_table(redis, dir, "demo", NAMES[i], &NAMES, ""),
         alice = dir.join("alice.key").display(),
         open = OPEN_FOR.as_secs(),
     )
@@ -121,7 +111,7 @@ pub fn run() -> Result<(), DemoError> {
         .map_err(key_error)?;
         let public = identity.public().to_bytes();
         keys::write_public(
-            &d.join(format!("{n}.pub")),
+            &d.join(format!("{n}.key.pub")),
             KeyKind::IdentityPublic,
             &public,
             false,
@@ -130,9 +120,7 @@ pub fn run() -> Result<(), DemoError> {
     }
     let alice = random32()?;
     keys::write_secret(&d.join("alice.key"), KeyKind::SpaKey, &alice, false).map_err(key_error)?;
-    std::fs::write(d.join("redis.pass"), PASSWORD)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d.join("redis.pass"), std::fs::Permissions::from_mode(0o600))?;
+    write_password(d)?;
 
     println!("Sesame fleet demo");
     println!(
@@ -161,19 +149,8 @@ pub fn run() -> Result<(), DemoError> {
         })?);
         let config_path = d.join(format!("{name}.toml"));
         std::fs::write(&config_path, config(d, &redis, i))?;
-        let mut cmd = bed.command(Side::Server, sesamed.to_str().unwrap_or("sesamed"));
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("--control-socket")
-            .arg(d.join(format!("{name}.sock")))
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped());
-        let idx = bed.spawn(cmd)?;
-        let stderr = bed
-            .child(idx)
-            .stderr
-            .take()
-            .ok_or_else(|| DemoError::Daemon("no stderr".into()))?;
+        let socket = d.join(format!("{name}.sock"));
+        let stderr = spawn_sesamed(bed, &sesamed, &config_path, &socket)?;
         let ready = ready_tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {

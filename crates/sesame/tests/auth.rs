@@ -7,7 +7,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -148,31 +147,9 @@ fn totp_client_opens_and_the_same_sequence_from_elsewhere_does_not() {
     let started = unix_now();
     let daemon = start_daemon(&mut bed, &config, &[]);
     let server = Testbed::addr(Side::Server, false);
-    // A step that began after the first start (earlier ones are refused:
-    // see SECURITY.md), clear of its end so both knocks use it.
-    for _ in 0..300 {
-        let now = unix_now();
-        if now / 10 > started / 10 && now % 10 < 6 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // What the client will knock, as the client computes it.
-    let out = Command::new(bin("sesame"))
-        .args([
-            "sequence",
-            "--config",
-            client.to_str().unwrap(),
-            "srv",
-            "vpn",
-        ])
-        .output()
-        .unwrap();
-    assert_success(&out, "sesame knock");
-    let sequence: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    // What the client will knock, as the client computes it, in a step
+    // that began after the first start.
+    let sequence = fresh_totp_sequence(&client, "vpn", started, 10);
     assert_eq!(sequence.len(), 3, "{sequence:?}");
 
     assert!(!can_connect(&bed, server, PORT));

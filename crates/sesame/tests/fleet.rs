@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use sesame::testbed::{Side, Testbed, CLIENT2_V4};
 use sesame_core::spa::{encode_symmetric, Payload};
-use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
+use sesame_testkit::redis::{fleet_table, write_password, RedisServer, PASSWORD, USER};
 use support::*;
 
 const SSH: u16 = 2222;
@@ -49,24 +49,17 @@ fn redis_or_skip(tag: &str) -> Option<RedisServer> {
 /// The config of gateway `i`: an SPA door whose grants open on the whole
 /// group (`open_for`), and a TOTP door that is single use fleet-wide.
 fn config(dir: &Path, redis: &RedisServer, i: usize, on_store_down: &str, open_for: u64) -> String {
-    let members: String = NAMES
-        .iter()
-        .map(|n| format!("{n} = \"{}\"\n", dir.join(format!("{n}.key.pub")).display()))
-        .collect();
+    let settings = format!(
+        "timeout = \"300ms\"\nheartbeat = \"300ms\"\non_store_down = \"{on_store_down}\"\n"
+    );
     format!(
-        "[daemon]\nstate_dir = \"{state}\"\nmetrics = \"{METRICS}\"\n\
-         [fleet]\nname = \"{name}\"\ngroup = \"edge\"\nredis = \"{url}\"\nuser = \"{USER}\"\n\
-         password_file = \"{pass}\"\nkey = \"{key}\"\ntimeout = \"300ms\"\nheartbeat = \"300ms\"\n\
-         on_store_down = \"{on_store_down}\"\n[fleet.members]\n{members}\
+        "[daemon]\nstate_dir = \"{state}\"\nmetrics = \"{METRICS}\"\n{fleet}\
          [door.ssh]\nspa_port = {SPA_PORT}\nopen_for = \"{open_for}s\"\nprotect = [\"tcp/{SSH}\"]\nfleet = \"group\"\n\
          [door.ssh.users.alice]\nkey = \"{alice}\"\n\
          [door.vpn]\ntotp_ports = \"30000-30999\"\ntotp_length = 3\ntotp_period = \"10s\"\nseq_timeout = \"5s\"\n\
          open_for = \"30s\"\nprotect = [\"tcp/{VPN}\"]\nfleet = true\n[door.vpn.users.bob]\ntotp_secret = \"{bob}\"\n",
         state = dir.join(format!("state-{i}")).display(),
-        name = NAMES[i],
-        url = redis.url(),
-        pass = dir.join("redis.pass").display(),
-        key = dir.join(format!("{}.key", NAMES[i])).display(),
+        fleet = fleet_table(redis, dir, "edge", NAMES[i], &NAMES, &settings),
         alice = dir.join("alice.key").display(),
         bob = dir.join("bob.totp").display(),
     )
@@ -86,10 +79,7 @@ impl Fleet {
         }
         keygen("spa", &dir.join("alice.key"));
         keygen("totp", &dir.join("bob.totp"));
-        let pass = dir.join("redis.pass");
-        std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_password(&dir).unwrap();
         let mut services = Vec::new();
         let mut daemons = Vec::new();
         let mut configs = Vec::new();
@@ -226,26 +216,8 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
     )
     .unwrap();
     let started = unix_now();
-    for _ in 0..300 {
-        let now = unix_now();
-        if now / 10 > started / 10 && now % 10 < 5 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = Command::new(bin("sesame"))
-        .args([
-            "sequence",
-            "--config",
-            client.to_str().unwrap(),
-            "srv",
-            "vpn",
-        ])
-        .output()
-        .unwrap();
-    assert_success(&out, "sesame sequence");
-    let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
+    let ports: Vec<u16> = fresh_totp_sequence(&client, "vpn", started, 10)
+        .iter()
         .map(|k| k.split(':').next().unwrap().parse().unwrap())
         .collect();
     knock_from(&f.beds[0], Fleet::knocker(), server, &ports);
@@ -303,13 +275,7 @@ fn with_redis_stopped_deny_refuses_and_local_opens_single_use_here_only() {
     );
     assert!(!connects_from(&f.beds[1], CLIENT2_V4.into(), server, SSH));
     // Status says the store is down.
-    let out = Command::new(bin("sesame"))
-        .args(["status", "--socket"])
-        .arg(&f.daemons[1].socket)
-        .output()
-        .unwrap();
-    assert_success(&out, "sesame status");
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = status_text(&f.daemons[1]);
     assert!(said.contains("DOWN"), "{said}");
     // The store comes back (empty): fleet doors work again.
     f.redis.restart().unwrap();
@@ -395,13 +361,7 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         );
     }
     // Status lists the members with their heartbeats.
-    let out = Command::new(bin("sesame"))
-        .args(["status", "--socket"])
-        .arg(&f.daemons[0].socket)
-        .output()
-        .unwrap();
-    assert_success(&out, "sesame status");
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = status_text(&f.daemons[0]);
     for n in NAMES {
         assert!(said.contains(n), "{said}");
     }

@@ -509,3 +509,42 @@ pub fn proxy_command(bed: &Testbed, config: &Path, attempts: u32, extra: &[&str]
         .args(extra);
     cmd
 }
+
+/// Waits for a TOTP step (of `period` seconds) that began after `started`
+/// (earlier ones are refused after a first start: see SECURITY.md), with
+/// at least 4 s of it left, then returns door `door` of server `srv`'s
+/// sequence as the client computes it (`sesame sequence`), one knock per
+/// item (`PORT` or `PORT:udp`).
+#[allow(dead_code)] // for the TOTP tests
+pub fn fresh_totp_sequence(client: &Path, door: &str, started: u64, period: u64) -> Vec<String> {
+    for _ in 0..300 {
+        let now = unix_now();
+        if now / period > started / period && now % period + 4 <= period {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new(bin("sesame"))
+        .args(["sequence", "--config"])
+        .arg(client)
+        .args(["srv", door])
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame sequence");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `sesame status` of a daemon [`start_daemon`] started, as printed.
+#[allow(dead_code)]
+pub fn status_text(daemon: &Daemon) -> String {
+    let out = Command::new(bin("sesame"))
+        .args(["status", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
