@@ -880,6 +880,21 @@ mod tests {
     }
 
     #[test]
+    fn a_store_password_file_follows_the_rules_of_secrets() {
+        let dir = TempDir::new("pass");
+        let p = dir.path("redis.pass");
+        std::fs::write(&p, "s3cret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_private_text(&p).unwrap_err();
+        assert!(matches!(err, KeyFileError::TooOpen { .. }), "{err}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_private_text(&p).unwrap().as_str(), "s3cret");
+        // A directory, or nothing, is refused by name.
+        let err = read_private_text(&dir.path("missing.pass")).unwrap_err();
+        assert!(err.to_string().contains("missing.pass"), "{err}");
+    }
+
+    #[test]
     fn open_secret_files_are_refused_like_ssh() {
         let dir = TempDir::new("perm");
         let p = dir.path("spa.key");

@@ -369,6 +369,25 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         said.contains("last heartbeat") && said.contains(" up;"),
         "{said}"
     );
+    // A revoke at A closes the knocker's grant on B and C too.
+    let out = Command::new(bin("sesame"))
+        .args(["revoke", &Fleet::knocker().to_string(), "--socket"])
+        .arg(&f.daemons[0].socket)
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame revoke");
+    for (i, bed) in f.beds.iter().enumerate() {
+        assert!(
+            wait_connect(bed, server, SSH, false, Duration::from_secs(2)),
+            "{} still open after the revoke at A",
+            NAMES[i]
+        );
+    }
+    c.log.expect(
+        &["fleet_entry", "kind=\"revoke\"", "applied"],
+        Duration::from_secs(1),
+        "C's revoke",
+    );
 }
 
 #[test]
