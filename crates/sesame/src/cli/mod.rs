@@ -140,8 +140,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Invite(args) => enroll::invite(args),
         Command::Enroll(args) => enroll::enroll(args),
         #[cfg(target_os = "linux")]
-        Command::Demo { fleet: false } => crate::demo::run().map_err(|e| e.to_string()),
-        Command::Demo { fleet: true } => crate::demo_fleet::run().map_err(|e| e.to_string()),
+        Command::Demo { fleet } => match fleet {
+            false => crate::demo::run(),
+            true => crate::demo_fleet::run(),
+        }
+        .map_err(|e| e.to_string()),
         Command::Import {
             from: ImportFrom::Knockd { file },
         } => import::knockd(&file),
