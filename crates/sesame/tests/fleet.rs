@@ -360,6 +360,28 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
             "a forged grant opened"
         );
     }
+    // A store that floods junk: every entry is counted, the log is capped.
+    let junk: Vec<&str> = (0..30)
+        .flat_map(|_| ["XADD", "sesame:{edge}:entries", "*", "m", "junk", "s", "00"])
+        .collect();
+    for chunk in junk.chunks(7) {
+        let out = Command::new(&cli)
+            .arg("-s")
+            .arg(f.redis.socket())
+            .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
+            .args(chunk)
+            .output()
+            .unwrap();
+        assert_success(&out, "redis-cli XADD junk");
+    }
+    let malformed = "sesame_fleet_entries_rejected_total{reason=\"malformed\"}";
+    let end = Instant::now() + Duration::from_secs(3);
+    while metric(&f.beds[1], METRICS, malformed) < 30.0 {
+        assert!(Instant::now() < end, "{}", scrape(&f.beds[1], METRICS));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logged = f.daemons[1].log.count("fleet_entry_rejected");
+    assert_eq!(logged, 21, "20 rejections and one summary line");
     // Status lists the members with their heartbeats.
     let said = status_text(&f.daemons[0]);
     for n in NAMES {

@@ -57,6 +57,9 @@ pub struct Daemon {
     /// nf_tables change notifications: deletions in the table by others are
     /// healed at once (the 1 s check stays as a fallback).
     table_watch: Option<sesame_nftables::ChangeWatch>,
+    /// Fleet entries that did not verify, logged this minute (a store
+    /// that writes forged entries must not flood the log).
+    pub(super) fleet_rejections_logged: (std::time::Instant, u32),
 }
 
 impl Daemon {
@@ -145,6 +148,7 @@ impl Daemon {
             scratch_datagrams: Vec::new(),
             table_checked: None,
             table_watch,
+            fleet_rejections_logged: (std::time::Instant::now(), 0),
         };
         if outcome != InstallOutcome::Created {
             daemon.adopt_kernel_grants();

@@ -13,6 +13,9 @@ use super::error::DaemonError;
 use crate::config::{Config, FleetSettings};
 use crate::keys;
 
+/// Rejected fleet entries logged per minute; more are only counted.
+const MAX_REJECTIONS_LOGGED: u32 = 20;
+
 /// The engine's view of `[fleet]`.
 pub fn policy(config: &Config) -> Option<FleetPolicy> {
     config.fleet.as_ref().map(|f| FleetPolicy {
@@ -113,7 +116,17 @@ impl Daemon {
                 }
                 FleetEvent::Rejected { id, error } => {
                     metrics.fleet_rejected(error.reason());
-                    warn!(event = "fleet_entry_rejected", id = %id, reason = error.reason(), "ignored fleet entry {id}: {error}");
+                    let (since, logged) = &mut self.fleet_rejections_logged;
+                    if since.elapsed() >= Duration::from_secs(60) {
+                        (*since, *logged) = (std::time::Instant::now(), 0);
+                    }
+                    *logged += 1;
+                    if *logged <= MAX_REJECTIONS_LOGGED {
+                        warn!(event = "fleet_entry_rejected", id = %id, reason = error.reason(), "ignored fleet entry {id}: {error}");
+                    }
+                    if *logged == MAX_REJECTIONS_LOGGED {
+                        warn!(event = "fleet_entry_rejected", "{MAX_REJECTIONS_LOGGED} fleet entries rejected this minute: further ones are only counted (sesame_fleet_entries_rejected_total)");
+                    }
                 }
                 FleetEvent::PublishFailed(e) => {
                     metrics.fleet_store_error();
