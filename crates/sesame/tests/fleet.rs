@@ -442,3 +442,57 @@ fn the_fleet_demo_opens_three_gateways_with_one_knock() {
         assert!(said.contains(needle), "{needle:?} missing:\n{said}");
     }
 }
+
+/// `--check-config` reads the fleet's keys and password (no root, no
+/// store): a key that is not the one the members list gives this gateway,
+/// and a password file others can read, are refused by name.
+#[test]
+fn check_config_refuses_a_mismatched_key_and_an_open_password_file() {
+    let dir = sesame_testkit::proc::ScratchDir::new("fleet-check").unwrap();
+    let d = dir.path();
+    for n in ["gw-a", "gw-b"] {
+        keygen("identity", &d.join(format!("{n}.key")));
+    }
+    keygen("spa", &d.join("alice.key"));
+    write_password(d).unwrap();
+    let redis_url = "unix:///nonexistent/redis.sock";
+    let config = |name: &str, key: &str| {
+        format!(
+            "[daemon]\nstate_dir = \"{state}\"\n[fleet]\nname = \"{name}\"\ngroup = \"edge\"\nredis = \"{redis_url}\"\n\
+             user = \"{USER}\"\npassword_file = \"{pass}\"\nkey = \"{key}\"\n[fleet.members]\n\
+             gw-a = \"{a}\"\ngw-b = \"{b}\"\n[door.ssh]\nspa_port = {SPA_PORT}\nprotect = [\"tcp/{SSH}\"]\nfleet = \"group\"\n\
+             [door.ssh.users.alice]\nkey = \"{alice}\"\n",
+            state = d.join("state").display(),
+            pass = d.join("redis.pass").display(),
+            key = d.join(key).display(),
+            a = d.join("gw-a.key.pub").display(),
+            b = d.join("gw-b.key.pub").display(),
+            alice = d.join("alice.key").display(),
+        )
+    };
+    let check = |text: String| {
+        let path = d.join("sesame.toml");
+        std::fs::write(&path, text).unwrap();
+        Command::new(bin("sesamed"))
+            .arg("--check-config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = check(config("gw-a", "gw-a.key"));
+    assert_success(&ok, "--check-config of a good fleet config");
+    let wrong = check(config("gw-a", "gw-b.key"));
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && said.contains("is not the key [fleet.members] lists"),
+        "{said}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.join("redis.pass"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = check(config("gw-a", "gw-a.key"));
+    let said = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        !open.status.success() && said.contains("password_file") && said.contains("redis.pass"),
+        "{said}"
+    );
+}
