@@ -114,8 +114,16 @@ pub enum FleetSpend {
 /// across the fleet, and carries grants to the other gateways.
 pub trait FleetStore {
     /// Records `token` ([`crate::fleet::spend_token`]) as spent for
-    /// `ttl`, unless a gateway already did.
-    fn spend(&mut self, ticket: Ticket, token: [u8; 32], ttl: Duration) -> FleetSpend;
+    /// `ttl`, unless a gateway already did; when it records it, it also
+    /// publishes `then_publish` in the same step (the grant the spend
+    /// allows: the other gateways need not wait for this one's firewall).
+    fn spend(
+        &mut self,
+        ticket: Ticket,
+        token: [u8; 32],
+        ttl: Duration,
+        then_publish: Option<crate::fleet::Outgoing>,
+    ) -> FleetSpend;
     /// Sends a grant or revoke to the other gateways (signed by the
     /// adapter; no answer is awaited).
     fn publish(&mut self, outgoing: crate::fleet::Outgoing);

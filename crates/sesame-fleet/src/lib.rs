@@ -51,6 +51,17 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 /// Entries kept in the group's stream (approximately).
 const STREAM_MAXLEN: u64 = 100_000;
 
+/// Spends `KEYS[1]` (value `ARGV[1]`, for `ARGV[2]` ms) and, only if no
+/// one had, appends the signed entry (`ARGV[4]`, signature `ARGV[5]`) to
+/// the stream `KEYS[2]` (trimmed to about `ARGV[3]`): 1, or the gateway
+/// that spent it first. Atomic in Redis, and one round trip.
+const SPEND_THEN_PUBLISH: &str = "\
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then \
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[4], 's', ARGV[5]) \
+  return 1 \
+end \
+return redis.call('GET', KEYS[1])";
+
 /// Entries read per `XREAD`.
 const READ_BATCH: usize = 256;
 
@@ -131,6 +142,7 @@ enum Job {
         token: [u8; 32],
         ttl: Duration,
         queued: Instant,
+        then_publish: Option<Outgoing>,
     },
     Publish(Outgoing),
 }
@@ -457,12 +469,19 @@ impl Drop for RedisFleet {
 }
 
 impl FleetStore for RedisFleet {
-    fn spend(&mut self, ticket: Ticket, token: [u8; 32], ttl: Duration) -> FleetSpend {
+    fn spend(
+        &mut self,
+        ticket: Ticket,
+        token: [u8; 32],
+        ttl: Duration,
+        then_publish: Option<Outgoing>,
+    ) -> FleetSpend {
         let job = Job::Spend {
             ticket,
             token,
             ttl,
             queued: Instant::now(),
+            then_publish,
         };
         match self.jobs.try_send(job) {
             Ok(()) => FleetSpend::Pending,
@@ -500,12 +519,13 @@ impl Writer {
                     token,
                     ttl,
                     queued,
+                    then_publish,
                 } => {
                     let answer = match queued.elapsed() {
                         waited if waited > self.timeout => SpendAnswer::Unavailable(format!(
                             "waited {waited:?} for earlier requests to the store"
                         )),
-                        _ => self.spend(&token, ttl),
+                        _ => self.spend(&token, ttl, then_publish),
                     };
                     self.conn.link.report(FleetEvent::Answer {
                         ticket,
@@ -522,16 +542,45 @@ impl Writer {
         }
     }
 
-    fn spend(&mut self, token: &[u8; 32], ttl: Duration) -> SpendAnswer {
+    fn spend(
+        &mut self,
+        token: &[u8; 32],
+        ttl: Duration,
+        then_publish: Option<Outgoing>,
+    ) -> SpendAnswer {
         let key = self.keys.spent(token);
-        let mut set = redis::cmd("SET");
-        set.arg(&key)
-            .arg(&self.name)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64);
-        match self.conn.run(&set) {
-            Ok(Value::Okay) => SpendAnswer::Spent,
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let reply = match then_publish {
+            // One round trip, atomic: spend, and publish only if spent.
+            Some(out) => {
+                let (line, sig) = self.signed(out);
+                let mut eval = redis::cmd("EVAL");
+                eval.arg(SPEND_THEN_PUBLISH)
+                    .arg(2)
+                    .arg(&key)
+                    .arg(self.keys.entries())
+                    .arg(&self.name)
+                    .arg(ttl_ms)
+                    .arg(STREAM_MAXLEN)
+                    .arg(&line)
+                    .arg(hex(&sig));
+                self.conn.run(&eval)
+            }
+            None => {
+                let mut set = redis::cmd("SET");
+                set.arg(&key)
+                    .arg(&self.name)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms);
+                self.conn.run(&set)
+            }
+        };
+        match reply {
+            Ok(Value::Okay) | Ok(Value::Int(1)) => SpendAnswer::Spent,
+            Ok(Value::BulkString(by)) => SpendAnswer::SpentElsewhere {
+                by: String::from_utf8_lossy(&by).into_owned(),
+            },
             Ok(Value::Nil) => {
                 let by = self
                     .conn
@@ -547,9 +596,15 @@ impl Writer {
         }
     }
 
-    fn publish(&mut self, out: Outgoing) -> Result<(), String> {
+    /// The entry line, stamped now, and its signature.
+    fn signed(&self, out: Outgoing) -> (String, [u8; 64]) {
         let line = out.stamp(&self.name, unix_ms()).encode();
         let sig = fleet::sign(&self.key, &self.group, &line);
+        (line, sig)
+    }
+
+    fn publish(&mut self, out: Outgoing) -> Result<(), String> {
+        let (line, sig) = self.signed(out);
         let mut add = redis::cmd("XADD");
         add.arg(self.keys.entries())
             .arg("MAXLEN")

@@ -65,7 +65,16 @@ fn wait_for(fleet: &mut RedisFleet, want: impl Fn(&FleetEvent) -> bool) -> Fleet
 }
 
 fn spend(fleet: &mut RedisFleet, ticket: u64, token: [u8; 32]) -> SpendAnswer {
-    match fleet.spend(Ticket(ticket), token, Duration::from_secs(60)) {
+    spend_then(fleet, ticket, token, None)
+}
+
+fn spend_then(
+    fleet: &mut RedisFleet,
+    ticket: u64,
+    token: [u8; 32],
+    publish: Option<Outgoing>,
+) -> SpendAnswer {
+    match fleet.spend(Ticket(ticket), token, Duration::from_secs(60), publish) {
         FleetSpend::Done(a) => a,
         FleetSpend::Pending => match wait_for(fleet, |e| matches!(e, FleetEvent::Answer { .. })) {
             FleetEvent::Answer { answer, .. } => answer,
@@ -89,21 +98,38 @@ fn spends_are_single_use_across_gateways_and_entries_travel_signed() {
         SpendAnswer::SpentElsewhere { by: "gw-a".into() }
     );
     assert_eq!(spend(&mut b, 3, [8; 32]), SpendAnswer::Spent);
-    a.publish(Outgoing {
+    let grant = |addr: &str| Outgoing {
         kind: EntryKind::Grant,
         door: "ssh".into(),
-        addr: "198.51.100.7".parse().unwrap(),
+        addr: addr.parse().unwrap(),
         services: vec!["tcp/22".parse().unwrap()],
         to: Targets::Group,
         lasts: Duration::from_secs(30),
-    });
-    match wait_for(&mut b, |e| matches!(e, FleetEvent::Entry { .. })) {
+    };
+    a.publish(grant("198.51.100.7"));
+    let addr_of = |e: FleetEvent| match e {
         FleetEvent::Entry { entry, .. } => {
-            assert_eq!(entry.entry().from, "gw-a");
-            assert_eq!(entry.entry().door, "ssh");
+            assert_eq!(
+                (entry.entry().from.as_str(), entry.entry().door.as_str()),
+                ("gw-a", "ssh")
+            );
+            entry.entry().addr.to_string()
         }
         _ => unreachable!(),
-    }
+    };
+    let got = wait_for(&mut b, |e| matches!(e, FleetEvent::Entry { .. }));
+    assert_eq!(addr_of(got), "198.51.100.7");
+    // A spend that publishes its grant in the same step: only the first.
+    let first = spend_then(&mut a, 10, [9; 32], Some(grant("198.51.100.8")));
+    assert_eq!(first, SpendAnswer::Spent);
+    let again = spend_then(&mut a, 11, [9; 32], Some(grant("198.51.100.9")));
+    assert_eq!(again, SpendAnswer::SpentElsewhere { by: "gw-a".into() });
+    let got = wait_for(&mut b, |e| matches!(e, FleetEvent::Entry { .. }));
+    assert_eq!(addr_of(got), "198.51.100.8");
+    // The refused spend published nothing: the next entry is a marker.
+    a.publish(grant("198.51.100.10"));
+    let got = wait_for(&mut b, |e| matches!(e, FleetEvent::Entry { .. }));
+    assert_eq!(addr_of(got), "198.51.100.10");
     // An entry written straight into the stream, signed by nobody trusted.
     let line = "v1 grant from=gw-a door=ssh addr=203.0.113.66 services=tcp/22 to=* made=1 expires=99999999999999";
     let forged = sesame_core::fleet::sign(&key(9), "edge", line);

@@ -230,6 +230,13 @@ pub struct MemoryFleet {
 }
 
 impl MemoryFleet {
+    /// The entry line, stamped with the harness clock, and its signature.
+    fn signed(&self, outgoing: Outgoing) -> (String, [u8; 64]) {
+        let line = outgoing.stamp(&self.name, self.stamp_ms).encode();
+        let sig = fleet::sign(&self.key, &self.group, &line);
+        (line, sig)
+    }
+
     /// Gateway `name` of `group` on `store`, trusting `signers`.
     pub fn new(
         name: &str,
@@ -257,7 +264,14 @@ impl std::fmt::Debug for MemoryFleet {
 }
 
 impl FleetStore for MemoryFleet {
-    fn spend(&mut self, _ticket: Ticket, token: [u8; 32], _ttl: Duration) -> FleetSpend {
+    fn spend(
+        &mut self,
+        _ticket: Ticket,
+        token: [u8; 32],
+        _ttl: Duration,
+        then_publish: Option<Outgoing>,
+    ) -> FleetSpend {
+        let entry = then_publish.map(|o| self.signed(o));
         let mut store = self.store.lock().expect("fleet store lock");
         if store.down {
             return FleetSpend::Done(SpendAnswer::Unavailable("memory store down".into()));
@@ -266,19 +280,17 @@ impl FleetStore for MemoryFleet {
             Some(by) => SpendAnswer::SpentElsewhere { by: by.clone() },
             None => {
                 store.spent.insert(token, self.name.clone());
+                store.entries.extend(entry);
                 SpendAnswer::Spent
             }
         })
     }
 
     fn publish(&mut self, outgoing: Outgoing) {
-        // The harness clock is in whole seconds; entries are stamped by it.
-        let now_ms = self.stamp_ms;
-        let line = outgoing.stamp(&self.name, now_ms).encode();
-        let sig = fleet::sign(&self.key, &self.group, &line);
+        let entry = self.signed(outgoing);
         let mut store = self.store.lock().expect("fleet store lock");
         if !store.down {
-            store.entries.push((line, sig));
+            store.entries.push(entry);
         }
     }
 }

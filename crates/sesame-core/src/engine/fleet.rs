@@ -56,11 +56,12 @@ impl Engine {
             c.fleet_spend,
             self.settings.fleet.as_ref().map(|f| f.timeout),
         ) else {
-            return self.carry_out(now, c.src, c.door, c.user, then, world);
+            return self.carry_out(now, c.src, c.door, c.user, then, false, world);
         };
         let ticket = self.ticket();
+        let publish = self.grant_entry(c.door, &then);
         let answer = match world.fleet() {
-            Some(store) => store.spend(ticket, token, ttl),
+            Some(store) => store.spend(ticket, token, ttl, publish),
             None => FleetSpend::Done(SpendAnswer::Unavailable(
                 "this daemon has no fleet store".into(),
             )),
@@ -183,7 +184,11 @@ impl Engine {
         world: &mut W,
     ) {
         match answer {
-            SpendAnswer::Spent => self.carry_out(now, src, door, user, then, world),
+            SpendAnswer::Spent => {
+                // The store published the grant with the spend.
+                let published = self.grant_entry(door, &then).is_some();
+                self.carry_out(now, src, door, user, then, published, world)
+            }
             SpendAnswer::SpentElsewhere { by } => {
                 let message = format!(
                     "{via} credential of user {user:?} refused: already spent in the fleet (first at gateway {by})"
@@ -207,7 +212,7 @@ impl Engine {
                         door: door_name,
                         error,
                     });
-                    return self.carry_out(now, src, door, user, then, world);
+                    return self.carry_out(now, src, door, user, then, false, world);
                 }
                 let message = format!(
                     "{via} credential of user {user:?} refused: the fleet store is unreachable ({error}) and on_store_down = \"deny\""
@@ -223,6 +228,29 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// The entry a grant of `door` that `then` makes is published as, when
+    /// the door's grants open on other gateways.
+    fn grant_entry(&self, door: DoorId, then: &Accepted) -> Option<Outgoing> {
+        let Then::Grant {
+            target,
+            services,
+            open_for,
+            ..
+        } = &then.then
+        else {
+            return None;
+        };
+        let to = self.doors[door].fleet.as_ref()?.open_on.clone()?;
+        Some(Outgoing {
+            kind: EntryKind::Grant,
+            door: self.doors[door].door.name.clone(),
+            addr: *target,
+            services: services.clone(),
+            to,
+            lasts: *open_for,
+        })
     }
 
     /// A grant of a door whose grants open on other gateways was made or

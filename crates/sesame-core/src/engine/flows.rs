@@ -457,6 +457,10 @@ impl Engine {
         );
     }
 
+    /// Opens or runs what an accepted request asked for; a grant is
+    /// published to the other gateways of a fleet door unless the spend
+    /// already did (`published`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn carry_out<W: World + ?Sized>(
         &mut self,
         now: Now,
@@ -464,6 +468,7 @@ impl Engine {
         door: DoorId,
         user: String,
         a: Accepted,
+        published: bool,
         world: &mut W,
     ) {
         let door_name = self.name(door);
@@ -495,7 +500,7 @@ impl Engine {
                     }
                 }
                 self.open_with(now, target, door, &services, open_for, world);
-                if self.grants.expires_at(target, door).is_some() {
+                if !published && self.grants.expires_at(target, door).is_some() {
                     self.publish_grant(target, door, open_for, world);
                 }
             }
