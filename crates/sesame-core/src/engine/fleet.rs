@@ -14,17 +14,7 @@ use crate::tracker::DoorId;
 use crate::Service;
 
 use super::action::{Level, Note};
-use super::state::{Accepted, Engine, Now, Pending, Then};
-
-/// A credential spent locally, about to be spent fleet-wide.
-pub(super) struct SpentLocally {
-    pub(super) via: &'static str,
-    pub(super) src: IpAddr,
-    pub(super) door: DoorId,
-    pub(super) user: String,
-    /// Its fleet spend token and lifetime (a fleet door's), else `None`.
-    pub(super) fleet_spend: Option<([u8; 32], Duration)>,
-}
+use super::state::{Accepted, Engine, Now, Pending, SpentLocally, Then};
 
 impl Engine {
     /// The fleet spend of a credential of `door` with `key`, kept until

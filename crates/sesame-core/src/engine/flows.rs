@@ -14,9 +14,10 @@ use crate::tracker::DoorId;
 
 use super::action::{Action, Level, Note, Run};
 use super::doors::DoorKind;
-use super::fleet::SpentLocally;
 use super::policy::{self, FwknopAction};
-use super::state::{Accepted, Engine, Now, Pending, Then, MAX_PENDING, RESERVATION_TIMEOUT};
+use super::state::{
+    Accepted, Engine, Now, Pending, SpentLocally, Then, MAX_PENDING, RESERVATION_TIMEOUT,
+};
 use super::totp_slots::SlotOwner;
 
 /// A credential about to be spent.

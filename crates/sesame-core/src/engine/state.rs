@@ -179,3 +179,13 @@ pub(super) enum Then {
     },
     Command(Run),
 }
+
+/// A credential spent locally, about to be spent fleet-wide.
+pub(super) struct SpentLocally {
+    pub(super) via: &'static str,
+    pub(super) src: IpAddr,
+    pub(super) door: DoorId,
+    pub(super) user: String,
+    /// Its fleet spend token and lifetime (a fleet door's), else `None`.
+    pub(super) fleet_spend: Option<([u8; 32], Duration)>,
+}

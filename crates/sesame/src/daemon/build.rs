@@ -1,12 +1,12 @@
 //! Builds what the daemon runs from a config: each door with its type and
-//! loaded keys ([`doors`]), the engine, the replay store and the one-time
-//! files. Start and reload share it.
+//! loaded keys ([`doors`]), the engine, the replay store, the one-time
+//! files and the fleet's store. Start and reload share it.
 //!
 //! Key material is read here (at start-up and by `--check-config`), never
 //! logged, and wiped on drop by the core types.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sesame_core::engine::{
     DoorKind, Engine, EngineDoor, FwknopDoor, LoadedStanza, Seeds, Settings, SpaDoor, TotpDoor,
@@ -17,9 +17,12 @@ use sesame_core::spa::{Credential, UserPolicy, Verifier};
 use sesame_core::totp::TotpSpec;
 use sesame_core::Door;
 
+use sesame_core::fleet::{FleetPolicy, Signers};
+use sesame_fleet::{FleetConfig, RedisFleet};
+
 use super::error::{AuthError, DaemonError};
 use super::replay_file::PersistentReplay;
-use crate::config::{Config, CredentialSource, DoorKind as ConfigKind};
+use crate::config::{Config, CredentialSource, DoorKind as ConfigKind, FleetSettings};
 use crate::fwknop_conf::FwknopStanza;
 use crate::keys;
 use crate::one_time::OneTimeFile;
@@ -209,7 +212,7 @@ pub fn engine(config: &Config) -> Result<Engine, DaemonError> {
         max_grants: config.daemon.max_grants,
         ban: config.daemon.ban,
         spa_pk_rate: config.daemon.spa_pk_rate,
-        fleet: super::fleet::policy(config),
+        fleet: fleet_policy(config),
     };
     let seeds = Seeds {
         tracker: random_seed()?,
@@ -269,4 +272,74 @@ pub fn random_seed() -> Result<[u64; 2], DaemonError> {
         u64::from_ne_bytes(h)
     };
     Ok([half(a), half(b)])
+}
+
+/// The engine's view of `[fleet]`.
+pub fn fleet_policy(config: &Config) -> Option<FleetPolicy> {
+    config.fleet.as_ref().map(|f| FleetPolicy {
+        name: f.name.clone(),
+        group: f.group.clone(),
+        on_store_down: f.on_store_down,
+        timeout: f.timeout,
+    })
+}
+
+/// How far back a starting gateway reads grants: `catch_up`, or the
+/// longest `open_for` of the fleet doors (no grant lasts longer).
+fn catch_up(config: &Config, f: &FleetSettings) -> Duration {
+    f.catch_up.unwrap_or_else(|| {
+        config
+            .doors
+            .iter()
+            .filter(|d| config.fleet_doors.contains_key(&d.name))
+            .map(|d| d.open_for)
+            .max()
+            .unwrap_or(Duration::from_secs(60))
+    })
+}
+
+/// Loads the keys and the password of `[fleet]`, and prepares the adapter
+/// (its threads start with the control and metrics threads, once
+/// privileges are dropped); `None` without `[fleet]`. Nothing waits for
+/// the store: it may be down.
+pub fn fleet_store(config: &Config) -> Result<Option<RedisFleet>, DaemonError> {
+    let Some(f) = &config.fleet else {
+        return Ok(None);
+    };
+    let fail = |what: String| DaemonError::Fleet(what);
+    let key = keys::load_identity(&f.key).map_err(|e| fail(format!("key: {e}")))?;
+    let mut members = Vec::new();
+    for (name, public) in &f.members {
+        let public =
+            keys::identity_public(public).map_err(|e| fail(format!("members.{name}: {e}")))?;
+        members.push((name.clone(), public));
+    }
+    let own = members.iter().find(|(n, _)| n == &f.name).map(|(_, p)| *p);
+    if own != Some(key.public()) {
+        return Err(fail(format!(
+            "key {} is not the key [fleet.members] lists for this gateway ({:?}): its entries would be rejected by the others",
+            f.key.display(),
+            f.name
+        )));
+    }
+    let password = f
+        .password_file
+        .as_ref()
+        .map(|p| keys::read_private_text(p).map_err(|e| fail(format!("password_file: {e}"))))
+        .transpose()?;
+    let adapter = RedisFleet::new(FleetConfig {
+        url: f.redis.clone(),
+        user: f.user.clone(),
+        password,
+        name: f.name.clone(),
+        group: f.group.clone(),
+        key,
+        signers: Signers::new(members),
+        timeout: f.timeout,
+        heartbeat: f.heartbeat,
+        catch_up: catch_up(config, f),
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    tracing::info!(event = "fleet", gateway = %f.name, group = %f.group, "fleet mode: gateway {} of group {} on {}", f.name, f.group, f.redis);
+    Ok(Some(adapter))
 }

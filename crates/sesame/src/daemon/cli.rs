@@ -138,7 +138,7 @@ fn check_as(args: &Args, path: &Path, target: &privilege::Target) -> Result<(), 
     };
     let cfg = load(args, path).map_err(as_user)?;
     super::build::engine(&cfg).map_err(|e| as_user(e.to_string()))?;
-    super::fleet::start(&cfg).map_err(|e| as_user(e.to_string()))?;
+    super::build::fleet_store(&cfg).map_err(|e| as_user(e.to_string()))?;
     Ok(())
 }
 
@@ -213,7 +213,7 @@ pub fn main() -> ExitCode {
             };
             super::build::engine(&cfg).map_err(|e| e.to_string())?;
             // The fleet's keys and password (nothing is sent to the store).
-            super::fleet::start(&cfg).map_err(|e| e.to_string())?;
+            super::build::fleet_store(&cfg).map_err(|e| e.to_string())?;
             let findings = super::checks::check(&cfg)?;
             if let Some(t) = &target {
                 check_as(&args, path, t)?;

@@ -395,7 +395,7 @@ impl Daemon {
         // A changed [fleet] gets a new adapter (keys and password read
         // again); an unchanged one keeps its connections.
         let new_fleet = match cfg.fleet != self.config.fleet {
-            true => Some(super::fleet::start(&cfg).map_err(|e| e.to_string())?),
+            true => Some(super::build::fleet_store(&cfg).map_err(|e| e.to_string())?),
             false => None,
         };
         let new_replay = match self.world.replay {

@@ -91,7 +91,7 @@ impl Daemon {
         let one_time = build::one_time_files(&config)?;
         let engine = build::engine(&config)?;
         let replay = build::replay_store(&config, &engine, unix_now())?;
-        let fleet = super::fleet::start(&config)?;
+        let fleet = super::build::fleet_store(&config)?;
         // Bind first so no knock logged right after the rules appear is lost.
         let nflog = NflogSocket::bind(&sesame_nflog::Config {
             group: config.daemon.nflog_group,

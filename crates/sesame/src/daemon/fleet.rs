@@ -1,90 +1,17 @@
-//! Fleet mode in the daemon: starts the Redis adapter from `[fleet]`
-//! (keys and password read with the file checks of every secret), and
-//! moves its events into the engine.
+//! Fleet mode in the daemon: moves the Redis adapter's events (spend
+//! answers, other gateways' entries, the store's health) into the engine.
+//! The adapter is built from `[fleet]` by [`super::build::fleet_store`].
 
 use std::time::Duration;
 
-use sesame_core::fleet::{FleetPolicy, Signers, SpendAnswer};
-use sesame_fleet::{FleetConfig, FleetEvent, RedisFleet};
+use sesame_core::fleet::SpendAnswer;
+use sesame_fleet::FleetEvent;
 use tracing::{error, info, warn};
 
 use super::driver::Daemon;
-use super::error::DaemonError;
-use crate::config::{Config, FleetSettings};
-use crate::keys;
 
 /// Rejected fleet entries logged per minute; more are only counted.
 const MAX_REJECTIONS_LOGGED: u32 = 20;
-
-/// The engine's view of `[fleet]`.
-pub fn policy(config: &Config) -> Option<FleetPolicy> {
-    config.fleet.as_ref().map(|f| FleetPolicy {
-        name: f.name.clone(),
-        group: f.group.clone(),
-        on_store_down: f.on_store_down,
-        timeout: f.timeout,
-    })
-}
-
-/// How far back a starting gateway reads grants: `catch_up`, or the
-/// longest `open_for` of the fleet doors (no grant lasts longer).
-fn catch_up(config: &Config, f: &FleetSettings) -> Duration {
-    f.catch_up.unwrap_or_else(|| {
-        config
-            .doors
-            .iter()
-            .filter(|d| config.fleet_doors.contains_key(&d.name))
-            .map(|d| d.open_for)
-            .max()
-            .unwrap_or(Duration::from_secs(60))
-    })
-}
-
-/// Loads the keys and the password of `[fleet]`, and prepares the adapter
-/// (its threads start with the control and metrics threads, once
-/// privileges are dropped); `None` without `[fleet]`. Nothing waits for
-/// the store: it may be down.
-pub fn start(config: &Config) -> Result<Option<RedisFleet>, DaemonError> {
-    let Some(f) = &config.fleet else {
-        return Ok(None);
-    };
-    let fail = |what: String| DaemonError::Fleet(what);
-    let key = keys::load_identity(&f.key).map_err(|e| fail(format!("key: {e}")))?;
-    let mut members = Vec::new();
-    for (name, public) in &f.members {
-        let public =
-            keys::identity_public(public).map_err(|e| fail(format!("members.{name}: {e}")))?;
-        members.push((name.clone(), public));
-    }
-    let own = members.iter().find(|(n, _)| n == &f.name).map(|(_, p)| *p);
-    if own != Some(key.public()) {
-        return Err(fail(format!(
-            "key {} is not the key [fleet.members] lists for this gateway ({:?}): its entries would be rejected by the others",
-            f.key.display(),
-            f.name
-        )));
-    }
-    let password = f
-        .password_file
-        .as_ref()
-        .map(|p| keys::read_private_text(p).map_err(|e| fail(format!("password_file: {e}"))))
-        .transpose()?;
-    let adapter = RedisFleet::new(FleetConfig {
-        url: f.redis.clone(),
-        user: f.user.clone(),
-        password,
-        name: f.name.clone(),
-        group: f.group.clone(),
-        key,
-        signers: Signers::new(members),
-        timeout: f.timeout,
-        heartbeat: f.heartbeat,
-        catch_up: catch_up(config, f),
-    })
-    .map_err(|e| fail(e.to_string()))?;
-    info!(event = "fleet", gateway = %f.name, group = %f.group, "fleet mode: gateway {} of group {} on {}", f.name, f.group, f.redis);
-    Ok(Some(adapter))
-}
 
 impl Daemon {
     /// Moves the adapter's events into the engine: spend answers, verified
