@@ -157,9 +157,13 @@ pub fn run() -> Result<(), DemoError> {
                 if line.contains("fleet_store_up") {
                     let _ = ready.send(());
                 }
+                // Fleet events, openings, refusals and any error (a gateway
+                // that cannot start says why here).
                 if line.contains("fleet")
                     || line.contains("event=\"open\"")
                     || line.contains("refused")
+                    || line.contains("ERROR")
+                    || line.starts_with("sesamed:")
                 {
                     println!("      {name} │ {line}");
                 }
@@ -169,7 +173,12 @@ pub fn run() -> Result<(), DemoError> {
     for _ in 0..3 {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| DemoError::Daemon("a gateway did not reach redis within 10 s".into()))?;
+            .map_err(|_| {
+                DemoError::Daemon(
+                    "a gateway did not start or did not reach redis within 10 s (its log is above)"
+                        .into(),
+                )
+            })?;
     }
     println!("\n 1. Before knocking: the service is closed on every gateway");
     all_closed(&beds, server, "before the knock")?;
