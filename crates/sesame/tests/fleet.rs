@@ -1,6 +1,7 @@
-//! Fleet mode end to end: a real `redis-server` (Debian's package) on a
-//! private Unix socket with an ACL user, and three gateways, each a real
-//! `sesamed` in its own pair of namespaces (gateway, client). The clients
+//! Fleet mode end to end, over IPv4 and IPv6: a real `redis-server`
+//! (Debian's package) on a private Unix socket with an ACL user, and three
+//! gateways, each a real `sesamed` in its own pair of namespaces (gateway,
+//! client). The clients
 //! of the three pairs share the knocker's address, 198.18.0.2, so one
 //! knock at A can be checked for at B and C by a TCP connect from the same
 //! address; 198.18.0.3 plays the attacker. Root; under `CI=true` never
@@ -202,6 +203,21 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
             "{} still open after open_for",
             NAMES[i]
         );
+    }
+    // Over IPv6 too: a packet to A's IPv6 address opens C's.
+    let (server6, client6) = (
+        Testbed::addr(Side::Server, true),
+        Testbed::addr(Side::Client, true),
+    );
+    send_from(&f.beds[0], client6, server6, SPA_PORT, f.spa_packet(2));
+    for (i, bed) in f.beds.iter().enumerate() {
+        assert!(
+            wait_connect(bed, server6, SSH, true, Duration::from_secs(2)),
+            "{} did not open over IPv6:\n{}",
+            NAMES[i],
+            f.daemons[i].log.dump()
+        );
+        assert!(!can_connect(bed, server, SSH), "the IPv6 grant opened IPv4");
     }
 
     // A TOTP sequence used at A is refused at B. A step that began after
