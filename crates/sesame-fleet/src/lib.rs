@@ -29,7 +29,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,11 @@ use zeroize::Zeroizing;
 /// Requests that may wait for the writer thread; more are refused at once
 /// (a store that stopped answering must not grow a queue without bound).
 const QUEUE: usize = 1024;
+
+/// Events that may wait for the loop. A thread with more blocks (the
+/// loop never does): a flood of entries from a compromised gateway slows
+/// the reader down instead of growing memory.
+const EVENTS: usize = 4096;
 
 /// After a failed connection, requests are answered `Unavailable` without
 /// a new attempt for this long (a blackholed store would otherwise cost
@@ -188,12 +193,14 @@ pub fn unix_ms() -> u64 {
 struct Link {
     info: redis::ConnectionInfo,
     timeout: Duration,
-    events: Sender<FleetEvent>,
+    events: SyncSender<FleetEvent>,
     wake: Arc<UnixStream>,
     health: Arc<Mutex<Health>>,
 }
 
 impl Link {
+    /// Hands `event` to the loop (waiting while [`EVENTS`] are pending)
+    /// and wakes it.
     fn report(&self, event: FleetEvent) {
         if self.events.send(event).is_ok() {
             // A full socket buffer means the loop has wake-ups pending.
@@ -354,7 +361,7 @@ impl RedisFleet {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let (events_tx, events) = mpsc::channel();
+        let (events_tx, events) = mpsc::sync_channel(EVENTS);
         let (jobs, jobs_rx) = mpsc::sync_channel(QUEUE);
         let health = Arc::new(Mutex::new(Health {
             up: false,
