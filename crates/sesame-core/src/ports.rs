@@ -53,18 +53,21 @@ pub trait Firewall {
         ttl: Duration,
     ) -> Result<(), PortError> {
         let _ = (addr, ttl);
-        match forwards.is_empty() {
-            true => Ok(()),
-            false => Err(PortError("this firewall cannot forward".into())),
-        }
+        cannot_forward(forwards)
     }
     /// Closes `addr`'s `forwards` now.
     fn unforward(&mut self, addr: IpAddr, forwards: &[Forward]) -> Result<(), PortError> {
         let _ = addr;
-        match forwards.is_empty() {
-            true => Ok(()),
-            false => Err(PortError("this firewall cannot forward".into())),
-        }
+        cannot_forward(forwards)
+    }
+}
+
+/// What a firewall without gateway support answers: nothing to do, or it
+/// cannot.
+fn cannot_forward(forwards: &[Forward]) -> Result<(), PortError> {
+    match forwards.is_empty() {
+        true => Ok(()),
+        false => Err(PortError("this firewall cannot forward".into())),
     }
 }
 

@@ -309,3 +309,33 @@ fn grants_open_only_on_the_gateways_named() {
     assert!(gw[1].admits(bob, SSH));
     assert!(!gw[0].admits(bob, SSH) && !gw[2].admits(bob, SSH));
 }
+
+#[test]
+fn a_hung_store_times_out_into_the_store_down_policy_and_a_late_answer_is_ignored() {
+    let alice = ip("198.51.100.7");
+    for (down, opens) in [(StoreDown::Deny, false), (StoreDown::Local, true)] {
+        let (mut gw, store) = fleet(group_doors, down);
+        store.lock().unwrap().hung = true;
+        gw[0].packet(alice, server(), Proto::Udp, 62201, &spa_packet(1));
+        assert!(
+            !gw[0].admits(alice, SSH),
+            "opened before the store answered"
+        );
+        // The fleet timeout is 50 ms.
+        gw[0].advance(Duration::from_millis(60));
+        assert_eq!(gw[0].admits(alice, SSH), opens, "{down:?}");
+        if !opens {
+            assert_eq!(gw[0].refusals(), vec!["fleet_store_down"]);
+        }
+        // The store answers at last: nothing changes.
+        let ticket = gw[0].world.fleet.as_mut().unwrap().unanswered.remove(0);
+        let h = &mut gw[0];
+        h.engine
+            .fleet_answered(h.now, ticket, fleet::SpendAnswer::Spent, &mut h.world);
+        assert_eq!(
+            h.admits(alice, SSH),
+            opens,
+            "a late answer changed {down:?}"
+        );
+    }
+}

@@ -320,6 +320,7 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// Key names.
+#[derive(Clone)]
 struct Keys {
     prefix: String,
 }
@@ -391,9 +392,7 @@ impl RedisFleet {
                 failed_at: None,
                 read_timeout: config.timeout,
             },
-            keys: Keys {
-                prefix: keys.prefix.clone(),
-            },
+            keys: keys.clone(),
             name: config.name.clone(),
             group: config.group.clone(),
             key: config.key,
@@ -408,6 +407,7 @@ impl RedisFleet {
                 read_timeout: block + config.timeout + Duration::from_millis(500),
             },
             keys,
+            own_marker: format!(" from={} ", config.name),
             name: config.name,
             group: config.group,
             signers: config.signers,
@@ -630,6 +630,8 @@ struct Reader {
     conn: Conn,
     keys: Keys,
     name: String,
+    /// ` from=NAME `: how this gateway's own entry lines read.
+    own_marker: String,
     group: String,
     signers: Signers,
     heartbeat: Duration,
@@ -681,8 +683,8 @@ impl Reader {
         };
         // This gateway's own entries (or entries claiming to be) are never
         // installed here: skip them before paying for a verification.
-        let own = format!(" from={} ", self.name);
-        if field("m").is_some_and(|m| m.windows(own.len()).any(|w| w == own.as_bytes())) {
+        let own = self.own_marker.as_bytes();
+        if field("m").is_some_and(|m| m.windows(own.len()).any(|w| w == own)) {
             return;
         }
         let verified = match (field("m"), field("s")) {

@@ -134,15 +134,7 @@ fn spends_are_single_use_across_gateways_and_entries_travel_signed() {
     let line = "v1 grant from=gw-a door=ssh addr=203.0.113.66 services=tcp/22 to=* made=1 expires=99999999999999";
     let forged = sesame_core::fleet::sign(&key(9), "edge", line);
     let hex: String = forged.iter().map(|b| format!("{b:02x}")).collect();
-    let cli = sesame_testkit::proc::find_program("redis-cli").expect("redis-cli");
-    let out = std::process::Command::new(cli)
-        .arg("-s")
-        .arg(redis.socket())
-        .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
-        .args(["XADD", "sesame:{edge}:entries", "*", "m", line, "s", &hex])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    redis.cli(&["XADD", "sesame:{edge}:entries", "*", "m", line, "s", &hex]);
     match wait_for(&mut b, |e| matches!(e, FleetEvent::Rejected { .. })) {
         FleetEvent::Rejected { error, .. } => assert_eq!(error.reason(), "bad_signature"),
         _ => unreachable!(),
@@ -195,4 +187,48 @@ fn a_stopped_store_answers_unavailable_fast_and_a_wrong_password_is_refused() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+/// A store that accepts connections and never answers (hung, or a
+/// hostile peer on the store's address): spends are answered
+/// `Unavailable` within the timeout, and the adapter does not pile up.
+#[test]
+fn a_store_that_never_answers_is_unavailable_within_the_timeout() {
+    let dir = sesame_testkit::proc::ScratchDir::new("hung-store").unwrap();
+    let socket = dir.join("hung.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Accepts and holds every connection, silent (bounded: 64 of them).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming().take(64) {
+            held.push(c);
+        }
+    });
+    let signers = Signers::new([("gw-a".to_string(), key(1).public())]);
+    let mut a = RedisFleet::start(FleetConfig {
+        url: format!("unix://{}", socket.display()),
+        user: Some(USER.into()),
+        password: Some(Zeroizing::new(PASSWORD.into())),
+        name: "gw-a".into(),
+        group: "edge".into(),
+        key: key(1),
+        signers,
+        timeout: Duration::from_millis(200),
+        heartbeat: Duration::from_millis(200),
+        catch_up: Duration::from_secs(60),
+    })
+    .unwrap();
+    for ticket in 0..3 {
+        let started = Instant::now();
+        match spend(&mut a, ticket, [ticket as u8; 32]) {
+            SpendAnswer::Unavailable(_) => {}
+            other => panic!("{other:?} from a silent store"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(!a.health().up);
 }

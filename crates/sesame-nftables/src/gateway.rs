@@ -30,9 +30,9 @@ use sesame_core::engine::ruleset::Ruleset;
 use sesame_core::{Forward, Proto};
 
 use crate::rules::{
-    address_service_set, canonical, concat_type, dport, established, fib_daddr_local, grant_key,
-    killed_not_granted, nfproto_is, port_reg, proto_reg, ChainSpec, Expr, SetSpec, V4_SERVICE_KEY,
-    V6_SERVICE_KEY,
+    address_service_set, canonical, concat_type, ct_bits_set, dport, established, fib_daddr_local,
+    grant_key, killed_not_granted, nfproto_is, port_reg, proto_reg, ChainSpec, Expr, SetSpec,
+    V4_SERVICE_KEY, V6_SERVICE_KEY,
 };
 use crate::sys::*;
 
@@ -341,23 +341,7 @@ pub(crate) fn forward_rules() -> Vec<Vec<Expr>> {
         } = family_sets(family);
         let flow = load(family, &[Saddr, L4proto, Daddr, Dport]);
         let mut dnatted = nfproto_is(family).to_vec();
-        dnatted.extend([
-            Expr::Ct {
-                key: NFT_CT_STATUS,
-                dreg: NFT_REG_1,
-            },
-            Expr::Bitwise {
-                sreg: NFT_REG_1,
-                dreg: NFT_REG_1,
-                mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
-                xor: 0u32.to_ne_bytes().to_vec(),
-            },
-            Expr::Cmp {
-                sreg: NFT_REG_1,
-                op: NFT_CMP_NEQ,
-                data: 0u32.to_ne_bytes().to_vec(),
-            },
-        ]);
+        dnatted.extend(ct_bits_set(NFT_CT_STATUS, IPS_DST_NAT));
         dnatted.extend(flow.iter().cloned());
         dnatted.push(Expr::Lookup {
             set: forward,

@@ -694,21 +694,18 @@ pub(crate) fn observe_rules(rules: &Ruleset) -> Vec<Vec<Expr>> {
     out
 }
 
-/// `ct state established accept`.
-pub(crate) fn established() -> Vec<Expr> {
-    vec![
+/// `ct <key> & <bits> != 0`: any of `bits` set in the conntrack field
+/// `key` (`state`, `status`).
+pub(crate) fn ct_bits_set(key: u32, bits: u32) -> [Expr; 3] {
+    [
         Expr::Ct {
-            key: NFT_CT_STATE,
+            key,
             dreg: NFT_REG_1,
         },
         Expr::Bitwise {
             sreg: NFT_REG_1,
             dreg: NFT_REG_1,
-            // Not RELATED: a conntrack helper's expectation (FTP, SIP, …)
-            // would let a new connection to a protected port in without a
-            // grant. ICMP errors, the one related traffic that matters, carry
-            // no port and never meet the `protected` drop below.
-            mask: NF_CT_STATE_ESTABLISHED.to_ne_bytes().to_vec(),
+            mask: bits.to_ne_bytes().to_vec(),
             xor: 0u32.to_ne_bytes().to_vec(),
         },
         Expr::Cmp {
@@ -716,8 +713,18 @@ pub(crate) fn established() -> Vec<Expr> {
             op: NFT_CMP_NEQ,
             data: 0u32.to_ne_bytes().to_vec(),
         },
-        Expr::Verdict(NF_ACCEPT),
     ]
+}
+
+/// `ct state established accept`.
+pub(crate) fn established() -> Vec<Expr> {
+    // Not RELATED: a conntrack helper's expectation (FTP, SIP, …) would let
+    // a new connection to a protected port in without a grant. ICMP errors,
+    // the one related traffic that matters, carry no port and never meet
+    // the `protected` drop below.
+    let mut rule = ct_bits_set(NFT_CT_STATE, NF_CT_STATE_ESTABLISHED).to_vec();
+    rule.push(Expr::Verdict(NF_ACCEPT));
+    rule
 }
 
 /// `<key> @killed` and not `<key> @granted` (the key loaded by the

@@ -209,6 +209,8 @@ pub struct SharedStore {
     pub entries: Vec<(String, [u8; 64])>,
     /// The store is unreachable.
     pub down: bool,
+    /// The store accepts requests and never answers (a hung server).
+    pub hung: bool,
 }
 
 /// One gateway's side of a [`SharedStore`].
@@ -227,6 +229,8 @@ pub struct MemoryFleet {
     pub cursor: usize,
     /// The harness's wall clock in unix ms (entries are stamped with it).
     pub stamp_ms: u64,
+    /// Spends a hung store left unanswered.
+    pub unanswered: Vec<Ticket>,
 }
 
 impl MemoryFleet {
@@ -253,6 +257,7 @@ impl MemoryFleet {
             store,
             cursor: 0,
             stamp_ms: 0,
+            unanswered: Vec::new(),
         }
     }
 }
@@ -266,13 +271,17 @@ impl std::fmt::Debug for MemoryFleet {
 impl FleetStore for MemoryFleet {
     fn spend(
         &mut self,
-        _ticket: Ticket,
+        ticket: Ticket,
         token: [u8; 32],
         _ttl: Duration,
         then_publish: Option<Outgoing>,
     ) -> FleetSpend {
         let entry = then_publish.map(|o| self.signed(o));
         let mut store = self.store.lock().expect("fleet store lock");
+        if store.hung {
+            self.unanswered.push(ticket);
+            return FleetSpend::Pending;
+        }
         if store.down {
             return FleetSpend::Done(SpendAnswer::Unavailable("memory store down".into()));
         }

@@ -44,6 +44,20 @@ impl RedisServer {
         self.dir.path()
     }
 
+    /// Runs `redis-cli ARGS` on it as [`USER`] (bounded to 10 s), as an
+    /// attacker with the store's password would; fails the test unless it
+    /// succeeds.
+    pub fn cli(&self, args: &[&str]) {
+        let program = find_program("redis-cli").expect("redis-cli (apt-get install redis-tools)");
+        let mut cmd = Command::new(program);
+        cmd.arg("-s")
+            .arg(self.socket())
+            .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
+            .args(args);
+        let out = crate::proc::run_bounded(cmd, Duration::from_secs(10));
+        crate::proc::assert_success(&out, format!("redis-cli {args:?}"));
+    }
+
     /// Whether it runs.
     pub fn is_running(&mut self) -> bool {
         self.child

@@ -13,7 +13,8 @@ use sesame_core::Knock;
 use crate::client;
 use crate::testbed::{Side, Testbed, TestbedError};
 
-const SERVICE_PORT: u16 = 2222;
+/// The protected service's port in both demos.
+pub(crate) const SERVICE_PORT: u16 = 2222;
 const OPEN_FOR: Duration = Duration::from_secs(4);
 const BANNER: &str = "hello from behind the door";
 
@@ -102,6 +103,30 @@ pub(crate) fn spawn_sesamed(
         .ok_or_else(|| DemoError::Daemon("no stderr".into()))
 }
 
+/// What the service on `server` says to a connection from the client
+/// namespace of `bed` (from `from`, or the primary address), or why it
+/// cannot be reached.
+pub(crate) fn probe(bed: &Testbed, from: Option<IpAddr>, server: IpAddr) -> Result<String, String> {
+    let addr = SocketAddr::new(server, SERVICE_PORT);
+    let connect = move || -> std::io::Result<String> {
+        let domain = socket2::Domain::for_address(addr);
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        if let Some(from) = from {
+            sock.bind(&SocketAddr::new(from, 0).into())?;
+        }
+        sock.connect_timeout(&addr.into(), Duration::from_millis(700))?;
+        let mut s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        Ok(buf.trim().to_string())
+    };
+    match bed.run_in(Side::Client, connect) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Removes the demo's config folder however the demo ends.
 struct RemoveDir(std::path::PathBuf);
 
@@ -136,18 +161,7 @@ impl Demo {
         if OUTPUT_CLOSED.load(Ordering::Relaxed) {
             return Err(DemoError::OutputClosed);
         }
-        let addr = SocketAddr::new(server, SERVICE_PORT);
-        Ok(self.bed.run_in(Side::Client, move || {
-            match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
-                Ok(mut s) => {
-                    s.set_read_timeout(Some(Duration::from_secs(1))).ok();
-                    let mut buf = String::new();
-                    let _ = s.read_to_string(&mut buf);
-                    Ok(buf.trim().to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        })?)
+        Ok(probe(&self.bed, None, server))
     }
 
     fn knock(&self, server: IpAddr, knocks: Vec<Knock>) -> Result<(), DemoError> {

@@ -4,8 +4,8 @@
 //! three close by themselves. The same packet replayed to another gateway
 //! from another address is refused.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,11 +13,10 @@ use std::time::Duration;
 use sesame_core::spa::{encode_symmetric, IdentityKey, Payload, SpaKey};
 use sesame_testkit::redis::{fleet_table, write_password, RedisServer, USER};
 
-use crate::demo::{sesamed_path, spawn_sesamed, DemoError};
+use crate::demo::{probe, sesamed_path, spawn_sesamed, DemoError, SERVICE_PORT};
 use crate::keys::{self, KeyKind};
 use crate::testbed::{Side, Testbed, CLIENT2_V4};
 
-const SERVICE_PORT: u16 = 2222;
 const SPA_PORT: u16 = 62201;
 const OPEN_FOR: Duration = Duration::from_secs(5);
 const NAMES: [&str; 3] = ["gw-a", "gw-b", "gw-c"];
@@ -42,28 +41,6 @@ fn config(dir: &Path, redis: &RedisServer, i: usize) -> String {
         alice = dir.join("alice.key").display(),
         open = OPEN_FOR.as_secs(),
     )
-}
-
-/// What the service on `server` says to `from` (the client's primary
-/// address when `None`), or why it cannot be reached.
-fn probe(bed: &Testbed, from: Option<IpAddr>, server: IpAddr) -> Result<String, String> {
-    let addr = SocketAddr::new(server, SERVICE_PORT);
-    bed.run_in(Side::Client, move || {
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .map_err(|e| e.to_string())?;
-        if let Some(from) = from {
-            sock.bind(&SocketAddr::new(from, 0).into())
-                .map_err(|e| e.to_string())?;
-        }
-        sock.connect_timeout(&addr.into(), Duration::from_millis(700))
-            .map_err(|e| e.to_string())?;
-        let mut s: TcpStream = sock.into();
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        Ok(buf.trim().to_string())
-    })
-    .map_err(|e| e.to_string())?
 }
 
 fn send(bed: &Testbed, from: IpAddr, server: IpAddr, packet: Vec<u8>) -> Result<(), DemoError> {

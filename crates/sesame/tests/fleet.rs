@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use sesame::testbed::{Side, Testbed, CLIENT2_V4};
 use sesame_core::spa::{encode_symmetric, Payload};
-use sesame_testkit::redis::{fleet_table, write_password, RedisServer, PASSWORD, USER};
+use sesame_testkit::redis::{fleet_table, write_password, RedisServer, USER};
 use support::*;
 
 const SSH: u16 = 2222;
@@ -107,6 +107,25 @@ impl Fleet {
         Some(fleet)
     }
 
+    /// Waits (bounded by `limit` per gateway) until tcp/2222 on `server`
+    /// answers the knocker on every gateway (`open`), or on none.
+    fn wait_everywhere(&self, server: std::net::IpAddr, open: bool, limit: Duration, what: &str) {
+        for (i, bed) in self.beds.iter().enumerate() {
+            let log = || {
+                self.daemons
+                    .get(i)
+                    .map(|d| d.log.dump())
+                    .unwrap_or_default()
+            };
+            assert!(
+                wait_connect(bed, server, SSH, open, limit),
+                "{} {what}:\n{}",
+                NAMES[i],
+                log()
+            );
+        }
+    }
+
     fn server() -> std::net::IpAddr {
         Testbed::addr(Side::Server, false)
     }
@@ -148,13 +167,13 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
     let packet = f.spa_packet(1);
     f.send(0, Fleet::knocker(), &packet);
     let opened = Instant::now();
+    f.wait_everywhere(
+        server,
+        true,
+        Duration::from_secs(2),
+        "did not open for the knocker",
+    );
     for (i, bed) in f.beds.iter().enumerate() {
-        assert!(
-            wait_connect(bed, server, SSH, true, Duration::from_secs(2)),
-            "{} did not open for the knocker:\n{}",
-            NAMES[i],
-            f.daemons[i].log.dump()
-        );
         assert!(
             !connects_from(bed, CLIENT2_V4.into(), server, SSH),
             "{} opened for another address",
@@ -197,26 +216,25 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
     for bed in &f.beds {
         assert!(can_connect(bed, server, SSH), "closed before open_for");
     }
-    for (i, bed) in f.beds.iter().enumerate() {
-        assert!(
-            wait_connect(bed, server, SSH, false, Duration::from_secs(3)),
-            "{} still open after open_for",
-            NAMES[i]
-        );
-    }
+    f.wait_everywhere(
+        server,
+        false,
+        Duration::from_secs(3),
+        "still open after open_for",
+    );
     // Over IPv6 too: a packet to A's IPv6 address opens C's.
     let (server6, client6) = (
         Testbed::addr(Side::Server, true),
         Testbed::addr(Side::Client, true),
     );
     send_from(&f.beds[0], client6, server6, SPA_PORT, f.spa_packet(2));
-    for (i, bed) in f.beds.iter().enumerate() {
-        assert!(
-            wait_connect(bed, server6, SSH, true, Duration::from_secs(2)),
-            "{} did not open over IPv6:\n{}",
-            NAMES[i],
-            f.daemons[i].log.dump()
-        );
+    f.wait_everywhere(
+        server6,
+        true,
+        Duration::from_secs(2),
+        "did not open over IPv6",
+    );
+    for bed in &f.beds {
         assert!(!can_connect(bed, server, SSH), "the IPv6 grant opened IPv4");
     }
 
@@ -335,7 +353,6 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
     );
     // Grants written straight into Redis: one signed by a key that is no
     // member's, one with no valid signature, one from a gateway not listed.
-    let cli = sesame_testkit::proc::find_program("redis-cli").expect("redis-cli");
     let outsider = sesame_core::spa::IdentityKey::from_seed(&[77; 32]);
     let far = (unix_now() + 60) * 1000;
     let line = |from: &str| {
@@ -353,14 +370,8 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
             hex(sesame_core::fleet::sign(&outsider, "edge", &line("gw-z"))),
         ),
     ] {
-        let out = Command::new(&cli)
-            .arg("-s")
-            .arg(f.redis.socket())
-            .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
-            .args(["XADD", "sesame:{edge}:entries", "*", "m", &line, "s", &sig])
-            .output()
-            .unwrap();
-        assert_success(&out, "redis-cli XADD");
+        f.redis
+            .cli(&["XADD", "sesame:{edge}:entries", "*", "m", &line, "s", &sig]);
     }
     // Entries in A's own name are skipped at A unverified (A never installs
     // its own); B and C reject all three.
@@ -384,14 +395,7 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         .flat_map(|_| ["XADD", "sesame:{edge}:entries", "*", "m", "junk", "s", "00"])
         .collect();
     for chunk in junk.chunks(7) {
-        let out = Command::new(&cli)
-            .arg("-s")
-            .arg(f.redis.socket())
-            .args(["--user", USER, "--pass", PASSWORD, "--no-auth-warning"])
-            .args(chunk)
-            .output()
-            .unwrap();
-        assert_success(&out, "redis-cli XADD junk");
+        f.redis.cli(chunk);
     }
     let malformed = "sesame_fleet_entries_rejected_total{reason=\"malformed\"}";
     let end = Instant::now() + Duration::from_secs(3);
@@ -417,13 +421,12 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         .output()
         .unwrap();
     assert_success(&out, "sesame revoke");
-    for (i, bed) in f.beds.iter().enumerate() {
-        assert!(
-            wait_connect(bed, server, SSH, false, Duration::from_secs(2)),
-            "{} still open after the revoke at A",
-            NAMES[i]
-        );
-    }
+    f.wait_everywhere(
+        server,
+        false,
+        Duration::from_secs(2),
+        "still open after the revoke at A",
+    );
     c.log.expect(
         &["fleet_entry", "kind=\"revoke\"", "applied"],
         Duration::from_secs(1),

@@ -142,7 +142,7 @@ impl Engine {
         answer: SpendAnswer,
         world: &mut W,
     ) {
-        let Some(p) = self.pending.remove(&ticket).filter(|p| p.fleet) else {
+        let Some(p) = self.take_pending(ticket, true) else {
             return;
         };
         self.fleet_decide(now, p.via, p.src, p.door, p.user, p.then, answer, world);

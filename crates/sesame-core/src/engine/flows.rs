@@ -420,7 +420,7 @@ impl Engine {
         answer: Result<(), PortError>,
         world: &mut W,
     ) {
-        let Some(p) = self.pending.remove(&ticket).filter(|p| !p.fleet) else {
+        let Some(p) = self.take_pending(ticket, false) else {
             return;
         };
         match answer {

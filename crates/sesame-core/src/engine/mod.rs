@@ -900,6 +900,16 @@ impl Engine {
             .collect()
     }
 
+    /// Takes the request waiting on `ticket` for the fleet's store
+    /// (`fleet`) or the local one; an answer from the other store for it
+    /// leaves it waiting (its own answer or deadline still comes).
+    fn take_pending(&mut self, ticket: Ticket, fleet: bool) -> Option<state::Pending> {
+        match self.pending.get(&ticket) {
+            Some(p) if p.fleet == fleet => self.pending.remove(&ticket),
+            _ => None,
+        }
+    }
+
     fn ticket(&mut self) -> Ticket {
         self.next_ticket += 1;
         Ticket(self.next_ticket)
