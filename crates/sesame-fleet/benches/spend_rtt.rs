@@ -5,7 +5,7 @@
 //! grant in the same script.
 //!
 //! Run: `cargo bench -p sesame-fleet --bench spend_rtt` (needs
-//! redis-server; no root).
+//! redis-server; no root). `SESAME_BENCH_SPENDS` sets the count (2000).
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -15,15 +15,13 @@ use sesame_core::fleet::{EntryKind, Outgoing, Signers, Targets};
 use sesame_core::ports::{FleetSpend, FleetStore, Ticket};
 use sesame_core::spa::IdentityKey;
 use sesame_fleet::{FleetConfig, FleetEvent, RedisFleet};
-use sesame_testkit::net::latency_line;
+use sesame_testkit::net::{bench_samples, latency_line};
 use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
 
-const SPENDS: usize = 2000;
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(spends) = bench_samples("SESAME_BENCH_SPENDS", 2000, 100..=20_000) else {
         return;
-    }
+    };
     let redis = RedisServer::start("spend-bench").expect("the benchmark needs redis-server");
     let key = IdentityKey::from_seed(&[1; 32]);
     let mut fleet = RedisFleet::start(FleetConfig {
@@ -40,9 +38,9 @@ fn main() {
     })
     .expect("adapter");
     for publish in [false, true] {
-        let mut samples = Vec::with_capacity(SPENDS);
+        let mut samples = Vec::with_capacity(spends);
         let mut failures = 0;
-        for i in 0..SPENDS {
+        for i in 0..spends {
             let mut token = [0u8; 32];
             token[..8].copy_from_slice(&(i as u64).to_le_bytes());
             token[8] = publish as u8;

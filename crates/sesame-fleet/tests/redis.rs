@@ -14,14 +14,7 @@ use sesame_testkit::redis::{RedisServer, PASSWORD, USER};
 use zeroize::Zeroizing;
 
 fn server(tag: &str) -> Option<RedisServer> {
-    match RedisServer::start(tag) {
-        Ok(s) => Some(s),
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true but no redis-server: {e}"),
-    }
+    sesame_testkit::proc::or_skip("redis-server", RedisServer::start(tag))
 }
 
 fn key(i: u8) -> IdentityKey {

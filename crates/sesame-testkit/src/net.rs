@@ -185,6 +185,23 @@ pub fn latency_line(label: &str, mut samples: Vec<Duration>, failures: usize) ->
     )
 }
 
+/// The sample count of a benchmark, or `None` when it should not run.
+///
+/// `cargo bench` passes `--bench`; `cargo test --benches` passes nothing,
+/// and a namespace benchmark must not run there. The count comes from the
+/// environment variable `var` (default `default`), held within `range`.
+pub fn bench_samples(
+    var: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Option<usize> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return None;
+    }
+    let asked = std::env::var(var).ok().and_then(|v| v.parse().ok());
+    Some(asked.unwrap_or(default).clamp(*range.start(), *range.end()))
+}
+
 /// A dual-stack TCP echo service in the server namespace, stopped on drop.
 ///
 /// It must stay off the measured path of a benchmark (the kernel completes

@@ -48,6 +48,19 @@ pub fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
+/// `Some(value)`, or `None` where `what` could not be set up here and the
+/// test should skip; under `CI=true` that fails the test instead.
+pub fn or_skip<T, E: std::fmt::Display>(what: &str, made: Result<T, E>) -> Option<T> {
+    match made {
+        Ok(value) => Some(value),
+        Err(e) if !ci() => {
+            eprintln!("skipped: {what}: {e}");
+            None
+        }
+        Err(e) => panic!("CI=true but {what} failed: {e}"),
+    }
+}
+
 /// Runs `cmd` with its output captured, killing it (and panicking) if it
 /// has not finished within `limit`.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use sesame::testbed::{Side, Testbed};
 use sesame_core::spa::{encode_symmetric, Payload, SpaKey};
-use sesame_testkit::net::{latency_line, Openings};
+use sesame_testkit::net::{bench_samples, latency_line, Openings};
 use sesame_testkit::redis::{fleet_table, write_password, RedisServer};
 
 #[path = "../tests/support/mod.rs"]
@@ -73,14 +73,9 @@ fn packet(key: &SpaKey, port: u16, n: u64) -> Vec<u8> {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(per_series) = bench_samples("SESAME_BENCH_KNOCKS", 120, 100..=300) else {
         return;
-    }
-    let per_series: usize = std::env::var("SESAME_BENCH_KNOCKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120)
-        .clamp(100, 300);
+    };
     support::ECHO_DAEMON_LOGS.store(false, std::sync::atomic::Ordering::Relaxed);
     let redis = RedisServer::start("bench").expect("the benchmark needs redis-server");
     let mut beds: Vec<Testbed> = (0..3)

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use sesame::testbed::{Side, SERVER_V4};
 use sesame_testkit::fwknop::Client;
-use sesame_testkit::net::{latency_line, Openings};
+use sesame_testkit::net::{bench_samples, latency_line, Openings};
 
 #[path = "../tests/fwknop_support/mod.rs"]
 mod fwknop_support;
@@ -151,15 +151,9 @@ fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(n) = bench_samples("SESAME_BENCH_FWKNOP_PACKETS", 100, 30..=240) else {
         return;
-    }
-    let n: usize = std::env::var("SESAME_BENCH_FWKNOP_PACKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .clamp(30, 240);
+    };
     let progs = fwknop_support::programs(&["fwknopd", "iptables"]).expect(
         "the benchmark needs fwknopd and iptables (apt-get install fwknop-server iptables)",
     );

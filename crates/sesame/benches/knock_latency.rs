@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sesame::testbed::{Side, Testbed};
 use sesame_core::Knock;
-use sesame_testkit::net::{latency_line, send_knock, Openings};
+use sesame_testkit::net::{bench_samples, latency_line, send_knock, Openings};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -45,15 +45,9 @@ fn source(v6: bool, i: usize) -> IpAddr {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(knocks) = bench_samples("SESAME_BENCH_KNOCKS", 200, 50..=240) else {
         return;
-    }
-    let knocks: usize = std::env::var("SESAME_BENCH_KNOCKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-        .clamp(50, 240);
+    };
     support::ECHO_DAEMON_LOGS.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut bed = Testbed::create_gateway("bench").expect("the benchmark needs root");
     for i in 0..knocks {

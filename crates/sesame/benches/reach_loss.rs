@@ -26,6 +26,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use sesame::testbed::{Side, Testbed};
+use sesame_testkit::net::bench_samples;
 
 const PORT: u16 = 2222;
 
@@ -74,15 +75,9 @@ fn proxy(bed: &Testbed, config: &str) -> bool {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing.
-    if !std::env::args().any(|a| a == "--bench") {
+    let Some(attempts) = bench_samples("SESAME_BENCH_REACH_ATTEMPTS", 200, 10..=2000) else {
         return;
-    }
-    let attempts: usize = std::env::var("SESAME_BENCH_REACH_ATTEMPTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-        .clamp(10, 2000);
+    };
     support::ECHO_DAEMON_LOGS.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut bed = support::testbed("reach").expect("the benchmark needs root");
     let _service = support::Service::start(&bed, PORT).expect("echo service");

@@ -6,7 +6,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -16,24 +15,6 @@ use support::*;
 
 const PORT: u16 = 2222;
 const SPA_PORT: u16 = 62201;
-
-/// Runs `sesame --config CLIENT knock ARGS` in the client namespace.
-fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) {
-    let out = bed
-        .command(Side::Client, bin("sesame").to_str().unwrap())
-        .arg("knock")
-        .arg("--config")
-        .arg(client_toml)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sesame knock {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn spa_client_opens_and_a_replay_from_elsewhere_does_not_even_after_restart() {

@@ -34,17 +34,6 @@ fn sesame(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `sesame knock ARGS` in the client namespace; must succeed.
-fn knock_from_client(bed: &Testbed, args: &[&str]) {
-    let out = bed
-        .command(Side::Client, bin("sesame").to_str().unwrap())
-        .arg("knock")
-        .args(args)
-        .output()
-        .unwrap();
-    assert_success(&out, format!("sesame knock {args:?}"));
-}
-
 /// `sesame revoke ADDR` through the daemon's control socket.
 fn revoke(daemon: &Daemon, addr: &str) {
     sesame(&["revoke", addr, "--socket", daemon.socket.to_str().unwrap()]);

@@ -37,14 +37,7 @@ struct Fleet {
 }
 
 fn redis_or_skip(tag: &str) -> Option<RedisServer> {
-    match RedisServer::start(tag) {
-        Ok(r) => Some(r),
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true but redis-server cannot run: {e}"),
-    }
+    sesame_testkit::proc::or_skip("redis-server", RedisServer::start(tag))
 }
 
 /// The config of gateway `i`: an SPA door whose grants open on the whole

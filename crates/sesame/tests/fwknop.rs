@@ -14,7 +14,6 @@ mod support;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use fwknop_support::{Capture, Keys, Sesamed};
@@ -41,20 +40,6 @@ fn start_sesamed(bed: &mut Testbed, dir: &Path, access_conf: &str) -> Sesamed {
         &["--fwknop-access", access.to_str().unwrap()],
         true,
     )
-}
-
-/// Runs `sesame knock --config CLIENT ARGS` in the client namespace.
-fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) -> Output {
-    let mut cmd = bed.command(Side::Client, bin("sesame").to_str().unwrap());
-    cmd.arg("knock").arg("--config").arg(client_toml).args(args);
-    let out = fwknop_support::run_bounded(cmd, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "sesame knock {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Sends `datagram` to the server's SPA port from `src` in the client

@@ -38,14 +38,7 @@ fn config(bed: &Testbed) -> String {
 /// A gateway test bed, or `None` where it cannot be built (never under
 /// `CI=true`, where that fails the test).
 fn gateway_bed(tag: &str) -> Option<Testbed> {
-    match Testbed::create_gateway(tag) {
-        Ok(bed) => Some(bed),
-        Err(e) if !sesame_testkit::proc::ci() => {
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("CI=true but the gateway test bed failed: {e}"),
-    }
+    sesame_testkit::proc::or_skip("the gateway test bed", Testbed::create_gateway(tag))
 }
 
 /// A TCP round trip from the client namespace (from `from`, or its

@@ -296,12 +296,7 @@ impl Harness {
             .arg(host.to_string())
             .args(ports);
         let out = run_bounded(cmd, Duration::from_secs(20));
-        assert!(
-            out.status.success(),
-            "{client:?} client failed on {ports:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, format!("{client:?} client on {ports:?}"));
     }
 
     /// Knocks over IPv4 with `client`.

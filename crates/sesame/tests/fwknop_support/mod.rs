@@ -292,11 +292,6 @@ pub fn fwknop_client(bed: &Testbed, fwknop: &Path, home: &Path, args: &[&str]) -
         .args(["--no-rc-file", "--no-save-args"])
         .args(args);
     let out = run_bounded(cmd, Duration::from_secs(20));
-    assert!(
-        out.status.success(),
-        "fwknop {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sesame_testkit::proc::assert_success(&out, format!("fwknop {args:?}"));
     out
 }

@@ -331,6 +331,23 @@ pub fn keygen(kind: &str, file: &std::path::Path) {
     assert_success(&out, format!("keygen {kind}"));
 }
 
+/// `sesame knock ARGS` in the client namespace, within 20 s; must succeed.
+pub fn knock_from_client(bed: &Testbed, args: &[&str]) -> Output {
+    let mut cmd = bed.command(Side::Client, bin("sesame").to_str().unwrap());
+    cmd.arg("knock").args(args);
+    let out = sesame_testkit::proc::run_bounded(cmd, Duration::from_secs(20));
+    assert_success(&out, format!("sesame knock {args:?}"));
+    out
+}
+
+/// `sesame knock --config CLIENT ARGS` in the client namespace; must
+/// succeed.
+pub fn sesame_knock(bed: &Testbed, client_toml: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--config", client_toml.to_str().unwrap()];
+    all.extend_from_slice(args);
+    knock_from_client(bed, &all)
+}
+
 /// A TCP connect to `server:port` from `src` (a client-namespace IPv4
 /// address): true if it completes.
 pub fn connects_from(bed: &Testbed, src: IpAddr, server: IpAddr, port: u16) -> bool {
