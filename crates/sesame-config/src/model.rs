@@ -22,7 +22,7 @@ pub const DEFAULT_OPEN_FOR: Duration = sesame_core::door::DEFAULT_OPEN_FOR;
 pub const DEFAULT_PATH: &str = "/etc/sesame/sesame.toml";
 
 /// A validated daemon configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// Where it was read from (for messages).
     pub path: PathBuf,

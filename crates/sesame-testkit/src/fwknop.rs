@@ -94,11 +94,21 @@ impl Client {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
+        self.packet_at(now)
+    }
+
+    /// A fresh packet stamped `unix_secs`.
+    pub fn packet_at(&self, unix_secs: u64) -> Vec<u8> {
         self.door
-            .packet(&self.keys, now)
+            .packet(&self.keys, unix_secs)
             .expect("fwknop packet")
             .text
             .into_bytes()
+    }
+
+    /// The keys, as a server decodes with them.
+    pub fn keys(&self) -> &FwknopKeys {
+        &self.keys
     }
 
     /// Makes a fresh packet and sends it from `src` to `dst`:[`SPA_PORT`];

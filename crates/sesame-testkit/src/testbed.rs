@@ -266,6 +266,27 @@ impl Testbed {
         }
     }
 
+    /// Adds `addr` (with its prefix length) to the client's veth, so
+    /// that tests and benchmarks can send from many sources. IPv6 skips
+    /// duplicate address detection, so the address is usable at once.
+    pub fn add_client_address(&self, addr: IpAddr) -> Result<(), TestbedError> {
+        let (with_len, mut args) = match addr {
+            IpAddr::V4(_) => (format!("{addr}/24"), vec![]),
+            IpAddr::V6(_) => (format!("{addr}/64"), vec!["nodad"]),
+        };
+        let mut all = vec![
+            "-n",
+            &self.client,
+            "addr",
+            "add",
+            &with_len,
+            "dev",
+            "sesame1",
+        ];
+        all.append(&mut args);
+        ip(&all)
+    }
+
     /// A command that runs `program` inside `side`'s namespace.
     pub fn command(&self, side: Side, program: &str) -> Command {
         let mut cmd = Command::new("ip");

@@ -84,23 +84,7 @@ fn main() {
     let addresses = 3 * per_series;
     for bed in [&beds[0], &beds[2]] {
         for i in 0..addresses {
-            let addr = format!("{}/64", source(i));
-            let args = [
-                "-n",
-                &bed.client,
-                "addr",
-                "add",
-                &addr,
-                "dev",
-                "sesame1",
-                "nodad",
-            ];
-            let ok = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip {args:?}");
+            bed.add_client_address(source(i)).expect("a source address");
         }
     }
     let dir = beds[0].scratch();

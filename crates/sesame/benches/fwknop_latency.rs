@@ -80,14 +80,7 @@ fn source(i: usize) -> IpAddr {
 fn measure(imp: Impl, n: usize, keys: &Keys, fwknopd: &std::path::Path) {
     let mut bed = support::testbed("fwkbench").expect("the benchmark needs root");
     for i in 0..n {
-        let addr = format!("{}/24", source(i));
-        let args = ["-n", &bed.client, "addr", "add", &addr, "dev", "sesame1"];
-        let ok = std::process::Command::new("ip")
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip {args:?}");
+        bed.add_client_address(source(i)).expect("a source address");
     }
     let dir = std::env::temp_dir().join(format!("{}-fwkbench", bed.server));
     std::fs::create_dir_all(&dir).unwrap();

@@ -52,18 +52,8 @@ fn main() {
     let mut bed = Testbed::create_gateway("bench").expect("the benchmark needs root");
     for i in 0..knocks {
         for v6 in [false, true] {
-            let prefix = if v6 { 64 } else { 24 };
-            let addr = format!("{}/{prefix}", source(v6, i));
-            let mut args = vec!["-n", &bed.client, "addr", "add", &addr, "dev", "sesame1"];
-            if v6 {
-                args.push("nodad");
-            }
-            let ok = std::process::Command::new("ip")
-                .args(&args)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip {args:?}");
+            bed.add_client_address(source(v6, i))
+                .expect("a source address");
         }
     }
     let _service = support::Service::start(&bed, PORT).expect("echo service");

@@ -9,76 +9,43 @@
 //!
 //! Prints the median, p99 and max of each step, in microseconds.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sesame::client::fwknop::{AllowIp, FwknopDoor, KeySource};
 use sesame::daemon::replay_file::PersistentReplay;
-use sesame_core::fwknop::{self, AccessPort, DigestType, EncMode, FwknopKeys};
+use sesame_core::fwknop;
 use sesame_core::replay::{ReplayCache, ReplayKey};
-use zeroize::Zeroizing;
+use sesame_testkit::fwknop::{Client, Keys};
+use sesame_testkit::net::{bench_samples, latency_line};
 
 const MAX_AGE: u64 = 120;
 
-fn stats(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let q = |p: f64| {
-        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples[i].as_secs_f64() * 1e6
+fn main() {
+    let Some(n) = bench_samples("SESAME_BENCH_REPLAY_SAMPLES", 2000, 10..=90_000) else {
+        return;
     };
-    println!(
-        "{label:<44} n={:<6} median {:>9.1} µs   p99 {:>9.1} µs   max {:>9.1} µs",
-        samples.len(),
-        q(0.5),
-        q(0.99),
-        q(1.0)
-    );
-}
-
-fn door() -> (FwknopDoor, FwknopKeys) {
-    let enc = [7u8; 32];
-    let hmac = [9u8; 64];
+    let now = sesame::daemon::unix_now();
     use base64::Engine;
     let b64 = |k: &[u8]| base64::engine::general_purpose::STANDARD.encode(k);
-    let door = FwknopDoor {
-        port: 62201,
-        access: vec![AccessPort::Service("tcp/2222".parse().expect("service"))],
-        allow_ip: AllowIp::Source,
-        key: KeySource::Base64(Zeroizing::new(b64(&enc))),
-        hmac: Some((
-            KeySource::Base64(Zeroizing::new(b64(&hmac))),
-            DigestType::Sha256,
-        )),
-        mode: EncMode::Cbc,
-        digest: DigestType::Sha256,
-        client_timeout: None,
-        username: Some("bench".into()),
-        nat_access: None,
-    };
-    let keys = FwknopKeys::new(&enc, EncMode::Cbc, Some((&hmac, DigestType::Sha256)))
-        .expect("fwknop keys");
-    (door, keys)
-}
-
-fn main() {
-    let n: usize = std::env::var("SESAME_BENCH_REPLAY_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let now = sesame::daemon::unix_now();
-    let (door, keys) = door();
-
-    let packets: Vec<Vec<u8>> = (0..n)
-        .map(|_| door.packet(&keys, now).expect("packet").text.into_bytes())
-        .collect();
+    let client = Client::new(
+        &Keys {
+            key: b64(&[7; 32]),
+            hmac: b64(&[9; 64]),
+        },
+        2222,
+    );
+    let packets: Vec<Vec<u8>> = (0..n).map(|_| client.packet_at(now)).collect();
     let mut decode = Vec::with_capacity(n);
     let mut msgs = Vec::with_capacity(n);
     for p in &packets {
         let t = Instant::now();
-        let msg = fwknop::decode(p, &keys, now, MAX_AGE).expect("decode");
+        let msg = fwknop::decode(p, client.keys(), now, MAX_AGE).expect("decode");
         decode.push(t.elapsed());
         msgs.push(msg);
     }
-    stats("fwknop::decode (HMAC + AES-CBC + digest)", decode);
+    println!(
+        "{}",
+        latency_line("fwknop::decode (HMAC + AES-CBC + digest)", decode, 0)
+    );
 
     for prefill in [0usize, 1_000, 10_000, 100_000 - n] {
         let dir = std::env::temp_dir().join(format!(
@@ -111,10 +78,21 @@ fn main() {
             replay.record(key, expiry).expect("record");
             persist.push(t.elapsed());
         }
-        stats(&format!("cache.check_and_insert ({prefill} held)"), insert);
-        stats(
-            &format!("PersistentReplay::record ({prefill} held)"),
-            persist,
+        println!(
+            "{}",
+            latency_line(
+                &format!("cache.check_and_insert ({prefill} held)"),
+                insert,
+                0
+            )
+        );
+        println!(
+            "{}",
+            latency_line(
+                &format!("PersistentReplay::record ({prefill} held)"),
+                persist,
+                0
+            )
         );
         let t = Instant::now();
         replay.compact().expect("compact");

@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -102,20 +103,34 @@ impl Fleet {
 
     /// Waits (bounded by `limit` per gateway) until tcp/2222 on `server`
     /// answers the knocker on every gateway (`open`), or on none.
-    fn wait_everywhere(&self, server: std::net::IpAddr, open: bool, limit: Duration, what: &str) {
-        for (i, bed) in self.beds.iter().enumerate() {
-            let log = || {
-                self.daemons
-                    .get(i)
-                    .map(|d| d.log.dump())
-                    .unwrap_or_default()
-            };
-            assert!(
-                wait_connect(bed, server, SSH, open, limit),
-                "{} {what}:\n{}",
-                NAMES[i],
-                log()
-            );
+    /// Asserts that a connect from the client to `server:port` through
+    /// gateway `i` succeeds (`open`) or fails within `limit`.
+    fn wait_at(
+        &self,
+        i: usize,
+        server: IpAddr,
+        port: u16,
+        open: bool,
+        limit: Duration,
+        what: &str,
+    ) {
+        let log = || {
+            self.daemons
+                .get(i)
+                .map(|d| d.log.dump())
+                .unwrap_or_default()
+        };
+        assert!(
+            wait_connect(&self.beds[i], server, port, open, limit),
+            "{} {what}:\n{}",
+            NAMES[i],
+            log()
+        );
+    }
+
+    fn wait_everywhere(&self, server: IpAddr, open: bool, limit: Duration, what: &str) {
+        for i in 0..self.beds.len() {
+            self.wait_at(i, server, SSH, open, limit, what);
         }
     }
 
@@ -248,10 +263,13 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_replays_anywhere_are_refus
         .map(|k| k.split(':').next().unwrap().parse().unwrap())
         .collect();
     knock_from(&f.beds[0], Fleet::knocker(), server, &ports);
-    assert!(
-        wait_connect(&f.beds[0], server, VPN, true, Duration::from_secs(2)),
-        "the TOTP knock did not open A:\n{}",
-        f.daemons[0].log.dump()
+    f.wait_at(
+        0,
+        server,
+        VPN,
+        true,
+        Duration::from_secs(2),
+        "the TOTP knock",
     );
     knock_from(&f.beds[1], CLIENT2_V4.into(), server, &ports);
     f.daemons[1].log.expect(
@@ -287,13 +305,14 @@ fn with_redis_stopped_deny_refuses_and_local_opens_single_use_here_only() {
         Duration::from_secs(3),
         "B's fallback",
     );
-    assert!(wait_connect(
-        &f.beds[1],
+    f.wait_at(
+        1,
         server,
         SSH,
         true,
-        Duration::from_secs(2)
-    ));
+        Duration::from_secs(2),
+        "local fallback",
+    );
     f.send(1, CLIENT2_V4.into(), &packet);
     f.daemons[1].log.expect(
         &["spa_refused", "reason=\"replay\""],
@@ -330,13 +349,14 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
     let c = f.daemons.pop().unwrap();
     stop_daemon(&mut f.beds[2], &c, Signal::SIGTERM);
     f.send(0, Fleet::knocker(), &f.spa_packet(1));
-    assert!(wait_connect(
-        &f.beds[1],
+    f.wait_at(
+        1,
         server,
         SSH,
         true,
-        Duration::from_secs(2)
-    ));
+        Duration::from_secs(2),
+        "the group grant",
+    );
     assert!(!can_connect(&f.beds[2], server, SSH), "C open while down");
     let c = start_daemon(&mut f.beds[2], &f.configs[2], &[]);
     assert!(

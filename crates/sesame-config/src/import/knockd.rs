@@ -684,9 +684,7 @@ impl KnockdConfig {
             },
             doors,
             one_time,
-            kinds: Default::default(),
-            fleet: None,
-            fleet_doors: Default::default(),
+            ..Config::default()
         })
     }
 

@@ -210,10 +210,8 @@ impl FwknopConfig {
                 ..DaemonSettings::default()
             },
             doors: vec![door],
-            one_time: BTreeMap::new(),
             kinds,
-            fleet: None,
-            fleet_doors: Default::default(),
+            ..Config::default()
         })
     }
 
