@@ -537,7 +537,7 @@ impl Harness {
         self.notes
             .iter()
             .filter_map(|n| match n {
-                Note::Refused(refusal) => Some(refusal.reason),
+                Note::Refused { reason, .. } => Some(*reason),
                 _ => None,
             })
             .collect()

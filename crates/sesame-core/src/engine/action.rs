@@ -107,7 +107,22 @@ pub enum Note {
         message: String,
     },
     /// A credential was refused.
-    Refused(Refusal),
+    Refused {
+        /// The door type (`spa`, `totp`, `fwknop`): event `<via>_refused`.
+        via: &'static str,
+        /// How loudly.
+        level: Level,
+        /// Sender.
+        src: IpAddr,
+        /// Door.
+        door: Arc<str>,
+        /// The user, when known.
+        user: Option<String>,
+        /// A stable label (metrics and log field).
+        reason: &'static str,
+        /// The log line.
+        message: String,
+    },
     /// A new grant.
     Opened {
         /// Who.
@@ -233,24 +248,4 @@ pub enum Note {
         /// `address_refused`, `open_failed`).
         outcome: &'static str,
     },
-}
-
-/// A refused credential, as [`Note::Refused`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The door type (`spa`, `totp`, `fwknop`, `one_time`): event
-    /// `<via>_refused`.
-    pub via: &'static str,
-    /// How loudly.
-    pub level: Level,
-    /// Sender.
-    pub src: IpAddr,
-    /// Door.
-    pub door: Arc<str>,
-    /// The user, when known.
-    pub user: Option<String>,
-    /// A stable label (metrics and log field).
-    pub reason: &'static str,
-    /// The log line.
-    pub message: String,
 }

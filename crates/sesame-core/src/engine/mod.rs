@@ -39,7 +39,7 @@ use crate::rate::PrefixBudget;
 use crate::tracker::{DoorId, Event, Observation, Tracker};
 use crate::{Door, Forward, Instant, Prefix, Service};
 
-pub use action::{Action, CloseReason, Level, Note, Refusal, Run};
+pub use action::{Action, CloseReason, Level, Note, Run};
 pub use doors::{DoorKind, EngineDoor, FwknopDoor, LoadedStanza, SpaDoor, TotpDoor};
 pub use ruleset::Ruleset;
 pub use state::{
@@ -553,7 +553,7 @@ impl Engine {
         message: String,
     ) {
         let door = self.name(door);
-        self.note(Note::Refused(Refusal {
+        self.note(Note::Refused {
             via,
             level,
             src,
@@ -561,7 +561,7 @@ impl Engine {
             user,
             reason,
             message,
-        }));
+        });
     }
 
     fn handle_events<W: World + ?Sized>(&mut self, now: Now, world: &mut W) {

@@ -128,17 +128,24 @@ impl Observer {
                 user,
                 message,
             } => info!(event, source = %src, door = %door, user = %user, "{message}"),
-            Note::Refused(r) => {
-                self.metrics.reject(&r.door, r.via, r.reason);
-                let event = match r.via {
+            Note::Refused {
+                via,
+                level,
+                src,
+                door,
+                user,
+                reason,
+                message,
+            } => {
+                self.metrics.reject(&door, via, reason);
+                let event = match via {
                     "spa" => "spa_refused",
                     "totp" => "totp_refused",
                     "one_time" => "one_time_refused",
                     _ => "fwknop_refused",
                 };
-                let (src, door, reason, message) = (r.src, &r.door, r.reason, &r.message);
-                let user = r.user.as_deref().unwrap_or_default();
-                match r.level {
+                let user = user.unwrap_or_default();
+                match level {
                     Level::Debug => {
                         debug!(event, source = %src, door = %door, user, reason, "{message}")
                     }
