@@ -408,6 +408,19 @@ fn flood_run(u: &mut Under, plan: &Plan, cfg: &Cfg) -> Result<FloodRow, String> 
         None => None,
     };
     let u_ref: &Under = u;
+    // The legitimate client's openings: under the flood, then after it.
+    let run_legit = |srcs: Vec<IpAddr>, spread: Duration| {
+        let (bed, legit) = (&u_ref.bed, &u_ref.legit);
+        legit_run(
+            cfg.pin.as_ref(),
+            bed,
+            legit,
+            srcs,
+            plan.v6,
+            cfg.connect_limit,
+            spread,
+        )
+    };
     let (lat, rep, gen_err, s1) = std::thread::scope(|scope| {
         // The window's end: the generators are done, then DRAIN.
         let window = scope.spawn(|| {
@@ -429,15 +442,7 @@ fn flood_run(u: &mut Under, plan: &Plan, cfg: &Cfg) -> Result<FloodRow, String> 
         let spread = plan
             .spread
             .saturating_sub(Duration::from_millis(100) + cfg.connect_limit.min(plan.spread / 4));
-        let lat = legit_run(
-            cfg.pin.as_ref(),
-            &u_ref.bed,
-            &u_ref.legit,
-            srcs,
-            plan.v6,
-            cfg.connect_limit,
-            spread,
-        );
+        let lat = run_legit(srcs, spread);
         match window.join() {
             Ok((rep, e, s1)) => (lat, rep, e, Some(s1)),
             Err(_) => (
@@ -454,15 +459,7 @@ fn flood_run(u: &mut Under, plan: &Plan, cfg: &Cfg) -> Result<FloodRow, String> 
         return Err(e);
     }
     let s1 = s1.ok_or("no measurement")?;
-    let after = legit_run(
-        cfg.pin.as_ref(),
-        &u.bed,
-        &u.legit,
-        after_srcs,
-        plan.v6,
-        cfg.connect_limit,
-        Duration::ZERO,
-    )?;
+    let after = run_legit(after_srcs, Duration::ZERO)?;
     let delta = |name: &str| Some(metric(&s1.metrics, name)? - metric(&s0.metrics, name)?);
     let tracker_final = u.control.as_ref().and_then(|c| {
         sesame::control::client::call(c, &sesame::control::Request::Status)

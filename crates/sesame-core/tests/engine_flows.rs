@@ -174,22 +174,7 @@ fn one_time_door_is_disabled_when_its_file_cannot_be_marked() {
 }
 
 fn totp_door() -> (EngineDoor, TotpSpec, TotpSecret) {
-    let spec = TotpSpec {
-        len: 4,
-        ports: 20000..=20999,
-        proto: Proto::Tcp,
-        period: 30,
-    };
-    let secret = TotpSecret::new(&[7u8; 20]).unwrap();
-    let d = EngineDoor {
-        door: door("vpn", &[]),
-        kind: DoorKind::Totp(TotpDoor {
-            spec: spec.clone(),
-            users: vec![("carol".into(), secret.clone())],
-        }),
-        fleet: None,
-    };
-    (d, spec, secret)
+    sesame_testkit::engine::totp_door(door("vpn", &[]))
 }
 
 #[test]

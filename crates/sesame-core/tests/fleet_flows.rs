@@ -14,7 +14,6 @@ use sesame_core::fleet::{
     self, DoorFleet, EntryKind, FleetEntry, FleetPolicy, Signers, StoreDown, Targets,
 };
 use sesame_core::spa::{self, Credential, IdentityKey, Payload, SpaKey, UserPolicy, Verifier};
-use sesame_core::totp::{TotpSecret, TotpSpec};
 use sesame_core::{Door, Proto, Service};
 use sesame_testkit::engine::{Harness, MemoryFleet, SharedStore};
 
@@ -60,24 +59,11 @@ fn spa_door(open_on: Option<Targets>) -> EngineDoor {
     }
 }
 
-fn totp_spec() -> TotpSpec {
-    TotpSpec {
-        len: 4,
-        ports: 20000..=20999,
-        proto: Proto::Tcp,
-        period: 30,
-    }
-}
-
 fn totp_door() -> EngineDoor {
-    EngineDoor {
-        door: Door::new("vpn", Vec::new(), vec![Service::udp(1194)]),
-        kind: DoorKind::Totp(TotpDoor {
-            spec: totp_spec(),
-            users: vec![("carol".into(), TotpSecret::new(&[7u8; 20]).unwrap())],
-        }),
-        fleet: Some(DoorFleet { open_on: None }),
-    }
+    let door = Door::new("vpn", Vec::new(), vec![Service::udp(1194)]);
+    let (mut door, _, _) = sesame_testkit::engine::totp_door(door);
+    door.fleet = Some(DoorFleet { open_on: None });
+    door
 }
 
 /// Three gateways on one store, each trusting the three keys.
@@ -177,9 +163,8 @@ fn one_knock_opens_the_group_for_the_knocker_only_and_it_closes_everywhere() {
 #[test]
 fn a_totp_sequence_used_at_one_gateway_is_refused_at_another() {
     let (mut gw, _) = fleet(group_doors, StoreDown::Deny);
-    let sequence = totp_spec()
-        .sequence(&TotpSecret::new(&[7u8; 20]).unwrap(), NOW / 30)
-        .unwrap();
+    let (_, spec, secret) = sesame_testkit::engine::totp_door(Door::new("vpn", vec![], vec![]));
+    let sequence = spec.sequence(&secret, NOW / 30).unwrap();
     let (carol, eve) = (ip("198.51.100.7"), ip("203.0.113.9"));
     let vpn = Service::udp(1194);
     gw[0].knock(carol, server(), &sequence);

@@ -113,6 +113,27 @@ struct Outcome {
     ignored_while_banned: u64,
 }
 
+/// Asserts that `days` of sweeps opened nothing, were banned at least
+/// once a day, and that at `p` (the odds that one sweep opens) the
+/// expected time to open is over a year; prints the figures.
+fn assert_outlasts_a_year(label: &str, out: &Outcome, days: u64, p: f64) {
+    assert_eq!(out.opens, 0, "{out:?}");
+    assert!(out.bans >= days, "{out:?}");
+    // Chained back-to-back sweeps can carry an attempt over a sweep's end;
+    // doubling p covers that with room to spare.
+    let expected_seconds = (days * 86_400) as f64 / (out.sweeps_through as f64 * 2.0 * p);
+    println!(
+        "{label}: {} sweeps through in {days} days, p = {p:.3e} per sweep, expected time to open {:.3e} years",
+        out.sweeps_through,
+        expected_seconds / YEAR
+    );
+    assert!(
+        expected_seconds > YEAR,
+        "{:.2} years",
+        expected_seconds / YEAR
+    );
+}
+
 /// Sweeps `ports` (the ports the kernel reports for the doors; the rest of
 /// the sweep is dropped in the kernel and only takes time) from changing
 /// addresses of one /64 for `duration`, starting at `start`. `full_sweep`
@@ -281,22 +302,8 @@ fn a_default_plain_door_resists_sweeps_for_over_a_year() {
         Duration::from_secs(days * 86_400),
         |_, _, _| {},
     );
-    assert_eq!(out.opens, 0, "{out:?}");
-    assert!(out.bans >= days, "{out:?}");
     assert!(out.ignored_while_banned > 0, "{out:?}");
-    // Chained back-to-back sweeps can carry an attempt over a sweep's end;
-    // doubling p covers that with room to spare.
-    let expected_seconds = (days * 86_400) as f64 / (out.sweeps_through as f64 * 2.0 * p);
-    println!(
-        "default plain door: {} sweeps through in {days} days, p = {p:.3e} per sweep, expected time to open {:.1} years",
-        out.sweeps_through,
-        expected_seconds / YEAR
-    );
-    assert!(
-        expected_seconds > YEAR,
-        "{:.2} years",
-        expected_seconds / YEAR
-    );
+    assert_outlasts_a_year("default plain door", &out, days, p);
 }
 
 /// The README's TOTP door: 4 knocks from 20000-29999, 30 s steps, one user
@@ -340,17 +347,5 @@ fn a_default_totp_door_resists_sweeps_for_over_a_year() {
             }
         },
     );
-    assert_eq!(out.opens, 0, "{out:?}");
-    assert!(out.bans >= days, "{out:?}");
-    let expected_seconds = (days * 86_400) as f64 / (out.sweeps_through as f64 * 2.0 * p);
-    println!(
-        "default TOTP door: {} sweeps through in {days} days, p = {p:.3e} per sweep, expected time to open {:.3e} years",
-        out.sweeps_through,
-        expected_seconds / YEAR
-    );
-    assert!(
-        expected_seconds > YEAR,
-        "{:.2} years",
-        expected_seconds / YEAR
-    );
+    assert_outlasts_a_year("default TOTP door", &out, days, p);
 }

@@ -264,32 +264,34 @@ pub(crate) fn prenat_rules() -> Vec<Vec<Expr>> {
     for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
         let FamilySets { dnat, redirect, .. } = family_sets(family);
         let addr_regs = if family == NFPROTO_IPV4 { 1 } else { 4 };
-        let prefix = || {
+        // Local destination, then the (source, protocol, port) key looked
+        // up in `map`, whose value lands in register 1 for `verdict`.
+        let rule = |map: &'static str, verdict: Expr| {
             let mut v = nfproto_is(family).to_vec();
             v.extend(fib_daddr_local());
             v.extend(load(family, &[Saddr, L4proto, Dport]));
+            v.push(Expr::LookupMap {
+                set: map,
+                sreg: NFT_REG32_00,
+                dreg: NFT_REG32_00,
+            });
+            v.push(verdict);
             v
         };
-        let mut to_inner = prefix();
-        to_inner.push(Expr::LookupMap {
-            set: dnat,
-            sreg: NFT_REG32_00,
-            dreg: NFT_REG32_00,
-        });
-        to_inner.push(Expr::Dnat {
-            family,
-            addr_reg: NFT_REG32_00,
-            proto_reg: NFT_REG32_00 + addr_regs,
-        });
-        let mut to_local = prefix();
-        to_local.push(Expr::LookupMap {
-            set: redirect,
-            sreg: NFT_REG32_00,
-            dreg: NFT_REG32_00,
-        });
-        to_local.push(Expr::Redirect {
-            proto_reg: NFT_REG32_00,
-        });
+        let to_inner = rule(
+            dnat,
+            Expr::Dnat {
+                family,
+                addr_reg: NFT_REG32_00,
+                proto_reg: NFT_REG32_00 + addr_regs,
+            },
+        );
+        let to_local = rule(
+            redirect,
+            Expr::Redirect {
+                proto_reg: NFT_REG32_00,
+            },
+        );
         out.extend([to_inner, to_local]);
     }
     out

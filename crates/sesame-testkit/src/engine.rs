@@ -353,6 +353,34 @@ pub fn test_settings() -> sesame_core::engine::Settings {
     }
 }
 
+/// `door` as a TOTP door for tests: user `carol` (a secret of twenty 7s),
+/// four knocks in 20000–20999 over TCP, 30 s steps, no fleet. Returns the
+/// door, its spec and carol's secret.
+pub fn totp_door(
+    door: sesame_core::Door,
+) -> (
+    sesame_core::engine::EngineDoor,
+    sesame_core::totp::TotpSpec,
+    sesame_core::totp::TotpSecret,
+) {
+    let spec = sesame_core::totp::TotpSpec {
+        len: 4,
+        ports: 20000..=20999,
+        proto: Proto::Tcp,
+        period: 30,
+    };
+    let secret = sesame_core::totp::TotpSecret::new(&[7u8; 20]).expect("a TOTP secret");
+    let engine_door = sesame_core::engine::EngineDoor {
+        door,
+        kind: sesame_core::engine::DoorKind::Totp(sesame_core::engine::TotpDoor {
+            spec: spec.clone(),
+            users: vec![("carol".into(), secret.clone())],
+        }),
+        fleet: None,
+    };
+    (engine_door, spec, secret)
+}
+
 /// An engine, its world and a virtual clock.
 pub struct Harness {
     /// The engine under test.

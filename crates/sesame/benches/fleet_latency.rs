@@ -133,26 +133,8 @@ fn main() {
         let (s_solo, s_a) = beds[0]
             .run_in(Side::Client, move || {
                 nix::sys::prctl::set_timerslack(1).expect("prctl(PR_SET_TIMERSLACK)");
-                let mut solo = Openings::default();
-                let mut at_a = Openings::default();
-                let p = packet(&key_a, SOLO_SPA, base as u64);
-                s.send_to(&p, SocketAddr::new(server, SOLO_SPA)).unwrap();
-                solo.time(
-                    source(base),
-                    server,
-                    SOLO_PORT,
-                    Instant::now(),
-                    SAMPLE_LIMIT,
-                );
-                let p = packet(&key_a, FLEET_SPA, base as u64 + 1);
-                a.send_to(&p, SocketAddr::new(server, FLEET_SPA)).unwrap();
-                at_a.time(
-                    source(base + 1),
-                    server,
-                    FLEET_PORT,
-                    Instant::now(),
-                    SAMPLE_LIMIT,
-                );
+                let solo = knock_and_time(&s, &key_a, SOLO_SPA, base, server, SOLO_PORT);
+                let at_a = knock_and_time(&a, &key_a, FLEET_SPA, base + 1, server, FLEET_PORT);
                 (solo, at_a)
             })
             .unwrap();
@@ -161,18 +143,8 @@ fn main() {
         let s_c = beds[2]
             .run_in(Side::Client, move || {
                 nix::sys::prctl::set_timerslack(1).expect("prctl(PR_SET_TIMERSLACK)");
-                let mut at_c = Openings::default();
-                let p = packet(&key_c, FLEET_SPA, base as u64 + 2);
                 // Sent from A's client namespace (the socket lives there).
-                c.send_to(&p, SocketAddr::new(server, FLEET_SPA)).unwrap();
-                at_c.time(
-                    source(base + 2),
-                    server,
-                    FLEET_PORT,
-                    Instant::now(),
-                    SAMPLE_LIMIT,
-                );
-                at_c
+                knock_and_time(&c, &key_c, FLEET_SPA, base + 2, server, FLEET_PORT)
             })
             .unwrap();
         merge(&mut solo, s_solo);
@@ -194,6 +166,25 @@ fn main() {
         let samples = support::open_times(&daemons[d].log, door);
         println!("{}", latency_line(label, samples, 0));
     }
+}
+
+/// Sends sample `i`'s SPA packet for `spa_port` from `socket`, then times
+/// a connect from `source(i)` to `server:port` (inside a client namespace).
+fn knock_and_time(
+    socket: &UdpSocket,
+    key: &SpaKey,
+    spa_port: u16,
+    i: usize,
+    server: IpAddr,
+    port: u16,
+) -> Openings {
+    let mut openings = Openings::default();
+    let p = packet(key, spa_port, i as u64);
+    socket
+        .send_to(&p, SocketAddr::new(server, spa_port))
+        .unwrap();
+    openings.time(source(i), server, port, Instant::now(), SAMPLE_LIMIT);
+    openings
 }
 
 fn merge(into: &mut Openings, from: Openings) {

@@ -383,23 +383,18 @@ fn metrics_scrape_matches_the_knocks_sent() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let get = |m: &str| metric(&text, m).unwrap_or_else(|| panic!("no {m} in\n{text}"));
-    assert_eq!(
-        get(r#"sesame_knocks_total{door="ssh",result="stage"}"#),
-        5.0
-    );
-    assert_eq!(
-        get(r#"sesame_knocks_total{door="ssh",result="reset"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"sesame_grant_events_total{door="ssh",event="open"}"#),
-        1.0
-    );
-    assert_eq!(
-        get(r#"sesame_grant_events_total{door="ssh",event="refresh"}"#),
-        1.0
-    );
-    assert_eq!(get("sesame_active_grants"), 1.0);
+    for (name, value) in [
+        (r#"sesame_knocks_total{door="ssh",result="stage"}"#, 5.0),
+        (r#"sesame_knocks_total{door="ssh",result="reset"}"#, 1.0),
+        (r#"sesame_grant_events_total{door="ssh",event="open"}"#, 1.0),
+        (
+            r#"sesame_grant_events_total{door="ssh",event="refresh"}"#,
+            1.0,
+        ),
+        ("sesame_active_grants", 1.0),
+    ] {
+        assert_eq!(get(name), value, "{name}");
+    }
     // One opening (the refresh is not one), well under the last bucket.
     assert_eq!(get(r#"sesame_open_latency_seconds_count{door="ssh"}"#), 1.0);
     assert_eq!(

@@ -212,6 +212,10 @@ mod tests {
 
     #[test]
     fn bad_fleet_values_are_refused_by_name() {
+        // The door and the valid [fleet] with one text replaced.
+        let with = |from: &str, to: &str| format!("{DOOR}{FLEET}").replace(from, to);
+        let members = "[fleet.members]";
+        let socket = "unix:///run/redis.sock";
         for (text, needle) in [
             (
                 format!("{DOOR}fleet = \"group\"\n"),
@@ -219,44 +223,22 @@ mod tests {
             ),
             (format!("{DOOR}fleet = [\"gw-z\"]\n{FLEET}"), "\"gw-z\""),
             (format!("{DOOR}fleet = \"all\"\n{FLEET}"), "fleet \"all\""),
+            (with(socket, "rediss://h:6379"), "TLS"),
+            (with(socket, "redis://u:pw@h"), "credentials"),
             (
-                format!(
-                    "{DOOR}{}",
-                    FLEET.replace("unix:///run/redis.sock", "rediss://h:6379")
-                ),
-                "TLS",
-            ),
-            (
-                format!(
-                    "{DOOR}{}",
-                    FLEET.replace("unix:///run/redis.sock", "redis://u:pw@h")
-                ),
-                "credentials",
-            ),
-            (
-                format!(
-                    "{DOOR}{}",
-                    FLEET.replace("name = \"gw-a\"", "name = \"gw a\"")
-                ),
+                with("name = \"gw-a\"", "name = \"gw a\""),
                 "fleet name \"gw a\"",
             ),
             (
-                format!(
-                    "{DOOR}{}",
-                    FLEET.replace("name = \"gw-a\"", "name = \"gw-c\"")
-                ),
+                with("name = \"gw-a\"", "name = \"gw-c\""),
                 "must list this gateway",
             ),
             (
-                format!("{DOOR}{FLEET}").replace(
-                    "[fleet.members]",
-                    "on_store_down = \"open\"\n[fleet.members]",
-                ),
+                with(members, "on_store_down = \"open\"\n[fleet.members]"),
                 "on_store_down \"open\"",
             ),
             (
-                format!("{DOOR}{FLEET}")
-                    .replace("[fleet.members]", "timeout = \"10s\"\n[fleet.members]"),
+                with(members, "timeout = \"10s\"\n[fleet.members]"),
                 "fleet timeout",
             ),
         ] {

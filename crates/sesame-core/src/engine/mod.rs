@@ -552,12 +552,11 @@ impl Engine {
         reason: &'static str,
         message: String,
     ) {
-        let door = self.name(door);
         self.note(Note::Refused {
             via,
             level,
             src,
-            door,
+            door: self.name(door),
             user,
             reason,
             message,
