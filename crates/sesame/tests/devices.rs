@@ -95,6 +95,32 @@ fn client_config(dir: &Path, host: &str, key: &Path) -> PathBuf {
     client
 }
 
+/// Starts `sesame exec srv --port PORT FLAGS --config CLIENT` in the client
+/// namespace, running a program that lives `secs` seconds, and waits until
+/// that program runs. Returns sesame's stderr lines.
+fn start_session(bed: &mut Testbed, client: &Path, flags: &[&str], secs: u32) -> Log {
+    let program = format!("echo session started >&2; sleep {secs}");
+    let mut session = bed.command(Side::Client, bin("sesame").to_str().unwrap());
+    session
+        .args(["exec", "srv", "--port", &PORT.to_string()])
+        .args(flags)
+        .arg("--config")
+        .arg(client)
+        .args(["--", "sh", "-c", &program])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let index = bed.spawn(session).expect("spawn sesame exec");
+    let log = Log::default();
+    let stderr = bed.child(index).stderr.take().unwrap();
+    log.collect(stderr, "sesame exec".into(), || true);
+    log.expect(
+        &["session started"],
+        Duration::from_secs(10),
+        "sesame exec started its program",
+    );
+    log
+}
+
 #[test]
 fn a_device_enrolled_from_a_uri_knocks_and_a_tampered_uri_installs_nothing() {
     let mut bed = testbed_or_skip!("enroll");
@@ -150,6 +176,15 @@ fn a_device_enrolled_from_a_uri_knocks_and_a_tampered_uri_installs_nothing() {
     );
 }
 
+/// Fresh SPA keys `dir/NAME.key`, one per name.
+fn spa_keys<const N: usize>(dir: &Path, names: [&str; N]) -> [PathBuf; N] {
+    names.map(|name| {
+        let key = dir.join(format!("{name}.key"));
+        keygen("spa", &key);
+        key
+    })
+}
+
 /// `sesame knock SERVER --spa-key KEY` from the client.
 fn knock_with_key(bed: &Testbed, key: &Path) {
     let server = Testbed::addr(Side::Server, false).to_string();
@@ -180,9 +215,7 @@ fn only_the_second_opens(
 fn a_rotated_key_works_during_its_grace_period_and_only_the_new_one_after() {
     let mut bed = testbed_or_skip!("rotate");
     let dir = bed.scratch();
-    let (old, new) = (dir.join("old.key"), dir.join("new.key"));
-    keygen("spa", &old);
-    keygen("spa", &new);
+    let [old, new] = spa_keys(&dir, ["old", "new"]);
     let until = unix_now() + 8;
     let config = format!(
         "{}[door.ssh.users.laptop]\nkey = \"{}\"\nprevious_key = \"{}\"\nprevious_until = \"{}\"\n",
@@ -220,9 +253,7 @@ fn a_rotated_key_works_during_its_grace_period_and_only_the_new_one_after() {
 fn a_revoked_device_is_refused_and_the_others_keep_working() {
     let mut bed = testbed_or_skip!("devrevoke");
     let dir = bed.scratch();
-    let (phone, laptop) = (dir.join("phone.key"), dir.join("laptop.key"));
-    keygen("spa", &phone);
-    keygen("spa", &laptop);
+    let [phone, laptop] = spa_keys(&dir, ["phone", "laptop"]);
     let user =
         |name: &str, key: &Path| format!("[door.ssh.users.{name}]\nkey = \"{}\"\n", key.display());
     let both = format!(
@@ -260,33 +291,11 @@ fn with_follow_the_grant_moves_when_the_clients_address_changes() {
     let (first, second): (IpAddr, IpAddr) = (Testbed::addr(Side::Client, false), CLIENT2_V4.into());
     let client = client_config(&dir, &server.to_string(), &key);
     // A session that lives 20 s (bounded), started with --follow.
-    let mut session = bed.command(Side::Client, bin("sesame").to_str().unwrap());
-    session
-        .args([
-            "exec",
-            "srv",
-            "--port",
-            &PORT.to_string(),
-            "--follow",
-            "--config",
-        ])
-        .arg(&client)
-        .args(["--", "sh", "-c", "echo session started >&2; sleep 20"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let index = bed.spawn(session).expect("spawn sesame exec");
-    let log = Log::default();
-    let stderr = bed.child(index).stderr.take().unwrap();
-    log.collect(stderr, "sesame exec".into(), || true);
+    let log = start_session(&mut bed, &client, &["--follow"], 20);
     daemon.log.expect(
         &["door opened", &first.to_string()],
         Duration::from_secs(5),
         "the session's first knock",
-    );
-    log.expect(
-        &["session started"],
-        Duration::from_secs(10),
-        "sesame exec started its program",
     );
     assert!(connects_from(&bed, first, server, PORT));
     // The client moves: its route to the server now leaves from the
@@ -382,22 +391,7 @@ fn a_session_refreshes_its_grant_before_it_expires() {
     let mut text = std::fs::read_to_string(&client).unwrap();
     text.push_str("duration = \"3s\"\n");
     std::fs::write(&client, text).unwrap();
-    let mut session = bed.command(Side::Client, bin("sesame").to_str().unwrap());
-    session
-        .args(["exec", "srv", "--port", &PORT.to_string(), "--config"])
-        .arg(&client)
-        .args(["--", "sh", "-c", "echo session started >&2; sleep 12"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let index = bed.spawn(session).expect("spawn sesame exec");
-    let log = Log::default();
-    let stderr = bed.child(index).stderr.take().unwrap();
-    log.collect(stderr, "sesame exec".into(), || true);
-    log.expect(
-        &["session started"],
-        Duration::from_secs(10),
-        "sesame exec started its program",
-    );
+    let log = start_session(&mut bed, &client, &[], 12);
     // Twice the grant's lifetime later, the door is still open for it.
     std::thread::sleep(Duration::from_secs(6));
     assert!(
