@@ -65,7 +65,7 @@ fn main() {
                     let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
                     let _ = poll(&mut fds, PollTimeout::from(1000u16));
                 }
-                for e in fleet.drain() {
+                for e in fleet.drain(64) {
                     if let FleetEvent::Answer { .. } = e {
                         break 'wait true;
                     }

@@ -161,6 +161,9 @@ pub struct RedisFleet {
     jobs: SyncSender<Job>,
     events: Receiver<FleetEvent>,
     wake: UnixStream,
+    /// The threads' end of `wake`: [`RedisFleet::drain`] rings it itself
+    /// when it leaves events for the next turn.
+    rewake: Arc<UnixStream>,
     health: Arc<Mutex<Health>>,
     stop: Arc<AtomicBool>,
 }
@@ -375,11 +378,12 @@ impl RedisFleet {
                 .collect(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let rewake = Arc::new(wake_tx);
         let link = Link {
             info,
             timeout: config.timeout,
             events: events_tx,
-            wake: Arc::new(wake_tx),
+            wake: Arc::clone(&rewake),
             health: Arc::clone(&health),
         };
         let keys = Keys {
@@ -421,6 +425,7 @@ impl RedisFleet {
             jobs,
             events,
             wake: wake_rx,
+            rewake,
             health,
             stop,
         })
@@ -451,11 +456,18 @@ impl RedisFleet {
         self.wake.as_fd()
     }
 
-    /// The events reported since the last call.
-    pub fn drain(&mut self) -> Vec<FleetEvent> {
+    /// At most `max` of the events reported since the last call. When
+    /// `max` came, [`Self::wake_fd`] stays readable, so the loop takes the
+    /// rest on its next turn, after its packets: a flood of entries is
+    /// taken in slices, never in one long stretch.
+    pub fn drain(&mut self, max: usize) -> Vec<FleetEvent> {
         let mut buf = [0u8; 256];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
-        self.events.try_iter().collect()
+        let events: Vec<FleetEvent> = self.events.try_iter().take(max).collect();
+        if events.len() == max {
+            let _ = (&*self.rewake).write(&[1]);
+        }
+        events
     }
 
     /// The store's health and the members' heartbeats.

@@ -1,7 +1,8 @@
 //! The adapter against a real `redis-server` (Debian's package) on a
 //! private Unix socket, with an ACL user: spends are single use across
 //! gateways, entries travel signed and forged ones are rejected, a stopped
-//! store answers `Unavailable` at once, and a wrong password is refused.
+//! store answers `Unavailable` at once, a wrong password is refused, and a
+//! flood of entries reaches the loop in bounded slices.
 //! No root needed.
 
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ fn wait_for(fleet: &mut RedisFleet, want: impl Fn(&FleetEvent) -> bool) -> Fleet
     let end = Instant::now() + Duration::from_secs(5);
     let mut seen = Vec::new();
     while Instant::now() < end {
-        for e in fleet.drain() {
+        for e in fleet.drain(64) {
             if want(&e) {
                 return e;
             }
@@ -55,6 +56,13 @@ fn wait_for(fleet: &mut RedisFleet, want: impl Fn(&FleetEvent) -> bool) -> Fleet
         std::thread::sleep(Duration::from_millis(5));
     }
     panic!("no such event within 5 s; saw {seen:#?}");
+}
+
+/// Whether the loop would wake: the wake-up socket is readable now.
+fn wakes(fleet: &RedisFleet) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(fleet.wake_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) == 1
 }
 
 fn spend(fleet: &mut RedisFleet, ticket: u64, token: [u8; 32]) -> SpendAnswer {
@@ -224,4 +232,48 @@ fn a_store_that_never_answers_is_unavailable_within_the_timeout() {
         );
     }
     assert!(!a.health().up);
+}
+
+/// A store full of junk (300 entries, as a compromised gateway or whoever
+/// holds Redis could write) reaches the loop 64 events at a time; after a
+/// full slice the wake-up stays readable, so the loop reads its packets
+/// and then comes back for the rest.
+#[test]
+fn a_flood_of_entries_reaches_the_loop_in_bounded_slices() {
+    let Some(redis) = server("slices") else {
+        return;
+    };
+    let mut b = gateway(&redis, "gw-b", 2, PASSWORD);
+    let junk = "for i = 1, 300 do redis.call('XADD', KEYS[1], '*', 'm', 'junk', 's', 'x') end";
+    redis.cli(&["EVAL", junk, "1", "sesame:{edge}:entries"]);
+    // Let the reader hand over all 300 before the loop takes any.
+    let end = Instant::now() + Duration::from_secs(5);
+    while !wakes(&b) {
+        assert!(Instant::now() < end, "the reader never woke the loop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rejected = 0;
+    let mut slices = 0;
+    while rejected < 300 {
+        assert!(
+            slices < 20,
+            "{rejected} of 300 junk entries in {slices} slices"
+        );
+        let slice = b.drain(64);
+        slices += 1;
+        assert!(slice.len() <= 64, "a slice of {}", slice.len());
+        rejected += slice
+            .iter()
+            .filter(|e| matches!(e, FleetEvent::Rejected { .. }))
+            .count();
+        if rejected < 300 {
+            assert_eq!(slice.len(), 64, "the reader had handed over everything");
+            assert!(
+                wakes(&b),
+                "a full slice left the loop asleep with {rejected} of 300 taken"
+            );
+        }
+    }
+    assert_eq!(slices, 5, "300 events in slices of 64");
 }

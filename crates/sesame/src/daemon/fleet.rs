@@ -12,15 +12,19 @@ use super::driver::Daemon;
 
 /// Rejected fleet entries logged per minute; more are only counted.
 const MAX_REJECTIONS_LOGGED: u32 = 20;
+/// Fleet events taken per turn of the loop: a flood of entries (about
+/// 85 µs each) costs the packets at most a few milliseconds per turn.
+const EVENTS_PER_TURN: usize = 64;
 
 impl Daemon {
-    /// Moves the adapter's events into the engine: spend answers, verified
-    /// entries of other gateways, and what the store's health became.
+    /// Moves the adapter's events into the engine, [`EVENTS_PER_TURN`] at a
+    /// time: spend answers, verified entries of other gateways, and what
+    /// the store's health became.
     pub(super) fn fleet_events(&mut self) {
         let Some(fleet) = self.world.fleet.as_mut() else {
             return;
         };
-        let events = fleet.drain();
+        let events = fleet.drain(EVENTS_PER_TURN);
         let metrics = std::sync::Arc::clone(&self.observer.metrics);
         for event in events {
             let now = self.now();
