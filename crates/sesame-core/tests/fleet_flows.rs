@@ -324,3 +324,39 @@ fn a_hung_store_times_out_into_the_store_down_policy_and_a_late_answer_is_ignore
         );
     }
 }
+
+/// Revokes from another gateway (roaming users, admins) are remembered
+/// only while a grant made before them could still arrive: the memory is
+/// capped under a burst, and old revokes are forgotten after the door's
+/// `open_for` and a minute.
+#[test]
+fn remembered_revokes_stay_bounded() {
+    let (mut gw, store) = fleet(group_doors, StoreDown::Deny);
+    let revokes = |gw: &Harness, first: u16, n: u16| {
+        let made_ms = gw.now.unix * 1000;
+        let mut s = store.lock().unwrap();
+        for i in first..first + n {
+            let line = FleetEntry {
+                kind: EntryKind::Revoke,
+                from: "gw-a".into(),
+                door: "ssh".into(),
+                addr: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
+                services: vec![SSH],
+                to: Targets::Group,
+                made_ms,
+                expires_ms: made_ms + 30_000,
+            }
+            .encode();
+            let sig = fleet::sign(&gateway_key(0), "edge", &line);
+            s.entries.push((line, sig));
+        }
+    };
+    revokes(&gw[1], 0, 1500);
+    assert_eq!(gw[1].deliver_fleet(), 0);
+    assert_eq!(gw[1].engine.fleet_revokes_held(), 1024, "capped");
+    // open_for (30 s) and the minute's margin later, they are forgotten.
+    gw[1].advance(Duration::from_secs(91));
+    revokes(&gw[1], 2000, 10);
+    assert_eq!(gw[1].deliver_fleet(), 0);
+    assert_eq!(gw[1].engine.fleet_revokes_held(), 10);
+}

@@ -6,14 +6,22 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::fleet::{
-    one_time_token, spend_token, EntryKind, Outgoing, SpendAnswer, StoreDown, Targets,
-    VerifiedEntry, ONE_TIME_SPEND_TTL,
+    one_time_token, spend_token, EntryKind, Outgoing, SpendAnswer, StoreDown, VerifiedEntry,
+    ONE_TIME_SPEND_TTL,
 };
 use crate::ports::{FleetSpend, Ticket, World};
 use crate::tracker::DoorId;
 use crate::Service;
 
 use super::action::{Level, Note};
+
+/// Another gateway's revoke is remembered this long past the door's
+/// `open_for`: a grant made before the revoke that arrives after it (a
+/// slow gateway, clock skew) must not reopen the door. Later, any such
+/// grant has expired anyway.
+const REVOKE_MEMORY_MARGIN: Duration = Duration::from_secs(60);
+/// Up to this many remembered revokes, none are pruned.
+const REVOKES_KEPT_WITHOUT_PRUNING: usize = 1024;
 use super::state::{Accepted, Engine, Now, Pending, SpentLocally, Then};
 
 impl Engine {
@@ -103,6 +111,10 @@ impl Engine {
             _ => None,
         };
         self.next_one_time_sequence(door, world);
+        let Some(fleet_spend) = fleet_spend else {
+            // As before fleet mode: no accept note, the grant says it all.
+            return self.open_with(now, src, door, &services, open_for, world);
+        };
         let accepted = Accepted {
             event: "one_time_accepted",
             message: "one-time sequence accepted".into(),
@@ -113,23 +125,12 @@ impl Engine {
                 forwards: Vec::new(),
             },
         };
-        if fleet_spend.is_none() {
-            // As before fleet mode: no accept note, the grant says it all.
-            let Then::Grant { services, .. } = accepted.then else {
-                return;
-            };
-            self.open_with(now, src, door, &services, open_for, world);
-            if self.grants.expires_at(src, door).is_some() {
-                self.publish_grant(src, door, open_for, world);
-            }
-            return;
-        }
         let spent = SpentLocally {
             via: "one_time",
             src,
             door,
             user: String::new(),
-            fleet_spend,
+            fleet_spend: Some(fleet_spend),
         };
         self.spent_locally(now, spent, accepted, world);
     }
@@ -296,11 +297,40 @@ impl Engine {
         });
     }
 
+    /// How many revokes of other gateways are remembered (to refuse grants
+    /// made before them); bounded, see [`Engine::fleet_entry`].
+    pub fn fleet_revokes_held(&self) -> usize {
+        self.fleet_revoked.len()
+    }
+
+    /// Remembers that `addr`'s grant of `door` was revoked at `made_ms`.
+    /// Revokes older than the door's `open_for` (plus a margin) are
+    /// forgotten once many are held, and at most `max_grants` are held:
+    /// roaming users and revoking admins must not grow this for ever.
+    fn remember_revoke(&mut self, addr: IpAddr, door: DoorId, made_ms: u64, now_ms: u64) {
+        if let Some(at) = self.fleet_revoked.get_mut(&(addr, door)) {
+            *at = (*at).max(made_ms);
+            return;
+        }
+        if self.fleet_revoked.len() >= REVOKES_KEPT_WITHOUT_PRUNING {
+            let doors = &self.doors;
+            self.fleet_revoked.retain(|&(_, d), at| {
+                let kept = doors[d].door.open_for + REVOKE_MEMORY_MARGIN;
+                at.saturating_add(kept.as_millis() as u64) > now_ms
+            });
+        }
+        let cap = self.settings.max_grants.max(REVOKES_KEPT_WITHOUT_PRUNING);
+        if self.fleet_revoked.len() < cap {
+            self.fleet_revoked.insert((addr, door), made_ms);
+        }
+    }
+
     /// A grant or revoke another gateway signed (checked by the adapter
     /// against the allow-list of signers), at unix millisecond `now_ms`.
     /// A grant opens only what this gateway's own door of that name
     /// protects, for the time the grant has left and at most the door's
-    /// `open_for`.
+    /// `open_for`. A revoke is remembered for the door's `open_for` and a
+    /// minute more, so that an older grant arriving late stays closed.
     pub fn fleet_entry<W: World + ?Sized>(
         &mut self,
         now: Now,
@@ -343,16 +373,14 @@ impl Engine {
             .fleet
             .as_ref()
             .and_then(|f| f.open_on.as_ref())
-            .is_some_and(|t| matches!(t, Targets::Group) || t.includes(&e.from));
+            .is_some_and(|t| t.includes(&e.from));
         if !accepts {
             return "not_a_fleet_door";
         }
         let revoked = self.fleet_revoked.get(&(e.addr, door)).copied();
         match e.kind {
             EntryKind::Revoke => {
-                if revoked.is_none_or(|r| r < e.made_ms) {
-                    self.fleet_revoked.insert((e.addr, door), e.made_ms);
-                }
+                self.remember_revoke(e.addr, door, e.made_ms, now_ms);
                 if !self.granted.contains_key(&(e.addr, door))
                     && self.grants.expires_at(e.addr, door).is_none()
                 {
@@ -371,8 +399,7 @@ impl Engine {
                 if revoked.is_some_and(|r| e.made_ms <= r) {
                     return "revoked_later";
                 }
-                if let Some(why) = super::flows::target_refusal(world, e.addr) {
-                    let _ = why;
+                if super::flows::target_refusal(world, e.addr).is_some() {
                     return "address_refused";
                 }
                 let d = &self.doors[door].door;
@@ -384,9 +411,10 @@ impl Engine {
                     .collect();
                 let left = Duration::from_millis(e.expires_ms - now_ms).min(d.open_for);
                 self.open_with(now, e.addr, door, &services, left, world);
-                match self.grants.expires_at(e.addr, door).is_some() {
-                    true => "applied",
-                    false => "open_failed",
+                if self.grants.expires_at(e.addr, door).is_some() {
+                    "applied"
+                } else {
+                    "open_failed"
                 }
             }
         }

@@ -394,9 +394,10 @@ impl Daemon {
         let mut engine = build::engine(&cfg).map_err(|e| e.to_string())?;
         // A changed [fleet] gets a new adapter (keys and password read
         // again); an unchanged one keeps its connections.
-        let new_fleet = match cfg.fleet != self.config.fleet {
-            true => Some(super::build::fleet_store(&cfg).map_err(|e| e.to_string())?),
-            false => None,
+        let new_fleet = if cfg.fleet != self.config.fleet {
+            Some(super::build::fleet_store(&cfg).map_err(|e| e.to_string())?)
+        } else {
+            None
         };
         let new_replay = match self.world.replay {
             None => {
