@@ -889,7 +889,7 @@ mod tests {
         assert!(matches!(err, KeyFileError::TooOpen { .. }), "{err}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_private_text(&p).unwrap().as_str(), "s3cret");
-        // A directory, or nothing, is refused by name.
+        // A missing file is refused by name.
         let err = read_private_text(&dir.path("missing.pass")).unwrap_err();
         assert!(err.to_string().contains("missing.pass"), "{err}");
     }

@@ -445,6 +445,34 @@ fn a_restarted_gateway_catches_up_and_forged_grants_are_ignored() {
         Duration::from_secs(1),
         "C's revoke",
     );
+    // A reload that changes [fleet] gets a new adapter, which must run:
+    // the next knock at A opens the group again.
+    let changed = f.configs[0].replace("heartbeat = \"300ms\"", "heartbeat = \"400ms\"");
+    assert_ne!(changed, f.configs[0]);
+    let path = std::env::temp_dir().join(format!("{}-cfg/sesame.toml", f.beds[0].server));
+    std::fs::write(&path, &changed).unwrap();
+    let out = Command::new(bin("sesame"))
+        .args(["reload", "--socket"])
+        .arg(&f.daemons[0].socket)
+        .output()
+        .unwrap();
+    assert_success(&out, "sesame reload");
+    let end = Instant::now() + Duration::from_secs(5);
+    while f.daemons[0].log.count("fleet_store_up") < 2 {
+        assert!(
+            Instant::now() < end,
+            "the reloaded adapter never reached the store:\n{}",
+            f.daemons[0].log.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.send(0, Fleet::knocker(), &f.spa_packet(41));
+    f.wait_everywhere(
+        server,
+        true,
+        Duration::from_secs(3),
+        "closed after a knock at A following its [fleet] reload",
+    );
 }
 
 #[test]
