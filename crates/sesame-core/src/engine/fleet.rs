@@ -305,14 +305,18 @@ impl Engine {
 
     /// Remembers that `addr`'s grant of `door` was revoked at `made_ms`.
     /// Revokes older than the door's `open_for` (plus a margin) are
-    /// forgotten once many are held, and at most `max_grants` are held:
-    /// roaming users and revoking admins must not grow this for ever.
+    /// forgotten once many are held (one scan a second at most), and at
+    /// most `max_grants` are held: roaming users and revoking admins must
+    /// not grow this for ever, and a flood of revokes costs no scan each.
     fn remember_revoke(&mut self, addr: IpAddr, door: DoorId, made_ms: u64, now_ms: u64) {
         if let Some(at) = self.fleet_revoked.get_mut(&(addr, door)) {
             *at = (*at).max(made_ms);
             return;
         }
-        if self.fleet_revoked.len() >= REVOKES_KEPT_WITHOUT_PRUNING {
+        if self.fleet_revoked.len() >= REVOKES_KEPT_WITHOUT_PRUNING
+            && now_ms >= self.fleet_revoked_pruned_ms.saturating_add(1000)
+        {
+            self.fleet_revoked_pruned_ms = now_ms;
             let doors = &self.doors;
             self.fleet_revoked.retain(|&(_, d), at| {
                 let kept = doors[d].door.open_for + REVOKE_MEMORY_MARGIN;

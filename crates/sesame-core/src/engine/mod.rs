@@ -87,6 +87,7 @@ impl Engine {
             adopted: HashSet::new(),
             holders: HashMap::new(),
             fleet_revoked: HashMap::new(),
+            fleet_revoked_pruned_ms: 0,
             requested: HashMap::new(),
             pending: HashMap::new(),
             next_ticket: 0,

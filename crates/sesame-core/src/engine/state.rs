@@ -145,6 +145,9 @@ pub struct Engine {
     /// Fleet revokes seen: when (unix ms) each grant was last revoked, so
     /// that an older grant entry delivered late cannot undo the revoke.
     pub(super) fleet_revoked: HashMap<(IpAddr, DoorId), u64>,
+    /// When (unix ms) `fleet_revoked` was last pruned: at most once a
+    /// second, so a flood of revokes costs no scan per entry.
+    pub(super) fleet_revoked_pruned_ms: u64,
     pub(super) pk_budget: PrefixBudget,
     pub(super) pending: HashMap<Ticket, Pending>,
     pub(super) next_ticket: u64,
